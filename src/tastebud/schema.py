@@ -1,0 +1,324 @@
+"""Dataset schemas: which fields a dataset has, their types, and validation of every write.
+
+A schema lists a dataset's fields. Reserved fields (``USER_ID``, ``ITEM_ID``, ``TIMESTAMP``, …) have
+fixed types and are always present; every other field is declared by the team. Bulk imports are
+validated column by column with polars (:func:`validate_frame`); real-time writes one record at a
+time (:func:`validate_record`). Both give the same verdicts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from tastebud.errors import InvalidInput
+
+DatasetKind = Literal["interactions", "items", "users"]
+DATASETS: tuple[DatasetKind, ...] = ("interactions", "items", "users")
+FieldType = Literal["string", "categorical", "numerical", "textual", "timestamp"]
+
+MAX_ID_LENGTH = 256
+MAX_TEXT_LENGTH = 20_000
+# Epoch seconds beyond 2100 are almost always milliseconds sent by mistake.
+MAX_EPOCH_SECONDS = 4_102_444_800
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+RESERVED: dict[DatasetKind, dict[str, FieldType]] = {
+    "interactions": {
+        "USER_ID": "string",
+        "ITEM_ID": "string",
+        "TIMESTAMP": "timestamp",
+        "EVENT_TYPE": "string",
+        "EVENT_VALUE": "numerical",
+        "EVENT_ID": "string",
+        "SESSION_ID": "string",
+        "RECOMMENDATION_ID": "string",
+        "IMPRESSION": "string",
+    },
+    "items": {"ITEM_ID": "string", "CREATION_TIMESTAMP": "timestamp"},
+    "users": {"USER_ID": "string"},
+}
+REQUIRED: dict[DatasetKind, tuple[str, ...]] = {
+    "interactions": ("USER_ID", "ITEM_ID", "TIMESTAMP"),
+    "items": ("ITEM_ID",),
+    "users": ("USER_ID",),
+}
+_ID_FIELDS = {"USER_ID", "ITEM_ID", "EVENT_ID", "SESSION_ID", "RECOMMENDATION_ID"}
+# ISO-8601 shapes accepted for timestamps, tried in order (naive times are taken as UTC).
+_ISO_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f%z",
+    "%Y-%m-%dT%H:%M:%S%z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d",
+)
+
+
+class FieldSpec(BaseModel):
+    """One field of a dataset. ``categorical`` values may hold several values joined by ``|``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    type: FieldType
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not _NAME.match(name):
+            raise ValueError(f"field name {name!r}: use letters, digits and _ (max 64)")
+        return name
+
+
+class DatasetSchema(BaseModel):
+    """The fields of one dataset; reserved fields are added with their fixed types."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: DatasetKind
+    fields: tuple[FieldSpec, ...] = ()
+
+    @classmethod
+    def build(cls, dataset: DatasetKind, fields: Mapping[str, str]) -> DatasetSchema:
+        """Schema from ``{name: type}``; reserved names are matched case-insensitively."""
+        reserved = RESERVED[dataset]
+        merged: dict[str, str] = dict(reserved)
+        for raw_name, type_ in fields.items():
+            name = raw_name.upper() if raw_name.upper() in reserved else raw_name
+            if name in reserved and type_ != reserved[name]:
+                raise InvalidInput(
+                    f"{dataset}.{name}: reserved field has type {reserved[name]!r}, got {type_!r}"
+                )
+            merged[name] = type_
+        try:
+            specs = tuple(FieldSpec(name=n, type=t) for n, t in merged.items())  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise InvalidInput(f"{dataset} schema: {exc}") from exc
+        return cls(dataset=dataset, fields=specs)
+
+    @classmethod
+    def default(cls, dataset: DatasetKind) -> DatasetSchema:
+        return cls.build(dataset, {})
+
+    @property
+    def types(self) -> dict[str, FieldType]:
+        return {f.name: f.type for f in self.fields}
+
+    @property
+    def extra_fields(self) -> dict[str, FieldType]:
+        """Fields that are not reserved: item/user metadata, interaction context."""
+        reserved = RESERVED[self.dataset]
+        return {f.name: f.type for f in self.fields if f.name not in reserved}
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "fields": {f.name: f.type for f in self.fields}}
+
+
+def canonical_name(dataset: DatasetKind, column: str) -> str:
+    return column.upper() if column.upper() in RESERVED[dataset] else column
+
+
+def infer_schema(dataset: DatasetKind, frame: pl.DataFrame) -> DatasetSchema:
+    """Guess field types from a frame of strings: numbers, `|`-lists, long text, timestamps."""
+    fields: dict[str, str] = {}
+    for column in frame.columns:
+        name = canonical_name(dataset, column)
+        if name in RESERVED[dataset]:
+            continue
+        fields[name] = _infer_type(frame[column])
+    return DatasetSchema.build(dataset, fields)
+
+
+def _infer_type(values: pl.Series) -> str:
+    sample = values.drop_nulls().head(10_000).cast(pl.String)
+    sample = sample.filter(sample.str.len_chars() > 0)
+    if sample.is_empty():
+        return "categorical"
+    leading_zero = sample.str.contains(r"^0\d").any()
+    numbers = sample.cast(pl.Float64, strict=False)
+    if numbers.null_count() == 0 and not leading_zero:
+        return "numerical"
+    if sample.to_frame("v").select(_timestamp_expr("v"))["v"].null_count() == 0:
+        return "timestamp"
+    if sample.str.contains(r"\|").any():
+        return "categorical"
+    mean_length = float(sample.str.len_chars().mean() or 0.0)
+    unique_share = sample.n_unique() / len(sample)
+    if mean_length > 40 or (unique_share > 0.5 and sample.str.contains(" ").mean() > 0.5):  # type: ignore[operator]
+        return "textual"
+    return "categorical"
+
+
+def _timestamp_expr(column: str) -> pl.Expr:
+    text = pl.col(column).str.strip_chars().str.replace(r"[Zz]$", "+00:00")
+    as_number = text.cast(pl.Float64, strict=False)
+    iso = pl.coalesce(
+        [text.str.to_datetime(format=fmt, strict=False, time_zone="UTC") for fmt in _ISO_FORMATS]
+    ).dt.epoch("s")
+    return pl.when(as_number.is_not_null()).then(as_number.floor().cast(pl.Int64)).otherwise(iso)
+
+
+def validate_frame(
+    schema: DatasetSchema, raw: pl.DataFrame, *, first_line: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Check and convert a frame of strings against ``schema``.
+
+    Args:
+        schema: the dataset's schema.
+        raw: the file's columns as strings (column names as in the file).
+        first_line: the file line number of ``raw``'s first row, for reject messages.
+
+    Returns:
+        ``(accepted, rejected)``: accepted rows with canonical names and typed columns
+        (timestamps as Int64 epoch seconds, numbers Float64, the rest String); rejected rows as
+        ``line`` and ``reason``.
+
+    Raises:
+        InvalidInput: a column is unknown to the schema or a required column is missing.
+    """
+    dataset = schema.dataset
+    renamed = raw.rename({c: canonical_name(dataset, c) for c in raw.columns})
+    types = schema.types
+    unknown = [c for c in renamed.columns if c not in types]
+    if unknown:
+        raise InvalidInput(
+            f"{dataset}: unknown field(s) {', '.join(map(repr, unknown))}; declared fields: "
+            f"{', '.join(types)} (declare them in the schema first)"
+        )
+    missing = [c for c in REQUIRED[dataset] if c not in renamed.columns]
+    if missing:
+        raise InvalidInput(f"{dataset}: required column(s) missing: {', '.join(missing)}")
+
+    text = renamed.with_columns(
+        [
+            pl.col(c).cast(pl.String).str.strip_chars().replace("", None).alias(c)
+            for c in renamed.columns
+        ]
+    ).with_row_index("__row")
+    converted, problems = [], []
+    for column in renamed.columns:
+        typed, problem = _convert(dataset, column, types[column])
+        converted.append(typed.alias(column))
+        problems.append(problem)
+    # One pass: typed values and reasons are both computed from the raw text columns.
+    checked = (
+        text.lazy().with_columns([*converted, pl.coalesce(problems).alias("__reason")]).collect()
+    )
+    bad = checked.filter(pl.col("__reason").is_not_null())
+    rejected = bad.select(
+        (pl.col("__row").cast(pl.Int64) + first_line).alias("line"),
+        pl.col("__reason").alias("reason"),
+    )
+    accepted = checked.filter(pl.col("__reason").is_null()).drop("__row", "__reason")
+    return accepted, rejected
+
+
+def _convert(dataset: str, column: str, type_: FieldType) -> tuple[pl.Expr, pl.Expr]:
+    """(typed value, reason-or-null) expressions for one column."""
+    source = pl.col(column)
+    where = f"{dataset}.{column}"
+    required = column in REQUIRED.get(dataset, ())  # type: ignore[call-overload]
+    if type_ == "numerical":
+        typed = source.cast(pl.Float64, strict=False)
+        bad = source.is_not_null() & (typed.is_null() | typed.is_nan() | typed.is_infinite())
+        reason = pl.format(f"{where}: expected a number, got '{{}}'", source)
+    elif type_ == "timestamp":
+        typed = _timestamp_expr(column)
+        bad = source.is_not_null() & (typed.is_null() | (typed < 0) | (typed > MAX_EPOCH_SECONDS))
+        reason = pl.format(f"{where}: expected epoch seconds or ISO-8601, got '{{}}'", source)
+    else:
+        typed = source
+        limit = MAX_ID_LENGTH if column in _ID_FIELDS else MAX_TEXT_LENGTH
+        bad = source.str.len_chars() > limit
+        reason = pl.lit(f"{where}: longer than {limit} characters")
+    problem = pl.when(bad).then(reason)
+    if required:
+        problem = (
+            pl.when(source.is_null())
+            .then(pl.lit(f"{where}: required value is missing"))
+            .otherwise(problem)
+        )
+    return typed, problem
+
+
+def parse_timestamp(value: object, where: str) -> int:
+    """One timestamp (epoch seconds, or an ISO-8601 string) as epoch seconds."""
+    seconds: float
+    if isinstance(value, bool):
+        raise InvalidInput(f"{where}: expected epoch seconds or ISO-8601, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError:
+                raise InvalidInput(
+                    f"{where}: expected epoch seconds or ISO-8601, got {value!r}"
+                ) from None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            seconds = parsed.timestamp()
+    else:
+        raise InvalidInput(f"{where}: expected epoch seconds or ISO-8601, got {value!r}")
+    if not 0 <= seconds <= MAX_EPOCH_SECONDS:
+        raise InvalidInput(f"{where}: {value!r} is out of range (epoch seconds, 1970–2100)")
+    return int(seconds)
+
+
+def validate_record(
+    schema: DatasetSchema, record: Mapping[str, Any], *, where: str
+) -> dict[str, Any]:
+    """Check one record's non-reserved fields (real-time path); returns them typed.
+
+    Values of categorical fields may be lists, stored joined by ``|``.
+    """
+    extra = schema.extra_fields
+    clean: dict[str, Any] = {}
+    for name, value in record.items():
+        field = f"{where}.{name}"
+        type_ = extra.get(name)
+        if type_ is None:
+            raise InvalidInput(f"{field}: unknown field; declared: {', '.join(extra) or '(none)'}")
+        if value is None or value == "":
+            continue
+        if type_ == "numerical":
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise InvalidInput(f"{field}: expected a number, got {value!r}")
+            try:
+                number = float(value)
+            except ValueError:
+                raise InvalidInput(f"{field}: expected a number, got {value!r}") from None
+            if number != number or number in (float("inf"), float("-inf")):
+                raise InvalidInput(f"{field}: expected a finite number, got {value!r}")
+            clean[name] = number
+        elif type_ == "timestamp":
+            clean[name] = parse_timestamp(value, field)
+        elif type_ == "categorical" and isinstance(value, list):
+            if not all(isinstance(v, str) for v in value):
+                raise InvalidInput(f"{field}: expected a list of strings, got {value!r}")
+            clean[name] = "|".join(value)
+        elif isinstance(value, str):
+            if len(value) > MAX_TEXT_LENGTH:
+                raise InvalidInput(f"{field}: longer than {MAX_TEXT_LENGTH} characters")
+            clean[name] = value
+        else:
+            raise InvalidInput(f"{field}: expected a string, got {value!r}")
+    return clean
+
+
+def check_id(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{where}: expected a non-empty string id, got {value!r}")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidInput(f"{where}: longer than {MAX_ID_LENGTH} characters")
+    return value

@@ -1,0 +1,49 @@
+"""Runtime configuration: one `Settings` object, built by the CLI or `create_app`, passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8765
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, description="Larger bodies get 413.")
+    max_events_per_request: int = 1000
+    admin_token: str | None = Field(
+        default=None, description="Extra admin token accepted besides those in the store."
+    )
+
+
+class IngestSettings(BaseModel):
+    max_batch_events: int = Field(default=5000, description="Events per group commit at most.")
+    max_wait_ms: float = Field(default=2.0, description="How long a commit waits to fill up.")
+
+
+class ImportSettings(BaseModel):
+    max_error_rate: float = Field(default=0.1, ge=0.0, le=1.0)
+    chunk_rows: int = 1_000_000
+
+
+class Settings(BaseSettings):
+    """Every setting has one default, here; env vars `TASTEBUD_*` (nested with `__`) override."""
+
+    model_config = SettingsConfigDict(env_prefix="TASTEBUD_", env_nested_delimiter="__")
+
+    home: Path = Path(".tastebud")
+    database_url: str | None = Field(
+        default=None, description="postgresql://… for PostgreSQL; default: SQLite under home."
+    )
+    default_group: str = "default"
+    api: ApiSettings = ApiSettings()
+    ingest: IngestSettings = IngestSettings()
+    imports: ImportSettings = ImportSettings()
+
+    @property
+    def store_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'tastebud.db').resolve()}"

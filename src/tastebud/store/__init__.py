@@ -1,0 +1,49 @@
+"""Storage: one protocol (:class:`Store`), SQLite and PostgreSQL behind it, picked by URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tastebud.errors import InvalidInput
+from tastebud.store.base import (
+    BulkWriter,
+    DatasetGroup,
+    Event,
+    ImportMode,
+    JobRecord,
+    Record,
+    Store,
+    TokenRecord,
+    WriteResult,
+)
+
+__all__ = [
+    "BulkWriter",
+    "DatasetGroup",
+    "Event",
+    "ImportMode",
+    "JobRecord",
+    "Record",
+    "Store",
+    "TokenRecord",
+    "WriteResult",
+    "open_store",
+]
+
+
+def open_store(url: str, *, migrate: bool = True) -> Store:
+    """Open ``sqlite:///path`` or ``postgresql://…`` and bring its schema up to date."""
+    store: Store
+    if url.startswith("sqlite:///"):
+        from tastebud.store.sqlite import SqliteStore
+
+        store = SqliteStore(Path(url.removeprefix("sqlite:///")))
+    elif url.startswith(("postgresql://", "postgres://")):
+        from tastebud.store.postgres import PostgresStore
+
+        store = PostgresStore(url)
+    else:
+        raise InvalidInput(f"database url {url!r}: expected sqlite:///PATH or postgresql://HOST/DB")
+    if migrate:
+        store.migrate()
+    return store

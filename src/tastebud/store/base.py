@@ -1,0 +1,163 @@
+"""The storage protocol: one interface, implemented by SQLite (embedded) and PostgreSQL.
+
+Data arrive validated (see :mod:`tastebud.schema`) with external ids; the store maps ids to dense
+indexes once (``id_map``) and keeps interactions as integer columns, so training reads arrays.
+Every write is one transaction: it is all there after commit, or none of it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import polars as pl
+
+from tastebud.ids import Vocabulary
+from tastebud.schema import DatasetKind, DatasetSchema
+
+ImportMode = Literal["full", "incremental"]
+EntityKind = Literal["user", "item"]
+Scope = Literal["admin", "ingest"]
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetGroup:
+    id: int
+    name: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One validated interaction with external ids (``user_id`` is None for anonymous events)."""
+
+    item_id: str
+    timestamp: int
+    user_id: str | None = None
+    session_id: str | None = None
+    event_type: str | None = None
+    event_value: float | None = None
+    event_id: str | None = None
+    recommendation_id: str | None = None
+    impression: str | None = None
+    context: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One item or user row: its id and its validated metadata fields."""
+
+    id: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    creation_timestamp: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    accepted: int
+    duplicates: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A background job (import, export, training …) as stored for status queries."""
+
+    id: str
+    group: str
+    kind: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    params: Mapping[str, Any]
+    progress: float = 0.0
+    result: Mapping[str, Any] | None = None
+    error: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    name: str
+    scope: Scope
+    created_at: int
+
+
+class BulkWriter(Protocol):
+    """Streams chunks of one import into one open transaction."""
+
+    def write(self, chunk: pl.DataFrame) -> int:
+        """Write validated rows (canonical column names); returns rows stored (after dedup)."""
+        ...
+
+
+class Store(Protocol):
+    """Everything tastebud persists. SQL lives only in implementations of this protocol."""
+
+    url: str
+
+    def migrate(self) -> int:
+        """Apply pending schema migrations; returns the schema version now in force."""
+        ...
+
+    def close(self) -> None: ...
+
+    # dataset groups ---------------------------------------------------------------------------
+    def create_group(self, name: str) -> DatasetGroup: ...
+    def get_group(self, name: str) -> DatasetGroup: ...
+    def list_groups(self) -> list[DatasetGroup]: ...
+    def delete_group(self, name: str) -> None: ...
+
+    # schemas ----------------------------------------------------------------------------------
+    def put_schema(self, group: str, schema: DatasetSchema) -> None: ...
+    def get_schema(self, group: str, dataset: DatasetKind) -> DatasetSchema | None: ...
+
+    # writes -----------------------------------------------------------------------------------
+    def bulk_writer(
+        self, group: str, dataset: DatasetKind, mode: ImportMode
+    ) -> AbstractContextManager[BulkWriter]:
+        """A transaction for one import job; FULL clears the dataset first. Rolls back on error."""
+        ...
+
+    def put_events(self, group: str, events: Sequence[Event]) -> WriteResult:
+        """Store events in one transaction; an ``event_id`` already stored is skipped.
+
+        Anonymous events (``user_id`` None) are kept under their ``session_id`` and given the
+        user once an event carries both the session and the user.
+        """
+        ...
+
+    def put_records(self, group: str, dataset: DatasetKind, records: Sequence[Record]) -> int:
+        """Insert or replace items or users (whole rows) in one transaction."""
+        ...
+
+    def delete_users(self, group: str, user_ids: Sequence[str]) -> int:
+        """Erase users: profile, interactions, sessions and id mapping. Returns users found."""
+        ...
+
+    # reads ------------------------------------------------------------------------------------
+    def counts(self, group: str) -> dict[str, int]: ...
+    def vocabulary(self, group: str, kind: EntityKind) -> Vocabulary: ...
+
+    def read_interactions(self, group: str) -> pl.DataFrame:
+        """Identified interactions as int columns in arrival order: ``user_index, item_index,
+        timestamp, event_type, event_value``."""
+        ...
+
+    def recent_events(self, group: str, user_id: str, limit: int) -> list[Event]:
+        """The user's latest events, newest last (the real-time path)."""
+        ...
+
+    def export(self, group: str, dataset: DatasetKind) -> Iterator[pl.DataFrame]:
+        """The dataset with external ids and schema columns, in chunks."""
+        ...
+
+    # jobs and tokens --------------------------------------------------------------------------
+    def save_job(self, job: JobRecord) -> None: ...
+    def get_job(self, job_id: str) -> JobRecord: ...
+    def list_jobs(self, group: str, limit: int = 50) -> list[JobRecord]: ...
+
+    def add_token(self, token_hash: str, *, name: str, scope: Scope) -> None: ...
+    def find_token(self, token_hash: str) -> TokenRecord | None: ...
+    def list_tokens(self) -> list[TokenRecord]: ...
+    def revoke_token(self, name: str) -> None: ...

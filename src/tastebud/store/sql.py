@@ -1,0 +1,704 @@
+"""The storage protocol over SQL, shared by SQLite and PostgreSQL.
+
+Queries are written once with ``?`` placeholders; a dialect subclass supplies connections,
+transactions, the id lock and the bulk path (``executemany`` for SQLite, ``COPY`` for PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
+
+import polars as pl
+
+from tastebud.errors import AlreadyExists, InvalidInput, NotFound
+from tastebud.ids import Vocabulary
+from tastebud.schema import RESERVED, DatasetKind, DatasetSchema
+from tastebud.store.base import (
+    DatasetGroup,
+    EntityKind,
+    Event,
+    ImportMode,
+    JobRecord,
+    Record,
+    Scope,
+    TokenRecord,
+    WriteResult,
+)
+from tastebud.store.migrations import LATEST, Dialect, statements
+
+_EXPORT_CHUNK = 500_000
+# Interaction columns in the table, and the canonical field each one stores.
+_INTERACTION_COLUMNS = {
+    "event_type": "EVENT_TYPE",
+    "event_value": "EVENT_VALUE",
+    "event_id": "EVENT_ID",
+    "session_id": "SESSION_ID",
+    "recommendation_id": "RECOMMENDATION_ID",
+    "impression": "IMPRESSION",
+}
+_ENTITY_OF: dict[DatasetKind, EntityKind] = {"items": "item", "users": "user"}
+
+
+class Cursor(Protocol):
+    """The DB-API cursor subset both drivers share."""
+
+    rowcount: int
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
+    def executemany(self, sql: str, params: Any, /) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class SqlStore(ABC):
+    """Shared SQL; subclasses implement the abstract dialect hooks."""
+
+    dialect: Dialect
+    url: str
+
+    # dialect hooks ----------------------------------------------------------------------------
+    @abstractmethod
+    def _transaction(self, *, write: bool) -> AbstractContextManager[Cursor]:
+        """A cursor in one transaction: committed on exit, rolled back on error."""
+
+    @abstractmethod
+    def _lock_ids(self, cur: Cursor, group_id: int) -> None:
+        """Serialize id assignment within a group for the rest of the transaction."""
+
+    @abstractmethod
+    def _insert_frame(
+        self, cur: Cursor, table: str, frame: pl.DataFrame, *, conflict: str = ""
+    ) -> int:
+        """Insert all rows of ``frame`` (columns named as in ``table``); returns rows stored.
+
+        ``conflict`` is an ``ON CONFLICT …`` clause (e.g. ``DO NOTHING``)."""
+
+    def _sql(self, query: str) -> str:
+        return query
+
+    def close(self) -> None:  # noqa: B027  (optional hook)
+        pass
+
+    # helpers ----------------------------------------------------------------------------------
+    def _run(self, cur: Cursor, query: str, params: Sequence[Any] = ()) -> Cursor:
+        cur.execute(self._sql(query), params)
+        return cur
+
+    def _group_id(self, cur: Cursor, name: str) -> int:
+        row = self._run(cur, "SELECT id FROM dataset_groups WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"dataset group {name!r} does not exist")
+        return int(row[0])
+
+    # migrations -------------------------------------------------------------------------------
+    def migrate(self) -> int:
+        with self._transaction(write=True) as cur:
+            self._run(
+                cur,
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )
+            row = self._run(cur, "SELECT MAX(version) FROM schema_migrations").fetchone()
+            current = int(row[0] or 0)
+            for version in range(current + 1, LATEST + 1):
+                for statement in statements(version, self.dialect):
+                    self._run(cur, statement)
+                self._run(
+                    cur,
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                    (version, int(time.time())),
+                )
+        return LATEST
+
+    # dataset groups ---------------------------------------------------------------------------
+    def create_group(self, name: str) -> DatasetGroup:
+        if not name or len(name) > 63 or not name.replace("-", "").replace("_", "").isalnum():
+            raise InvalidInput(f"dataset group name {name!r}: use 1-63 letters, digits, '-' or '_'")
+        now = int(time.time())
+        with self._transaction(write=True) as cur:
+            exists = self._run(cur, "SELECT 1 FROM dataset_groups WHERE name = ?", (name,))
+            if exists.fetchone():
+                raise AlreadyExists(f"dataset group {name!r} already exists")
+            self._run(
+                cur, "INSERT INTO dataset_groups (name, created_at) VALUES (?, ?)", (name, now)
+            )
+        return self.get_group(name)
+
+    def get_group(self, name: str) -> DatasetGroup:
+        with self._transaction(write=False) as cur:
+            row = self._run(
+                cur, "SELECT id, name, created_at FROM dataset_groups WHERE name = ?", (name,)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"dataset group {name!r} does not exist")
+        return DatasetGroup(int(row[0]), str(row[1]), int(row[2]))
+
+    def list_groups(self) -> list[DatasetGroup]:
+        with self._transaction(write=False) as cur:
+            rows = self._run(
+                cur, "SELECT id, name, created_at FROM dataset_groups ORDER BY name"
+            ).fetchall()
+        return [DatasetGroup(int(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    def delete_group(self, name: str) -> None:
+        with self._transaction(write=True) as cur:
+            group_id = self._group_id(cur, name)
+            for table in (
+                "interactions", "items", "users", "sessions", "id_map", "id_counters",
+                "dataset_schemas",
+            ):  # fmt: skip
+                self._run(cur, f"DELETE FROM {table} WHERE group_id = ?", (group_id,))
+            self._run(cur, "DELETE FROM jobs WHERE group_name = ?", (name,))
+            self._run(cur, "DELETE FROM dataset_groups WHERE id = ?", (group_id,))
+
+    # schemas ----------------------------------------------------------------------------------
+    def put_schema(self, group: str, schema: DatasetSchema) -> None:
+        body = json.dumps(schema.to_json_dict())
+        with self._transaction(write=True) as cur:
+            group_id = self._group_id(cur, group)
+            self._run(
+                cur,
+                "INSERT INTO dataset_schemas (group_id, dataset, body) VALUES (?, ?, ?) "
+                "ON CONFLICT (group_id, dataset) DO UPDATE SET body = excluded.body",
+                (group_id, schema.dataset, body),
+            )
+
+    def get_schema(self, group: str, dataset: DatasetKind) -> DatasetSchema | None:
+        with self._transaction(write=False) as cur:
+            group_id = self._group_id(cur, group)
+            row = self._run(
+                cur,
+                "SELECT body FROM dataset_schemas WHERE group_id = ? AND dataset = ?",
+                (group_id, dataset),
+            ).fetchone()
+        if row is None:
+            return None
+        body = json.loads(row[0])
+        return DatasetSchema.build(body["dataset"], body["fields"])
+
+    # id mapping -------------------------------------------------------------------------------
+    def _assign(self, cur: Cursor, group_id: int, kind: EntityKind, count: int) -> int:
+        """Reserve ``count`` new indexes; returns the first. Caller holds the id lock."""
+        row = self._run(
+            cur,
+            "SELECT next_idx FROM id_counters WHERE group_id = ? AND kind = ?",
+            (group_id, kind),
+        ).fetchone()
+        first = int(row[0]) if row else 0
+        self._run(
+            cur,
+            "INSERT INTO id_counters (group_id, kind, next_idx) VALUES (?, ?, ?) "
+            "ON CONFLICT (group_id, kind) DO UPDATE SET next_idx = excluded.next_idx",
+            (group_id, kind, first + count),
+        )
+        return first
+
+    def _map_ids(
+        self, cur: Cursor, group_id: int, kind: EntityKind, external_ids: pl.Series
+    ) -> pl.DataFrame:
+        """``external_id -> idx`` for every distinct id, adding unseen ones (bulk path)."""
+        wanted = external_ids.drop_nulls().unique(maintain_order=True).to_frame("external_id")
+        known = self._read(
+            cur,
+            "SELECT external_id, idx FROM id_map WHERE group_id = ? AND kind = ?",
+            (group_id, kind),
+            {"external_id": pl.String, "idx": pl.Int64},
+        )
+        found = wanted.join(known, on="external_id", how="left")
+        new = found.filter(pl.col("idx").is_null()).select("external_id")
+        first = self._assign(cur, group_id, kind, new.height) if new.height else 0
+        new = new.with_columns((pl.int_range(0, new.height, dtype=pl.Int64) + first).alias("idx"))
+        if new.height:
+            self._insert_frame(
+                cur,
+                "id_map",
+                new.with_columns(pl.lit(group_id).alias("group_id"), pl.lit(kind).alias("kind")),
+            )
+        return pl.concat([found.filter(pl.col("idx").is_not_null()), new])
+
+    def _map_few(
+        self, cur: Cursor, group_id: int, kind: EntityKind, external_ids: set[str]
+    ) -> dict[str, int]:
+        """Same as :meth:`_map_ids` for the handful of ids of a real-time batch."""
+        if not external_ids:
+            return {}
+        ordered = sorted(external_ids)
+        mapping: dict[str, int] = {}
+        for start in range(0, len(ordered), 500):
+            part = ordered[start : start + 500]
+            marks = ",".join("?" * len(part))
+            rows = self._run(
+                cur,
+                f"SELECT external_id, idx FROM id_map WHERE group_id = ? AND kind = ? "
+                f"AND external_id IN ({marks})",
+                (group_id, kind, *part),
+            ).fetchall()
+            mapping.update({str(r[0]): int(r[1]) for r in rows})
+        new = [value for value in ordered if value not in mapping]
+        if new:
+            first = self._assign(cur, group_id, kind, len(new))
+            rows = [(group_id, kind, value, first + i) for i, value in enumerate(new)]
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO id_map (group_id, kind, external_id, idx) VALUES (?, ?, ?, ?)"
+                ),
+                rows,
+            )
+            mapping.update({value: first + i for i, value in enumerate(new)})
+        return mapping
+
+    def _read(
+        self,
+        cur: Cursor,
+        query: str,
+        params: Sequence[Any],
+        schema: Mapping[str, pl.DataType | type[pl.DataType]],
+    ) -> pl.DataFrame:
+        rows = self._run(cur, query, params).fetchall()
+        return pl.DataFrame(rows, schema=dict(schema), orient="row")
+
+    # bulk writes ------------------------------------------------------------------------------
+    @contextmanager
+    def bulk_writer(
+        self, group: str, dataset: DatasetKind, mode: ImportMode
+    ) -> Iterator[_SqlBulkWriter]:
+        with self._transaction(write=True) as cur:
+            group_id = self._group_id(cur, group)
+            self._lock_ids(cur, group_id)
+            if mode == "full":
+                self._run(cur, f"DELETE FROM {dataset} WHERE group_id = ?", (group_id,))
+            yield _SqlBulkWriter(self, cur, group_id, dataset)
+
+    def _write_interactions(self, cur: Cursor, group_id: int, chunk: pl.DataFrame) -> int:
+        users = self._map_ids(cur, group_id, "user", chunk["USER_ID"])
+        items = self._map_ids(cur, group_id, "item", chunk["ITEM_ID"])
+        context_fields = [c for c in chunk.columns if c not in RESERVED["interactions"]]
+        frame = (
+            chunk.join(users.rename({"idx": "user_idx"}), left_on="USER_ID",
+                       right_on="external_id", how="left", maintain_order="left")
+            .join(items.rename({"idx": "item_idx"}), left_on="ITEM_ID",
+                  right_on="external_id", how="left", maintain_order="left")
+        )  # fmt: skip
+        columns = [
+            pl.lit(group_id).alias("group_id"),
+            pl.col("user_idx"),
+            pl.col("item_idx"),
+            pl.col("TIMESTAMP").alias("ts"),
+        ]
+        columns += [
+            pl.col(field).alias(column)
+            for column, field in _INTERACTION_COLUMNS.items()
+            if field in frame.columns
+        ]
+        if context_fields:
+            columns.append(_json_object(context_fields).alias("context"))
+        rows = frame.select(columns)
+        if "event_id" in rows.columns:
+            rows = rows.unique(subset=["event_id"], keep="first", maintain_order=True)
+            return self._insert_frame(cur, "interactions", rows, conflict="DO NOTHING")
+        return self._insert_frame(cur, "interactions", rows)
+
+    def _write_entities(
+        self, cur: Cursor, group_id: int, dataset: DatasetKind, chunk: pl.DataFrame
+    ) -> int:
+        id_field = "ITEM_ID" if dataset == "items" else "USER_ID"
+        index_column = "item_idx" if dataset == "items" else "user_idx"
+        chunk = chunk.unique(subset=[id_field], keep="last", maintain_order=True)
+        ids = self._map_ids(cur, group_id, _ENTITY_OF[dataset], chunk[id_field])
+        frame = chunk.join(
+            ids, left_on=id_field, right_on="external_id", how="left", maintain_order="left"
+        )
+        fields = [c for c in chunk.columns if c not in RESERVED[dataset]]
+        columns = [
+            pl.lit(group_id).alias("group_id"),
+            pl.col("idx").alias(index_column),
+            _json_object(fields).alias("fields") if fields else pl.lit("{}").alias("fields"),
+        ]
+        if dataset == "items":
+            creation = frame.get_column("CREATION_TIMESTAMP", default=None)
+            columns.append(
+                pl.col("CREATION_TIMESTAMP").alias("creation_ts")
+                if creation is not None
+                else pl.lit(None, dtype=pl.Int64).alias("creation_ts")
+            )
+        rows = frame.select(columns)
+        update = ", ".join(f"{c} = excluded.{c}" for c in rows.columns[2:])
+        return self._insert_frame(
+            cur, dataset, rows, conflict=f"({'group_id, ' + index_column}) DO UPDATE SET {update}"
+        )
+
+    # real-time writes -------------------------------------------------------------------------
+    def put_events(self, group: str, events: Sequence[Event]) -> WriteResult:
+        if not events:
+            return WriteResult(accepted=0)
+        with self._transaction(write=True) as cur:
+            group_id = self._group_id(cur, group)
+            self._lock_ids(cur, group_id)
+            users = self._map_few(cur, group_id, "user", {e.user_id for e in events if e.user_id})
+            items = self._map_few(cur, group_id, "item", {e.item_id for e in events})
+            session_users = self._link_sessions(cur, group_id, events, users)
+            rows = [
+                (
+                    group_id,
+                    users[e.user_id] if e.user_id else session_users.get(e.session_id or ""),
+                    items[e.item_id],
+                    e.timestamp,
+                    e.event_type,
+                    e.event_value,
+                    e.event_id,
+                    e.session_id,
+                    e.recommendation_id,
+                    e.impression,
+                    json.dumps(e.context) if e.context else None,
+                )
+                for e in events
+            ]
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO interactions (group_id, user_idx, item_idx, ts, event_type, "
+                    "event_value, event_id, session_id, recommendation_id, impression, context) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+                ),
+                rows,
+            )
+            accepted = max(cur.rowcount, 0)
+        return WriteResult(accepted=accepted, duplicates=len(events) - accepted)
+
+    def _link_sessions(
+        self, cur: Cursor, group_id: int, events: Sequence[Event], users: Mapping[str, int]
+    ) -> dict[str, int]:
+        """Session -> user for this batch; claims anonymous events of newly identified sessions."""
+        known = {e.session_id: users[e.user_id] for e in events if e.session_id and e.user_id}
+        for session_id, user_idx in known.items():
+            claimed = self._run(
+                cur,
+                "INSERT INTO sessions (group_id, session_id, user_idx) VALUES (?, ?, ?) "
+                "ON CONFLICT (group_id, session_id) DO NOTHING",
+                (group_id, session_id, user_idx),
+            ).rowcount
+            if claimed:
+                self._run(
+                    cur,
+                    "UPDATE interactions SET user_idx = ? WHERE group_id = ? AND session_id = ? "
+                    "AND user_idx IS NULL",
+                    (user_idx, group_id, session_id),
+                )
+        anonymous = {e.session_id for e in events if e.session_id and not e.user_id} - set(known)
+        for session_id in anonymous:
+            row = self._run(
+                cur,
+                "SELECT user_idx FROM sessions WHERE group_id = ? AND session_id = ?",
+                (group_id, session_id),
+            ).fetchone()
+            if row is not None:
+                known[session_id] = int(row[0])
+        return known
+
+    def put_records(self, group: str, dataset: DatasetKind, records: Sequence[Record]) -> int:
+        if dataset == "interactions":
+            raise InvalidInput("put_records writes items or users; use put_events for events")
+        if not records:
+            return 0
+        latest = {r.id: r for r in records}  # the last version of a repeated id wins
+        with self._transaction(write=True) as cur:
+            group_id = self._group_id(cur, group)
+            self._lock_ids(cur, group_id)
+            ids = self._map_few(cur, group_id, _ENTITY_OF[dataset], set(latest))
+            if dataset == "items":
+                cur.executemany(
+                    self._sql(
+                        "INSERT INTO items (group_id, item_idx, creation_ts, fields) "
+                        "VALUES (?, ?, ?, ?) ON CONFLICT (group_id, item_idx) DO UPDATE SET "
+                        "creation_ts = excluded.creation_ts, fields = excluded.fields"
+                    ),
+                    [
+                        (group_id, ids[r.id], r.creation_timestamp, json.dumps(dict(r.fields)))
+                        for r in latest.values()
+                    ],
+                )
+            else:
+                cur.executemany(
+                    self._sql(
+                        "INSERT INTO users (group_id, user_idx, fields) VALUES (?, ?, ?) "
+                        "ON CONFLICT (group_id, user_idx) DO UPDATE SET fields = excluded.fields"
+                    ),
+                    [(group_id, ids[r.id], json.dumps(dict(r.fields))) for r in latest.values()],
+                )
+        return len(latest)
+
+    def delete_users(self, group: str, user_ids: Sequence[str]) -> int:
+        with self._transaction(write=True) as cur:
+            group_id = self._group_id(cur, group)
+            self._lock_ids(cur, group_id)
+            found = 0
+            for user_id in dict.fromkeys(user_ids):
+                row = self._run(
+                    cur,
+                    "SELECT idx FROM id_map WHERE group_id = ? AND kind = 'user' "
+                    "AND external_id = ?",
+                    (group_id, user_id),
+                ).fetchone()
+                if row is None:
+                    continue
+                found += 1
+                user_idx = int(row[0])
+                for table in ("interactions", "users", "sessions"):
+                    self._run(
+                        cur,
+                        f"DELETE FROM {table} WHERE group_id = ? AND user_idx = ?",
+                        (group_id, user_idx),
+                    )
+                self._run(
+                    cur,
+                    "DELETE FROM id_map WHERE group_id = ? AND kind = 'user' AND idx = ?",
+                    (group_id, user_idx),
+                )
+        return found
+
+    # reads ------------------------------------------------------------------------------------
+    def counts(self, group: str) -> dict[str, int]:
+        with self._transaction(write=False) as cur:
+            group_id = self._group_id(cur, group)
+            counts = {
+                table: int(
+                    self._run(
+                        cur, f"SELECT COUNT(*) FROM {table} WHERE group_id = ?", (group_id,)
+                    ).fetchone()[0]
+                )
+                for table in ("interactions", "items", "users")
+            }
+            counts["anonymous_interactions"] = int(
+                self._run(
+                    cur,
+                    "SELECT COUNT(*) FROM interactions WHERE group_id = ? AND user_idx IS NULL",
+                    (group_id,),
+                ).fetchone()[0]
+            )
+            for kind in ("user", "item"):
+                counts[f"{kind}_ids"] = int(
+                    self._run(
+                        cur,
+                        "SELECT COUNT(*) FROM id_map WHERE group_id = ? AND kind = ?",
+                        (group_id, kind),
+                    ).fetchone()[0]
+                )
+        return counts
+
+    def vocabulary(self, group: str, kind: EntityKind) -> Vocabulary:
+        with self._transaction(write=False) as cur:
+            group_id = self._group_id(cur, group)
+            rows = self._run(
+                cur,
+                "SELECT idx, external_id FROM id_map WHERE group_id = ? AND kind = ?",
+                (group_id, kind),
+            ).fetchall()
+            size_row = self._run(
+                cur,
+                "SELECT next_idx FROM id_counters WHERE group_id = ? AND kind = ?",
+                (group_id, kind),
+            ).fetchone()
+        ids: list[str | None] = [None] * (int(size_row[0]) if size_row else 0)
+        for index, external_id in rows:
+            ids[int(index)] = str(external_id)
+        return Vocabulary(ids)
+
+    def read_interactions(self, group: str) -> pl.DataFrame:
+        with self._transaction(write=False) as cur:
+            group_id = self._group_id(cur, group)
+            return self._read(
+                cur,
+                "SELECT user_idx, item_idx, ts, event_type, event_value FROM interactions "
+                "WHERE group_id = ? AND user_idx IS NOT NULL ORDER BY seq",
+                (group_id,),
+                {
+                    "user_index": pl.Int32,
+                    "item_index": pl.Int32,
+                    "timestamp": pl.Int64,
+                    "event_type": pl.String,
+                    "event_value": pl.Float32,
+                },
+            )
+
+    def recent_events(self, group: str, user_id: str, limit: int) -> list[Event]:
+        with self._transaction(write=False) as cur:
+            group_id = self._group_id(cur, group)
+            rows = self._run(
+                cur,
+                "SELECT i.external_id, x.ts, x.event_type, x.event_value, x.event_id, "
+                "x.session_id, x.recommendation_id, x.impression, x.context "
+                "FROM id_map u JOIN interactions x ON x.group_id = u.group_id "
+                "AND x.user_idx = u.idx JOIN id_map i ON i.group_id = x.group_id "
+                "AND i.kind = 'item' AND i.idx = x.item_idx "
+                "WHERE u.group_id = ? AND u.kind = 'user' AND u.external_id = ? "
+                "ORDER BY x.ts DESC, x.seq DESC LIMIT ?",
+                (group_id, user_id, limit),
+            ).fetchall()
+        return [
+            Event(
+                item_id=r[0], timestamp=int(r[1]), user_id=user_id, event_type=r[2],
+                event_value=r[3], event_id=r[4], session_id=r[5], recommendation_id=r[6],
+                impression=r[7], context=json.loads(r[8]) if r[8] else None,
+            )
+            for r in reversed(rows)
+        ]  # fmt: skip
+
+    def export(self, group: str, dataset: DatasetKind) -> Iterator[pl.DataFrame]:
+        schema = self.get_schema(group, dataset) or DatasetSchema.default(dataset)
+        after = -1
+        while True:
+            with self._transaction(write=False) as cur:
+                group_id = self._group_id(cur, group)
+                chunk = self._export_chunk(cur, group_id, dataset, after)
+            if chunk.is_empty():
+                return
+            after = int(chunk["__key"].max())  # type: ignore[arg-type]
+            yield _expand_fields(chunk.drop("__key"), schema)
+
+    def _export_chunk(
+        self, cur: Cursor, group_id: int, dataset: DatasetKind, after: int
+    ) -> pl.DataFrame:
+        if dataset == "interactions":
+            columns = ", ".join(f"x.{c}" for c in _INTERACTION_COLUMNS)
+            query = (
+                f"SELECT x.seq, u.external_id, i.external_id, x.ts, {columns}, x.context "
+                "FROM interactions x LEFT JOIN id_map u ON u.group_id = x.group_id "
+                "AND u.kind = 'user' AND u.idx = x.user_idx JOIN id_map i "
+                "ON i.group_id = x.group_id AND i.kind = 'item' AND i.idx = x.item_idx "
+                "WHERE x.group_id = ? AND x.seq > ? ORDER BY x.seq LIMIT ?"
+            )
+            schema: dict[str, Any] = {"__key": pl.Int64, "USER_ID": pl.String,
+                                      "ITEM_ID": pl.String, "TIMESTAMP": pl.Int64}  # fmt: skip
+            schema |= {f: pl.String for f in _INTERACTION_COLUMNS.values()}
+            schema |= {"EVENT_VALUE": pl.Float64, "__fields": pl.String}
+        elif dataset == "items":
+            query = (
+                "SELECT e.item_idx, m.external_id, e.creation_ts, e.fields FROM items e "
+                "JOIN id_map m ON m.group_id = e.group_id AND m.kind = 'item' "
+                "AND m.idx = e.item_idx WHERE e.group_id = ? AND e.item_idx > ? "
+                "ORDER BY e.item_idx LIMIT ?"
+            )
+            schema = {"__key": pl.Int64, "ITEM_ID": pl.String, "CREATION_TIMESTAMP": pl.Int64,
+                      "__fields": pl.String}  # fmt: skip
+        else:
+            query = (
+                "SELECT e.user_idx, m.external_id, e.fields FROM users e JOIN id_map m "
+                "ON m.group_id = e.group_id AND m.kind = 'user' AND m.idx = e.user_idx "
+                "WHERE e.group_id = ? AND e.user_idx > ? ORDER BY e.user_idx LIMIT ?"
+            )
+            schema = {"__key": pl.Int64, "USER_ID": pl.String, "__fields": pl.String}
+        return self._read(cur, query, (group_id, after, _EXPORT_CHUNK), schema)
+
+    # jobs -------------------------------------------------------------------------------------
+    def save_job(self, job: JobRecord) -> None:
+        with self._transaction(write=True) as cur:
+            self._run(
+                cur,
+                "INSERT INTO jobs (id, group_name, kind, status, params, progress, result, "
+                "error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+                "progress = excluded.progress, result = excluded.result, "
+                "error = excluded.error, updated_at = excluded.updated_at",
+                (
+                    job.id, job.group, job.kind, job.status, json.dumps(dict(job.params)),
+                    job.progress, json.dumps(dict(job.result)) if job.result is not None else None,
+                    job.error, job.created_at, job.updated_at,
+                ),
+            )  # fmt: skip
+
+    _JOB_COLUMNS = (
+        "id, group_name, kind, status, params, progress, result, error, created_at, updated_at"
+    )
+
+    def get_job(self, job_id: str) -> JobRecord:
+        with self._transaction(write=False) as cur:
+            row = self._run(
+                cur, f"SELECT {self._JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"job {job_id!r} does not exist")
+        return _job(row)
+
+    def list_jobs(self, group: str, limit: int = 50) -> list[JobRecord]:
+        with self._transaction(write=False) as cur:
+            rows = self._run(
+                cur,
+                f"SELECT {self._JOB_COLUMNS} FROM jobs WHERE group_name = ? "
+                "ORDER BY created_at DESC LIMIT ?",
+                (group, limit),
+            ).fetchall()
+        return [_job(r) for r in rows]
+
+    # tokens -----------------------------------------------------------------------------------
+    def add_token(self, token_hash: str, *, name: str, scope: Scope) -> None:
+        with self._transaction(write=True) as cur:
+            exists = self._run(cur, "SELECT 1 FROM tokens WHERE name = ?", (name,)).fetchone()
+            if exists:
+                raise AlreadyExists(f"token {name!r} already exists")
+            self._run(
+                cur,
+                "INSERT INTO tokens (name, token_hash, scope, created_at) VALUES (?, ?, ?, ?)",
+                (name, token_hash, scope, int(time.time())),
+            )
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        with self._transaction(write=False) as cur:
+            row = self._run(
+                cur, "SELECT name, scope, created_at FROM tokens WHERE token_hash = ?",
+                (token_hash,),
+            ).fetchone()  # fmt: skip
+        return TokenRecord(row[0], row[1], int(row[2])) if row else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with self._transaction(write=False) as cur:
+            rows = self._run(
+                cur, "SELECT name, scope, created_at FROM tokens ORDER BY name"
+            ).fetchall()
+        return [TokenRecord(r[0], r[1], int(r[2])) for r in rows]
+
+    def revoke_token(self, name: str) -> None:
+        with self._transaction(write=True) as cur:
+            if not self._run(cur, "DELETE FROM tokens WHERE name = ?", (name,)).rowcount:
+                raise NotFound(f"token {name!r} does not exist")
+
+
+class _SqlBulkWriter:
+    def __init__(self, store: SqlStore, cur: Cursor, group_id: int, dataset: DatasetKind):
+        self._store, self._cur, self._group_id, self._dataset = store, cur, group_id, dataset
+
+    def write(self, chunk: pl.DataFrame) -> int:
+        if chunk.is_empty():
+            return 0
+        if self._dataset == "interactions":
+            return self._store._write_interactions(self._cur, self._group_id, chunk)
+        return self._store._write_entities(self._cur, self._group_id, self._dataset, chunk)
+
+
+def _json_object(fields: Sequence[str]) -> pl.Expr:
+    """A JSON object of ``fields`` per row (nulls left out of nothing: they stay null)."""
+    return pl.struct(list(fields)).struct.json_encode()
+
+
+def _expand_fields(chunk: pl.DataFrame, schema: DatasetSchema) -> pl.DataFrame:
+    """Turn the stored JSON ``__fields`` back into one column per schema field."""
+    extra = schema.extra_fields
+    if not extra:
+        return chunk.drop("__fields")
+    dtypes = {
+        name: pl.Float64 if t == "numerical" else pl.Int64 if t == "timestamp" else pl.String
+        for name, t in extra.items()
+    }
+    decoded = chunk["__fields"].str.json_decode(pl.Struct(dtypes)).struct.unnest()
+    return pl.concat([chunk.drop("__fields"), decoded], how="horizontal")
+
+
+def _job(row: Sequence[Any]) -> JobRecord:
+    return JobRecord(
+        id=row[0], group=row[1], kind=row[2], status=row[3], params=json.loads(row[4]),
+        progress=float(row[5]), result=json.loads(row[6]) if row[6] else None, error=row[7],
+        created_at=float(row[8]), updated_at=float(row[9]),
+    )  # fmt: skip
