@@ -166,19 +166,19 @@ def _timestamp_expr(column: str) -> pl.Expr:
 
 
 def validate_frame(
-    schema: DatasetSchema, raw: pl.DataFrame, *, first_line: int
+    schema: DatasetSchema, raw: pl.DataFrame, *, first_row: int = 0
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Check and convert a frame of strings against ``schema``.
 
     Args:
         schema: the dataset's schema.
         raw: the file's columns as strings (column names as in the file).
-        first_line: the file line number of ``raw``'s first row, for reject messages.
+        first_row: the number of ``raw``'s first row within the whole file (0-based).
 
     Returns:
         ``(accepted, rejected)``: accepted rows with canonical names and typed columns
         (timestamps as Int64 epoch seconds, numbers Float64, the rest String); rejected rows as
-        ``line`` and ``reason``.
+        ``row`` (numbered from ``first_row``) and ``reason``.
 
     Raises:
         InvalidInput: a column is unknown to the schema or a required column is missing.
@@ -213,7 +213,7 @@ def validate_frame(
     )
     bad = checked.filter(pl.col("__reason").is_not_null())
     rejected = bad.select(
-        (pl.col("__row").cast(pl.Int64) + first_line).alias("line"),
+        (pl.col("__row").cast(pl.Int64) + first_row).alias("row"),
         pl.col("__reason").alias("reason"),
     )
     accepted = checked.filter(pl.col("__reason").is_null()).drop("__row", "__reason")

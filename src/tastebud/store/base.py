@@ -127,6 +127,12 @@ class Store(Protocol):
         """
         ...
 
+    def put_event_batches(
+        self, group: str, batches: Sequence[Sequence[Event]]
+    ) -> list[WriteResult]:
+        """Several requests' events in one transaction (group commit), a result per batch."""
+        ...
+
     def put_records(self, group: str, dataset: DatasetKind, records: Sequence[Record]) -> int:
         """Insert or replace items or users (whole rows) in one transaction."""
         ...

@@ -334,40 +334,45 @@ class SqlStore(ABC):
 
     # real-time writes -------------------------------------------------------------------------
     def put_events(self, group: str, events: Sequence[Event]) -> WriteResult:
-        if not events:
-            return WriteResult(accepted=0)
+        return self.put_event_batches(group, [events])[0]
+
+    def put_event_batches(
+        self, group: str, batches: Sequence[Sequence[Event]]
+    ) -> list[WriteResult]:
+        everything = [e for events in batches for e in events]
+        if not everything:
+            return [WriteResult(accepted=0) for _ in batches]
         with self._transaction(write=True) as cur:
             group_id = self._group_id(cur, group)
             self._lock_ids(cur, group_id)
-            users = self._map_few(cur, group_id, "user", {e.user_id for e in events if e.user_id})
-            items = self._map_few(cur, group_id, "item", {e.item_id for e in events})
-            session_users = self._link_sessions(cur, group_id, events, users)
-            rows = [
-                (
-                    group_id,
-                    users[e.user_id] if e.user_id else session_users.get(e.session_id or ""),
-                    items[e.item_id],
-                    e.timestamp,
-                    e.event_type,
-                    e.event_value,
-                    e.event_id,
-                    e.session_id,
-                    e.recommendation_id,
-                    e.impression,
-                    json.dumps(e.context) if e.context else None,
-                )
-                for e in events
-            ]
-            cur.executemany(
-                self._sql(
-                    "INSERT INTO interactions (group_id, user_idx, item_idx, ts, event_type, "
-                    "event_value, event_id, session_id, recommendation_id, impression, context) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-                ),
-                rows,
+            users = self._map_few(
+                cur, group_id, "user", {e.user_id for e in everything if e.user_id}
             )
-            accepted = max(cur.rowcount, 0)
-        return WriteResult(accepted=accepted, duplicates=len(events) - accepted)
+            items = self._map_few(cur, group_id, "item", {e.item_id for e in everything})
+            session_users = self._link_sessions(cur, group_id, everything, users)
+            insert = self._sql(
+                "INSERT INTO interactions (group_id, user_idx, item_idx, ts, event_type, "
+                "event_value, event_id, session_id, recommendation_id, impression, context) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+            )
+            results = []
+            for events in batches:
+                rows = [
+                    (
+                        group_id,
+                        users[e.user_id] if e.user_id else session_users.get(e.session_id or ""),
+                        items[e.item_id], e.timestamp, e.event_type, e.event_value, e.event_id,
+                        e.session_id, e.recommendation_id, e.impression,
+                        json.dumps(e.context) if e.context else None,
+                    )
+                    for e in events
+                ]  # fmt: skip
+                accepted = 0
+                if rows:
+                    cur.executemany(insert, rows)
+                    accepted = max(cur.rowcount, 0)
+                results.append(WriteResult(accepted=accepted, duplicates=len(rows) - accepted))
+        return results
 
     def _link_sessions(
         self, cur: Cursor, group_id: int, events: Sequence[Event], users: Mapping[str, int]

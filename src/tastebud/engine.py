@@ -1,0 +1,293 @@
+"""The engine: every operation tastebud offers, in one place, for the API, the CLI and tests.
+
+Routes and CLI commands stay thin and call these methods; the engine owns the store, the event
+tracker (group commit) and the background job runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from tastebud.errors import InvalidInput, PayloadTooLarge
+from tastebud.ingest import EventTracker, ItemIn, PutEventsRequest, UserIn
+from tastebud.ingest.validate import events_from_request, records_from_items, records_from_users
+from tastebud.jobs.imports import ImportRequest, ImportResult, ProgressFn, run_import
+from tastebud.jobs.runner import JobRunner
+from tastebud.schema import DATASETS, DatasetKind, DatasetSchema
+from tastebud.settings import Settings
+from tastebud.store import (
+    DatasetGroup,
+    Event,
+    ImportMode,
+    JobRecord,
+    Store,
+    TokenRecord,
+    WriteResult,
+    open_store,
+)
+from tastebud.store.base import Scope
+
+_log = logging.getLogger(__name__)
+
+_SCHEMA_TTL_SECONDS = 2.0  # other processes' schema changes are seen within this delay
+EXPORT_SUFFIXES = (".csv", ".parquet")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Engine:
+    """tastebud's operations over one store. Thread-safe; close it when done."""
+
+    def __init__(self, settings: Settings, *, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store if store is not None else open_store(settings.store_url)
+        self.tracker = EventTracker(self.store, max_batch_events=settings.ingest.max_batch_events)
+        self.jobs = JobRunner(self.store)
+        self._schemas: dict[tuple[str, str], tuple[float, DatasetSchema]] = {}
+
+    def close(self) -> None:
+        self.tracker.close()
+        self.jobs.close()
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # set-up -----------------------------------------------------------------------------------
+    def init(self) -> str | None:
+        """Create the default group and, on a store with no token yet, an admin token.
+
+        Idempotent. Returns the new admin token (also saved to ``home/admin.token``, mode 600),
+        or None when tokens already exist.
+        """
+        self.ensure_group(self.settings.default_group)
+        if self.store.list_tokens():
+            return None
+        token = self.create_token("admin", scope="admin")
+        path = self.settings.home / "admin.token"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(token + "\n", encoding="utf-8")
+        os.chmod(path, 0o600)
+        return token
+
+    # dataset groups ---------------------------------------------------------------------------
+    def create_group(self, name: str) -> DatasetGroup:
+        return self.store.create_group(name)
+
+    def ensure_group(self, name: str) -> DatasetGroup:
+        existing = {g.name: g for g in self.store.list_groups()}
+        return existing[name] if name in existing else self.store.create_group(name)
+
+    def get_group(self, name: str) -> DatasetGroup:
+        return self.store.get_group(name)
+
+    def list_groups(self) -> list[DatasetGroup]:
+        return self.store.list_groups()
+
+    def delete_group(self, name: str) -> None:
+        self.store.delete_group(name)
+        self._schemas = {k: v for k, v in self._schemas.items() if k[0] != name}
+
+    # schemas ----------------------------------------------------------------------------------
+    def put_schema(
+        self, group: str, dataset: DatasetKind, fields: Mapping[str, str]
+    ) -> DatasetSchema:
+        _check_dataset(dataset)
+        schema = DatasetSchema.build(dataset, fields)
+        self.store.put_schema(group, schema)
+        self._schemas[(group, dataset)] = (time.monotonic(), schema)
+        return schema
+
+    def get_schema(self, group: str, dataset: DatasetKind) -> DatasetSchema:
+        """The declared schema, or the default (reserved fields only) when none is declared."""
+        _check_dataset(dataset)
+        cached = self._schemas.get((group, dataset))
+        if cached and time.monotonic() - cached[0] < _SCHEMA_TTL_SECONDS:
+            return cached[1]
+        schema = self.store.get_schema(group, dataset) or DatasetSchema.default(dataset)
+        self._schemas[(group, dataset)] = (time.monotonic(), schema)
+        return schema
+
+    # bulk import ------------------------------------------------------------------------------
+    def import_file(
+        self,
+        group: str,
+        dataset: DatasetKind,
+        path: Path,
+        *,
+        mode: ImportMode = "incremental",
+        max_error_rate: float | None = None,
+        encoding: str = "utf-8",
+        on_progress: ProgressFn | None = None,
+        job_name: str | None = None,
+    ) -> ImportResult:
+        """Run an import job in this thread (the CLI shows its progress bar)."""
+        request = self._import_request(group, dataset, path, mode, max_error_rate, encoding)
+        self._schemas.pop((group, dataset), None)
+        name = job_name or f"{group}-{dataset}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        rejects = (self.settings.home / "rejects" / f"{name}.csv").resolve()
+        try:
+            return run_import(self.store, request, rejects_path=rejects, on_progress=on_progress)
+        finally:
+            self._schemas.pop((group, dataset), None)
+
+    def start_import(
+        self,
+        group: str,
+        dataset: DatasetKind,
+        path: Path,
+        *,
+        mode: ImportMode = "incremental",
+        max_error_rate: float | None = None,
+        encoding: str = "utf-8",
+    ) -> JobRecord:
+        """Queue an import job in the background; poll :meth:`job` for status and progress."""
+        request = self._import_request(group, dataset, path, mode, max_error_rate, encoding)
+        params = {"dataset": dataset, "path": str(path), "mode": mode,
+                  "max_error_rate": request.max_error_rate}  # fmt: skip
+
+        def work(job_id: str, progress: ProgressFn) -> Mapping[str, object]:
+            return self.import_file(
+                group, dataset, path, mode=mode, max_error_rate=request.max_error_rate,
+                encoding=encoding, on_progress=progress, job_name=job_id,
+            ).to_dict()  # fmt: skip
+
+        self.store.get_group(group)  # fail now, not in the background
+        return self.jobs.submit(group=group, kind="import", params=params, fn=work)
+
+    def _import_request(
+        self,
+        group: str,
+        dataset: DatasetKind,
+        path: Path,
+        mode: str,
+        max_error_rate: float | None,
+        encoding: str,
+    ) -> ImportRequest:
+        _check_dataset(dataset)
+        if mode not in ("full", "incremental"):
+            raise InvalidInput(f"mode: expected 'full' or 'incremental', got {mode!r}")
+        rate = self.settings.imports.max_error_rate if max_error_rate is None else max_error_rate
+        if not 0.0 <= rate <= 1.0:
+            raise InvalidInput(f"max_error_rate: expected a number in [0, 1], got {rate}")
+        return ImportRequest(
+            group=group, dataset=dataset, path=Path(path), mode=mode,  # type: ignore[arg-type]
+            max_error_rate=rate, encoding=encoding, chunk_rows=self.settings.imports.chunk_rows,
+        )  # fmt: skip
+
+    def job(self, job_id: str) -> JobRecord:
+        return self.jobs.get(job_id)
+
+    def list_jobs(self, group: str) -> list[JobRecord]:
+        return self.store.list_jobs(group)
+
+    # real-time writes -------------------------------------------------------------------------
+    def validate_events(self, group: str, request: PutEventsRequest) -> list[Event]:
+        limit = self.settings.api.max_events_per_request
+        if len(request.event_list) > limit:
+            raise PayloadTooLarge(
+                f"eventList: {len(request.event_list)} events, at most {limit} per request"
+            )
+        return events_from_request(self.get_schema(group, "interactions"), request)
+
+    def put_events(self, group: str, request: PutEventsRequest) -> WriteResult:
+        """Validate and store events; returns once they are committed."""
+        return self.tracker.put(group, self.validate_events(group, request))
+
+    async def put_events_async(self, group: str, request: PutEventsRequest) -> WriteResult:
+        events = self.validate_events(group, request)
+        return await asyncio.wrap_future(self.tracker.submit(group, events))
+
+    def put_items(self, group: str, items: Sequence[ItemIn]) -> int:
+        records = records_from_items(self.get_schema(group, "items"), items)
+        return self.store.put_records(group, "items", records)
+
+    def put_users(self, group: str, users: Sequence[UserIn]) -> int:
+        records = records_from_users(self.get_schema(group, "users"), users)
+        return self.store.put_records(group, "users", records)
+
+    def recent_events(self, group: str, user_id: str, limit: int = 100) -> list[Event]:
+        return self.store.recent_events(group, user_id, limit)
+
+    # export, deletion, status -----------------------------------------------------------------
+    def export(self, group: str, dataset: DatasetKind, path: Path) -> int:
+        """Write a dataset to ``.csv`` or ``.parquet`` (streamed); returns rows written."""
+        _check_dataset(dataset)
+        suffix = path.suffix.lower()
+        if suffix not in EXPORT_SUFFIXES:
+            raise InvalidInput(f"{path}: export to {' or '.join(EXPORT_SUFFIXES)}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        rows = 0
+        writer: pq.ParquetWriter | None = None
+        with open(partial, "wb") as out:
+            for chunk in self.store.export(group, dataset):
+                if suffix == ".csv":
+                    chunk.write_csv(out, include_header=rows == 0)
+                else:
+                    table = chunk.to_arrow()
+                    writer = writer or pq.ParquetWriter(out, table.schema)
+                    writer.write_table(table)
+                rows += chunk.height
+            if writer is not None:
+                writer.close()
+        if rows == 0:  # still give the file its columns
+            empty = pl.DataFrame(
+                schema=dict.fromkeys(self.get_schema(group, dataset).types, pl.String)
+            )
+            empty.write_csv(partial) if suffix == ".csv" else empty.write_parquet(partial)
+        partial.replace(path)  # readers never see a half-written export
+        return rows
+
+    def delete_users(self, group: str, user_ids: Sequence[str]) -> int:
+        """Erase users (profile, interactions, sessions, id). Returns how many existed."""
+        if not user_ids:
+            raise InvalidInput("user_ids: give at least one user id")
+        deleted = self.store.delete_users(group, list(user_ids))
+        _log.info("users deleted group=%s requested=%d found=%d", group, len(user_ids), deleted)
+        return deleted
+
+    def counts(self, group: str) -> dict[str, int]:
+        return self.store.counts(group)
+
+    # tokens -----------------------------------------------------------------------------------
+    def create_token(self, name: str, *, scope: Scope) -> str:
+        if scope not in ("admin", "ingest"):
+            raise InvalidInput(f"scope: expected 'admin' or 'ingest', got {scope!r}")
+        token = f"tb_{secrets.token_urlsafe(32)}"
+        self.store.add_token(hash_token(token), name=name, scope=scope)
+        return token
+
+    def authenticate(self, token: str) -> TokenRecord | None:
+        configured = self.settings.api.admin_token
+        if configured and hmac.compare_digest(token.encode(), configured.encode()):
+            return TokenRecord(name="configured-admin", scope="admin", created_at=0)
+        return self.store.find_token(hash_token(token))
+
+    def list_tokens(self) -> list[TokenRecord]:
+        return self.store.list_tokens()
+
+    def revoke_token(self, name: str) -> None:
+        self.store.revoke_token(name)
+
+
+def _check_dataset(dataset: str) -> None:
+    if dataset not in DATASETS:
+        raise InvalidInput(f"dataset: expected one of {', '.join(DATASETS)}, got {dataset!r}")
