@@ -1,0 +1,31 @@
+"""tastebud: a self-hosted personalization engine."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from tastebud.errors import (
+    AlreadyExists,
+    FilterSyntaxError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    TastebudError,
+)
+
+try:
+    __version__ = version("tastebud")
+except PackageNotFoundError:  # running from a source tree without installing
+    __version__ = "0.0.0"
+
+__all__ = [
+    "AlreadyExists",
+    "FilterSyntaxError",
+    "Forbidden",
+    "InvalidInput",
+    "NotFound",
+    "NotReady",
+    "PayloadTooLarge",
+    "TastebudError",
+    "__version__",
+]

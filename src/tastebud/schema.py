@@ -156,13 +156,17 @@ def _infer_type(values: pl.Series) -> str:
     return "categorical"
 
 
-def _timestamp_expr(column: str) -> pl.Expr:
-    text = pl.col(column).str.strip_chars().str.replace(r"[Zz]$", "+00:00")
-    as_number = text.cast(pl.Float64, strict=False)
-    iso = pl.coalesce(
+def _timestamp_expr(column: str, *, iso: bool = True) -> pl.Expr:
+    """Epoch seconds from numbers or ISO-8601 text; ``iso=False`` skips the (slower) dates."""
+    text = pl.col(column).str.strip_chars()
+    as_number = text.cast(pl.Float64, strict=False).floor().cast(pl.Int64)
+    if not iso:
+        return as_number
+    text = text.str.replace(r"[Zz]$", "+00:00")
+    dates = pl.coalesce(
         [text.str.to_datetime(format=fmt, strict=False, time_zone="UTC") for fmt in _ISO_FORMATS]
     ).dt.epoch("s")
-    return pl.when(as_number.is_not_null()).then(as_number.floor().cast(pl.Int64)).otherwise(iso)
+    return pl.coalesce(as_number, dates)
 
 
 def validate_frame(
@@ -204,7 +208,8 @@ def validate_frame(
     ).with_row_index("__row")
     converted, problems = [], []
     for column in renamed.columns:
-        typed, problem = _convert(dataset, column, types[column])
+        iso = types[column] == "timestamp" and _has_non_numbers(text[column])
+        typed, problem = _convert(dataset, column, types[column], iso=iso)
         converted.append(typed.alias(column))
         problems.append(problem)
     # One pass: typed values and reasons are both computed from the raw text columns.
@@ -220,7 +225,15 @@ def validate_frame(
     return accepted, rejected
 
 
-def _convert(dataset: str, column: str, type_: FieldType) -> tuple[pl.Expr, pl.Expr]:
+def _has_non_numbers(values: pl.Series) -> bool:
+    return bool(
+        values.str.strip_chars().cast(pl.Float64, strict=False).null_count() > values.null_count()
+    )
+
+
+def _convert(
+    dataset: str, column: str, type_: FieldType, *, iso: bool = True
+) -> tuple[pl.Expr, pl.Expr]:
     """(typed value, reason-or-null) expressions for one column."""
     source = pl.col(column)
     where = f"{dataset}.{column}"
@@ -230,7 +243,7 @@ def _convert(dataset: str, column: str, type_: FieldType) -> tuple[pl.Expr, pl.E
         bad = source.is_not_null() & (typed.is_null() | typed.is_nan() | typed.is_infinite())
         reason = pl.format(f"{where}: expected a number, got '{{}}'", source)
     elif type_ == "timestamp":
-        typed = _timestamp_expr(column)
+        typed = _timestamp_expr(column, iso=iso)
         bad = source.is_not_null() & (typed.is_null() | (typed < 0) | (typed > MAX_EPOCH_SECONDS))
         reason = pl.format(f"{where}: expected epoch seconds or ISO-8601, got '{{}}'", source)
     else:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import csv
 import gzip
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -22,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from tastebud.errors import InvalidInput
-from tastebud.schema import DatasetKind, infer_schema, validate_frame
+from tastebud.schema import DatasetKind, DatasetSchema, infer_schema, validate_frame
 from tastebud.store import ImportMode, Store
 
 _log = logging.getLogger(__name__)
@@ -94,8 +96,8 @@ def run_import(
     accepted = rejected = stored = parsed_rows = 0
     try:
         with store.bulk_writer(request.group, request.dataset, request.mode) as writer:
-            for chunk in _chain(first, chunks):
-                good, bad = validate_frame(schema, chunk, first_row=parsed_rows)
+            # The next chunk is read and validated while this one is written.
+            for chunk, good, bad in _prefetch(_validated(schema, _chain(first, chunks))):
                 stored += writer.write(good)
                 rejects.add(bad, chunk, chunk_start=parsed_rows)
                 accepted += good.height
@@ -141,6 +143,54 @@ def _check_source(path: Path) -> None:
 def _chain(first: pl.DataFrame, rest: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
     yield first
     yield from rest
+
+
+def _validated(
+    schema: DatasetSchema, chunks: Iterator[pl.DataFrame]
+) -> Iterator[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]]:
+    first_row = 0
+    for chunk in chunks:
+        good, bad = validate_frame(schema, chunk, first_row=first_row)
+        yield chunk, good, bad
+        first_row += chunk.height
+
+
+_T = TypeVar("_T")
+
+
+def _prefetch(items: Iterator[_T]) -> Iterator[_T]:
+    """Run ``items`` one step ahead on a worker thread (polars and Arrow release the GIL)."""
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        handoff.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put(("done", None))
+        except BaseException as exc:  # re-raised in the consumer
+            handoff.put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="tastebud-import-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        worker.join()
 
 
 class _Source:

@@ -81,6 +81,12 @@ class SqlStore(ABC):
     def _sql(self, query: str) -> str:
         return query
 
+    def _suspend_indexes(self, cur: Cursor, dataset: DatasetKind) -> list[str]:
+        """Drop secondary indexes before a big load; returns the statements that rebuild them.
+
+        A dialect that can do it without blocking readers overrides this (SQLite)."""
+        return []
+
     def close(self) -> None:  # noqa: B027  (optional hook)
         pass
 
@@ -272,7 +278,10 @@ class SqlStore(ABC):
             self._lock_ids(cur, group_id)
             if mode == "full":
                 self._run(cur, f"DELETE FROM {dataset} WHERE group_id = ?", (group_id,))
-            yield _SqlBulkWriter(self, cur, group_id, dataset)
+            writer = _SqlBulkWriter(self, cur, group_id, dataset)
+            yield writer
+            for statement in writer.rebuild:
+                self._run(cur, statement)
 
     def _write_interactions(self, cur: Cursor, group_id: int, chunk: pl.DataFrame) -> int:
         users = self._map_ids(cur, group_id, "user", chunk["USER_ID"])
@@ -672,12 +681,20 @@ class SqlStore(ABC):
 
 
 class _SqlBulkWriter:
+    # Past this many rows in one chunk, sorting the index once beats updating it row by row.
+    BIG_CHUNK_ROWS = 200_000
+
     def __init__(self, store: SqlStore, cur: Cursor, group_id: int, dataset: DatasetKind):
         self._store, self._cur, self._group_id, self._dataset = store, cur, group_id, dataset
+        self.rebuild: list[str] = []
+        self._suspended = False
 
     def write(self, chunk: pl.DataFrame) -> int:
         if chunk.is_empty():
             return 0
+        if not self._suspended and chunk.height >= self.BIG_CHUNK_ROWS:
+            self._suspended = True
+            self.rebuild = self._store._suspend_indexes(self._cur, self._dataset)
         if self._dataset == "interactions":
             return self._store._write_interactions(self._cur, self._group_id, chunk)
         return self._store._write_entities(self._cur, self._group_id, self._dataset, chunk)

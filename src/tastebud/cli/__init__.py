@@ -1,0 +1,53 @@
+"""The ``tastebud`` command line (Typer + Rich); one module per command group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tastebud.cli import admin, data, serve
+from tastebud.cli._common import CliState
+
+app = typer.Typer(
+    name="tastebud",
+    help="tastebud: a self-hosted personalization engine.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _settings(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None, typer.Option(help="Data folder (env TASTEBUD_HOME, default ./.tastebud).")
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="postgresql://… to use PostgreSQL (env TASTEBUD_DATABASE_URL)."),
+    ] = None,
+    group: Annotated[
+        str | None, typer.Option(help="Default dataset group (env TASTEBUD_DEFAULT_GROUP).")
+    ] = None,
+) -> None:
+    overrides = {"home": home, "database_url": database_url, "default_group": group}
+    ctx.obj = CliState({k: v for k, v in overrides.items() if v is not None})
+
+
+app.command()(data.init)
+app.command("import")(data.import_)
+app.command()(data.status)
+app.command()(data.export)
+app.command()(serve.serve)
+app.command()(serve.demo)
+app.add_typer(data.schema_app, name="schema")
+app.add_typer(data.users_app, name="users")
+app.add_typer(admin.groups_app, name="groups")
+app.add_typer(admin.tokens_app, name="tokens")
+app.add_typer(admin.jobs_app, name="jobs")
+
+
+def main() -> None:
+    app()
