@@ -1,0 +1,3 @@
+from tastebud.cli import main
+
+main()
