@@ -1,4 +1,4 @@
-"""Sustained event ingestion through the HTTP API: batches of 10 events, committed before the answer.
+"""Sustained ingestion through the HTTP API: batches of 10 events, committed before the answer.
 
     ./dev bench ingest_http [--seconds 20] [--connections 32] [--workers 1] [--backend sqlite]
 
@@ -98,11 +98,11 @@ def main() -> None:
     try:
         wait_ready(url)
         script = home / "events.lua"
+        headers = f'{{["Authorization"]="Bearer {token}", ["Content-Type"]="application/json"}}'
         script.write_text(
-            LUA.replace("return wrk.format", "return wrk.format")
-            .replace('wrk.format("POST", nil, nil, body)',
-                     'wrk.format("POST", nil, {["Authorization"]="Bearer ' + token
-                     + '", ["Content-Type"]="application/json"}, body)')  # fmt: skip
+            LUA.replace(
+                'wrk.format("POST", nil, nil, body)', f'wrk.format("POST", nil, {headers}, body)'
+            )
         )
         path = f"{url}/v1/dataset-groups/{group}/events"
         wrk = subprocess.run(
