@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from tastebud.client import Client
 from tastebud.errors import (
     AlreadyExists,
     FilterSyntaxError,
@@ -20,6 +21,7 @@ except PackageNotFoundError:  # running from a source tree without installing
 
 __all__ = [
     "AlreadyExists",
+    "Client",
     "FilterSyntaxError",
     "Forbidden",
     "InvalidInput",

@@ -157,17 +157,25 @@ class Engine:
         mode: ImportMode = "incremental",
         max_error_rate: float | None = None,
         encoding: str = "utf-8",
+        delete_source: bool = False,
     ) -> JobRecord:
-        """Queue an import job in the background; poll :meth:`job` for status and progress."""
+        """Queue an import job in the background; poll :meth:`job` for status and progress.
+
+        ``delete_source`` removes the file when the job ends (uploads).
+        """
         request = self._import_request(group, dataset, path, mode, max_error_rate, encoding)
         params = {"dataset": dataset, "path": str(path), "mode": mode,
                   "max_error_rate": request.max_error_rate}  # fmt: skip
 
         def work(job_id: str, progress: ProgressFn) -> Mapping[str, object]:
-            return self.import_file(
-                group, dataset, path, mode=mode, max_error_rate=request.max_error_rate,
-                encoding=encoding, on_progress=progress, job_name=job_id,
-            ).to_dict()  # fmt: skip
+            try:
+                return self.import_file(
+                    group, dataset, path, mode=mode, max_error_rate=request.max_error_rate,
+                    encoding=encoding, on_progress=progress, job_name=job_id,
+                ).to_dict()  # fmt: skip
+            finally:
+                if delete_source:
+                    Path(path).unlink(missing_ok=True)
 
         self.store.get_group(group)  # fail now, not in the background
         return self.jobs.submit(group=group, kind="import", params=params, fn=work)
@@ -196,7 +204,9 @@ class Engine:
         return self.jobs.get(job_id)
 
     def list_jobs(self, group: str) -> list[JobRecord]:
-        return self.store.list_jobs(group)
+        """Newest first; jobs running in this process show their live progress."""
+        return [self.jobs.get(j.id) if j.status in ("queued", "running") else j
+                for j in self.store.list_jobs(group)]  # fmt: skip
 
     # real-time writes -------------------------------------------------------------------------
     def validate_events(self, group: str, request: PutEventsRequest) -> list[Event]:
@@ -249,8 +259,11 @@ class Engine:
             if writer is not None:
                 writer.close()
         if rows == 0:  # still give the file its columns
+            # The same column types as a full export: numbers Float64, timestamps Int64.
+            dtypes = {"numerical": pl.Float64, "timestamp": pl.Int64}
+            types = self.get_schema(group, dataset).types
             empty = pl.DataFrame(
-                schema=dict.fromkeys(self.get_schema(group, dataset).types, pl.String)
+                schema={name: dtypes.get(type_, pl.String) for name, type_ in types.items()}
             )
             empty.write_csv(partial) if suffix == ".csv" else empty.write_parquet(partial)
         partial.replace(path)  # readers never see a half-written export

@@ -12,6 +12,9 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8765
     max_body_bytes: int = Field(default=8 * 1024 * 1024, description="Larger bodies get 413.")
+    max_upload_bytes: int = Field(
+        default=16 * 1024**3, description="Body limit of file uploads to import jobs."
+    )
     max_events_per_request: int = 1000
     admin_token: str | None = Field(
         default=None, description="Extra admin token accepted besides those in the store."

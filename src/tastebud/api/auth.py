@@ -7,12 +7,19 @@ import time
 from starlette.concurrency import run_in_threadpool
 
 from tastebud.engine import Engine
+from tastebud.errors import Forbidden
 from tastebud.store import TokenRecord
 
 # A token revoked through another API process stops working within this delay; one revoked
 # through this process stops at once (see `forget`).
 TOKEN_CACHE_SECONDS = 5.0
 _MAX_CACHED = 10_000
+
+
+class Unauthorized(Forbidden):
+    """No token, or one the server does not know (HTTP 401)."""
+
+    status_code = 401
 
 
 class TokenVerifier:
@@ -22,6 +29,21 @@ class TokenVerifier:
         self._engine = engine
         self._ttl = ttl
         self._valid: dict[str, tuple[float, TokenRecord]] = {}
+
+    async def check(self, authorization: str | None) -> TokenRecord:
+        """The record of the ``Authorization: Bearer <token>`` header's token.
+
+        Raises:
+            Unauthorized: no bearer token, or an unknown or revoked one.
+        """
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("Authorization: send 'Bearer <token>'")
+        record = await self.verify(token)
+        if record is None:
+            raise Unauthorized("Authorization: unknown or revoked token")
+        return record
 
     async def verify(self, token: str) -> TokenRecord | None:
         cached = self._valid.get(token)

@@ -12,7 +12,6 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tastebud.api.auth import TokenVerifier
-from tastebud.api.errors import Unauthorized
 from tastebud.engine import Engine
 from tastebud.errors import Forbidden
 from tastebud.settings import Settings
@@ -45,16 +44,12 @@ VerifierDep = Annotated[TokenVerifier, Depends(get_verifier)]
 
 
 async def require_token(
+    request: Request,
     verifier: VerifierDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],  # documents the scheme
 ) -> TokenRecord:
     """The caller's token record; 401 when the token is missing or unknown."""
-    if credentials is None or not credentials.credentials:
-        raise Unauthorized("Authorization: send 'Bearer <token>'")
-    record = await verifier.verify(credentials.credentials)
-    if record is None:
-        raise Unauthorized("Authorization: unknown or revoked token")
-    return record
+    return await verifier.check(request.headers.get("Authorization"))
 
 
 TokenDep = Annotated[TokenRecord, Depends(require_token)]

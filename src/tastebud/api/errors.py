@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,21 +11,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from tastebud.errors import Forbidden, TastebudError
+from tastebud.api.auth import TokenVerifier, Unauthorized
+from tastebud.errors import TastebudError
 
 _log = logging.getLogger(__name__)
 
 _HTTP_TYPES = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed"}
 
 
-class Unauthorized(Forbidden):
-    """No token, or one the server does not know (HTTP 401)."""
-
-    status_code = 401
-
-
 def error_response(
-    status_code: int, type_: str, message: str, headers: dict[str, str] | None = None
+    status_code: int, type_: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     body = {"error": {"type": type_, "message": message}}
     return JSONResponse(body, status_code=status_code, headers=headers)
@@ -50,6 +45,13 @@ async def _tastebud_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    # A malformed body fails before the token is checked; strangers still only hear 401.
+    verifier = getattr(request.app.state, "verifier", None)
+    if isinstance(verifier, TokenVerifier) and request.url.path != "/health":
+        try:
+            await verifier.check(request.headers.get("Authorization"))
+        except Unauthorized as unauthorized:
+            return await _tastebud_error(request, unauthorized)
     problems: list[dict[str, Any]] = list(exc.errors())
     message = "; ".join(f"{field_path(p['loc'])}: {p['msg']}" for p in problems[:20])
     if len(problems) > 20:

@@ -111,8 +111,6 @@ async def _send_413(send: Send, size: int, limit: int, *, streamed: bool = False
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                # The rest of the body is never read, so the connection can't be reused.
-                (b"connection", b"close"),
             ],
         }
     )

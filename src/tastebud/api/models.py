@@ -7,7 +7,8 @@ parsed JSON back with the same types, so both sides read one definition.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NotRequired
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, NotRequired, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -15,6 +16,7 @@ from pydantic.alias_generators import to_camel
 # pydantic needs typing_extensions' TypedDict before Python 3.12.
 from typing_extensions import TypedDict
 
+from tastebud.ingest import ItemIn, UserIn
 from tastebud.schema import MAX_ID_LENGTH, DatasetKind, FieldType
 
 ImportMode = Literal["full", "incremental"]
@@ -22,6 +24,12 @@ ExportFormat = Literal["csv", "parquet"]
 TokenScope = Literal["admin", "ingest"]
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+_V = TypeVar("_V")
+
+
+def camel_keys(values: Mapping[str, _V]) -> dict[str, _V]:
+    """``{"max_error_rate": 0.1}`` -> ``{"maxErrorRate": 0.1}`` (engine dicts on the wire)."""
+    return {to_camel(key): value for key, value in values.items()}
 
 
 class _Body(BaseModel):
@@ -45,6 +53,14 @@ class ImportJobIn(_Body):
     mode: ImportMode = "incremental"
     max_error_rate: float | None = Field(default=None, ge=0.0, le=1.0)
     encoding: str = "utf-8"
+
+
+class ItemsIn(_Body):
+    items: list[ItemIn] = Field(min_length=1)
+
+
+class UsersIn(_Body):
+    users: list[UserIn] = Field(min_length=1)
 
 
 class DeleteUsersIn(_Body):

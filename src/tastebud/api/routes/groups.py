@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from tastebud.api.deps import EngineDep, require_admin
-from tastebud.api.models import GroupIn, GroupList, GroupOut, GroupStatus
+from tastebud.api.models import GroupIn, GroupList, GroupOut, GroupStatus, camel_keys
 from tastebud.store import DatasetGroup
 
 router = APIRouter(
@@ -39,4 +39,4 @@ def delete_group(group: str, engine: EngineDep) -> None:
 
 @router.get("/{group}/status")
 def group_status(group: str, engine: EngineDep) -> GroupStatus:
-    return {"group": group, "counts": engine.counts(group)}
+    return {"group": group, "counts": camel_keys(engine.counts(group))}

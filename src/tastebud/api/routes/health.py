@@ -13,7 +13,7 @@ router = APIRouter(tags=["health"])
 
 
 @cache
-def _version() -> str:
+def package_version() -> str:
     try:
         return version("tastebud")
     except PackageNotFoundError:  # running from a source tree
@@ -22,4 +22,4 @@ def _version() -> str:
 
 @router.get("/health")
 async def health() -> HealthOut:
-    return {"status": "ok", "version": _version()}
+    return {"status": "ok", "version": package_version()}

@@ -1,0 +1,81 @@
+"""``create_app``: the FastAPI application over one engine (built here unless given)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from tastebud.api.auth import TokenVerifier
+from tastebud.api.errors import install_error_handlers
+from tastebud.api.limits import BodyLimitMiddleware
+from tastebud.api.routes import (
+    events,
+    exports,
+    groups,
+    health,
+    imports,
+    items,
+    schemas,
+    tokens,
+    users,
+)
+from tastebud.engine import Engine
+from tastebud.settings import Settings
+
+UPLOAD_PATH = re.compile(r"/v1/dataset-groups/[^/]+/import-jobs/upload")
+# The hot path first: a request is matched against the routers in this order.
+ROUTERS = (events, items, users, health, groups, schemas, imports, exports, tokens)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+) -> FastAPI:
+    """The HTTP API.
+
+    Args:
+        settings: the API section sets the body limits; ``home`` holds uploads and exports.
+        engine: an engine the caller owns (and closes); by default the app builds one when it
+            starts and closes it when it stops.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if engine is not None:
+            yield
+            return
+        owned = await run_in_threadpool(Engine, settings)
+        _attach(app, owned)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(owned.close)
+
+    app = FastAPI(
+        title="tastebud",
+        summary="Self-hosted personalization engine.",
+        version=health.package_version(),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    if engine is not None:
+        _attach(app, engine)
+    install_error_handlers(app)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.api.max_body_bytes,
+        overrides=[(UPLOAD_PATH, settings.api.max_upload_bytes)],
+    )
+    for module in ROUTERS:
+        app.include_router(module.router)
+    return app
+
+
+def _attach(app: FastAPI, engine: Engine) -> None:
+    app.state.engine = engine
+    app.state.verifier = TokenVerifier(engine)

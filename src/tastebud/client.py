@@ -1,0 +1,335 @@
+"""Python client of the tastebud HTTP API: one typed method per endpoint.
+
+    with Client("http://127.0.0.1:8765", token="tb_…", group="shop") as client:
+        client.put_events([{"itemId": "42", "eventType": "click"}], user_id="u1")
+
+Responses are the API's JSON (camelCase keys), typed by :mod:`tastebud.api.models`. Failures
+raise tastebud's own exceptions, carrying the server's message:
+
+    TastebudError              any other HTTP error (5xx)
+    ├── InvalidInput           422
+    │   ├── PayloadTooLarge    413
+    │   └── ImportFailed       an import job that ended in failure (``.job`` holds it)
+    ├── NotFound               404
+    ├── AlreadyExists          409
+    ├── NotReady               503
+    └── Forbidden              401 (no or unknown token), 403 (token lacks the scope)
+
+Network failures raise ``httpx.TransportError`` (e.g. ``httpx.ConnectError``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import quote
+
+import httpx
+
+from tastebud.api.models import (
+    EventList,
+    EventOut,
+    ExportFormat,
+    GroupList,
+    GroupOut,
+    GroupStatus,
+    HealthOut,
+    ImportMode,
+    JobList,
+    JobOut,
+    PutEventsOut,
+    SchemaOut,
+    TokenCreated,
+    TokenList,
+    TokenOut,
+    TokenScope,
+)
+from tastebud.errors import (
+    AlreadyExists,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    TastebudError,
+)
+from tastebud.schema import DatasetKind
+
+__all__ = ["Client", "ImportFailed"]
+
+_ERRORS: dict[int, type[TastebudError]] = {
+    401: Forbidden,
+    403: Forbidden,
+    404: NotFound,
+    409: AlreadyExists,
+    413: PayloadTooLarge,
+    422: InvalidInput,
+    503: NotReady,
+}
+_FORMATS: dict[str, ExportFormat] = {".csv": "csv", ".parquet": "parquet"}
+
+
+class ImportFailed(InvalidInput):
+    """An import job ended with status ``failed``; nothing of it was stored."""
+
+    def __init__(self, message: str, job: JobOut) -> None:
+        super().__init__(message)
+        self.job = job
+
+
+class Client:
+    """A connection to a tastebud server, bound to one dataset group.
+
+    Args:
+        base_url: the server, e.g. ``http://127.0.0.1:8765``.
+        token: an API token (``admin`` scope, or ``ingest`` for the write calls only).
+        group: the dataset group that the data methods act on.
+        timeout: seconds to wait for connecting, sending or reading (not for a whole upload).
+        transport: an httpx transport to use instead of the network (tests, proxies).
+    """
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8765",
+        *,
+        token: str,
+        group: str = "default",
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.group = group
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # service and dataset groups ---------------------------------------------------------------
+    def health(self) -> HealthOut:
+        return cast(HealthOut, self._json("GET", "/health"))
+
+    def create_group(self, name: str) -> GroupOut:
+        return cast(GroupOut, self._json("POST", "/v1/dataset-groups", json={"name": name}))
+
+    def list_groups(self) -> list[GroupOut]:
+        return cast(GroupList, self._json("GET", "/v1/dataset-groups"))["groups"]
+
+    def get_group(self, name: str | None = None) -> GroupOut:
+        return cast(GroupOut, self._json("GET", _group_path(name or self.group)))
+
+    def delete_group(self, name: str) -> None:
+        """Delete a dataset group and all its data."""
+        self._request("DELETE", _group_path(name))
+
+    def status(self) -> GroupStatus:
+        """Row counts of this client's group (``counts``: interactions, items, users, …)."""
+        return cast(GroupStatus, self._json("GET", self._path("/status")))
+
+    # schemas ----------------------------------------------------------------------------------
+    def put_schema(self, dataset: DatasetKind, fields: Mapping[str, str]) -> SchemaOut:
+        """Declare a dataset's fields, e.g. ``{"GENRES": "categorical", "PRICE": "numerical"}``."""
+        body = {"fields": dict(fields)}
+        return cast(SchemaOut, self._json("PUT", self._path(f"/schemas/{dataset}"), json=body))
+
+    def get_schema(self, dataset: DatasetKind) -> SchemaOut:
+        return cast(SchemaOut, self._json("GET", self._path(f"/schemas/{dataset}")))
+
+    # imports ----------------------------------------------------------------------------------
+    def import_file(
+        self,
+        path: str | Path,
+        *,
+        dataset: DatasetKind,
+        mode: ImportMode = "incremental",
+        max_error_rate: float | None = None,
+        encoding: str = "utf-8",
+        wait: bool = True,
+        poll_interval: float = 0.5,
+    ) -> JobOut:
+        """Upload a local CSV, CSV.gz or Parquet file and import it.
+
+        Returns:
+            The job: finished when ``wait`` (its ``result`` holds the counts), else just queued.
+
+        Raises:
+            ImportFailed: with ``wait``, the job failed (e.g. over the error budget).
+        """
+        path = Path(path)
+        params: dict[str, str | float] = {
+            "dataset": dataset, "mode": mode, "filename": path.name, "encoding": encoding,
+        }  # fmt: skip
+        if max_error_rate is not None:
+            params["maxErrorRate"] = max_error_rate
+        with open(path, "rb") as body:
+            job = cast(
+                JobOut,
+                self._json(
+                    "POST", self._path("/import-jobs/upload"), params=params, content=body,
+                    headers={"Content-Type": "application/octet-stream"},
+                ),
+            )  # fmt: skip
+        return self.wait_for_job(job["id"], poll_interval=poll_interval) if wait else job
+
+    def import_server_file(
+        self,
+        path: str,
+        *,
+        dataset: DatasetKind,
+        mode: ImportMode = "incremental",
+        max_error_rate: float | None = None,
+        encoding: str = "utf-8",
+        wait: bool = True,
+        poll_interval: float = 0.5,
+    ) -> JobOut:
+        """Import a file that is already on the server (``path`` as the server sees it)."""
+        body = {"dataset": dataset, "path": path, "mode": mode, "encoding": encoding,
+                "maxErrorRate": max_error_rate}  # fmt: skip
+        job = cast(JobOut, self._json("POST", self._path("/import-jobs"), json=body))
+        return self.wait_for_job(job["id"], poll_interval=poll_interval) if wait else job
+
+    def import_job(self, job_id: str) -> JobOut:
+        return cast(JobOut, self._json("GET", f"/v1/import-jobs/{quote(job_id, safe='')}"))
+
+    def import_jobs(self) -> list[JobOut]:
+        return cast(JobList, self._json("GET", self._path("/import-jobs")))["jobs"]
+
+    def wait_for_job(
+        self, job_id: str, *, poll_interval: float = 0.5, timeout: float | None = None
+    ) -> JobOut:
+        """Poll an import job until it ends.
+
+        Raises:
+            ImportFailed: the job failed.
+            TimeoutError: it still runs after ``timeout`` seconds (None: wait for ever).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.import_job(job_id)
+            if job["status"] == "succeeded":
+                return job
+            if job["status"] == "failed":
+                raise ImportFailed(job["error"] or f"import job {job_id} failed", job)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"import job {job_id} still {job['status']} after {timeout}s")
+            time.sleep(poll_interval)
+
+    # real-time writes -------------------------------------------------------------------------
+    def put_events(
+        self,
+        events: Sequence[Mapping[str, Any]],
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+    ) -> PutEventsOut:
+        """Record events (``itemId``, ``eventType``, ``eventId``, ``properties`` … as the API).
+
+        Returns:
+            ``{"accepted": n, "duplicates": m}``; an ``eventId`` already stored counts as a
+            duplicate and is not stored again.
+        """
+        body: dict[str, Any] = {"eventList": [dict(e) for e in events]}
+        if user_id is not None:
+            body["userId"] = user_id
+        if session_id is not None:
+            body["sessionId"] = session_id
+        return cast(PutEventsOut, self._json("POST", self._path("/events"), json=body))
+
+    def put_items(self, items: Sequence[Mapping[str, Any]]) -> int:
+        """Insert or replace items (``{"itemId": …, "properties": {…}}``); returns how many."""
+        body = {"items": [dict(i) for i in items]}
+        return int(self._json("POST", self._path("/items"), json=body)["accepted"])
+
+    def put_users(self, users: Sequence[Mapping[str, Any]]) -> int:
+        """Insert or replace users (``{"userId": …, "properties": {…}}``); returns how many."""
+        body = {"users": [dict(u) for u in users]}
+        return int(self._json("POST", self._path("/users"), json=body)["accepted"])
+
+    def delete_users(self, user_ids: Sequence[str]) -> int:
+        """Erase users and everything about them; returns how many existed."""
+        body = {"userIds": list(user_ids)}
+        return int(self._json("POST", self._path("/users/delete"), json=body)["deleted"])
+
+    def recent_events(self, user_id: str, *, limit: int = 100) -> list[EventOut]:
+        """The user's latest events, oldest first."""
+        path = self._path(f"/users/{quote(user_id, safe='')}/events")
+        return cast(EventList, self._json("GET", path, params={"limit": limit}))["events"]
+
+    # export -----------------------------------------------------------------------------------
+    def export(self, dataset: DatasetKind, path: str | Path) -> int:
+        """Download a dataset to ``path`` (``.csv`` or ``.parquet``); returns rows written."""
+        path = Path(path)
+        format_ = _FORMATS.get(path.suffix.lower())
+        if format_ is None:
+            raise InvalidInput(f"{path}: export to .csv or .parquet")
+        body = {"dataset": dataset, "format": format_}
+        partial = path.with_name(path.name + ".partial")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._stream("POST", self._path("/exports"), json=body) as response:
+            with open(partial, "wb") as out:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+            rows = int(response.headers.get("X-Tastebud-Rows", "-1"))
+        partial.replace(path)
+        return rows
+
+    # tokens -----------------------------------------------------------------------------------
+    def create_token(self, name: str, *, scope: TokenScope = "ingest") -> TokenCreated:
+        """A new token; its secret (``["token"]``) is shown only in this answer."""
+        body = {"name": name, "scope": scope}
+        return cast(TokenCreated, self._json("POST", "/v1/tokens", json=body))
+
+    def list_tokens(self) -> list[TokenOut]:
+        return cast(TokenList, self._json("GET", "/v1/tokens"))["tokens"]
+
+    def revoke_token(self, name: str) -> None:
+        self._request("DELETE", f"/v1/tokens/{quote(name, safe='')}")
+
+    # plumbing ---------------------------------------------------------------------------------
+    def _path(self, suffix: str) -> str:
+        return _group_path(self.group) + suffix
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self._http.request(method, path, **kwargs)
+        if not response.is_success:
+            raise _error(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    @contextmanager
+    def _stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        with self._http.stream(method, path, **kwargs) as response:
+            if not response.is_success:
+                response.read()
+                raise _error(response)
+            yield response
+
+
+def _group_path(group: str) -> str:
+    return f"/v1/dataset-groups/{quote(group, safe='')}"
+
+
+def _error(response: httpx.Response) -> TastebudError:
+    """The tastebud exception for an error response, with the server's message."""
+    try:
+        message = str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        message = response.text.strip() or response.reason_phrase
+    error_type = _ERRORS.get(response.status_code)
+    if error_type is None:
+        return TastebudError(f"HTTP {response.status_code}: {message}")
+    return error_type(message)

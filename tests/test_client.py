@@ -1,0 +1,240 @@
+"""The Python client against a real server: uvicorn on a free local port, in a thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+import uvicorn
+
+from tastebud.api.app import create_app
+from tastebud.client import Client, ImportFailed
+from tastebud.engine import Engine
+from tastebud.errors import AlreadyExists, Forbidden, InvalidInput, NotFound, PayloadTooLarge
+from tastebud.settings import ApiSettings, Settings
+
+BODY_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    engine: Engine
+    admin_token: str
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    settings = Settings(
+        home=tmp_path_factory.mktemp("home"), api=ApiSettings(max_body_bytes=BODY_LIMIT)
+    )
+    with Engine(settings) as engine:
+        admin_token = engine.create_token("admin", scope="admin")
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(create_app(settings, engine=engine), log_level="warning")
+        uvicorn_server = uvicorn.Server(config)
+        thread = threading.Thread(target=uvicorn_server.run, kwargs={"sockets": [sock]})
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not uvicorn_server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.01)
+        port = sock.getsockname()[1]
+        try:
+            yield Server(f"http://127.0.0.1:{port}", engine, admin_token)
+        finally:
+            uvicorn_server.should_exit = True
+            thread.join(10)
+            sock.close()
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[Client]:
+    """An admin client on a fresh dataset group of its own."""
+    group = f"sdk-{uuid.uuid4().hex[:10]}"
+    with Client(server.url, token=server.admin_token, group=group) as client:
+        client.create_group(group)
+        yield client
+
+
+def test_health_and_dataset_groups(client: Client) -> None:
+    assert client.health()["status"] == "ok"
+    assert client.group in {g["name"] for g in client.list_groups()}
+    assert client.get_group()["name"] == client.group
+    with pytest.raises(AlreadyExists, match="already exists"):
+        client.create_group(client.group)
+    other = f"{client.group}-x"
+    assert client.create_group(other)["name"] == other
+    client.delete_group(other)
+    with pytest.raises(NotFound, match=f"dataset group '{other}' does not exist"):
+        client.get_group(other)
+
+
+def test_events_round_trip(client: Client) -> None:
+    assert client.put_schema("interactions", {"DEVICE": "categorical"})["fields"]["DEVICE"] == (
+        "categorical"
+    )
+    assert client.get_schema("interactions")["fields"]["DEVICE"] == "categorical"
+    events = [
+        {
+            "itemId": "i1",
+            "eventType": "click",
+            "eventId": "e1",
+            "sentAt": 1_700_000_000,
+            "properties": {"DEVICE": "tv"},
+        },
+        {"itemId": "i2", "eventType": "watch", "eventValue": 12.0, "sentAt": 1_700_000_060},
+    ]
+    assert client.put_events(events, user_id="u1", session_id="s1") == {
+        "accepted": 2,
+        "duplicates": 0,
+    }
+    assert client.put_events(events[:1], user_id="u1")["duplicates"] == 1
+    recent = client.recent_events("u1")
+    assert [(e["itemId"], e["eventType"]) for e in recent] == [("i1", "click"), ("i2", "watch")]
+    assert recent[0]["properties"] == {"DEVICE": "tv"} and recent[1]["eventValue"] == 12.0
+    assert [e["itemId"] for e in client.recent_events("u1", limit=1)] == ["i2"]
+    assert client.status()["counts"]["interactions"] == 2
+
+
+def test_items_users_and_erasure(client: Client) -> None:
+    client.put_schema("items", {"GENRES": "categorical"})
+    assert (
+        client.put_items([{"itemId": "i1", "properties": {"GENRES": ["a", "b"]}}, {"itemId": "i2"}])
+        == 2
+    )
+    assert client.put_users([{"userId": "u1"}, {"userId": "u2"}]) == 2
+    client.put_events([{"itemId": "i1"}], user_id="u1")
+    assert client.delete_users(["u1", "ghost"]) == 1
+    counts = client.status()["counts"]
+    assert counts["users"] == 1 and counts["interactions"] == 0 and counts["items"] == 2
+    assert client.recent_events("u1") == []
+
+
+def test_import_file_waits_for_the_job(client: Client, tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "USER_ID,ITEM_ID,TIMESTAMP\nu1,i1,1700000000\nu1,i2,oops\nu2,i1,1700000100\n"
+        "u2,i3,1700000200\n"
+    )
+    job = client.import_file(path, dataset="interactions", max_error_rate=0.5, poll_interval=0.02)
+    assert job["status"] == "succeeded"
+    assert job["result"] is not None
+    assert (job["result"]["accepted"], job["result"]["rejected"]) == (3, 1)
+    rejects = pl.read_csv(job["result"]["rejectsFile"])
+    assert rejects["line"].to_list() == [3] and rejects["row"].to_list() == ["u1,i2,oops"]
+    assert client.import_job(job["id"])["status"] == "succeeded"
+    assert [j["id"] for j in client.import_jobs()] == [job["id"]]
+
+    with pytest.raises(ImportFailed, match="over the error budget") as failed:
+        client.import_file(path, dataset="interactions", max_error_rate=0.0, poll_interval=0.02)
+    assert failed.value.job["status"] == "failed"
+    assert client.status()["counts"]["interactions"] == 3  # the failed import stored nothing
+
+    queued = client.import_file(
+        path, dataset="interactions", mode="full", max_error_rate=0.5, wait=False
+    )
+    assert queued["status"] in ("queued", "running", "succeeded")
+    done = client.wait_for_job(queued["id"], poll_interval=0.02, timeout=20)
+    assert done["result"] is not None and done["result"]["mode"] == "full"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_export_round_trips(client: Client, tmp_path: Path, suffix: str) -> None:
+    client.put_schema("users", {"TIER": "categorical", "AGE": "numerical"})
+    users = [
+        {"userId": f"u{n}", "properties": {"TIER": "gold" if n % 2 else "free", "AGE": n}}
+        for n in range(5)
+    ]
+    client.put_users(users)
+    path = tmp_path / "out" / f"users{suffix}"
+    assert client.export("users", path) == 5
+    frame = pl.read_csv(path) if suffix == ".csv" else pl.read_parquet(path)
+    frame = frame.sort("USER_ID")
+    assert frame["USER_ID"].to_list() == [f"u{n}" for n in range(5)]
+    assert frame["TIER"].to_list() == ["free", "gold", "free", "gold", "free"]
+    assert [float(a) for a in frame["AGE"]] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert not path.with_name(path.name + ".partial").exists()
+    with pytest.raises(InvalidInput, match=r"export to \.csv or \.parquet"):
+        client.export("users", tmp_path / "users.xlsx")
+
+
+def test_tokens_and_scopes(client: Client, server: Server) -> None:
+    name = f"{client.group}-ingest"
+    created = client.create_token(name, scope="ingest")
+    assert created["scope"] == "ingest" and created["token"].startswith("tb_")
+    assert name in {t["name"] for t in client.list_tokens()}
+    with Client(server.url, token=created["token"], group=client.group) as ingest:
+        assert ingest.put_events([{"itemId": "i1"}], user_id="u1")["accepted"] == 1
+        with pytest.raises(Forbidden, match="needs 'admin'"):
+            ingest.status()
+        with pytest.raises(Forbidden):
+            ingest.recent_events("u1")
+        client.revoke_token(name)
+        with pytest.raises(Forbidden, match="unknown or revoked token"):
+            ingest.put_events([{"itemId": "i1"}], user_id="u1")
+    with pytest.raises(NotFound):
+        client.revoke_token(name)
+
+
+def test_errors_carry_the_server_message(client: Client, server: Server) -> None:
+    with Client(server.url, token="wrong", group=client.group) as stranger:
+        assert stranger.health()["status"] == "ok"  # no token needed
+        with pytest.raises(Forbidden, match="unknown or revoked token"):
+            stranger.status()
+    with pytest.raises(InvalidInput, match=r"^eventList\[0\]\.properties\.COLOR: unknown field"):
+        client.put_events([{"itemId": "i1", "properties": {"COLOR": "red"}}], user_id="u1")
+    with pytest.raises(InvalidInput, match=r"body\.eventList\[1\]\.itemId: Field required"):
+        client.put_events([{"itemId": "i1"}, {"eventType": "click"}], user_id="u1")
+    with pytest.raises(PayloadTooLarge, match="1001 events, at most 1000"):
+        client.put_events([{"itemId": "i"}] * 1001, user_id="u1")
+    with pytest.raises(PayloadTooLarge, match="request body"):
+        client.put_events([{"itemId": "i" * 200}] * 400, user_id="u1")  # ~90 KB
+    client.group = "no-such-group"
+    with pytest.raises(NotFound, match="dataset group 'no-such-group' does not exist"):
+        client.put_events([{"itemId": "i1"}], user_id="u1")
+
+
+def test_streamed_body_over_the_limit_over_a_socket(client: Client, server: Server) -> None:
+    sent = 0
+
+    def body() -> Iterator[bytes]:
+        nonlocal sent
+        yield b'{"userId": "u1", "eventList": ['
+        for _ in range(200):  # 200 chunks of 4 KB: over the 64 KB limit by far
+            sent += 1
+            yield b'{"itemId": "' + b"x" * 4000 + b'"},'
+        yield b'{"itemId": "last"}]}'
+
+    headers = {"Authorization": f"Bearer {server.admin_token}", "Content-Type": "application/json"}
+    with httpx.Client(base_url=server.url) as http:
+        response = http.post(
+            f"/v1/dataset-groups/{client.group}/events", content=body(), headers=headers
+        )
+        assert response.status_code == 413
+        assert response.json()["error"]["type"] == "PayloadTooLarge"
+        assert "content-length" not in response.request.headers
+        # The connection stays usable for the next request.
+        assert http.get("/health").status_code == 200
+    assert client.status()["counts"]["interactions"] == 0
+
+
+def test_unreachable_server_raises_httpx_errors() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with (
+        Client(f"http://127.0.0.1:{port}", token="t", timeout=2) as client,
+        pytest.raises(httpx.ConnectError),
+    ):
+        client.health()
