@@ -99,9 +99,9 @@ def demo(
         server = _start_server(create_app(settings, engine=eng), settings.api.host, port)
         url = f"http://{settings.api.host}:{port}"
         try:
+            _show_popular(eng, data.items)
             with Client(url, token=token, group=DEMO_GROUP) as client, fail_cleanly():
                 _show_live_events(client, data.items, data.interactions)
-            _show_popular(eng, data.items)
             console.print(
                 "[dim]Personalized recommendations appear here once the recipes are trained "
                 "(recipes are the next milestone); the API, imports and live events above "
