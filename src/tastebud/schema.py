@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, get_args
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -21,12 +21,15 @@ from tastebud.errors import InvalidInput
 DatasetKind = Literal["interactions", "items", "users"]
 DATASETS: tuple[DatasetKind, ...] = ("interactions", "items", "users")
 FieldType = Literal["string", "categorical", "numerical", "textual", "timestamp"]
+FIELD_TYPES: tuple[FieldType, ...] = get_args(FieldType)
 
 MAX_ID_LENGTH = 256
 MAX_TEXT_LENGTH = 20_000
 # Epoch seconds beyond 2100 are almost always milliseconds sent by mistake.
 MAX_EPOCH_SECONDS = 4_102_444_800
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# A decimal number as polars parses it in bulk (no "1_000", no non-ASCII digits, no inf/nan).
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 RESERVED: dict[DatasetKind, dict[str, FieldType]] = {
     "interactions": {
@@ -49,16 +52,12 @@ REQUIRED: dict[DatasetKind, tuple[str, ...]] = {
     "users": ("USER_ID",),
 }
 _ID_FIELDS = {"USER_ID", "ITEM_ID", "EVENT_ID", "SESSION_ID", "RECOMMENDATION_ID"}
-# ISO-8601 shapes accepted for timestamps, tried in order (naive times are taken as UTC).
-_ISO_FORMATS = (
-    "%Y-%m-%dT%H:%M:%S%.f%z",
-    "%Y-%m-%dT%H:%M:%S%z",
-    "%Y-%m-%dT%H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M:%S",
-    "%Y-%m-%d %H:%M:%S%.f",
-    "%Y-%m-%d %H:%M:%S",
-    "%Y-%m-%d",
-)
+# The ISO-8601 shapes accepted on both the bulk and the real-time path: a date, optionally a time
+# (after T or a space) to the minute or second with a fraction, optionally Z or an offset. Naive
+# times are UTC. Both paths rewrite a match to one canonical form before parsing it.
+_ISO = r"(\d{4}-\d{2}-\d{2})(?:[Tt ](\d{2}:\d{2})(:\d{2}(?:\.\d{1,9})?)?)?([Zz]|[+-]\d{2}:?\d{2})?"
+_ISO_RE = re.compile(_ISO)
+_CANONICAL_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%:z")
 
 
 class FieldSpec(BaseModel):
@@ -95,6 +94,11 @@ class DatasetSchema(BaseModel):
             if name in reserved and type_ != reserved[name]:
                 raise InvalidInput(
                     f"{dataset}.{name}: reserved field has type {reserved[name]!r}, got {type_!r}"
+                )
+            if type_ not in FIELD_TYPES:
+                raise InvalidInput(
+                    f"{dataset}.{name}: unknown type {type_!r}; expected one of "
+                    f"{', '.join(FIELD_TYPES)}"
                 )
             merged[name] = type_
         try:
@@ -145,11 +149,12 @@ def _infer_type(values: pl.Series) -> str:
     numbers = sample.cast(pl.Float64, strict=False)
     if numbers.null_count() == 0 and not leading_zero:
         return "numerical"
-    if sample.to_frame("v").select(_timestamp_expr("v"))["v"].null_count() == 0:
+    timestamps = sample.to_frame("v").select(_timestamp_expr("v"))["v"]
+    if timestamps.null_count() == 0 and not leading_zero:  # zip codes are not epoch seconds
         return "timestamp"
     if sample.str.contains(r"\|").any():
         return "categorical"
-    mean_length = float(sample.str.len_chars().mean() or 0.0)
+    mean_length = float(sample.str.len_chars().cast(pl.Float64).mean() or 0.0)  # type: ignore[arg-type]
     unique_share = sample.n_unique() / len(sample)
     if mean_length > 40 or (unique_share > 0.5 and sample.str.contains(" ").mean() > 0.5):  # type: ignore[operator]
         return "textual"
@@ -159,13 +164,24 @@ def _infer_type(values: pl.Series) -> str:
 def _timestamp_expr(column: str, *, iso: bool = True) -> pl.Expr:
     """Epoch seconds from numbers or ISO-8601 text; ``iso=False`` skips the (slower) dates."""
     text = pl.col(column).str.strip_chars()
-    as_number = text.cast(pl.Float64, strict=False).floor().cast(pl.Int64)
+    # strict=False: nan, inf and 1e300 become null (a rejected row), not an exception.
+    as_number = text.cast(pl.Float64, strict=False).floor().cast(pl.Int64, strict=False)
     if not iso:
         return as_number
-    text = text.str.replace(r"[Zz]$", "+00:00")
+    parts = text.str.extract_groups(f"^{_ISO}$")
+    offset = (
+        parts.struct[3]
+        .str.replace(r"^[Zz]$", "+00:00")
+        .str.replace(r"^([+-]\d{2})(\d{2})$", "$1:$2")
+    )
+    canonical = pl.concat_str(
+        parts.struct[0], pl.lit("T"), parts.struct[1].fill_null("00:00"),
+        parts.struct[2].fill_null(":00"), offset.fill_null("+00:00"),
+    )  # fmt: skip
     dates = pl.coalesce(
-        [text.str.to_datetime(format=fmt, strict=False, time_zone="UTC") for fmt in _ISO_FORMATS]
-    ).dt.epoch("s")
+        [canonical.str.to_datetime(format=f, strict=False, time_zone="UTC")
+         for f in _CANONICAL_FORMATS]
+    ).dt.epoch("s")  # fmt: skip
     return pl.coalesce(as_number, dates)
 
 
@@ -251,7 +267,7 @@ def _convert(
         limit = MAX_ID_LENGTH if column in _ID_FIELDS else MAX_TEXT_LENGTH
         bad = source.str.len_chars() > limit
         reason = pl.lit(f"{where}: longer than {limit} characters")
-    problem = pl.when(bad).then(reason)
+    problem: pl.Expr = pl.when(bad).then(reason)
     if required:
         problem = (
             pl.when(source.is_null())
@@ -259,6 +275,22 @@ def _convert(
             .otherwise(problem)
         )
     return typed, problem
+
+
+def _parse_iso(text: str, where: str) -> float:
+    match = _ISO_RE.fullmatch(text)
+    error = InvalidInput(f"{where}: expected epoch seconds or ISO-8601, got {text!r}")
+    if match is None:
+        raise error
+    date, minutes, seconds, offset = match.groups()
+    offset = "+00:00" if offset in (None, "Z", "z") else offset
+    if len(offset) == 5:  # +HHMM
+        offset = f"{offset[:3]}:{offset[3:]}"
+    try:
+        parsed = datetime.fromisoformat(f"{date}T{minutes or '00:00'}{seconds or ':00'}{offset}")
+    except ValueError:
+        raise error from None
+    return parsed.timestamp()
 
 
 def parse_timestamp(value: object, where: str) -> int:
@@ -269,21 +301,13 @@ def parse_timestamp(value: object, where: str) -> int:
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
-        try:
+        if _DECIMAL.fullmatch(value.strip()):
             seconds = float(value)
-        except ValueError:
-            try:
-                parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-            except ValueError:
-                raise InvalidInput(
-                    f"{where}: expected epoch seconds or ISO-8601, got {value!r}"
-                ) from None
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            seconds = parsed.timestamp()
+        else:
+            seconds = _parse_iso(value.strip(), where)
     else:
         raise InvalidInput(f"{where}: expected epoch seconds or ISO-8601, got {value!r}")
-    if not 0 <= seconds <= MAX_EPOCH_SECONDS:
+    if not 0 <= seconds < MAX_EPOCH_SECONDS + 1:  # 0 <= floor(seconds) <= MAX, as in bulk
         raise InvalidInput(f"{where}: {value!r} is out of range (epoch seconds, 1970–2100)")
     return int(seconds)
 
@@ -302,15 +326,14 @@ def validate_record(
         type_ = extra.get(name)
         if type_ is None:
             raise InvalidInput(f"{field}: unknown field; declared: {', '.join(extra) or '(none)'}")
-        if value is None or value == "":
+        if value is None or (isinstance(value, str) and not value.strip()):  # blank, as in bulk
             continue
         if type_ == "numerical":
             if isinstance(value, bool) or not isinstance(value, int | float | str):
                 raise InvalidInput(f"{field}: expected a number, got {value!r}")
-            try:
-                number = float(value)
-            except ValueError:
-                raise InvalidInput(f"{field}: expected a number, got {value!r}") from None
+            if isinstance(value, str) and not _DECIMAL.fullmatch(value.strip()):
+                raise InvalidInput(f"{field}: expected a number, got {value!r}")
+            number = float(value)
             if number != number or number in (float("inf"), float("-inf")):
                 raise InvalidInput(f"{field}: expected a finite number, got {value!r}")
             clean[name] = number

@@ -12,10 +12,12 @@ import polars as pl
 import typer
 import uvicorn
 from fastapi import FastAPI
+from rich.progress import TaskID
 from rich.table import Table
 
 from tastebud.cli._common import console, die, engine, fail_cleanly, progress_bar, state
 from tastebud.engine import Engine
+from tastebud.schema import DatasetKind
 from tastebud.settings import Settings
 
 DEMO_GROUP = "demo"
@@ -134,12 +136,20 @@ def _load(eng: Engine, files: dict[str, Path]) -> None:
     for dataset, fields in DEMO_SCHEMAS.items():
         eng.put_schema(DEMO_GROUP, dataset, fields)  # type: ignore[arg-type]
     with progress_bar() as bar:
-        for dataset in ("items", "users", "interactions"):
+        datasets: tuple[DatasetKind, ...] = ("items", "users", "interactions")
+        for dataset in datasets:
             task = bar.add_task(f"import {dataset}", total=1.0, note="")
+
+            def on_progress(fraction: float, message: str, task: TaskID = task) -> None:
+                bar.update(task, completed=fraction, note=message)
+
             result = eng.import_file(
-                DEMO_GROUP, dataset, files[dataset], mode="full",  # type: ignore[arg-type]
-                on_progress=lambda f, m, t=task: bar.update(t, completed=f, note=m),
-            )  # fmt: skip
+                DEMO_GROUP,
+                dataset,
+                files[dataset],
+                mode="full",
+                on_progress=on_progress,
+            )
             bar.update(task, completed=1.0, note=f"{result.accepted:,} rows, {result.seconds}s")
 
 

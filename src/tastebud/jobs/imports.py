@@ -208,7 +208,10 @@ class _Source:
         self._raw.close()
 
     def fraction_read(self) -> float:
-        return min(self._raw.tell() / self._size, 1.0)
+        try:
+            return min(self._raw.tell() / self._size, 1.0)
+        except ValueError:  # Arrow's gzip stream closes the file once it has read it all
+            return 1.0
 
     def chunks(self) -> Iterator[pl.DataFrame]:
         if self.path.name.lower().endswith(".parquet"):
@@ -248,19 +251,20 @@ class _Source:
             ),
         )  # fmt: skip
         pending: list[pa.RecordBatch] = []
-        rows = 0
+        rows, size = 0, self.request.chunk_rows
         try:
             for batch in reader:
                 pending.append(batch)
                 rows += batch.num_rows
-                if rows >= self.request.chunk_rows:
-                    yield _to_frame(pending)
-                    pending, rows = [], 0
+                while rows >= size:  # a block holds many chunks' rows: cut them out
+                    table = pa.Table.from_batches(pending)
+                    yield _to_frame(table.slice(0, size).to_batches())
+                    pending, rows = table.slice(size).to_batches(), rows - size
         except pa.ArrowInvalid as exc:
             if "UTF8" in str(exc):
                 raise InvalidInput(self._encoding_message()) from None
             raise InvalidInput(f"{self.path}: cannot parse CSV: {exc}") from None
-        if pending:
+        if rows:
             yield _to_frame(pending)
 
     def _text_stream(self) -> Any:
@@ -270,7 +274,7 @@ class _Source:
 
     def _open_lines(self) -> IO[str]:
         opener = gzip.open if self.path.name.lower().endswith(".gz") else open
-        return opener(self.path, "rt", encoding=self.request.encoding, newline="")  # type: ignore[operator,no-any-return]
+        return opener(self.path, "rt", encoding=self.request.encoding, newline="")
 
     def _header(self) -> list[str]:
         try:
@@ -288,7 +292,7 @@ class _Source:
 
     def _encoding_message(self) -> str:
         opener = gzip.open if self.path.name.lower().endswith(".gz") else open
-        with opener(self.path, "rb") as raw:  # type: ignore[operator]
+        with opener(self.path, "rb") as raw:
             for number, line in enumerate(raw, start=1):
                 try:
                     line.decode(self.request.encoding)
@@ -301,23 +305,28 @@ class _Source:
         return f"{self.path}: not valid {self.request.encoding}"
 
     def line_numbers(self, parsed_rows: int) -> tuple[np.ndarray, list[int]]:
-        """File lines of the parsed rows, and of the malformed ones (one extra pass, rare)."""
-        if not self.malformed:
+        """File lines where the parsed rows and the malformed ones start (one extra pass, rare).
+
+        Blank lines and newlines inside quoted fields count, as in an editor.
+        """
+        if self.path.name.lower().endswith(".parquet"):
             return np.arange(parsed_rows, dtype=np.int64) + 2, []
-        wanted = list(self.malformed)
+        expected = len(self.columns)
         malformed_lines: list[int] = []
-        parsed_lines = np.empty(parsed_rows, dtype=np.int64)
+        parsed_lines = np.zeros(parsed_rows, dtype=np.int64)
         position = 0
+        csv.field_size_limit(max(csv.field_size_limit(), self._size))
         with self._open_lines() as lines:
-            next(lines, None)
-            for number, line in enumerate(lines, start=2):
-                text = line.rstrip("\r\n")
-                if wanted and text == wanted[0]:
-                    wanted.pop(0)
-                    malformed_lines.append(number)
-                elif text and position < parsed_rows:
-                    parsed_lines[position] = number
+            reader = csv.reader(lines)
+            next(reader, None)
+            start = reader.line_num + 1
+            for fields in reader:  # Arrow skips blank lines ([] here) too
+                if fields and len(fields) != expected:
+                    malformed_lines.append(start)
+                elif fields and position < parsed_rows:
+                    parsed_lines[position] = start
                     position += 1
+                start = reader.line_num + 1
         return parsed_lines, malformed_lines
 
 
@@ -356,7 +365,9 @@ class _RejectsFile:
         expected = len(source.columns)
         malformed = pl.DataFrame(
             {
-                "line": malformed_lines or [None] * len(source.malformed),
+                "line": malformed_lines
+                if len(malformed_lines) == len(source.malformed)
+                else [None] * len(source.malformed),
                 "reason": [
                     f"expected {expected} fields, got {next(csv.reader([t]), []).__len__()}"
                     for t in source.malformed

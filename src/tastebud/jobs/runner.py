@@ -57,6 +57,12 @@ class JobRunner:
             self._live[job_id] = job
         return job
 
+    def _final(self, job_id: str, **changes: Any) -> JobRecord:
+        """The finished record, not yet shown: it is stored first, so no reader sees a final
+        status in memory that the store (other processes) does not have yet."""
+        with self._lock:
+            return dataclasses.replace(self._live[job_id], updated_at=time.time(), **changes)
+
     def _run(self, job: JobRecord, fn: JobFn) -> JobRecord:
         self._update(job.id, status="running")
 
@@ -67,15 +73,15 @@ class JobRunner:
             result = fn(job.id, progress)
         except TastebudError as exc:
             partial = getattr(exc, "result", None)  # e.g. the counts of a rejected import
-            final = self._update(
+            final = self._final(
                 job.id, status="failed", error=exc.message,
                 result=partial.to_dict() if partial is not None else None,
             )  # fmt: skip
         except Exception as exc:
             _log.exception("job failed id=%s kind=%s", job.id, job.kind)
-            final = self._update(job.id, status="failed", error=f"internal error: {exc}")
+            final = self._final(job.id, status="failed", error=f"internal error: {exc}")
         else:
-            final = self._update(job.id, status="succeeded", progress=1.0, result=dict(result))
+            final = self._final(job.id, status="succeeded", progress=1.0, result=dict(result))
         self._store.save_job(final)
         with self._lock:
             del self._live[job.id]

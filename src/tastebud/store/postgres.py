@@ -30,7 +30,7 @@ class PostgresStore(SqlStore):
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Cursor]:
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            yield cur  # type: ignore[misc]
+            yield cur
 
     def _lock_ids(self, cur: Cursor, group_id: int) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_ID_LOCK_CLASS, group_id))

@@ -47,7 +47,8 @@ _ENTITY_OF: dict[DatasetKind, EntityKind] = {"items": "item", "users": "user"}
 class Cursor(Protocol):
     """The DB-API cursor subset both drivers share."""
 
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
 
     def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
     def executemany(self, sql: str, params: Any, /) -> Any: ...
@@ -308,7 +309,9 @@ class SqlStore(ABC):
             columns.append(_json_object(context_fields).alias("context"))
         rows = frame.select(columns)
         if "event_id" in rows.columns:
-            rows = rows.unique(subset=["event_id"], keep="first", maintain_order=True)
+            # The first copy of a repeated event id wins; rows without an id are all kept.
+            first_copy = pl.col("event_id").is_null() | pl.col("event_id").is_first_distinct()
+            rows = rows.filter(first_copy)
             return self._insert_frame(cur, "interactions", rows, conflict="DO NOTHING")
         return self._insert_frame(cur, "interactions", rows)
 
