@@ -1,0 +1,250 @@
+"""The recipe protocol and the arrays that pass between the store, recipes and serving.
+
+A recipe fits a :class:`Model` from :class:`TrainingData`; a model only *scores*. Excluding seen
+items, filters, top-k and fallbacks are written once, in ``serving/`` and ``evaluation/``.
+Everything inside is a dense index: users ``0..n_users-1``, items ``0..n_items-1``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int32]
+Int64Array = npt.NDArray[np.int64]
+ProgressFn = Callable[[float, str], None]
+
+# Bump when the on-disk layout of models changes; loaders read every older format they know.
+ARTIFACT_FORMAT = 1
+
+
+class RecipeConfig(BaseModel):
+    """Base of every recipe's hyperparameters: unknown keys are errors, values are coerced."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingData:
+    """Interactions as parallel arrays, in time order (ties keep input order).
+
+    ``weights`` already reflect the solution's event-type weights and minimum event value.
+    ``item_features`` is a one-hot (n_items x n_features) matrix of categorical item values named
+    by ``feature_names`` (``"GENRES=Comedy"``); ``item_created`` is epoch seconds, -1 if unknown.
+    ``negative_users``/``negative_items`` are impressions that got no interaction.
+    """
+
+    users: IntArray
+    items: IntArray
+    timestamps: Int64Array
+    weights: FloatArray
+    n_users: int
+    n_items: int
+    item_features: sp.csr_matrix | None = None
+    feature_names: tuple[str, ...] = ()
+    item_created: Int64Array | None = None
+    negative_users: IntArray = field(default_factory=lambda: np.zeros(0, np.int32))
+    negative_items: IntArray = field(default_factory=lambda: np.zeros(0, np.int32))
+
+    def __post_init__(self) -> None:
+        n = len(self.users)
+        if not (len(self.items) == len(self.timestamps) == len(self.weights) == n):
+            raise ValueError("users, items, timestamps and weights must have one length")
+
+    @property
+    def size(self) -> int:
+        return len(self.users)
+
+    def user_item_matrix(self) -> sp.csr_matrix:
+        """(n_users x n_items) float32, repeated interactions summed."""
+        matrix = sp.csr_matrix(
+            (self.weights, (self.users, self.items)),
+            shape=(self.n_users, self.n_items),
+            dtype=np.float32,
+        )
+        matrix.sum_duplicates()
+        return matrix
+
+    def sequences(self) -> tuple[Int64Array, IntArray]:
+        """Each user's items oldest first, as ``(indptr, items)``; user u is
+        ``items[indptr[u]:indptr[u + 1]]``."""
+        order = np.argsort(self.users, kind="stable")
+        counts = np.bincount(self.users, minlength=self.n_users)
+        indptr = np.zeros(self.n_users + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        return indptr, self.items[order]
+
+    def item_counts(self) -> FloatArray:
+        """Summed weight per item."""
+        counts = np.bincount(self.items, weights=self.weights, minlength=self.n_items)
+        return counts.astype(np.float32)
+
+    def subset(self, mask: npt.NDArray[np.bool_]) -> TrainingData:
+        """The interactions where ``mask`` holds; vocabularies and item metadata unchanged."""
+        return TrainingData(
+            users=self.users[mask], items=self.items[mask], timestamps=self.timestamps[mask],
+            weights=self.weights[mask], n_users=self.n_users, n_items=self.n_items,
+            item_features=self.item_features, feature_names=self.feature_names,
+            item_created=self.item_created, negative_users=self.negative_users,
+            negative_items=self.negative_items,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A batch of users to score, each with the recent history the model may use.
+
+    ``users[i]`` is -1 for a user the model never saw (cold, or anonymous). The history of
+    query i is ``history_items[history_indptr[i]:history_indptr[i + 1]]``, oldest first; it may
+    hold events newer than the model, which is how a click changes the next answer.
+    ``now`` is the request time in epoch seconds (for recipes that decay or trend).
+    """
+
+    users: IntArray
+    history_indptr: Int64Array
+    history_items: IntArray
+    now: int | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.history_indptr) != len(self.users) + 1:
+            raise ValueError("history_indptr needs one entry per user plus one")
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    @staticmethod
+    def single(user: int, history: npt.ArrayLike = (), *, now: int | None = None) -> Query:
+        items = np.asarray(history, dtype=np.int32)
+        return Query(
+            users=np.array([user], dtype=np.int32),
+            history_indptr=np.array([0, len(items)], dtype=np.int64),
+            history_items=items,
+            now=now,
+        )
+
+    def history(self, i: int) -> IntArray:
+        return self.history_items[self.history_indptr[i] : self.history_indptr[i + 1]]
+
+    def history_matrix(self, n_items: int, *, last: int | None = None) -> sp.csr_matrix:
+        """(len(self) x n_items) binary matrix of each history (optionally its ``last`` items)."""
+        rows, cols = [], []
+        for i in range(len(self)):
+            items = self.history(i)
+            if last is not None:
+                items = items[-last:]
+            cols.append(items)
+            rows.append(np.full(len(items), i, dtype=np.int32))
+        row = np.concatenate(rows) if rows else np.zeros(0, np.int32)
+        col = np.concatenate(cols) if cols else np.zeros(0, np.int32)
+        matrix = sp.csr_matrix(
+            (np.ones(len(row), np.float32), (row, col)), shape=(len(self), n_items)
+        )
+        matrix.data[:] = 1.0  # duplicates summed by the constructor count once
+        return matrix
+
+
+class Model(Protocol):
+    """A trained model: scores every item for each query."""
+
+    n_items: int
+
+    def score(self, query: Query) -> FloatArray:
+        """(len(query) x n_items) float32; higher is better. Seen items are *not* removed here."""
+        ...
+
+    def save(self, folder: Path) -> None: ...
+
+
+@runtime_checkable
+class ItemSimilarity(Protocol):
+    """Models that answer "items like this one"."""
+
+    def similar_items(self, items: IntArray) -> FloatArray:
+        """(len(items) x n_items) similarity of every item to each anchor item."""
+        ...
+
+
+@runtime_checkable
+class UserSimilarity(Protocol):
+    """Models that answer "people like this person"."""
+
+    n_users: int
+
+    def similar_users(self, query: Query) -> FloatArray:
+        """(len(query) x n_users) similarity of every known user to each query user."""
+        ...
+
+
+@runtime_checkable
+class UserAffinity(Protocol):
+    """Models that answer "which users will want this item" (segments)."""
+
+    n_users: int
+
+    def users_for_items(self, items: IntArray) -> FloatArray:
+        """(len(items) x n_users) affinity of every user to each item."""
+        ...
+
+
+class Recipe(Protocol):
+    name: ClassVar[str]
+    config_type: ClassVar[type[RecipeConfig]]
+
+    def fit(
+        self,
+        data: TrainingData,
+        config: RecipeConfig,
+        *,
+        seed: int = 0,
+        progress: ProgressFn | None = None,
+    ) -> Model: ...
+
+    def load(self, folder: Path) -> Model: ...
+
+
+# artifacts --------------------------------------------------------------------------------------
+def save_arrays(folder: Path, meta: dict[str, Any], arrays: dict[str, Any]) -> None:
+    """Write ``model.json`` (format, metadata) and ``arrays.npz`` (numpy and scipy CSR arrays)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    flat: dict[str, np.ndarray] = {}
+    sparse_names = []
+    for name, value in arrays.items():
+        if sp.issparse(value):
+            csr = sp.csr_matrix(value)
+            flat |= {f"{name}.data": csr.data, f"{name}.indices": csr.indices,
+                     f"{name}.indptr": csr.indptr, f"{name}.shape": np.array(csr.shape)}  # fmt: skip
+            sparse_names.append(name)
+        elif value is not None:
+            flat[name] = np.asarray(value)
+    np.savez(folder / "arrays.npz", **flat)
+    body = {"format": ARTIFACT_FORMAT, "sparse": sparse_names, **meta}
+    (folder / "model.json").write_text(json.dumps(body, indent=2, sort_keys=True))
+
+
+def load_arrays(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read what :func:`save_arrays` wrote: ``(metadata, arrays)``; no pickles involved."""
+    meta = json.loads((folder / "model.json").read_text())
+    if int(meta.get("format", 0)) > ARTIFACT_FORMAT:
+        raise ValueError(
+            f"{folder}: artifact format {meta['format']} is newer than this tastebud "
+            f"understands ({ARTIFACT_FORMAT}); upgrade tastebud"
+        )
+    with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
+        raw = {name: npz[name] for name in npz.files}
+    arrays: dict[str, Any] = {}
+    for name in meta.get("sparse", []):
+        arrays[name] = sp.csr_matrix(
+            (raw.pop(f"{name}.data"), raw.pop(f"{name}.indices"), raw.pop(f"{name}.indptr")),
+            shape=tuple(raw.pop(f"{name}.shape")),
+        )
+    arrays |= raw
+    return meta, arrays
