@@ -22,7 +22,8 @@ def clustered(
     for user in range(n_users):
         offset = 0 if user < half_users else half_items
         popularity = 1.0 / np.arange(1, half_items + 1)
-        chosen = rng.choice(half_items, size=per_user, replace=False, p=popularity / popularity.sum())
+        popularity /= popularity.sum()
+        chosen = rng.choice(half_items, size=per_user, replace=False, p=popularity)
         users += [user] * per_user
         items += list(offset + chosen)
     n = len(users)

@@ -16,7 +16,7 @@ def contract_query(data: TrainingData) -> Query:
         users=np.array([0, -1, 1], np.int32),
         history_indptr=np.array([0, len(history), 2 * len(history), 2 * len(history)], np.int64),
         history_items=np.concatenate([history, history]).astype(np.int32),
-        now=int(data.timestamps.max()) + 1,
+        times=np.full(3, int(data.timestamps.max()) + 1, np.int64),
     )
 
 

@@ -11,6 +11,7 @@ import importlib
 from tastebud.errors import InvalidInput
 from tastebud.recipes.base import (
     ItemSimilarity,
+    LiveUpdates,
     Model,
     Query,
     Recipe,
@@ -23,6 +24,7 @@ from tastebud.recipes.base import (
 __all__ = [
     "RECIPES",
     "ItemSimilarity",
+    "LiveUpdates",
     "Model",
     "Query",
     "Recipe",

@@ -106,29 +106,32 @@ class Query:
     ``users[i]`` is -1 for a user the model never saw (cold, or anonymous). The history of
     query i is ``history_items[history_indptr[i]:history_indptr[i + 1]]``, oldest first; it may
     hold events newer than the model, which is how a click changes the next answer.
-    ``now`` is the request time in epoch seconds (for recipes that decay or trend).
+    ``times[i]`` is query i's request time in epoch seconds (recipes that decay or trend count
+    only what happened before it); ``None`` means "now", i.e. after everything the model saw.
     """
 
     users: IntArray
     history_indptr: Int64Array
     history_items: IntArray
-    now: int | None = None
+    times: Int64Array | None = None
 
     def __post_init__(self) -> None:
         if len(self.history_indptr) != len(self.users) + 1:
             raise ValueError("history_indptr needs one entry per user plus one")
+        if self.times is not None and len(self.times) != len(self.users):
+            raise ValueError("times needs one entry per user")
 
     def __len__(self) -> int:
         return len(self.users)
 
     @staticmethod
-    def single(user: int, history: npt.ArrayLike = (), *, now: int | None = None) -> Query:
+    def single(user: int, history: npt.ArrayLike = (), *, time: int | None = None) -> Query:
         items = np.asarray(history, dtype=np.int32)
         return Query(
             users=np.array([user], dtype=np.int32),
             history_indptr=np.array([0, len(items)], dtype=np.int64),
             history_items=items,
-            now=now,
+            times=None if time is None else np.array([time], dtype=np.int64),
         )
 
     def history(self, i: int) -> IntArray:
@@ -162,6 +165,15 @@ class Model(Protocol):
         ...
 
     def save(self, folder: Path) -> None: ...
+
+
+@runtime_checkable
+class LiveUpdates(Protocol):
+    """Models that fold in live events without retraining (e.g. trending counts)."""
+
+    def observe(self, items: IntArray, timestamps: Int64Array) -> None:
+        """Count new interactions; items >= n_items (unknown when trained) are ignored."""
+        ...
 
 
 @runtime_checkable
@@ -220,12 +232,13 @@ def save_arrays(folder: Path, meta: dict[str, Any], arrays: dict[str, Any]) -> N
     for name, value in arrays.items():
         if sp.issparse(value):
             csr = sp.csr_matrix(value)
-            flat |= {f"{name}.data": csr.data, f"{name}.indices": csr.indices,
-                     f"{name}.indptr": csr.indptr, f"{name}.shape": np.array(csr.shape)}  # fmt: skip
+            parts = {"data": csr.data, "indices": csr.indices, "indptr": csr.indptr}
+            parts["shape"] = np.array(csr.shape)
+            flat |= {f"{name}.{part}": value for part, value in parts.items()}
             sparse_names.append(name)
         elif value is not None:
             flat[name] = np.asarray(value)
-    np.savez(folder / "arrays.npz", **flat)
+    np.savez(folder / "arrays.npz", **flat)  # type: ignore[arg-type]
     body = {"format": ARTIFACT_FORMAT, "sparse": sparse_names, **meta}
     (folder / "model.json").write_text(json.dumps(body, indent=2, sort_keys=True))
 
