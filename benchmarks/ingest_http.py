@@ -68,7 +68,7 @@ def count_events(url: str, token: str, group: str) -> int:
         f"{url}/v1/dataset-groups/{group}/status", headers={"Authorization": f"Bearer {token}"}
     )
     with urllib.request.urlopen(request) as response:
-        return int(json.load(response)["interactions"])
+        return int(json.load(response)["counts"]["interactions"])
 
 
 def main() -> None:

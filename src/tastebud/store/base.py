@@ -77,6 +77,33 @@ class JobRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SolutionRecord:
+    """A recipe plus its configuration (``body``: params, data config, HPO), by name."""
+
+    group: str
+    name: str
+    recipe: str
+    body: Mapping[str, Any]
+    created_at: int = 0
+
+
+VersionStatus = Literal["training", "active", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class SolutionVersionRecord:
+    """One training of a solution; ``body`` holds metrics, data snapshot, timings, errors."""
+
+    id: str
+    group: str
+    solution: str
+    status: VersionStatus
+    body: Mapping[str, Any]
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class TokenRecord:
     name: str
     scope: Scope
@@ -162,6 +189,22 @@ class Store(Protocol):
     def save_job(self, job: JobRecord) -> None: ...
     def get_job(self, job_id: str) -> JobRecord: ...
     def list_jobs(self, group: str, limit: int = 50) -> list[JobRecord]: ...
+
+    # solutions and their versions
+    def put_solution(self, solution: SolutionRecord, *, replace: bool = False) -> None:
+        """Create (or with ``replace``, overwrite) a solution; AlreadyExists otherwise."""
+        ...
+
+    def get_solution(self, group: str, name: str) -> SolutionRecord: ...
+    def list_solutions(self, group: str) -> list[SolutionRecord]: ...
+    def delete_solution(self, group: str, name: str) -> None: ...
+    def save_solution_version(self, version: SolutionVersionRecord) -> None: ...
+    def get_solution_version(self, version_id: str) -> SolutionVersionRecord: ...
+    def list_solution_versions(
+        self, group: str, solution: str | None = None
+    ) -> list[SolutionVersionRecord]:
+        """Newest first."""
+        ...
 
     def add_token(self, token_hash: str, *, name: str, scope: Scope) -> None: ...
     def find_token(self, token_hash: str) -> TokenRecord | None: ...

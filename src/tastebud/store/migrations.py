@@ -73,7 +73,22 @@ def _v1(dialect: Dialect) -> list[str]:
     ]
 
 
-MIGRATIONS = {1: _v1}
+def _v2(dialect: Dialect) -> list[str]:
+    """Solutions (recipe + configuration) and their trained, immutable versions."""
+    return [
+        """CREATE TABLE solutions (
+            group_id INTEGER NOT NULL, name TEXT NOT NULL, recipe TEXT NOT NULL,
+            body TEXT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (group_id, name))""",
+        """CREATE TABLE solution_versions (
+            id TEXT PRIMARY KEY, group_id INTEGER NOT NULL, solution TEXT NOT NULL,
+            status TEXT NOT NULL, body TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX solution_versions_by_solution ON solution_versions "
+        "(group_id, solution, created_at)",
+    ]
+
+
+MIGRATIONS = {1: _v1, 2: _v2}
 LATEST = max(MIGRATIONS)
 
 

@@ -30,6 +30,7 @@ from tastebud.store.base import (
     WriteResult,
 )
 from tastebud.store.migrations import LATEST, Dialect, statements
+from tastebud.store.solutions import SolutionsSql
 
 _EXPORT_CHUNK = 500_000
 # Interaction columns in the table, and the canonical field each one stores.
@@ -56,7 +57,7 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
-class SqlStore(ABC):
+class SqlStore(SolutionsSql, ABC):
     """Shared SQL; subclasses implement the abstract dialect hooks."""
 
     dialect: Dialect
@@ -157,7 +158,7 @@ class SqlStore(ABC):
             group_id = self._group_id(cur, name)
             for table in (
                 "interactions", "items", "users", "sessions", "id_map", "id_counters",
-                "dataset_schemas",
+                "dataset_schemas", "solutions", "solution_versions",
             ):  # fmt: skip
                 self._run(cur, f"DELETE FROM {table} WHERE group_id = ?", (group_id,))
             self._run(cur, "DELETE FROM jobs WHERE group_name = ?", (name,))
@@ -206,16 +207,26 @@ class SqlStore(ABC):
         return first
 
     def _map_ids(
-        self, cur: Cursor, group_id: int, kind: EntityKind, external_ids: pl.Series
+        self,
+        cur: Cursor,
+        group_id: int,
+        kind: EntityKind,
+        external_ids: pl.Series,
+        cache: dict[EntityKind, pl.DataFrame],
     ) -> pl.DataFrame:
-        """``external_id -> idx`` for every distinct id, adding unseen ones (bulk path)."""
+        """``external_id -> idx`` for every distinct id, adding unseen ones (bulk path).
+
+        ``cache`` holds the known ids across the chunks of one transaction, which holds the id
+        lock, so the table is read once per import rather than once per chunk."""
         wanted = external_ids.drop_nulls().unique(maintain_order=True).to_frame("external_id")
-        known = self._read(
-            cur,
-            "SELECT external_id, idx FROM id_map WHERE group_id = ? AND kind = ?",
-            (group_id, kind),
-            {"external_id": pl.String, "idx": pl.Int64},
-        )
+        known = cache.get(kind)
+        if known is None:
+            known = self._read(
+                cur,
+                "SELECT external_id, idx FROM id_map WHERE group_id = ? AND kind = ?",
+                (group_id, kind),
+                {"external_id": pl.String, "idx": pl.Int64},
+            )
         found = wanted.join(known, on="external_id", how="left")
         new = found.filter(pl.col("idx").is_null()).select("external_id")
         first = self._assign(cur, group_id, kind, new.height) if new.height else 0
@@ -226,6 +237,7 @@ class SqlStore(ABC):
                 "id_map",
                 new.with_columns(pl.lit(group_id).alias("group_id"), pl.lit(kind).alias("kind")),
             )
+        cache[kind] = pl.concat([known, new]) if new.height else known
         return pl.concat([found.filter(pl.col("idx").is_not_null()), new])
 
     def _map_few(
@@ -284,9 +296,11 @@ class SqlStore(ABC):
             for statement in writer.rebuild:
                 self._run(cur, statement)
 
-    def _write_interactions(self, cur: Cursor, group_id: int, chunk: pl.DataFrame) -> int:
-        users = self._map_ids(cur, group_id, "user", chunk["USER_ID"])
-        items = self._map_ids(cur, group_id, "item", chunk["ITEM_ID"])
+    def _write_interactions(
+        self, cur: Cursor, group_id: int, chunk: pl.DataFrame, ids: dict[EntityKind, pl.DataFrame]
+    ) -> int:
+        users = self._map_ids(cur, group_id, "user", chunk["USER_ID"], ids)
+        items = self._map_ids(cur, group_id, "item", chunk["ITEM_ID"], ids)
         context_fields = [c for c in chunk.columns if c not in RESERVED["interactions"]]
         frame = (
             chunk.join(users.rename({"idx": "user_idx"}), left_on="USER_ID",
@@ -316,12 +330,17 @@ class SqlStore(ABC):
         return self._insert_frame(cur, "interactions", rows)
 
     def _write_entities(
-        self, cur: Cursor, group_id: int, dataset: DatasetKind, chunk: pl.DataFrame
+        self,
+        cur: Cursor,
+        group_id: int,
+        dataset: DatasetKind,
+        chunk: pl.DataFrame,
+        ids_cache: dict[EntityKind, pl.DataFrame],
     ) -> int:
         id_field = "ITEM_ID" if dataset == "items" else "USER_ID"
         index_column = "item_idx" if dataset == "items" else "user_idx"
         chunk = chunk.unique(subset=[id_field], keep="last", maintain_order=True)
-        ids = self._map_ids(cur, group_id, _ENTITY_OF[dataset], chunk[id_field])
+        ids = self._map_ids(cur, group_id, _ENTITY_OF[dataset], chunk[id_field], ids_cache)
         frame = chunk.join(
             ids, left_on=id_field, right_on="external_id", how="left", maintain_order="left"
         )
@@ -691,6 +710,7 @@ class _SqlBulkWriter:
         self._store, self._cur, self._group_id, self._dataset = store, cur, group_id, dataset
         self.rebuild: list[str] = []
         self._suspended = False
+        self._ids: dict[EntityKind, pl.DataFrame] = {}
 
     def write(self, chunk: pl.DataFrame) -> int:
         if chunk.is_empty():
@@ -699,8 +719,10 @@ class _SqlBulkWriter:
             self._suspended = True
             self.rebuild = self._store._suspend_indexes(self._cur, self._dataset)
         if self._dataset == "interactions":
-            return self._store._write_interactions(self._cur, self._group_id, chunk)
-        return self._store._write_entities(self._cur, self._group_id, self._dataset, chunk)
+            return self._store._write_interactions(self._cur, self._group_id, chunk, self._ids)
+        return self._store._write_entities(
+            self._cur, self._group_id, self._dataset, chunk, self._ids
+        )
 
 
 def _json_object(fields: Sequence[str]) -> pl.Expr:
