@@ -31,6 +31,16 @@ class ImportSettings(BaseModel):
     chunk_rows: int = 1_000_000
 
 
+class ServingSettings(BaseModel):
+    history_length: int = Field(
+        default=200, ge=1, description="Recent events a recommendation request reads per user."
+    )
+    cached_versions: int = Field(default=8, ge=1, description="Solution versions kept loaded.")
+    refresh_seconds: float = Field(
+        default=60.0, description="Reload a loaded version after this long (sees erasures)."
+    )
+
+
 class Settings(BaseSettings):
     """Every setting has one default, here; env vars `TASTEBUD_*` (nested with `__`) override."""
 
@@ -44,9 +54,15 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     ingest: IngestSettings = IngestSettings()
     imports: ImportSettings = ImportSettings()
+    serving: ServingSettings = ServingSettings()
 
     @property
     def store_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'tastebud.db').resolve()}"
+
+    @property
+    def artifacts(self) -> Path:
+        """Where trained solution versions live (shared storage when scaled out)."""
+        return self.home / "artifacts"

@@ -48,7 +48,7 @@ class Api:
     def wait_for_job(self, job_id: str, timeout: float = 20.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
-            response = self.http.get(f"/v1/import-jobs/{job_id}", headers=self.admin)
+            response = self.http.get(f"/v1/jobs/{job_id}", headers=self.admin)
             assert response.status_code == 200, response.text
             job: dict[str, Any] = response.json()
             if job["status"] in ("succeeded", "failed"):

@@ -19,7 +19,10 @@ from tastebud.api.routes import (
     health,
     imports,
     items,
+    jobs,
+    recommendations,
     schemas,
+    solutions,
     tokens,
     users,
 )
@@ -28,7 +31,10 @@ from tastebud.settings import Settings
 
 UPLOAD_PATH = re.compile(r"/v1/dataset-groups/[^/]+/import-jobs/upload")
 # The hot path first: a request is matched against the routers in this order.
-ROUTERS = (events, items, users, health, groups, schemas, imports, exports, tokens)
+ROUTERS = (
+    events, items, users, recommendations, health, groups, schemas, imports, exports, tokens,
+    solutions, jobs,
+)  # fmt: skip
 
 
 def create_app(

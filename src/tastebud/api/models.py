@@ -21,7 +21,7 @@ from tastebud.schema import MAX_ID_LENGTH, DatasetKind, FieldType
 
 ImportMode = Literal["full", "incremental"]
 ExportFormat = Literal["csv", "parquet"]
-TokenScope = Literal["admin", "ingest"]
+TokenScope = Literal["admin", "recommend", "ingest"]
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 _V = TypeVar("_V")
@@ -171,3 +171,118 @@ class TokenCreated(TokenOut):
 
 class TokenList(TypedDict):
     tokens: list[TokenOut]
+
+
+# solutions and recommendations ---------------------------------------------------------------
+class SolutionIn(_Body):
+    name: str = Field(min_length=1, max_length=63)
+    recipe: str
+    params: dict[str, Any] = Field(default_factory=dict, description="Recipe hyperparameters.")
+    event_weights: dict[str, float] | None = Field(
+        default=None, description="EVENT_TYPE -> weight; only listed types are used."
+    )
+    min_event_value: float | None = Field(
+        default=None, description="Drop interactions whose EVENT_VALUE is below this."
+    )
+    hpo_trials: int | None = Field(default=None, ge=1, le=500, description="Optuna trials.")
+    evaluate: bool = Field(default=True, description="Compute offline metrics per version.")
+    replace: bool = False
+
+    def body(self) -> dict[str, Any]:
+        """The engine's solution body."""
+        data = {"event_weights": self.event_weights, "min_event_value": self.min_event_value}
+        return {
+            "recipe": self.recipe, "params": self.params, "evaluate": self.evaluate,
+            "data": {k: v for k, v in data.items() if v is not None},
+            **({"hpo": {"trials": self.hpo_trials}} if self.hpo_trials else {}),
+        }  # fmt: skip
+
+
+class TargetIn(_Body):
+    solution: str | None = Field(default=None, description="Its newest active version answers.")
+    solution_version_id: str | None = Field(default=None, description="Or this version.")
+
+
+class RecommendIn(TargetIn):
+    user_id: Id | None = Field(default=None, description="None: a visitor with no history.")
+    num_results: int = Field(default=25, ge=1, le=500)
+    exclude_seen: bool = Field(default=True, description="Leave out items in the history.")
+
+
+class RankIn(TargetIn):
+    user_id: Id | None = None
+    input_list: list[Id] = Field(min_length=1, max_length=500)
+
+
+class SimilarItemsIn(TargetIn):
+    item_id: Id
+    num_results: int = Field(default=25, ge=1, le=500)
+
+
+class SimilarUsersIn(TargetIn):
+    user_id: Id
+    num_results: int = Field(default=25, ge=1, le=500)
+
+
+class UsersForItemIn(TargetIn):
+    item_id: Id | None = None
+    attribute: str | None = Field(default=None, description="FIELD=value, e.g. GENRES=Comedy.")
+    num_results: int = Field(default=100, ge=1, le=500)
+
+
+class SolutionOut(TypedDict):
+    group: str
+    name: str
+    recipe: str
+    config: dict[str, Any]
+    createdAt: int
+
+
+class SolutionList(TypedDict):
+    solutions: list[SolutionOut]
+
+
+class VersionOut(TypedDict):
+    id: str
+    group: str
+    solution: str
+    status: Literal["training", "active", "failed"]
+    recipe: str
+    params: dict[str, Any] | None
+    metrics: dict[str, Any] | None
+    snapshot: dict[str, Any] | None
+    trainSeconds: float | None
+    error: str | None
+    createdAt: float
+    updatedAt: float
+
+
+class VersionList(TypedDict):
+    versions: list[VersionOut]
+
+
+class TrainingStarted(TypedDict):
+    solutionVersion: VersionOut
+    job: JobOut
+
+
+class ScoredItem(TypedDict):
+    itemId: str
+    score: float | None
+
+
+class ScoredUser(TypedDict):
+    userId: str
+    score: float | None
+
+
+class ItemsAnswer(TypedDict):
+    recommendationId: str
+    solutionVersionId: str
+    itemList: list[ScoredItem]
+
+
+class UsersAnswer(TypedDict):
+    recommendationId: str
+    solutionVersionId: str
+    userList: list[ScoredUser]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tastebud.cli import admin, data, serve
+from tastebud.cli import admin, data, evaluate, serve
 from tastebud.cli._common import CliState
 
 app = typer.Typer(
@@ -42,6 +42,7 @@ app.command()(data.status)
 app.command()(data.export)
 app.command()(serve.serve)
 app.command()(serve.demo)
+app.command()(evaluate.evaluate)
 app.add_typer(data.schema_app, name="schema")
 app.add_typer(data.users_app, name="users")
 app.add_typer(admin.groups_app, name="groups")

@@ -11,7 +11,7 @@ from rich.table import Table
 from tastebud.cli._common import console, engine, group_option, print_json, resolve_group
 
 groups_app = typer.Typer(help="Dataset groups (one per product or app).", no_args_is_help=True)
-tokens_app = typer.Typer(help="API tokens: admin or ingest-only.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens: admin, recommend or ingest-only.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Background jobs (imports).", no_args_is_help=True)
 
 
@@ -50,9 +50,13 @@ def groups_delete(
 def tokens_create(
     ctx: typer.Context,
     name: str,
-    scope: Annotated[str, typer.Option(help="admin, or ingest (may only write events).")] = (
-        "ingest"
-    ),
+    scope: Annotated[
+        str,
+        typer.Option(
+            help="admin; recommend (read recommendations, write events: a web back end); "
+            "or ingest (may only write events)."
+        ),
+    ] = ("ingest"),
 ) -> None:
     """Create a token; it is shown once."""
     with engine(ctx) as eng:

@@ -19,7 +19,7 @@ from tastebud.schema import DatasetKind, DatasetSchema
 
 ImportMode = Literal["full", "incremental"]
 EntityKind = Literal["user", "item"]
-Scope = Literal["admin", "ingest"]
+Scope = Literal["admin", "recommend", "ingest"]
 
 
 @dataclass(frozen=True, slots=True)

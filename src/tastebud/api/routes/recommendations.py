@@ -1,0 +1,88 @@
+"""Answers from trained versions: items for a user, ranking, similar items and users, segments.
+
+Readable with an ``admin`` or ``recommend`` token; an ingest-only token gets 403.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from tastebud.api.deps import EngineDep, require_reader
+from tastebud.api.models import (
+    ItemsAnswer,
+    RankIn,
+    RecommendIn,
+    SimilarItemsIn,
+    SimilarUsersIn,
+    TargetIn,
+    UsersAnswer,
+    UsersForItemIn,
+)
+from tastebud.engine import Answer, VersionRef
+
+router = APIRouter(
+    prefix="/v1/dataset-groups/{group}",
+    tags=["recommendations"],
+    dependencies=[Depends(require_reader)],
+)
+
+
+def items_answer(answer: Answer) -> ItemsAnswer:
+    return {
+        "recommendationId": answer.recommendation_id,
+        "solutionVersionId": answer.version_id,
+        "itemList": [{"itemId": r.id, "score": r.score} for r in answer.results],
+    }
+
+
+def users_answer(answer: Answer) -> UsersAnswer:
+    return {
+        "recommendationId": answer.recommendation_id,
+        "solutionVersionId": answer.version_id,
+        "userList": [{"userId": r.id, "score": r.score} for r in answer.results],
+    }
+
+
+def _ref(body: TargetIn) -> VersionRef:
+    return {"solution": body.solution, "version_id": body.solution_version_id}
+
+
+@router.post("/recommendations")
+def recommend(group: str, body: RecommendIn, engine: EngineDep) -> ItemsAnswer:
+    """Items for a user, from the user's latest events: one click changes the next answer."""
+    answer = engine.recommend(
+        group, _ref(body), user_id=body.user_id, k=body.num_results,
+        exclude_seen=body.exclude_seen,
+    )  # fmt: skip
+    return items_answer(answer)
+
+
+@router.post("/personalized-ranking")
+def rank(group: str, body: RankIn, engine: EngineDep) -> ItemsAnswer:
+    """``inputList`` ordered for the user; items the model does not know come last, unscored."""
+    return items_answer(
+        engine.rank(group, _ref(body), user_id=body.user_id, item_ids=body.input_list)
+    )
+
+
+@router.post("/similar-items")
+def similar_items(group: str, body: SimilarItemsIn, engine: EngineDep) -> ItemsAnswer:
+    return items_answer(
+        engine.similar_items(group, _ref(body), item_id=body.item_id, k=body.num_results)
+    )
+
+
+@router.post("/similar-users")
+def similar_users(group: str, body: SimilarUsersIn, engine: EngineDep) -> UsersAnswer:
+    return users_answer(
+        engine.similar_users(group, _ref(body), user_id=body.user_id, k=body.num_results)
+    )
+
+
+@router.post("/users-for-item")
+def users_for_item(group: str, body: UsersForItemIn, engine: EngineDep) -> UsersAnswer:
+    """A segment: the users most likely to want an item, or any item with an attribute value."""
+    answer = engine.users_for_item(
+        group, _ref(body), item_id=body.item_id, attribute=body.attribute, k=body.num_results
+    )
+    return users_answer(answer)

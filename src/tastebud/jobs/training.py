@@ -1,0 +1,198 @@
+"""Training jobs: a solution's data from the store -> a fitted model -> an immutable version.
+
+A version's offline metrics come from the leave-last-out protocol (fit on all but each user's
+last interaction, scored on it, full ranking); the deployed model is then fitted on everything.
+Artifacts are written under a temporary name and renamed, so a version folder is whole or absent.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from threadpoolctl import threadpool_limits
+
+from tastebud import __version__
+from tastebud.errors import InvalidInput
+from tastebud.ids import Vocabulary
+from tastebud.recipes import TrainingData, get_recipe, parse_config
+from tastebud.serving.versions import save_version, version_folder
+from tastebud.store import SolutionRecord, Store
+from tastebud.training.data import (
+    SolutionDataConfig,
+    _item_created,
+    _item_features,
+    training_data_from_indexed,
+)
+
+_log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[float, str], None]
+MIN_INTERACTIONS = 2
+
+
+class HpoConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    trials: int = Field(default=20, ge=1, le=500)
+
+
+class SolutionSpec(BaseModel):
+    """What a solution is: a recipe, its hyperparameters, which events count, HPO on/off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    recipe: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    data: SolutionDataConfig = SolutionDataConfig()
+    hpo: HpoConfig | None = None
+    evaluate: bool = Field(default=True, description="Compute offline metrics per version.")
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> SolutionSpec:
+        """Validate a solution body, its recipe name and its hyperparameters.
+
+        Raises:
+            InvalidInput: naming the field at fault.
+        """
+        try:
+            spec = cls.model_validate(body)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "solution"
+            raise InvalidInput(f"solution.{where}: {first['msg']}") from None
+        parse_config(get_recipe(spec.recipe), spec.params)
+        return spec
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingOutcome:
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    snapshot: dict[str, Any]
+    train_seconds: float
+
+
+def load_training_data(
+    store: Store, group: str, data_config: SolutionDataConfig
+) -> tuple[TrainingData, Vocabulary, Vocabulary]:
+    """The group's interactions (identified users) and item metadata as training arrays."""
+    users = store.vocabulary(group, "user")
+    items = store.vocabulary(group, "item")
+    frame = store.read_interactions(group)
+    if frame.height < MIN_INTERACTIONS:
+        raise InvalidInput(
+            f"group {group!r} has {frame.height} interactions with a known user; training needs "
+            f"at least {MIN_INTERACTIONS} (import some first)"
+        )
+    item_frame = _items_frame(store, group)
+    schema = store.get_schema(group, "items")
+    categorical = (
+        [name for name, kind in schema.extra_fields.items() if kind == "categorical"]
+        if schema is not None
+        else None
+    )
+    features, names = _item_features(item_frame, items, categorical)
+    data = training_data_from_indexed(
+        frame, n_users=len(users), n_items=len(items), config=data_config,
+        item_features=features, feature_names=names, item_created=_item_created(item_frame, items),
+    )  # fmt: skip
+    return data, users, items
+
+
+def _items_frame(store: Store, group: str) -> pl.DataFrame | None:
+    chunks = list(store.export(group, "items"))
+    if not chunks:
+        return None
+    frame = pl.concat(chunks, how="diagonal_relaxed")
+    created = frame.get_column("CREATION_TIMESTAMP", default=None)
+    if created is not None and created.null_count() == frame.height:
+        frame = frame.drop("CREATION_TIMESTAMP")  # no item has one: recipes see None, not -1s
+    return frame
+
+
+def train_version(
+    store: Store,
+    solution: SolutionRecord,
+    *,
+    version_id: str,
+    artifacts: Path,
+    seed: int = 0,
+    threads: int = 2,
+    progress: ProgressFn | None = None,
+) -> TrainingOutcome:
+    """Fit ``solution`` on its group's data now and write the version's artifacts."""
+    report = progress or (lambda fraction, message: None)
+    spec = SolutionSpec.parse(dict(solution.body))
+    recipe = get_recipe(spec.recipe)
+    report(0.02, "reading data")
+    data, users, items = load_training_data(store, solution.group, spec.data)
+    params = dict(spec.params)
+    metrics: dict[str, Any] = {}
+    with threadpool_limits(limits=threads):
+        if spec.evaluate or spec.hpo:
+            metrics, params = _offline_metrics(data, spec, seed=seed, report=report)
+        report(0.75, "final fit on all data")
+        started = time.perf_counter()
+        model = recipe.fit(data, parse_config(recipe, params), seed=seed)
+        seconds = time.perf_counter() - started
+    snapshot = {
+        "interactions": data.size, "users": data.n_users, "items": data.n_items,
+        "max_timestamp": int(data.timestamps.max()) if data.size else None,
+    }  # fmt: skip
+    meta = {
+        "solution": solution.name, "group": solution.group, "params": params,
+        "data": spec.data.model_dump(), "snapshot": snapshot, "metrics": metrics,
+        "train_seconds": round(seconds, 3), "feature_names": list(data.feature_names),
+        "tastebud_version": __version__, "seed": seed,
+    }  # fmt: skip
+    report(0.95, "writing artifacts")
+    _write_atomically(
+        version_folder(artifacts, version_id),
+        lambda folder: save_version(
+            folder, recipe=spec.recipe, meta=meta, model=model, users=users, items=items,
+            popularity=data.item_counts(), item_features=data.item_features,
+        ),
+    )  # fmt: skip
+    _log.info("version trained id=%s recipe=%s seconds=%.2f", version_id, spec.recipe, seconds)
+    return TrainingOutcome(metrics, params, snapshot, round(seconds, 3))
+
+
+def _offline_metrics(
+    data: TrainingData, spec: SolutionSpec, *, seed: int, report: ProgressFn
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Leave-last-out metrics (and HPO on the validation item); ``({}, params)`` when no user
+    has the three interactions the protocol needs."""
+    from tastebud.evaluation import run_evaluation
+
+    try:
+        result = run_evaluation(
+            data, spec.recipe, dict(spec.params), protocol="leave-last-out", seed=seed,
+            tune_trials=spec.hpo.trials if spec.hpo else 0,
+            progress=lambda fraction, message: report(0.05 + 0.7 * fraction, message),
+        )  # fmt: skip
+    except InvalidInput as error:
+        if "at least 3 interactions" not in error.message:
+            raise
+        _log.info("no offline metrics: %s", error.message)
+        return {}, dict(spec.params)
+    metrics = {k: v for k, v in result.items() if "@" in k}
+    metrics |= {"users": result["users"], "protocol": "leave-last-out",
+                "validation": result["validation"]}  # fmt: skip
+    return metrics, dict(result["params"])
+
+
+def _write_atomically(folder: Path, write: Callable[[Path], None]) -> None:
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        write(partial)
+        partial.rename(folder)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise

@@ -1,0 +1,327 @@
+"""``user-personalization``: items for this user, from EASE, ALS or BPR.
+
+Every algorithm scores from the query's *history*, so events newer than the model count:
+
+- ``ease`` (Steck 2019): ``scores = history @ B``. The default while the catalogue has at most
+  20,000 items (``algorithm="auto"``); refused above 40,000 items.
+- ``als`` (Hu et al. 2008, via ``implicit``): the user vector is recomputed from the history with
+  the ALS least-squares step; a known user with an empty history keeps its trained vector.
+- ``bpr`` (Rendle et al. 2009, via ``implicit``): a known user's trained vector, blended with the
+  mean item vector of the history; a cold user gets the history mean alone.
+
+A query with neither a history nor a trained vector gets the item popularity.
+
+Impressions (items shown but not interacted with) count as negatives: ALS trains on them as
+"preference 0 with confidence 1 + impression_negative_weight" (``implicit``'s negative entries)
+and uses them again in the user's least-squares step; EASE and BPR lower each impressed item's
+score by ``impression_negative_weight`` standard deviations of that user's scores.
+
+Exploration (``exploration_weight`` > 0) blends the min-max normalised model scores with a bonus
+for new and rarely-seen items: ``(1 - w) * model + w * bonus``; 0 leaves the model's scores
+untouched, 1 ranks by the bonus alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
+
+from tastebud.recipes import factorization as fz
+from tastebud.recipes.base import (
+    FloatArray,
+    ProgressFn,
+    Query,
+    RecipeConfig,
+    TrainingData,
+    load_arrays,
+    save_arrays,
+)
+
+if TYPE_CHECKING:
+    import optuna
+
+_log = logging.getLogger(__name__)
+
+SECONDS_PER_DAY = 86_400.0
+# "auto" picks EASE up to this many items (its dense item x item matrix stays under 1.6 GB).
+AUTO_EASE_MAX_ITEMS = 20_000
+# BPR: weight of the history's mean item vector against a known user's trained vector.
+BPR_HISTORY_BLEND = 0.5
+
+Algorithm = Literal["auto", "ease", "als", "bpr"]
+
+
+class UserPersonalizationConfig(RecipeConfig):
+    """Hyperparameters of ``user-personalization`` (and ``personalized-ranking``)."""
+
+    algorithm: Algorithm = Field(
+        default="auto",
+        description="ease, als or bpr; auto = ease up to 20,000 items, als above",
+    )
+    factors: int = Field(default=128, ge=1, le=1024, description="ALS/BPR latent factors")
+    regularization: float = Field(default=0.1, ge=0.0, le=1e4, description="ALS/BPR L2 penalty")
+    alpha: float = Field(default=1.0, gt=0.0, le=1e4, description="ALS confidence scaling")
+    iterations: int = Field(default=15, ge=1, le=1000, description="ALS sweeps / BPR epochs")
+    learning_rate: float = Field(default=0.01, gt=0.0, le=1.0, description="BPR SGD step")
+    l2: float = Field(default=250.0, gt=0.0, le=1e7, description="EASE L2 penalty λ")
+    exploration_weight: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="0 = model only, 1 = new/rare items only"
+    )
+    exploration_item_age_cutoff: float = Field(
+        default=30.0, gt=0.0, le=36_500.0, description="days an item counts as new"
+    )
+    impression_negative_weight: float = Field(
+        default=1.0, ge=0.0, le=1_000.0, description="how strongly shown-not-clicked items count"
+    )
+
+    def resolved_algorithm(self, n_items: int) -> Literal["ease", "als", "bpr"]:
+        """The algorithm ``auto`` stands for with a catalogue of ``n_items``."""
+        if self.algorithm != "auto":
+            return self.algorithm
+        return "ease" if n_items <= AUTO_EASE_MAX_ITEMS else "als"
+
+
+class UserPersonalizationModel:
+    """A fitted EASE, ALS or BPR model plus the popularity and exploration vectors."""
+
+    def __init__(
+        self,
+        config: UserPersonalizationConfig,
+        algorithm: str,
+        arrays: dict[str, Any],
+    ) -> None:
+        self.config = config
+        self.algorithm = algorithm
+        self.arrays = arrays
+        self.popularity: FloatArray = arrays["popularity"]
+        self.exploration_bonus: FloatArray = arrays["exploration_bonus"]
+        self.impressions: sp.csr_matrix = arrays["impressions"]
+        self.n_users, self.n_items = self.impressions.shape
+
+    def score(self, query: Query) -> FloatArray:
+        """(len(query) x n_items) float32 scores from each query's history; seen items stay."""
+        history = fz.history_matrix(query, self.n_items)
+        known = fz.known_users(query.users, self.n_users)
+        negatives = self._negatives(query, history, known)
+        if self.algorithm == "ease":
+            scores = np.asarray(history @ self.arrays["weights"], dtype=np.float32)
+        elif self.algorithm == "als":
+            scores = self._als_scores(query, history, negatives, known)
+        else:
+            scores = self._bpr_scores(query, history, known)
+        if self.algorithm != "als":
+            scores = penalise(scores, negatives, self.config.impression_negative_weight)
+        has_vector = known if self.algorithm != "ease" else np.zeros(len(query), bool)
+        nothing = (history.getnnz(axis=1) == 0) & ~has_vector
+        scores[nothing] = self.popularity
+        return blend_exploration(scores, self.exploration_bonus, self.config.exploration_weight)
+
+    def save(self, folder: Path) -> None:
+        meta = {
+            "recipe": "user-personalization",
+            "algorithm": self.algorithm,
+            "config": self.config.model_dump(),
+        }
+        save_arrays(folder, meta, self.arrays)
+
+    def _negatives(
+        self, query: Query, history: sp.csr_matrix, known: np.ndarray
+    ) -> sp.csr_matrix:
+        """Each known user's impressed-not-clicked items, minus those now in its history."""
+        rows = np.where(known, query.users, 0)
+        shown = self.impressions[rows].multiply(known[:, None].astype(np.float32)).tocsr()
+        negatives = (shown - shown.multiply(history)).tocsr()
+        negatives.eliminate_zeros()
+        return negatives
+
+    def _als_scores(
+        self, query: Query, history: sp.csr_matrix, negatives: sp.csr_matrix, known: np.ndarray
+    ) -> FloatArray:
+        item_factors = self.arrays["item_factors"]
+        confidences = history * self.config.alpha - negatives * (
+            1.0 + self.config.impression_negative_weight
+        )
+        users = fz.als_user_factors(
+            sp.csr_matrix(confidences), item_factors, regularization=self.config.regularization
+        )
+        keep_trained = known & (history.getnnz(axis=1) == 0)
+        users[keep_trained] = self.arrays["user_factors"][query.users[keep_trained]]
+        return np.asarray(users @ item_factors.T, dtype=np.float32)
+
+    def _bpr_scores(self, query: Query, history: sp.csr_matrix, known: np.ndarray) -> FloatArray:
+        item_factors = self.arrays["item_factors"]
+        from_history = fz.mean_item_factors(history, item_factors)
+        from_history[:, -1] = 1.0  # the last column carries the item bias (see fit_bpr)
+        trained = self.arrays["user_factors"][np.where(known, query.users, 0)]
+        with_history = history.getnnz(axis=1) > 0
+        # weight of the history: none without one, all of it for a user the model never saw
+        share = np.where(known, np.where(with_history, BPR_HISTORY_BLEND, 0.0), 1.0)[:, None]
+        users = (1.0 - share) * trained + share * from_history
+        return np.asarray(users @ item_factors.T, dtype=np.float32)
+
+
+def penalise(scores: FloatArray, negatives: sp.csr_matrix, weight: float) -> FloatArray:
+    """Lower each negative (row, item) by ``weight`` standard deviations of the row's scores."""
+    if weight == 0.0 or negatives.nnz == 0:
+        return scores
+    coo = negatives.tocoo()
+    spread = scores.std(axis=1)
+    scores[coo.row, coo.col] -= weight * spread[coo.row]
+    return scores
+
+
+def blend_exploration(scores: FloatArray, bonus: FloatArray, weight: float) -> FloatArray:
+    """``(1 - weight) * minmax(scores) + weight * bonus`` per row; weight 0 returns scores as is."""
+    if weight == 0.0:
+        return scores
+    low = scores.min(axis=1, keepdims=True)
+    span = np.maximum(scores.max(axis=1, keepdims=True) - low, 1e-12)
+    blended = (1.0 - weight) * (scores - low) / span + weight * bonus[None, :]
+    return blended.astype(np.float32)
+
+
+def exploration_bonus(data: TrainingData, *, age_cutoff_days: float) -> FloatArray:
+    """Per item in [0, 1]: the mean of freshness and rarity (rarity alone without creation times).
+
+    Freshness falls linearly from 1 (created at the latest event) to 0 (created
+    ``age_cutoff_days`` or more before it, or unknown); rarity is ``1 - log1p(count) /
+    log1p(max count)``, so an item nobody touched gets 1.
+    """
+    counts = data.item_counts().astype(np.float64)
+    top = np.log1p(counts.max(initial=0.0))
+    rarity = 1.0 - np.log1p(counts) / top if top > 0 else np.ones(data.n_items)
+    if data.item_created is None:
+        return rarity.astype(np.float32)
+    created = data.item_created.astype(np.float64)
+    latest = float(data.timestamps.max()) if data.size else float(created.max(initial=0))
+    age_days = (latest - created) / SECONDS_PER_DAY
+    freshness = np.where(created >= 0, np.clip(1.0 - age_days / age_cutoff_days, 0.0, 1.0), 0.0)
+    return ((freshness + rarity) / 2.0).astype(np.float32)
+
+
+def popularity_scores(data: TrainingData) -> FloatArray:
+    """Item popularity scaled to [0, 1], the answer when a query has nothing to go on."""
+    counts = data.item_counts()
+    top = counts.max(initial=0.0)
+    return (counts / top if top > 0 else counts).astype(np.float32)
+
+
+def fit_user_model(
+    data: TrainingData,
+    config: UserPersonalizationConfig,
+    *,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+) -> UserPersonalizationModel:
+    """Fit the configured algorithm; shared by the recipes built on a user model."""
+    started = time.perf_counter()
+    algorithm = config.resolved_algorithm(data.n_items)
+    impressions = fz.impression_matrix(data)
+    arrays: dict[str, Any] = {
+        "popularity": popularity_scores(data),
+        "exploration_bonus": exploration_bonus(
+            data, age_cutoff_days=config.exploration_item_age_cutoff
+        ),
+        "impressions": impressions,
+    }
+    arrays |= _fit_algorithm(algorithm, data, impressions, config, seed, progress)
+    if progress is not None:
+        progress(1.0, f"{algorithm} fitted")
+    _log.info(
+        "fit done recipe=user-personalization algorithm=%s users=%d items=%d interactions=%d "
+        "seconds=%.2f",
+        algorithm, data.n_users, data.n_items, data.size, time.perf_counter() - started,
+    )  # fmt: skip
+    return UserPersonalizationModel(config, algorithm, arrays)
+
+
+def _fit_algorithm(
+    algorithm: str,
+    data: TrainingData,
+    impressions: sp.csr_matrix,
+    config: UserPersonalizationConfig,
+    seed: int,
+    progress: ProgressFn | None,
+) -> dict[str, Any]:
+    matrix = data.user_item_matrix()
+    if algorithm == "ease":
+        return {"weights": fz.fit_ease(matrix, l2=config.l2)}
+
+    def on_iteration(iteration: int) -> None:
+        if progress is not None:
+            progress((iteration + 1) / config.iterations, f"{algorithm} iteration {iteration + 1}")
+
+    if algorithm == "als":
+        # implicit multiplies by alpha; a dislike of confidence 1 + w is stored as -(1 + w) / alpha
+        dislike = (1.0 + config.impression_negative_weight) / config.alpha
+        matrix = sp.csr_matrix(matrix - impressions * dislike)
+        users, items = fz.fit_als(
+            matrix, factors=config.factors, regularization=config.regularization,
+            alpha=config.alpha, iterations=config.iterations, seed=seed,
+            on_iteration=on_iteration,
+        )  # fmt: skip
+    else:
+        users, items = fz.fit_bpr(
+            matrix, factors=config.factors, learning_rate=config.learning_rate,
+            regularization=config.regularization, iterations=config.iterations, seed=seed,
+            on_iteration=on_iteration,
+        )  # fmt: skip
+    return {"user_factors": users, "item_factors": items}
+
+
+class UserPersonalization:
+    """The ``user-personalization`` recipe."""
+
+    name: ClassVar[str] = "user-personalization"
+    config_type: ClassVar[type[RecipeConfig]] = UserPersonalizationConfig
+
+    def fit(
+        self,
+        data: TrainingData,
+        config: RecipeConfig,
+        *,
+        seed: int = 0,
+        progress: ProgressFn | None = None,
+    ) -> UserPersonalizationModel:
+        """Fit EASE, ALS or BPR on the interactions (and impressions, for ALS).
+
+        Raises:
+            InvalidInput: EASE asked for on more than 40,000 items.
+        """
+        settings = UserPersonalizationConfig.model_validate(config.model_dump())
+        return fit_user_model(data, settings, seed=seed, progress=progress)
+
+    def load(self, folder: Path) -> UserPersonalizationModel:
+        """Read a model written by :meth:`UserPersonalizationModel.save`."""
+        meta, arrays = load_arrays(folder)
+        config = UserPersonalizationConfig(**meta["config"])
+        return UserPersonalizationModel(config, meta["algorithm"], arrays)
+
+    def search_space(self, trial: optuna.Trial) -> dict[str, object]:
+        """Optuna search space: the algorithm, then that algorithm's own hyperparameters."""
+        return user_model_space(trial)
+
+
+def user_model_space(trial: optuna.Trial) -> dict[str, object]:
+    """Search space over EASE, ALS and BPR, shared by the recipes built on a user model."""
+    algorithm = trial.suggest_categorical("algorithm", ["ease", "als", "bpr"])
+    if algorithm == "ease":
+        return {"algorithm": algorithm, "l2": trial.suggest_float("l2", 10.0, 5_000.0, log=True)}
+    params: dict[str, object] = {
+        "algorithm": algorithm,
+        "factors": trial.suggest_int("factors", 16, 256, log=True),
+        "regularization": trial.suggest_float("regularization", 1e-4, 10.0, log=True),
+    }
+    if algorithm == "als":
+        params["alpha"] = trial.suggest_float("alpha", 0.5, 50.0, log=True)
+        params["iterations"] = trial.suggest_int("iterations", 5, 30)
+    else:
+        params["learning_rate"] = trial.suggest_float("learning_rate", 1e-3, 0.1, log=True)
+        params["iterations"] = trial.suggest_int("iterations", 20, 200, log=True)
+    return params

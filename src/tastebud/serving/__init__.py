@@ -1,0 +1,35 @@
+"""Serving: trained versions held in memory, answered with exclusion, top-k and fallback."""
+
+from tastebud.serving.recommend import (
+    MAX_RESULTS,
+    Scored,
+    rank_items,
+    recommend_items,
+    similar_items,
+    similar_users,
+    top_k,
+    users_for_item,
+)
+from tastebud.serving.versions import (
+    LoadedVersion,
+    VersionCache,
+    load_version,
+    save_version,
+    without_users,
+)
+
+__all__ = [
+    "MAX_RESULTS",
+    "LoadedVersion",
+    "Scored",
+    "VersionCache",
+    "load_version",
+    "rank_items",
+    "recommend_items",
+    "save_version",
+    "similar_items",
+    "similar_users",
+    "top_k",
+    "users_for_item",
+    "without_users",
+]

@@ -1,0 +1,182 @@
+"""Answer requests from a loaded solution version: exclusion, top-k and fallback, written once.
+
+Recipes only score. Here scores become answers: items already in the user's history are excluded
+(unless asked otherwise), deleted ids are never returned, top-k is an ``argpartition``, and what
+the model cannot answer falls back to the version's popularity order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tastebud.errors import InvalidInput, NotFound
+from tastebud.recipes import ItemSimilarity, Query, UserAffinity, UserSimilarity
+from tastebud.recipes.base import FloatArray, IntArray
+from tastebud.serving.versions import LoadedVersion
+
+MAX_RESULTS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    id: str
+    score: float | None
+
+
+def top_k(scores: FloatArray, k: int, *, exclude: IntArray | None = None) -> IntArray:
+    """Indexes of the ``k`` best finite scores, best first (excluded indexes never appear)."""
+    scores = np.array(scores, dtype=np.float32)
+    if exclude is not None and len(exclude):
+        scores[exclude] = -np.inf
+    finite = int(np.isfinite(scores).sum())
+    k = min(k, finite)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int32)
+    best = np.argpartition(-scores, k - 1)[:k]
+    # Ties (e.g. equal popularity) break by index, so answers are stable across calls.
+    best = best[np.lexsort((best, -scores[best]))]
+    return best.astype(np.int32)
+
+
+def check_k(k: int) -> int:
+    if not 1 <= k <= MAX_RESULTS:
+        raise InvalidInput(f"numResults: expected 1 to {MAX_RESULTS}, got {k}")
+    return k
+
+
+def user_query(version: LoadedVersion, user_id: str | None, history: Sequence[str]) -> Query:
+    """The model's view of a user: its index (-1 if new) and its known history items."""
+    user = version.users.get(user_id) if user_id is not None else -1
+    items = version.items.indices(history)
+    return Query.single(user, items[items >= 0])
+
+
+def recommend_items(
+    version: LoadedVersion,
+    *,
+    user_id: str | None,
+    history: Sequence[str] = (),
+    k: int = 25,
+    exclude_seen: bool = True,
+) -> list[Scored]:
+    """Items for a user. A user with no known history gets the model's cold answer (popularity
+    for most recipes)."""
+    query = user_query(version, user_id, history)
+    scores = version.model.score(query)[0]
+    exclude = query.history_items if exclude_seen else None
+    return _answer(version, scores, check_k(k), exclude)
+
+
+def rank_items(
+    version: LoadedVersion,
+    *,
+    user_id: str | None,
+    history: Sequence[str],
+    item_ids: Sequence[str],
+) -> list[Scored]:
+    """Order ``item_ids`` for the user, best first. Items the version does not know are kept,
+    after the known ones and in their input order, with no score."""
+    if len(item_ids) > MAX_RESULTS:
+        raise InvalidInput(f"inputList: at most {MAX_RESULTS} items, got {len(item_ids)}")
+    if len(set(item_ids)) != len(item_ids):
+        raise InvalidInput("inputList: item ids must be unique")
+    indexes = version.items.indices(item_ids)
+    scores = version.model.score(user_query(version, user_id, history))[0]
+    known = [(float(scores[i]), position) for position, i in enumerate(indexes) if i >= 0]
+    known.sort(key=lambda pair: (-pair[0], pair[1]))
+    ranked = [Scored(item_ids[position], score) for score, position in known]
+    return ranked + [Scored(item_ids[p], None) for p, i in enumerate(indexes) if i < 0]
+
+
+def similar_items(version: LoadedVersion, *, item_id: str, k: int = 25) -> list[Scored]:
+    """Items like ``item_id``; an item the version never saw gets the popular items."""
+    model = version.model
+    if not isinstance(model, ItemSimilarity):
+        raise InvalidInput(f"recipe {version.recipe!r} does not answer similar items")
+    anchor = version.items.get(item_id)
+    if anchor < 0:
+        scores = version.popularity
+        exclude = None
+    else:
+        scores = model.similar_items(np.array([anchor], dtype=np.int32))[0]
+        exclude = np.array([anchor], dtype=np.int32)
+    return _answer(version, scores, check_k(k), exclude)
+
+
+def similar_users(
+    version: LoadedVersion, *, user_id: str, history: Sequence[str] = (), k: int = 25
+) -> list[Scored]:
+    """People like ``user_id`` (never the user itself)."""
+    model = version.model
+    if not isinstance(model, UserSimilarity):
+        raise InvalidInput(f"recipe {version.recipe!r} does not answer similar users")
+    query = user_query(version, user_id, history)
+    if query.users[0] < 0 and not len(query.history_items):
+        raise NotFound(f"user {user_id!r} has no interactions this version knows")
+    scores = model.similar_users(query)[0]
+    exclude = np.concatenate([query.users[query.users >= 0], version.deleted_users])
+    return _scored(version.users.ids(best := top_k(scores, check_k(k), exclude=exclude)),
+                   scores[best])  # fmt: skip
+
+
+def users_for_item(
+    version: LoadedVersion,
+    *,
+    item_id: str | None = None,
+    attribute: str | None = None,
+    k: int = 100,
+) -> list[Scored]:
+    """The users most likely to want ``item_id``, or any item with ``attribute`` (``FIELD=value``,
+    e.g. ``GENRES=Comedy``): the basis of a segment."""
+    model = version.model
+    if not isinstance(model, UserAffinity):
+        raise InvalidInput(f"recipe {version.recipe!r} does not answer users for an item")
+    if (item_id is None) == (attribute is None):
+        raise InvalidInput("give exactly one of itemId or attribute")
+    if item_id is not None:
+        anchor = version.items.get(item_id)
+        if anchor < 0:
+            raise NotFound(f"item {item_id!r} is unknown to solution version {version.id!r}")
+        items = np.array([anchor], dtype=np.int32)
+    else:
+        items = _items_with(version, str(attribute))
+    scores = np.zeros(model.n_users, dtype=np.float32)
+    for start in range(0, len(items), 256):  # bounded memory for common attribute values
+        scores += model.users_for_items(items[start : start + 256]).sum(axis=0)
+    scores /= len(items)
+    best = top_k(scores, check_k(k), exclude=version.deleted_users)
+    return _scored(version.users.ids(best), scores[best])
+
+
+# helpers ------------------------------------------------------------------------------------------
+def _answer(
+    version: LoadedVersion, scores: FloatArray, k: int, exclude: IntArray | None
+) -> list[Scored]:
+    excluded = version.deleted_items
+    if exclude is not None:
+        excluded = np.concatenate([excluded, exclude.astype(np.int32)])
+    best = top_k(scores, k, exclude=excluded)
+    answer = _scored(version.items.ids(best), scores[best])
+    if len(answer) < k:  # the model had too few finite scores: fill from popularity
+        fill = top_k(version.popularity, k - len(answer), exclude=np.concatenate([excluded, best]))
+        answer += [Scored(str(item), None) for item in version.items.ids(fill)]
+    return answer
+
+
+def _scored(ids: Sequence[str | None], scores: FloatArray) -> list[Scored]:
+    return [Scored(str(i), float(s)) for i, s in zip(ids, scores, strict=True)]
+
+
+def _items_with(version: LoadedVersion, attribute: str) -> IntArray:
+    features = version.meta.get("feature_names", [])
+    if attribute not in features:
+        raise NotFound(f"attribute {attribute!r} is not an item feature of this version")
+    matrix = version.item_features
+    if matrix is None:
+        raise NotFound(f"solution version {version.id!r} was trained without item metadata")
+    column = matrix.tocsc()[:, features.index(attribute)]
+    items: IntArray = column.nonzero()[0].astype(np.int32)
+    return items

@@ -1,0 +1,143 @@
+"""Trained solution versions on disk, and the in-memory cache serving reads them from.
+
+A version folder holds ``version.json`` (recipe, configuration, snapshot, metrics), the
+vocabularies (``users.json``, ``items.json``), ``popularity.npy`` (the fallback order) and the
+recipe's own ``model/`` folder. Nothing is pickled, so a newer tastebud reads older versions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from tastebud.errors import NotFound
+from tastebud.ids import Vocabulary
+from tastebud.recipes import Model, get_recipe
+from tastebud.recipes.base import FloatArray, IntArray
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """A solution version ready to answer requests."""
+
+    id: str
+    recipe: str
+    meta: dict[str, Any]
+    model: Model
+    users: Vocabulary
+    items: Vocabulary
+    popularity: FloatArray  # summed training weight per item: the fallback order
+    item_features: sp.csr_matrix | None  # one-hot item metadata, columns meta["feature_names"]
+    deleted_users: IntArray  # slots of erased ids, never answered
+    deleted_items: IntArray
+
+
+def version_folder(root: Path, version_id: str) -> Path:
+    return root / version_id
+
+
+def save_version(
+    folder: Path,
+    *,
+    recipe: str,
+    meta: dict[str, Any],
+    model: Model,
+    users: Vocabulary,
+    items: Vocabulary,
+    popularity: FloatArray,
+    item_features: sp.csr_matrix | None = None,
+) -> None:
+    """Write a version's folder (the caller writes to a temporary name and renames it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model")
+    users.save(folder / "users.json")
+    items.save(folder / "items.json")
+    np.save(folder / "popularity.npy", popularity.astype(np.float32), allow_pickle=False)
+    if item_features is not None:
+        sp.save_npz(folder / "item_features.npz", sp.csr_matrix(item_features))
+    body = {"recipe": recipe, **meta}
+    (folder / "version.json").write_text(json.dumps(body, indent=2, sort_keys=True))
+
+
+def load_version(folder: Path, version_id: str) -> LoadedVersion:
+    if not (folder / "version.json").exists():
+        raise NotFound(f"solution version {version_id!r} has no artifacts at {folder}")
+    meta = json.loads((folder / "version.json").read_text())
+    recipe = str(meta["recipe"])
+    users = Vocabulary.load(folder / "users.json")
+    items = Vocabulary.load(folder / "items.json")
+    features = folder / "item_features.npz"
+    return LoadedVersion(
+        id=version_id,
+        recipe=recipe,
+        meta=meta,
+        model=get_recipe(recipe).load(folder / "model"),
+        users=users,
+        items=items,
+        popularity=np.load(folder / "popularity.npy", allow_pickle=False),
+        item_features=sp.load_npz(features).tocsr() if features.exists() else None,
+        deleted_users=_empty_slots(users),
+        deleted_items=_empty_slots(items),
+    )
+
+
+def _empty_slots(vocabulary: Vocabulary) -> IntArray:
+    ids = vocabulary.ids(range(len(vocabulary)))
+    return np.array([i for i, value in enumerate(ids) if value is None], dtype=np.int32)
+
+
+def without_users(version: LoadedVersion, erased: Callable[[str], bool]) -> LoadedVersion:
+    """``version`` with every user for which ``erased(id)`` holds marked deleted (privacy)."""
+    ids = version.users.ids(range(len(version.users)))
+    gone = [i for i, value in enumerate(ids) if value is not None and erased(value)]
+    if not gone:
+        return version
+    deleted = np.union1d(version.deleted_users, np.array(gone, dtype=np.int32)).astype(np.int32)
+    return dataclasses.replace(version, deleted_users=deleted)
+
+
+class VersionCache:
+    """The most recently used versions, loaded once per process and reloaded after
+    ``max_age`` seconds (so erasures done by other processes are seen)."""
+
+    def __init__(
+        self,
+        load: Callable[[str], LoadedVersion],
+        *,
+        capacity: int = 8,
+        max_age: float = 60.0,
+    ) -> None:
+        self._load = load
+        self._capacity = capacity
+        self._max_age = max_age
+        self._loaded: OrderedDict[str, tuple[float, LoadedVersion]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, version_id: str) -> LoadedVersion:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._loaded.get(version_id)
+            if entry is not None and now - entry[0] < self._max_age:
+                self._loaded.move_to_end(version_id)
+                return entry[1]
+        version = self._load(version_id)
+        with self._lock:
+            self._loaded[version_id] = (now, version)
+            self._loaded.move_to_end(version_id)
+            while len(self._loaded) > self._capacity:
+                self._loaded.popitem(last=False)
+        return version
+
+    def clear(self) -> None:
+        with self._lock:
+            self._loaded.clear()

@@ -1,0 +1,115 @@
+"""Solutions, training and recommendation endpoints over HTTP, with scopes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.serving.conftest import write_clustered
+
+from ..conftest import Api, bearer
+
+
+@pytest.fixture
+def trained(api: Api, tmp_path: Path) -> Api:
+    """The clustered data imported and a popularity solution trained over HTTP."""
+    interactions, _ = write_clustered(tmp_path)
+    api.engine.import_file(api.group, "interactions", interactions, mode="full")
+    created = api.http.post(
+        api.url("/solutions"), json={"name": "popular", "recipe": "popularity-count"},
+        headers=api.admin,
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    started = api.http.post(api.url("/solutions/popular/versions"), headers=api.admin)
+    assert started.status_code == 202, started.text
+    assert started.json()["solutionVersion"]["status"] == "training"
+    job = api.wait_for_job(started.json()["job"]["id"])
+    assert job["status"] == "succeeded", job
+    return api
+
+
+def recommend(api: Api, headers: dict[str, str], **body: Any) -> Any:
+    return api.http.post(
+        api.url("/recommendations"), json={"solution": "popular", **body}, headers=headers
+    )
+
+
+def test_solution_needs_admin_and_valid_config(api: Api) -> None:
+    body = {"name": "p", "recipe": "popularity-count"}
+    assert api.http.post(api.url("/solutions"), json=body, headers=api.ingest).status_code == 403
+    bad = api.http.post(
+        api.url("/solutions"), json={"name": "p", "recipe": "popularity-count",
+                                     "params": {"halfLife": 3}}, headers=api.admin,
+    )  # fmt: skip
+    assert bad.status_code == 422
+    assert "halfLife" in bad.json()["error"]["message"]
+    unknown = api.http.post(api.url("/solutions"), json={**body, "recipe": "x"}, headers=api.admin)
+    assert "unknown recipe 'x'" in unknown.json()["error"]["message"]
+    assert api.http.get(api.url("/solutions/p"), headers=api.admin).status_code == 404
+
+
+def test_version_is_listed_with_metrics(trained: Api) -> None:
+    listed = trained.http.get(trained.url("/solutions/popular/versions"), headers=trained.admin)
+    (version,) = listed.json()["versions"]
+    assert version["status"] == "active" and version["recipe"] == "popularity-count"
+    assert version["metrics"]["users"] == 60 and "ndcg@10" in version["metrics"]
+    one = trained.http.get(f"/v1/solution-versions/{version['id']}", headers=trained.admin)
+    assert one.json() == version
+
+
+def test_recommendations_exclude_the_history_and_follow_new_events(trained: Api) -> None:
+    reader = bearer(trained.engine.create_token(f"{trained.group}-web", scope="recommend"))
+    answer = recommend(trained, reader, userId="u0", numResults=5).json()
+    items = [r["itemId"] for r in answer["itemList"]]
+    seen = {e["itemId"] for e in trained.events("u0")}
+    assert len(items) == 5 and not seen & set(items)
+    assert answer["recommendationId"] and answer["solutionVersionId"].startswith("sv-")
+    scores = [r["score"] for r in answer["itemList"]]
+    assert scores == sorted(scores, reverse=True)
+
+    event = {"userId": "u0", "eventList": [{"itemId": items[0], "eventType": "click"}]}
+    assert trained.http.post(trained.url("/events"), json=event, headers=reader).status_code == 200
+    after = recommend(trained, reader, userId="u0", numResults=5).json()
+    assert items[0] not in [r["itemId"] for r in after["itemList"]]
+
+
+def test_recommendation_errors(trained: Api) -> None:
+    assert recommend(trained, trained.ingest, userId="u0").status_code == 403
+    assert recommend(trained, trained.admin, userId="u0", numResults=501).status_code == 422
+    missing = trained.http.post(
+        trained.url("/recommendations"), json={"solution": "nope", "userId": "u0"},
+        headers=trained.admin,
+    )  # fmt: skip
+    assert missing.status_code == 404
+    wrong = trained.http.post(
+        trained.url("/similar-items"), json={"solution": "popular", "itemId": "i1"},
+        headers=trained.admin,
+    )  # fmt: skip
+    assert wrong.status_code == 422
+    assert "does not answer similar items" in wrong.json()["error"]["message"]
+
+
+def test_untrained_solution_answers_503(api: Api) -> None:
+    api.http.post(
+        api.url("/solutions"), json={"name": "later", "recipe": "popularity-count"},
+        headers=api.admin,
+    )  # fmt: skip
+    response = api.http.post(
+        api.url("/recommendations"), json={"solution": "later", "userId": "u0"},
+        headers=api.admin,
+    )  # fmt: skip
+    assert response.status_code == 503
+
+
+def test_personalized_ranking_keeps_unknown_items_last(trained: Api) -> None:
+    body = {"solution": "popular", "userId": "u0", "inputList": ["zzz", "i19", "i0", "i5"]}
+    answer = trained.http.post(
+        trained.url("/personalized-ranking"), json=body, headers=trained.admin
+    ).json()
+    ranked = answer["itemList"]
+    assert [r["itemId"] for r in ranked][-1] == "zzz" and ranked[-1]["score"] is None
+    assert {r["itemId"] for r in ranked} == {"zzz", "i19", "i0", "i5"}
+    known = [r["score"] for r in ranked[:-1]]
+    assert known == sorted(known, reverse=True)

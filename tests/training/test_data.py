@@ -1,0 +1,202 @@
+"""Reading files and building TrainingData: order, vocabularies, features, weights, negatives."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from pydantic import ValidationError
+
+from tastebud.errors import InvalidInput
+from tastebud.training import (
+    SolutionDataConfig,
+    build_training_data,
+    read_table,
+    training_data_from_indexed,
+)
+
+CSV = """user_id,ITEM_ID,TIMESTAMP,EVENT_TYPE,EVENT_VALUE,IMPRESSION
+u1,007,10,click,1.0,007|b|zz
+u2,b,1970-01-01T00:00:20Z,buy,,b|c
+u1,b,10,click,3,
+u1,c,5,buy,2,
+"""
+
+
+@pytest.fixture
+def interactions() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "USER_ID": ["u1", "u2", "u1", "u1"],
+            "ITEM_ID": ["007", "b", "b", "c"],
+            "TIMESTAMP": ["10", "1970-01-01T00:00:20Z", "10", "5"],
+            "EVENT_TYPE": ["click", "buy", "click", "buy"],
+            "EVENT_VALUE": [1.0, None, 3.0, 2.0],
+            "IMPRESSION": ["007|b|zz", "b|c", None, None],
+        }
+    )
+
+
+@pytest.fixture
+def items() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "ITEM_ID": ["007", "b", "c", "d", "e", "f", "g"],
+            "TITLE": ["Heat", "Up", "Big", "Jaws", "Alien", "Brazil", "Ran"],
+            "GENRES": ["Action|Crime", "Comedy", "Comedy", "Action", "Action", "Comedy", "Drama"],
+            "YEAR": [1995, 2009, 1988, 1975, 1979, 1985, 1985],
+            "CREATION_TIMESTAMP": ["100", None, "1970-01-02", "1", "2", "3", "4"],
+        }
+    )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
+def test_read_table_formats_keep_ids_as_text(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"interactions{suffix}"
+    if suffix == ".parquet":
+        pl.read_csv(CSV.encode(), schema_overrides={"ITEM_ID": pl.String}).write_parquet(path)
+    elif suffix == ".csv.gz":
+        path.write_bytes(gzip.compress(CSV.encode()))
+    else:
+        path.write_text(CSV)
+    frame = read_table(path)
+    assert frame.columns[:3] == ["USER_ID", "ITEM_ID", "TIMESTAMP"]  # user_id canonicalized
+    assert frame["ITEM_ID"].to_list() == ["007", "b", "b", "c"]  # the leading zeros stay
+    assert frame["USER_ID"].dtype == pl.String
+
+
+def test_read_table_integer_ids_in_parquet_become_text(tmp_path: Path) -> None:
+    path = tmp_path / "x.parquet"
+    pl.DataFrame({"USER_ID": [1, 2], "ITEM_ID": [3, 4], "TIMESTAMP": [5, 6]}).write_parquet(path)
+    assert read_table(path)["ITEM_ID"].to_list() == ["3", "4"]
+
+
+def test_read_table_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="gone.csv: no such file"):
+        read_table(tmp_path / "gone.csv")
+    (tmp_path / "data.json").write_text("{}")
+    with pytest.raises(InvalidInput, match=r"data.json: unknown file type"):
+        read_table(tmp_path / "data.json")
+    (tmp_path / "short.csv").write_text("USER_ID,ITEM_ID\na,b\n")
+    with pytest.raises(InvalidInput, match=r"short.csv: missing required column\(s\) TIMESTAMP"):
+        read_table(tmp_path / "short.csv")
+    (tmp_path / "items.csv").write_text("TITLE\nHeat\n")
+    with pytest.raises(InvalidInput, match="ITEM_ID"):
+        read_table(tmp_path / "items.csv", dataset="items")
+
+
+def test_rows_sorted_by_time_ties_in_file_order(interactions: pl.DataFrame) -> None:
+    data, users, item_vocabulary = build_training_data(interactions)
+    # times 10, 20 (ISO), 10, 5 -> c(5), 007(10), b(10, later in the file), b(20)
+    assert item_vocabulary.ids(data.items.tolist()) == ["c", "007", "b", "b"]
+    assert users.ids(data.users.tolist()) == ["u1", "u1", "u1", "u2"]
+    assert data.timestamps.tolist() == [5, 10, 10, 20]
+    assert data.timestamps.dtype == np.int64 and data.items.dtype == np.int32
+    assert data.weights.tolist() == [1.0, 1.0, 1.0, 1.0]
+    # ids get indexes in order of first appearance in the file
+    assert users.ids([0, 1]) == ["u1", "u2"]
+    assert item_vocabulary.ids([0, 1, 2]) == ["007", "b", "c"]
+
+
+def test_items_file_adds_cold_items_features_and_creation_times(
+    interactions: pl.DataFrame, items: pl.DataFrame
+) -> None:
+    data, _, vocabulary = build_training_data(interactions, items)
+    assert data.n_items == 7 and vocabulary.ids([3, 4, 5, 6]) == ["d", "e", "f", "g"]
+    # TITLE: 7 distinct values for 7 items, not categorical; GENRES: 4 < 7 / 2; YEAR: a number
+    assert data.feature_names == ("GENRES=Action", "GENRES=Comedy", "GENRES=Crime", "GENRES=Drama")
+    assert data.item_features is not None
+    assert data.item_features.toarray().tolist() == [
+        [1, 0, 1, 0],  # 007: Action|Crime
+        [0, 1, 0, 0],
+        [0, 1, 0, 0],
+        [1, 0, 0, 0],
+        [1, 0, 0, 0],
+        [0, 1, 0, 0],
+        [0, 0, 0, 1],
+    ]
+    assert data.item_created is not None
+    assert data.item_created.tolist() == [100, -1, 86_400, 1, 2, 3, 4]
+
+
+def test_explicit_categorical_columns(interactions: pl.DataFrame, items: pl.DataFrame) -> None:
+    data, _, _ = build_training_data(interactions, items, item_categorical=["TITLE"])
+    assert data.feature_names[:2] == ("TITLE=Alien", "TITLE=Big")
+    assert data.item_features is not None and data.item_features.shape == (7, 7)
+    with pytest.raises(InvalidInput, match="MOOD"):
+        build_training_data(interactions, items, item_categorical=["MOOD"])
+
+
+def test_without_items_there_is_no_metadata(interactions: pl.DataFrame) -> None:
+    data, _, _ = build_training_data(interactions)
+    assert data.item_features is None and data.feature_names == () and data.item_created is None
+
+
+def test_impressions_without_interaction_are_negatives(interactions: pl.DataFrame) -> None:
+    data, users, vocabulary = build_training_data(interactions)
+    # u1 saw 007, b (both used) and zz (unknown: ignored); u2 saw b (used) and c (never used)
+    assert users.ids(data.negative_users.tolist()) == ["u2"]
+    assert vocabulary.ids(data.negative_items.tolist()) == ["c"]
+
+
+def test_event_weights_select_and_weigh(interactions: pl.DataFrame) -> None:
+    config = SolutionDataConfig(event_weights={"click": 2.5})
+    data, _, vocabulary = build_training_data(interactions, config=config)
+    assert vocabulary.ids(data.items.tolist()) == ["007", "b"]
+    assert data.weights.tolist() == [2.5, 2.5]
+    assert data.weights.dtype == np.float32
+    # the vocabulary still holds every item
+    assert data.n_items == 3
+
+
+def test_min_event_value_drops_low_and_missing_values(interactions: pl.DataFrame) -> None:
+    config = SolutionDataConfig(min_event_value=2.0)
+    data, _, vocabulary = build_training_data(interactions, config=config)
+    # 007 has 1.0 (too low), u2's b has no value; c (2.0) and u1's b (3.0) stay
+    assert vocabulary.ids(data.items.tolist()) == ["c", "b"]
+
+
+def test_solution_config_is_checked(interactions: pl.DataFrame) -> None:
+    with pytest.raises(ValidationError, match="must be > 0"):
+        SolutionDataConfig(event_weights={"click": 0.0})
+    with pytest.raises(ValidationError):
+        SolutionDataConfig(event_weight={"click": 1.0})  # type: ignore[call-arg]
+    with pytest.raises(InvalidInput, match="no interactions left"):
+        build_training_data(interactions, config=SolutionDataConfig(event_weights={"view": 1}))
+    without_type = interactions.drop("EVENT_TYPE")
+    with pytest.raises(InvalidInput, match="EVENT_TYPE"):
+        build_training_data(without_type, config=SolutionDataConfig(event_weights={"buy": 1}))
+
+
+def test_bad_values_are_named(interactions: pl.DataFrame) -> None:
+    bad_time = interactions.with_columns(pl.Series("TIMESTAMP", ["1", "2", "soon", "4"]))
+    with pytest.raises(InvalidInput, match="interactions.TIMESTAMP.*'soon'"):
+        build_training_data(bad_time)
+    empty_user = interactions.with_columns(pl.Series("USER_ID", ["u1", None, "u1", "u1"]))
+    with pytest.raises(InvalidInput, match=r"interactions.USER_ID: empty value \(row 2\)"):
+        build_training_data(empty_user)
+
+
+def test_indexed_frames_share_the_weighting(interactions: pl.DataFrame) -> None:
+    frame = pl.DataFrame(
+        {
+            "user_index": pl.Series([1, 0, 0], dtype=pl.Int32),
+            "item_index": pl.Series([2, 0, 1], dtype=pl.Int32),
+            "timestamp": [30, 30, 10],
+            "event_type": ["buy", "click", "buy"],
+            "event_value": pl.Series([1.0, 5.0, None], dtype=pl.Float32),
+        }
+    )
+    config = SolutionDataConfig(event_weights={"buy": 3.0, "click": 1.0})
+    data = training_data_from_indexed(frame, n_users=2, n_items=3, config=config)
+    assert data.items.tolist() == [1, 2, 0]  # by time, the tie at 30 in frame order
+    assert data.weights.tolist() == [3.0, 3.0, 1.0]
+    kept = training_data_from_indexed(
+        frame, n_users=2, n_items=3, config=SolutionDataConfig(min_event_value=1.0)
+    )
+    assert kept.items.tolist() == [2, 0]
+    with pytest.raises(InvalidInput, match="item_index"):
+        training_data_from_indexed(frame, n_users=2, n_items=2)
