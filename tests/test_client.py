@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 
 from tastebud.api.app import create_app
-from tastebud.client import Client, ImportFailed
+from tastebud.client import Client, ImportFailed, JobFailed
 from tastebud.engine import Engine
 from tastebud.errors import AlreadyExists, Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from tastebud.settings import ApiSettings, Settings
@@ -166,6 +166,29 @@ def test_export_round_trips(client: Client, tmp_path: Path, suffix: str) -> None
     assert not path.with_name(path.name + ".partial").exists()
     with pytest.raises(InvalidInput, match=r"export to \.csv or \.parquet"):
         client.export("users", tmp_path / "users.xlsx")
+
+
+def test_solutions_train_and_recommend(client: Client, tmp_path: Path) -> None:
+    from tests.serving.conftest import write_clustered
+
+    interactions, _ = write_clustered(tmp_path)
+    client.import_file(interactions, dataset="interactions", mode="full", poll_interval=0.02)
+    client.create_solution("popular", "popularity-count", params={"half_life_days": 30})
+    assert [s["name"] for s in client.list_solutions()] == ["popular"]
+    version = client.train("popular", poll_interval=0.02)
+    assert version["status"] == "active" and version["metrics"] is not None
+    assert [v["id"] for v in client.solution_versions("popular")] == [version["id"]]
+    answer = client.recommend("u0", solution="popular", num_results=4)
+    assert len(answer["itemList"]) == 4 and answer["solutionVersionId"] == version["id"]
+    ranked = client.rank("u0", ["i3", "unknown", "i1"], version_id=version["id"])
+    assert ranked["itemList"][-1] == {"itemId": "unknown", "score": None}
+    with pytest.raises(InvalidInput, match="does not answer similar items"):
+        client.similar_items("i1", solution="popular")
+
+    client.create_solution("picky", "popularity-count", event_weights={"purchase": 1.0})
+    with pytest.raises(JobFailed, match="no interactions"):
+        client.train("picky", poll_interval=0.02)
+    client.delete_solution("picky")
 
 
 def test_tokens_and_scopes(client: Client, server: Server) -> None:

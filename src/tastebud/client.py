@@ -38,14 +38,21 @@ from tastebud.api.models import (
     GroupStatus,
     HealthOut,
     ImportMode,
+    ItemsAnswer,
     JobList,
     JobOut,
     PutEventsOut,
     SchemaOut,
+    SolutionList,
+    SolutionOut,
     TokenCreated,
     TokenList,
     TokenOut,
     TokenScope,
+    TrainingStarted,
+    UsersAnswer,
+    VersionList,
+    VersionOut,
 )
 from tastebud.errors import (
     AlreadyExists,
@@ -58,7 +65,7 @@ from tastebud.errors import (
 )
 from tastebud.schema import DatasetKind
 
-__all__ = ["Client", "ImportFailed"]
+__all__ = ["Client", "ImportFailed", "JobFailed"]
 
 _ERRORS: dict[int, type[TastebudError]] = {
     401: Forbidden,
@@ -72,12 +79,16 @@ _ERRORS: dict[int, type[TastebudError]] = {
 _FORMATS: dict[str, ExportFormat] = {".csv": "csv", ".parquet": "parquet"}
 
 
-class ImportFailed(InvalidInput):
-    """An import job ended with status ``failed``; nothing of it was stored."""
+class JobFailed(InvalidInput):
+    """A background job (import, training) ended with status ``failed``."""
 
     def __init__(self, message: str, job: JobOut) -> None:
         super().__init__(message)
         self.job = job
+
+
+class ImportFailed(JobFailed):
+    """An import job failed; nothing of it was stored."""
 
 
 class Client:
@@ -206,24 +217,30 @@ class Client:
     def import_jobs(self) -> list[JobOut]:
         return cast(JobList, self._json("GET", self._path("/import-jobs")))["jobs"]
 
+    def job(self, job_id: str) -> JobOut:
+        """Any background job (import, training) with its status and progress."""
+        return cast(JobOut, self._json("GET", f"/v1/jobs/{quote(job_id, safe='')}"))
+
     def wait_for_job(
         self, job_id: str, *, poll_interval: float = 0.5, timeout: float | None = None
     ) -> JobOut:
-        """Poll an import job until it ends.
+        """Poll a job until it ends.
 
         Raises:
-            ImportFailed: the job failed.
+            ImportFailed: an import job failed (nothing stored).
+            JobFailed: another job failed.
             TimeoutError: it still runs after ``timeout`` seconds (None: wait for ever).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            job = self.import_job(job_id)
+            job = self.job(job_id)
             if job["status"] == "succeeded":
                 return job
             if job["status"] == "failed":
-                raise ImportFailed(job["error"] or f"import job {job_id} failed", job)
+                failure = ImportFailed if job["kind"] == "import" else JobFailed
+                raise failure(job["error"] or f"{job['kind']} job {job_id} failed", job)
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"import job {job_id} still {job['status']} after {timeout}s")
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
             time.sleep(poll_interval)
 
     # real-time writes -------------------------------------------------------------------------
@@ -284,6 +301,119 @@ class Client:
             rows = int(response.headers.get("X-Tastebud-Rows", "-1"))
         partial.replace(path)
         return rows
+
+    # solutions and training -------------------------------------------------------------------
+    def create_solution(
+        self,
+        name: str,
+        recipe: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        event_weights: Mapping[str, float] | None = None,
+        min_event_value: float | None = None,
+        hpo_trials: int | None = None,
+        replace: bool = False,
+    ) -> SolutionOut:
+        """Declare a solution; the server validates the recipe and its hyperparameters."""
+        body = {
+            "name": name, "recipe": recipe, "params": dict(params or {}),
+            "eventWeights": dict(event_weights) if event_weights else None,
+            "minEventValue": min_event_value, "hpoTrials": hpo_trials, "replace": replace,
+        }  # fmt: skip
+        return cast(SolutionOut, self._json("POST", self._path("/solutions"), json=body))
+
+    def list_solutions(self) -> list[SolutionOut]:
+        return cast(SolutionList, self._json("GET", self._path("/solutions")))["solutions"]
+
+    def delete_solution(self, name: str) -> None:
+        self._request("DELETE", self._path(f"/solutions/{quote(name, safe='')}"))
+
+    def train(
+        self, solution: str, *, wait: bool = True, seed: int = 0, poll_interval: float = 0.5
+    ) -> VersionOut:
+        """Train a new version; with ``wait`` return it once active (JobFailed if it fails)."""
+        path = self._path(f"/solutions/{quote(solution, safe='')}/versions")
+        started = cast(TrainingStarted, self._json("POST", path, params={"seed": seed}))
+        if not wait:
+            return started["solutionVersion"]
+        self.wait_for_job(started["job"]["id"], poll_interval=poll_interval)
+        return self.solution_version(started["solutionVersion"]["id"])
+
+    def solution_versions(self, solution: str) -> list[VersionOut]:
+        path = self._path(f"/solutions/{quote(solution, safe='')}/versions")
+        return cast(VersionList, self._json("GET", path))["versions"]
+
+    def solution_version(self, version_id: str) -> VersionOut:
+        return cast(
+            VersionOut, self._json("GET", f"/v1/solution-versions/{quote(version_id, safe='')}")
+        )
+
+    # recommendations --------------------------------------------------------------------------
+    def recommend(
+        self,
+        user_id: str | None,
+        *,
+        solution: str | None = None,
+        version_id: str | None = None,
+        num_results: int = 25,
+        exclude_seen: bool = True,
+    ) -> ItemsAnswer:
+        """Items for a user (``None``: a new visitor), best first."""
+        body = {"userId": user_id, "numResults": num_results, "excludeSeen": exclude_seen}
+        return cast(ItemsAnswer, self._ask("/recommendations", solution, version_id, body))
+
+    def rank(
+        self,
+        user_id: str | None,
+        item_ids: Sequence[str],
+        *,
+        solution: str | None = None,
+        version_id: str | None = None,
+    ) -> ItemsAnswer:
+        """``item_ids`` ordered for the user; items the model does not know come last."""
+        body = {"userId": user_id, "inputList": list(item_ids)}
+        return cast(ItemsAnswer, self._ask("/personalized-ranking", solution, version_id, body))
+
+    def similar_items(
+        self,
+        item_id: str,
+        *,
+        solution: str | None = None,
+        version_id: str | None = None,
+        num_results: int = 25,
+    ) -> ItemsAnswer:
+        body = {"itemId": item_id, "numResults": num_results}
+        return cast(ItemsAnswer, self._ask("/similar-items", solution, version_id, body))
+
+    def similar_users(
+        self,
+        user_id: str,
+        *,
+        solution: str | None = None,
+        version_id: str | None = None,
+        num_results: int = 25,
+    ) -> UsersAnswer:
+        body = {"userId": user_id, "numResults": num_results}
+        return cast(UsersAnswer, self._ask("/similar-users", solution, version_id, body))
+
+    def users_for_item(
+        self,
+        *,
+        item_id: str | None = None,
+        attribute: str | None = None,
+        solution: str | None = None,
+        version_id: str | None = None,
+        num_results: int = 100,
+    ) -> UsersAnswer:
+        """A segment: users most likely to want ``item_id`` or an ``attribute`` (FIELD=value)."""
+        body = {"itemId": item_id, "attribute": attribute, "numResults": num_results}
+        return cast(UsersAnswer, self._ask("/users-for-item", solution, version_id, body))
+
+    def _ask(
+        self, suffix: str, solution: str | None, version_id: str | None, body: dict[str, Any]
+    ) -> Any:
+        target = {"solution": solution, "solutionVersionId": version_id}
+        return self._json("POST", self._path(suffix), json=target | body)
 
     # tokens -----------------------------------------------------------------------------------
     def create_token(self, name: str, *, scope: TokenScope = "ingest") -> TokenCreated:

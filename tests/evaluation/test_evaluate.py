@@ -28,7 +28,9 @@ class TableModel:
 
 
 def random_query(rng: np.random.Generator, n_users: int, n_items: int) -> Query:
-    histories = [rng.choice(n_items, size=rng.integers(0, 8), replace=False) for _ in range(n_users)]
+    histories = [
+        rng.choice(n_items, size=rng.integers(0, 8), replace=False) for _ in range(n_users)
+    ]
     return Query(
         users=np.arange(n_users, dtype=np.int32),
         history_indptr=np.concatenate([[0], np.cumsum([len(h) for h in histories])]).astype(
@@ -74,16 +76,16 @@ def test_slots_without_a_rankable_item_are_minus_one() -> None:
 
 def test_evaluate_leave_last_out_on_planted_answers() -> None:
     split = leave_last_out(chain_data())
-    right = evaluate(SuccessorRecipe().fit(split.train, SuccessorConfig(offset=1)), split.validation,
-                     protocol="leave-last-out")  # fmt: skip
+    model = SuccessorRecipe().fit(split.train, SuccessorConfig(offset=1))
+    right = evaluate(model, split.validation, protocol="leave-last-out")
     assert right == {
         "ndcg@10": 1.0, "hr@10": 1.0, "ndcg@20": 1.0, "hr@20": 1.0, "mrr@25": 1.0,
         # user u's top 10: its target u + 3, then items 29..21 (the ramp): {3..8} + {21..29}
         "coverage@10": pytest.approx((6 + 9) / 30),
     }  # fmt: skip
     # offset 5 plants item u + 7; the target u + 3 sinks below the 20 high-index items
-    wrong = evaluate(SuccessorRecipe().fit(split.train, SuccessorConfig(offset=5)), split.validation,
-                     protocol="leave-last-out")  # fmt: skip
+    model = SuccessorRecipe().fit(split.train, SuccessorConfig(offset=5))
+    wrong = evaluate(model, split.validation, protocol="leave-last-out")
     assert wrong["hr@20"] == 0.0 and wrong["ndcg@10"] == 0.0
     assert 0.0 < wrong["mrr@25"] < 1 / 20
 
@@ -139,3 +141,11 @@ def test_time_aware_models_see_the_target_time() -> None:
     assert query.times is not None
     # chain_data: user u's last (5th) interaction is at time 10 * 4 + u
     assert query.times.tolist() == [40 + u for u in range(6)]
+
+
+def test_progress_moves_forward_and_ends_at_one() -> None:
+    seen: list[tuple[float, str]] = []
+    run_evaluation(chain_data(), SuccessorRecipe(), {}, progress=lambda f, m: seen.append((f, m)))
+    fractions = [fraction for fraction, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert [message for _, message in seen][:2] == ["fit on train", "fit on train + validation"]

@@ -84,7 +84,9 @@ def test_normalized_dcg_with_several_relevant() -> None:
 
 def test_mean_reciprocal_rank_uses_the_first_relevant() -> None:
     # first relevant at ranks 2 and 4
-    assert mean_reciprocal_rank_at_k(MULTI_RANKED, RELEVANT, 4) == pytest.approx((1 / 2 + 1 / 4) / 2)
+    assert mean_reciprocal_rank_at_k(MULTI_RANKED, RELEVANT, 4) == pytest.approx(
+        (1 / 2 + 1 / 4) / 2
+    )
     assert mean_reciprocal_rank_at_k(MULTI_RANKED, RELEVANT, 3) == pytest.approx((1 / 2 + 0) / 2)
 
 

@@ -14,6 +14,7 @@ from tastebud.errors import InvalidInput
 from tastebud.training import (
     SolutionDataConfig,
     build_training_data,
+    categorical_columns,
     read_table,
     training_data_from_indexed,
 )
@@ -46,7 +47,7 @@ def items() -> pl.DataFrame:
         {
             "ITEM_ID": ["007", "b", "c", "d", "e", "f", "g"],
             "TITLE": ["Heat", "Up", "Big", "Jaws", "Alien", "Brazil", "Ran"],
-            "GENRES": ["Action|Crime", "Comedy", "Comedy", "Action", "Action", "Comedy", "Drama"],
+            "GENRES": ["Action|Crime", "Comedy", "Comedy", "Action", "Action", "Comedy", "Comedy"],
             "YEAR": [1995, 2009, 1988, 1975, 1979, 1985, 1985],
             "CREATION_TIMESTAMP": ["100", None, "1970-01-02", "1", "2", "3", "4"],
         }
@@ -75,7 +76,7 @@ def test_read_table_integer_ids_in_parquet_become_text(tmp_path: Path) -> None:
 
 
 def test_read_table_errors_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(InvalidInput, match="gone.csv: no such file"):
+    with pytest.raises(InvalidInput, match=r"gone\.csv: no such file"):
         read_table(tmp_path / "gone.csv")
     (tmp_path / "data.json").write_text("{}")
     with pytest.raises(InvalidInput, match=r"data.json: unknown file type"):
@@ -106,17 +107,17 @@ def test_items_file_adds_cold_items_features_and_creation_times(
 ) -> None:
     data, _, vocabulary = build_training_data(interactions, items)
     assert data.n_items == 7 and vocabulary.ids([3, 4, 5, 6]) == ["d", "e", "f", "g"]
-    # TITLE: 7 distinct values for 7 items, not categorical; GENRES: 4 < 7 / 2; YEAR: a number
-    assert data.feature_names == ("GENRES=Action", "GENRES=Comedy", "GENRES=Crime", "GENRES=Drama")
+    # TITLE: 7 distinct values for 7 items, not categorical; GENRES: 3 < 7 / 2; YEAR: a number
+    assert data.feature_names == ("GENRES=Action", "GENRES=Comedy", "GENRES=Crime")
     assert data.item_features is not None
     assert data.item_features.toarray().tolist() == [
-        [1, 0, 1, 0],  # 007: Action|Crime
-        [0, 1, 0, 0],
-        [0, 1, 0, 0],
-        [1, 0, 0, 0],
-        [1, 0, 0, 0],
-        [0, 1, 0, 0],
-        [0, 0, 0, 1],
+        [1, 0, 1],  # 007: Action|Crime
+        [0, 1, 0],
+        [0, 1, 0],
+        [1, 0, 0],
+        [1, 0, 0],
+        [0, 1, 0],
+        [0, 1, 0],
     ]
     assert data.item_created is not None
     assert data.item_created.tolist() == [100, -1, 86_400, 1, 2, 3, 4]
@@ -173,7 +174,7 @@ def test_solution_config_is_checked(interactions: pl.DataFrame) -> None:
 
 def test_bad_values_are_named(interactions: pl.DataFrame) -> None:
     bad_time = interactions.with_columns(pl.Series("TIMESTAMP", ["1", "2", "soon", "4"]))
-    with pytest.raises(InvalidInput, match="interactions.TIMESTAMP.*'soon'"):
+    with pytest.raises(InvalidInput, match=r"interactions\.TIMESTAMP.*'soon'"):
         build_training_data(bad_time)
     empty_user = interactions.with_columns(pl.Series("USER_ID", ["u1", None, "u1", "u1"]))
     with pytest.raises(InvalidInput, match=r"interactions.USER_ID: empty value \(row 2\)"):
@@ -200,3 +201,10 @@ def test_indexed_frames_share_the_weighting(interactions: pl.DataFrame) -> None:
     assert kept.items.tolist() == [2, 0]
     with pytest.raises(InvalidInput, match="item_index"):
         training_data_from_indexed(frame, n_users=2, n_items=2)
+
+
+def test_a_column_with_many_values_is_not_categorical(items: pl.DataFrame) -> None:
+    assert categorical_columns(items) == ["GENRES"]
+    # Action, Crime, Comedy, Drama: 4 values are not fewer than half of 7 items
+    genres = ["Action|Crime", "Comedy", "Drama", "Action", "Action", "Comedy", "Comedy"]
+    assert categorical_columns(items.with_columns(pl.Series("GENRES", genres))) == []

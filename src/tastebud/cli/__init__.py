@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tastebud.cli import admin, data, evaluate, serve
+from tastebud.cli import admin, data, evaluate, recommend, serve, solutions
 from tastebud.cli._common import CliState
 
 app = typer.Typer(
@@ -43,6 +43,13 @@ app.command()(data.export)
 app.command()(serve.serve)
 app.command()(serve.demo)
 app.command()(evaluate.evaluate)
+app.command()(solutions.train)
+app.command()(recommend.recommend)
+app.command()(recommend.rank)
+app.command("similar-items")(recommend.similar_items)
+app.command("similar-users")(recommend.similar_users)
+app.command()(recommend.segment)
+app.add_typer(solutions.solutions_app, name="solutions")
 app.add_typer(data.schema_app, name="schema")
 app.add_typer(data.users_app, name="users")
 app.add_typer(admin.groups_app, name="groups")

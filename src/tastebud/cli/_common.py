@@ -85,6 +85,17 @@ def resolve_group(ctx: typer.Context, group: str | None) -> str:
     return group or state(ctx).settings().default_group
 
 
+def key_values(values: list[str] | None, option: str) -> dict[str, str]:
+    """``KEY=VALUE`` options as a dict; a value without ``=`` is a one-line error."""
+    pairs: dict[str, str] = {}
+    for value in values or []:
+        key, sep, rest = value.partition("=")
+        if not sep or not key.strip():
+            die(f"{option} {value!r}: expected KEY=VALUE")
+        pairs[key.strip()] = rest.strip()
+    return pairs
+
+
 def existing_file(path: Path) -> Path:
     if not path.is_file():
         die(f"{path}: no such file")

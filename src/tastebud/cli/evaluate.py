@@ -9,7 +9,14 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from tastebud.cli._common import console, die, fail_cleanly, print_json, progress_bar
+from tastebud.cli._common import (
+    console,
+    die,
+    fail_cleanly,
+    key_values,
+    print_json,
+    progress_bar,
+)
 from tastebud.evaluation import PROTOCOLS, EvaluationProtocol, run_evaluation
 from tastebud.training import SolutionDataConfig, build_training_data, read_table
 
@@ -38,13 +45,13 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Fit a recipe on each user's earlier interactions and report ranking metrics."""
-    params = _pairs(param, "--param")
+    params = key_values(param, "--param")
     if protocol not in PROTOCOLS:
         die(f"--protocol {protocol!r}: expected {' or '.join(PROTOCOLS)}")
     if tune < 0:
         die(f"--tune {tune}: expected 0 or more trials")
     with fail_cleanly():
-        config = _data_config(_pairs(event_weight, "--event-weight"), min_event_value)
+        config = _data_config(key_values(event_weight, "--event-weight"), min_event_value)
         frame = read_table(interactions, dataset="interactions")
         item_frame = None if items is None else read_table(items, dataset="items")
         data, _, _ = build_training_data(frame, item_frame, config=config)
@@ -62,17 +69,6 @@ def evaluate(
         print_json(result)
     else:
         console.print(_table(result))
-
-
-def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
-    """``KEY=VALUE`` options as a dict; a value without ``=`` is a one-line error."""
-    pairs: dict[str, str] = {}
-    for value in values or []:
-        key, sep, rest = value.partition("=")
-        if not sep or not key.strip():
-            die(f"{option} {value!r}: expected KEY=VALUE")
-        pairs[key.strip()] = rest.strip()
-    return pairs
 
 
 def _data_config(weights: dict[str, str], min_event_value: float | None) -> SolutionDataConfig:

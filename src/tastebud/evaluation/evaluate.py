@@ -218,19 +218,18 @@ def run_evaluation(
 
             tuned = tune(
                 chosen, split, fixed=params, n_trials=tune_trials, seed=seed,
-                progress=_scaled(report, 0.0, 0.6, "tune"),
+                progress=_stage(report, 0.0, 0.6, "tune"),
             )  # fmt: skip
             config = parse_config(chosen, tuned)
         start = 0.6 if tune_trials > 0 else 0.0
-        report(start, "fit on train")
+        middle = (start + 1.0) / 2
         validation, _ = fit_and_evaluate(
             chosen, config, split.train, split.validation, protocol=protocol, seed=seed,
-            progress=_scaled(report, start, start + (1 - start) / 2, "fit on train"),
+            progress=_stage(report, start, middle, "fit on train"),
         )  # fmt: skip
-        report(start + (1 - start) / 2, "fit on train + validation")
         test, seconds = fit_and_evaluate(
             chosen, config, split.train_and_validation, split.test, protocol=protocol,
-            seed=seed, progress=_scaled(report, start + (1 - start) / 2, 1.0, "final fit"),
+            seed=seed, progress=_stage(report, middle, 1.0, "fit on train + validation"),
         )  # fmt: skip
     report(1.0, "done")
     return {
@@ -251,8 +250,9 @@ def _silent(fraction: float, message: str) -> None:
     """A progress callback that reports nothing."""
 
 
-def _scaled(report: ProgressFn, low: float, high: float, stage: str) -> ProgressFn:
-    """A progress callback mapping a stage's 0..1 onto ``low..high`` of the whole run."""
+def _stage(report: ProgressFn, low: float, high: float, stage: str) -> ProgressFn:
+    """Report that ``stage`` starts; return a callback mapping its 0..1 onto ``low..high``."""
+    report(low, stage)
 
     def scaled(fraction: float, message: str) -> None:
         report(low + (high - low) * min(max(fraction, 0.0), 1.0), f"{stage}: {message}")

@@ -25,10 +25,10 @@ from tastebud.ids import Vocabulary
 from tastebud.recipes import TrainingData, get_recipe, parse_config
 from tastebud.serving.versions import save_version, version_folder
 from tastebud.store import SolutionRecord, Store
-from tastebud.training.data import (
+from tastebud.training import (
     SolutionDataConfig,
-    _item_created,
-    _item_features,
+    item_creation_times,
+    item_feature_matrix,
     training_data_from_indexed,
 )
 
@@ -97,10 +97,11 @@ def load_training_data(
         if schema is not None
         else None
     )
-    features, names = _item_features(item_frame, items, categorical)
+    features, names = item_feature_matrix(item_frame, items, categorical)
     data = training_data_from_indexed(
         frame, n_users=len(users), n_items=len(items), config=data_config,
-        item_features=features, feature_names=names, item_created=_item_created(item_frame, items),
+        item_features=features, feature_names=names,
+        item_created=item_creation_times(item_frame, items),
     )  # fmt: skip
     return data, users, items
 

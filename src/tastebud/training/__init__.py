@@ -6,6 +6,8 @@ from tastebud.training.data import (
     SolutionDataConfig,
     build_training_data,
     categorical_columns,
+    item_creation_times,
+    item_feature_matrix,
     read_table,
     training_data_from_indexed,
 )
@@ -14,6 +16,8 @@ __all__ = [
     "SolutionDataConfig",
     "build_training_data",
     "categorical_columns",
+    "item_creation_times",
+    "item_feature_matrix",
     "read_table",
     "training_data_from_indexed",
 ]

@@ -143,11 +143,11 @@ def build_training_data(
         event_value=_optional(frame, "EVENT_VALUE", pl.Float32),
     )
     negative_users, negative_items = _impression_negatives(frame, indexed, item_vocabulary)
-    features, names = _item_features(item_frame, item_vocabulary, item_categorical)
+    features, names = item_feature_matrix(item_frame, item_vocabulary, item_categorical)
     data = training_data_from_indexed(
         indexed, n_users=len(users), n_items=len(item_vocabulary), config=config,
         item_features=features, feature_names=names,
-        item_created=_item_created(item_frame, item_vocabulary),
+        item_created=item_creation_times(item_frame, item_vocabulary),
         negative_users=negative_users, negative_items=negative_items,
     )  # fmt: skip
     _log.info(
@@ -315,7 +315,7 @@ def _split_values(values: pl.Series) -> pl.Series:
     return parts.filter(parts.is_not_null() & (parts != ""))
 
 
-def _item_features(
+def item_feature_matrix(
     items: pl.DataFrame | None, vocabulary: Vocabulary, columns: Sequence[str] | None
 ) -> tuple[sp.csr_matrix | None, tuple[str, ...]]:
     """One-hot (n_items x n_features) CSR over categorical columns, and the feature names."""
@@ -352,7 +352,7 @@ def _one_hot_pairs(item_index: IntArray, values: pl.Series, column: str) -> pl.D
     )
 
 
-def _item_created(items: pl.DataFrame | None, vocabulary: Vocabulary) -> Int64Array | None:
+def item_creation_times(items: pl.DataFrame | None, vocabulary: Vocabulary) -> Int64Array | None:
     """Creation time per item (epoch seconds, -1 where unknown); None without the column."""
     if items is None or "CREATION_TIMESTAMP" not in items.columns:
         return None

@@ -1,0 +1,127 @@
+"""Ask a trained solution: ``tastebud recommend``, ``rank``, ``similar-items``, ``similar-users``,
+``segment``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tastebud.cli._common import console, die, engine, group_option, print_json, resolve_group
+from tastebud.engine import Answer, VersionRef
+
+Solution = Annotated[str | None, typer.Option(help="Solution whose newest version answers.")]
+VersionId = Annotated[str | None, typer.Option("--version", help="Or this solution version.")]
+Count = Annotated[int, typer.Option("--num-results", "-n", help="How many results (1-500).")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def _ref(solution: str | None, version: str | None) -> VersionRef:
+    if solution is None and version is None:
+        die("give --solution NAME or --version ID")
+    return {"solution": solution, "version_id": version}
+
+
+def _show(answer: Answer, *, what: str, as_json: bool) -> None:
+    if as_json:
+        results = [{"id": r.id, "score": r.score} for r in answer.results]
+        print_json({"recommendationId": answer.recommendation_id,
+                    "solutionVersionId": answer.version_id, "results": results})  # fmt: skip
+        return
+    table = Table(title=f"{what} (version {answer.version_id})")
+    for column in ("#", "id", "score"):
+        table.add_column(column)
+    for rank, result in enumerate(answer.results, 1):
+        table.add_row(str(rank), result.id, "-" if result.score is None else f"{result.score:.4f}")
+    console.print(table)
+
+
+def recommend(
+    ctx: typer.Context,
+    user: Annotated[str | None, typer.Option(help="User id (omit for a new visitor).")] = None,
+    solution: Solution = None,
+    version: VersionId = None,
+    num_results: Count = 10,
+    include_seen: Annotated[bool, typer.Option(help="Keep items the user already had.")] = False,
+    group: str | None = group_option(),
+    as_json: JsonFlag = False,
+) -> None:
+    """Items for a user, from the user's latest events."""
+    with engine(ctx) as eng:
+        answer = eng.recommend(
+            resolve_group(ctx, group), _ref(solution, version), user_id=user, k=num_results,
+            exclude_seen=not include_seen,
+        )  # fmt: skip
+    _show(answer, what=f"for {user or 'a new visitor'}", as_json=as_json)
+
+
+def rank(
+    ctx: typer.Context,
+    items: Annotated[str, typer.Option(help="Comma-separated item ids to order.")],
+    user: Annotated[str | None, typer.Option(help="User id.")] = None,
+    solution: Solution = None,
+    version: VersionId = None,
+    group: str | None = group_option(),
+    as_json: JsonFlag = False,
+) -> None:
+    """Order a list of items for a user (unknown items are kept, last)."""
+    item_ids = [i.strip() for i in items.split(",") if i.strip()]
+    with engine(ctx) as eng:
+        answer = eng.rank(
+            resolve_group(ctx, group), _ref(solution, version), user_id=user, item_ids=item_ids
+        )
+    _show(answer, what=f"ranking for {user or 'a new visitor'}", as_json=as_json)
+
+
+def similar_items(
+    ctx: typer.Context,
+    item: Annotated[str, typer.Option(help="Item id.")],
+    solution: Solution = None,
+    version: VersionId = None,
+    num_results: Count = 10,
+    group: str | None = group_option(),
+    as_json: JsonFlag = False,
+) -> None:
+    """Items like this one."""
+    with engine(ctx) as eng:
+        answer = eng.similar_items(
+            resolve_group(ctx, group), _ref(solution, version), item_id=item, k=num_results
+        )
+    _show(answer, what=f"like {item}", as_json=as_json)
+
+
+def similar_users(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option(help="User id.")],
+    solution: Solution = None,
+    version: VersionId = None,
+    num_results: Count = 10,
+    group: str | None = group_option(),
+    as_json: JsonFlag = False,
+) -> None:
+    """People like this person."""
+    with engine(ctx) as eng:
+        answer = eng.similar_users(
+            resolve_group(ctx, group), _ref(solution, version), user_id=user, k=num_results
+        )
+    _show(answer, what=f"users like {user}", as_json=as_json)
+
+
+def segment(
+    ctx: typer.Context,
+    item: Annotated[str | None, typer.Option(help="Item id.")] = None,
+    attribute: Annotated[str | None, typer.Option(help="FIELD=value, e.g. GENRES=Comedy.")] = None,
+    solution: Solution = None,
+    version: VersionId = None,
+    num_results: Count = 100,
+    group: str | None = group_option(),
+    as_json: JsonFlag = False,
+) -> None:
+    """The users most likely to want an item or an attribute value (item-affinity)."""
+    with engine(ctx) as eng:
+        answer = eng.users_for_item(
+            resolve_group(ctx, group), _ref(solution, version), item_id=item,
+            attribute=attribute, k=num_results,
+        )  # fmt: skip
+    _show(answer, what=f"segment for {item or attribute}", as_json=as_json)
