@@ -77,6 +77,7 @@ class Engine:
         self.store = store if store is not None else open_store(settings.store_url)
         self.tracker = EventTracker(self.store, max_batch_events=settings.ingest.max_batch_events)
         self.jobs = JobRunner(self.store)
+        self.live = serving.LiveFeed(self.store)
         self.versions = serving.VersionCache(
             self._load_version,
             capacity=settings.serving.cached_versions,
@@ -418,7 +419,7 @@ class Engine:
                 raise NotFound(f"solution version {version_id!r} is not in group {group!r}")
             if record.status != "active":
                 raise NotReady(f"solution version {version_id!r} is {record.status}")
-            return self.versions.get(version_id)
+            return self._live(group, self.versions.get(version_id))
         if solution is None:
             raise InvalidInput("give a solution name or a solutionVersionId")
         self.store.get_solution(group, solution)
@@ -426,7 +427,11 @@ class Engine:
                   if v.status == "active"]  # fmt: skip
         if not active:
             raise NotReady(f"solution {solution!r} has no trained version yet; train it first")
-        return self.versions.get(active[0].id)
+        return self._live(group, self.versions.get(active[0].id))
+
+    def _live(self, group: str, version: serving.LoadedVersion) -> serving.LoadedVersion:
+        self.live.catch_up(group, version)
+        return version
 
     def recommend(
         self, group: str, target: VersionRef, *, user_id: str | None, k: int = 25,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tastebud.cli import admin, data, evaluate, recommend, serve, solutions
+from tastebud.cli import admin, data, demo, evaluate, recommend, serve, solutions
 from tastebud.cli._common import CliState
 
 app = typer.Typer(
@@ -41,7 +41,7 @@ app.command("import")(data.import_)
 app.command()(data.status)
 app.command()(data.export)
 app.command()(serve.serve)
-app.command()(serve.demo)
+app.command()(demo.demo)
 app.command()(evaluate.evaluate)
 app.command()(solutions.train)
 app.command()(recommend.recommend)

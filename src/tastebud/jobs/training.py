@@ -79,12 +79,13 @@ class TrainingOutcome:
 
 
 def load_training_data(
-    store: Store, group: str, data_config: SolutionDataConfig
+    store: Store, group: str, data_config: SolutionDataConfig, *, up_to_seq: int
 ) -> tuple[TrainingData, Vocabulary, Vocabulary]:
-    """The group's interactions (identified users) and item metadata as training arrays."""
+    """The group's interactions (identified users, arrived by ``up_to_seq``) and item metadata
+    as training arrays."""
     users = store.vocabulary(group, "user")
     items = store.vocabulary(group, "item")
-    frame = store.read_interactions(group)
+    frame = store.read_interactions(group, up_to_seq=up_to_seq)
     if frame.height < MIN_INTERACTIONS:
         raise InvalidInput(
             f"group {group!r} has {frame.height} interactions with a known user; training needs "
@@ -132,7 +133,8 @@ def train_version(
     spec = SolutionSpec.parse(dict(solution.body))
     recipe = get_recipe(spec.recipe)
     report(0.02, "reading data")
-    data, users, items = load_training_data(store, solution.group, spec.data)
+    last_seq = store.last_seq(solution.group)  # live updates continue from here
+    data, users, items = load_training_data(store, solution.group, spec.data, up_to_seq=last_seq)
     params = dict(spec.params)
     metrics: dict[str, Any] = {}
     with threadpool_limits(limits=threads):
@@ -145,6 +147,7 @@ def train_version(
     snapshot = {
         "interactions": data.size, "users": data.n_users, "items": data.n_items,
         "max_timestamp": int(data.timestamps.max()) if data.size else None,
+        "last_seq": last_seq,
     }  # fmt: skip
     meta = {
         "solution": solution.name, "group": solution.group, "params": params,

@@ -171,8 +171,11 @@ class Model(Protocol):
 class LiveUpdates(Protocol):
     """Models that fold in live events without retraining (e.g. trending counts)."""
 
-    def observe(self, items: IntArray, timestamps: Int64Array) -> None:
-        """Count new interactions; items >= n_items (unknown when trained) are ignored."""
+    def observe(
+        self, items: IntArray, timestamps: Int64Array, *, weights: FloatArray | None = None
+    ) -> None:
+        """Count new interactions (weight 1 unless given); items >= n_items (unknown when
+        trained) are ignored."""
         ...
 
 

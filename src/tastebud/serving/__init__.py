@@ -1,5 +1,6 @@
 """Serving: trained versions held in memory, answered with exclusion, top-k and fallback."""
 
+from tastebud.serving.live import LiveFeed
 from tastebud.serving.recommend import (
     MAX_RESULTS,
     Scored,
@@ -20,6 +21,7 @@ from tastebud.serving.versions import (
 
 __all__ = [
     "MAX_RESULTS",
+    "LiveFeed",
     "LoadedVersion",
     "Scored",
     "VersionCache",

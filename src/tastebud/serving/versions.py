@@ -40,6 +40,8 @@ class LoadedVersion:
     item_features: sp.csr_matrix | None  # one-hot item metadata, columns meta["feature_names"]
     deleted_users: IntArray  # slots of erased ids, never answered
     deleted_items: IntArray
+    # The arrival number of the last interaction a live-updated model has seen (mutable).
+    live_seq: list[int] = dataclasses.field(default_factory=list, compare=False)
 
 
 def version_folder(root: Path, version_id: str) -> Path:

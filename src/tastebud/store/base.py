@@ -172,9 +172,18 @@ class Store(Protocol):
     def counts(self, group: str) -> dict[str, int]: ...
     def vocabulary(self, group: str, kind: EntityKind) -> Vocabulary: ...
 
-    def read_interactions(self, group: str) -> pl.DataFrame:
+    def read_interactions(self, group: str, *, up_to_seq: int | None = None) -> pl.DataFrame:
         """Identified interactions as int columns in arrival order: ``user_index, item_index,
-        timestamp, event_type, event_value``."""
+        timestamp, event_type, event_value`` (those stored at or before ``up_to_seq``)."""
+        ...
+
+    def last_seq(self, group: str) -> int:
+        """The arrival number of the group's newest interaction (0 when there is none)."""
+        ...
+
+    def interactions_after(self, group: str, seq: int, *, limit: int) -> pl.DataFrame:
+        """Interactions that arrived after ``seq``, oldest first, at most ``limit``:
+        ``seq, item_index, timestamp, event_type, event_value`` (live updates of models)."""
         ...
 
     def recent_events(self, group: str, user_id: str, limit: int) -> list[Event]:

@@ -89,7 +89,7 @@ class SqlStore(SolutionsSql, ABC):
         A dialect that can do it without blocking readers overrides this (SQLite)."""
         return []
 
-    def close(self) -> None:  # noqa: B027  (optional hook)
+    def close(self) -> None:
         pass
 
     # helpers ----------------------------------------------------------------------------------
@@ -543,14 +543,15 @@ class SqlStore(SolutionsSql, ABC):
             ids[int(index)] = str(external_id)
         return Vocabulary(ids)
 
-    def read_interactions(self, group: str) -> pl.DataFrame:
+    def read_interactions(self, group: str, *, up_to_seq: int | None = None) -> pl.DataFrame:
+        limit = 2**62 if up_to_seq is None else up_to_seq
         with self._transaction(write=False) as cur:
             group_id = self._group_id(cur, group)
             return self._read(
                 cur,
                 "SELECT user_idx, item_idx, ts, event_type, event_value FROM interactions "
-                "WHERE group_id = ? AND user_idx IS NOT NULL ORDER BY seq",
-                (group_id,),
+                "WHERE group_id = ? AND user_idx IS NOT NULL AND seq <= ? ORDER BY seq",
+                (group_id, limit),
                 {
                     "user_index": pl.Int32,
                     "item_index": pl.Int32,
@@ -559,6 +560,26 @@ class SqlStore(SolutionsSql, ABC):
                     "event_value": pl.Float32,
                 },
             )
+
+    def last_seq(self, group: str) -> int:
+        with self._transaction(write=False) as cur:
+            group_id = self._group_id(cur, group)
+            row = self._run(
+                cur, "SELECT MAX(seq) FROM interactions WHERE group_id = ?", (group_id,)
+            ).fetchone()
+        return int(row[0] or 0)
+
+    def interactions_after(self, group: str, seq: int, *, limit: int) -> pl.DataFrame:
+        with self._transaction(write=False) as cur:
+            group_id = self._group_id(cur, group)
+            return self._read(
+                cur,
+                "SELECT seq, item_idx, ts, event_type, event_value FROM interactions "
+                "WHERE seq > ? AND group_id = ? ORDER BY seq LIMIT ?",
+                (seq, group_id, limit),
+                {"seq": pl.Int64, "item_index": pl.Int32, "timestamp": pl.Int64,
+                 "event_type": pl.String, "event_value": pl.Float32},
+            )  # fmt: skip
 
     def recent_events(self, group: str, user_id: str, limit: int) -> list[Event]:
         with self._transaction(write=False) as cur:

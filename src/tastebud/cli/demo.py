@@ -1,0 +1,185 @@
+"""``tastebud demo``: the whole product on fresh synthetic data, in one command.
+
+Generate a streaming-service data set, import it, train three solutions (for-you, more like this,
+trending), serve the API on 127.0.0.1, then ask it for recommendations, send live events through
+it and show the next answer change.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import polars as pl
+import typer
+from rich.progress import TaskID
+from rich.table import Table
+
+from tastebud.cli._common import console, engine, fail_cleanly, progress_bar, state
+from tastebud.cli.serve import start_server, stop_server
+from tastebud.engine import Engine
+from tastebud.schema import DatasetKind
+
+DEMO_GROUP = "demo"
+DEMO_SCHEMAS = {
+    "items": {"TITLE": "textual", "GENRES": "categorical", "YEAR": "numerical",
+              "PRICE": "numerical"},
+    "users": {"TIER": "categorical", "AGE_GROUP": "categorical"},
+    "interactions": {},
+}  # fmt: skip
+# A watch says more than a click, a click more than a view.
+EVENT_WEIGHTS = {"watch": 1.0, "click": 0.5, "view": 0.1}
+DEMO_SOLUTIONS: dict[str, dict[str, Any]] = {
+    "for-you": {"recipe": "user-personalization", "params": {"algorithm": "ease"},
+                "data": {"event_weights": EVENT_WEIGHTS}},
+    "more-like-this": {"recipe": "similar-items", "params": {"mode": "cosine"},
+                       "data": {"event_weights": {"watch": 1.0, "click": 0.5}}},
+    "trending": {"recipe": "trending-now", "data": {"event_weights": EVENT_WEIGHTS}},
+}  # fmt: skip
+
+
+def demo(
+    ctx: typer.Context,
+    keep_serving: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Keep the API running afterwards.")
+    ] = True,
+    users: Annotated[int, typer.Option(help="Synthetic users.")] = 2000,
+    items: Annotated[int, typer.Option(help="Synthetic items.")] = 800,
+    seed: Annotated[int, typer.Option(help="Random seed of the generator.")] = 0,
+    port: Annotated[int | None, typer.Option(help="API port (default 8765).")] = None,
+) -> None:
+    """Generate data, import it, train, serve the API and show live recommendations."""
+    from tastebud.api.app import create_app
+    from tastebud.client import Client
+    from tastebud.demo import generate
+
+    settings = state(ctx).settings()
+    port = port or settings.api.port
+    console.rule("[bold]tastebud demo")
+    started = time.perf_counter()
+    data = generate(n_users=users, n_items=items, seed=seed)
+    files = data.write_csv(settings.home / "demo-data")
+    console.print(
+        f"generated {data.interactions.height:,} interactions, {data.items.height:,} items, "
+        f"{data.users.height:,} users in {time.perf_counter() - started:.1f}s "
+        f"-> {files['interactions'].parent}"
+    )
+    titles = dict(zip(data.items["ITEM_ID"], data.items["TITLE"], strict=True))
+    with engine(ctx) as eng:
+        eng.init()
+        token = _demo_token(eng)
+        _load(eng, files)
+        _train(eng)
+        server = start_server(create_app(settings, engine=eng), settings.api.host, port)
+        url = f"http://{settings.api.host}:{port}"
+        try:
+            with Client(url, token=token, group=DEMO_GROUP) as client, fail_cleanly():
+                _tour(client, titles, data.interactions)
+            if keep_serving:
+                _serve_until_interrupted(url, token, server.is_alive)
+        except KeyboardInterrupt:
+            console.print("stopping")
+        finally:
+            stop_server(server)
+
+
+def _demo_token(eng: Engine) -> str:
+    if any(t.name == "demo" for t in eng.list_tokens()):
+        eng.revoke_token("demo")
+    return eng.create_token("demo", scope="admin")
+
+
+def _load(eng: Engine, files: dict[str, Path]) -> None:
+    eng.ensure_group(DEMO_GROUP)
+    for dataset, fields in DEMO_SCHEMAS.items():
+        eng.put_schema(DEMO_GROUP, dataset, fields)  # type: ignore[arg-type]
+    with progress_bar() as bar:
+        datasets: tuple[DatasetKind, ...] = ("items", "users", "interactions")
+        for dataset in datasets:
+            task = bar.add_task(f"import {dataset}", total=1.0, note="")
+
+            def on_progress(fraction: float, message: str, task: TaskID = task) -> None:
+                bar.update(task, completed=fraction, note=message)
+
+            result = eng.import_file(
+                DEMO_GROUP, dataset, files[dataset], mode="full", on_progress=on_progress
+            )
+            bar.update(task, completed=1.0, note=f"{result.accepted:,} rows, {result.seconds}s")
+
+
+def _train(eng: Engine) -> None:
+    table = Table(title="trained solutions (offline metrics: leave-last-out, full ranking)")
+    for column in ("solution", "recipe", "ndcg@10", "hr@10", "fit s"):
+        table.add_column(column)
+    with progress_bar() as bar:
+        for name, body in DEMO_SOLUTIONS.items():
+            eng.create_solution(DEMO_GROUP, name, body, replace=True)
+            task = bar.add_task(f"train {name}", total=1.0, note="")
+
+            def on_progress(fraction: float, message: str, task: TaskID = task) -> None:
+                bar.update(task, completed=fraction, note=message)
+
+            version = eng.train(DEMO_GROUP, name, on_progress=on_progress)
+            bar.update(task, completed=1.0, note="active")
+            metrics = version.body.get("metrics") or {}
+            scores = [f"{metrics.get(k, 0):.3f}" for k in ("ndcg@10", "hr@10")]
+            table.add_row(name, body["recipe"], *scores, str(version.body["train_seconds"]))
+    console.print(table)
+
+
+def _tour(client: Any, titles: dict[str, str], interactions: pl.DataFrame) -> None:
+    """Recommendations for one user, a live event, the changed answer, similar items, trends."""
+    watches = interactions.filter(pl.col("EVENT_TYPE") == "watch")
+    user = str(watches["USER_ID"].value_counts(sort=True)["USER_ID"][2])
+    history = watches.filter(pl.col("USER_ID") == user)["ITEM_ID"].tail(5).to_list()
+    _titles_table(f"user {user}: last watched", [(i, None) for i in history], titles)
+    before = client.recommend(user, solution="for-you", num_results=5)
+    _titles_table("for you", _pairs(before), titles)
+
+    fresh = [r["itemId"] for r in client.recommend(None, solution="trending", num_results=50)
+             ["itemList"] if r["itemId"] not in {i for i, _ in _pairs(before)}][:2]  # fmt: skip
+    sent = time.perf_counter()
+    client.put_events([{"itemId": item, "eventType": "watch", "eventValue": 3600.0}
+                       for item in fresh], user_id=user)  # fmt: skip
+    after = client.recommend(user, solution="for-you", num_results=5)
+    elapsed_ms = (time.perf_counter() - sent) * 1000
+    watched = ", ".join(titles.get(i, i) for i in fresh)
+    console.print(f"live: {user} watches {watched}; event committed and new answer in "
+                  f"{elapsed_ms:.0f} ms, no retraining:")  # fmt: skip
+    _titles_table("for you, after those watches", _pairs(after), titles)
+
+    anchor = _pairs(after)[0][0]
+    similar = client.similar_items(anchor, solution="more-like-this", num_results=5)
+    _titles_table(f"more like {titles.get(anchor, anchor)}", _pairs(similar), titles)
+    trending = client.recommend(None, solution="trending", num_results=5)
+    _titles_table("trending now", _pairs(trending), titles)
+
+
+def _pairs(answer: Any) -> list[tuple[str, float | None]]:
+    return [(r["itemId"], r["score"]) for r in answer["itemList"]]
+
+
+def _titles_table(title: str, rows: list[tuple[str, float | None]], titles: dict[str, str]) -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("title")
+    table.add_column("item")
+    table.add_column("score", justify="right")
+    for rank, (item, score) in enumerate(rows, 1):
+        table.add_row(str(rank), titles.get(item, "?"), item,
+                      "" if score is None else f"{score:.3f}")  # fmt: skip
+    console.print(table)
+
+
+def _serve_until_interrupted(url: str, token: str, alive: Any) -> None:
+    console.rule()
+    console.print(f"API: {url}   docs: {url}/docs   token: {token}")
+    console.print(
+        f"try: curl -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' "
+        f'-d \'{{"solution": "for-you", "userId": "u1"}}\' '
+        f"{url}/v1/dataset-groups/{DEMO_GROUP}/recommendations"
+    )
+    console.print("serving until Ctrl-C")
+    while alive():
+        time.sleep(0.5)
