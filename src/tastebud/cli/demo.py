@@ -65,7 +65,6 @@ def demo(
         f"{data.users.height:,} users in {time.perf_counter() - started:.1f}s "
         f"-> {files['interactions'].parent}"
     )
-    titles = dict(zip(data.items["ITEM_ID"], data.items["TITLE"], strict=True))
     with engine(ctx) as eng:
         eng.init()
         token = _demo_token(eng)
@@ -75,7 +74,7 @@ def demo(
         url = f"http://{settings.api.host}:{port}"
         try:
             with Client(url, token=token, group=DEMO_GROUP) as client, fail_cleanly():
-                _tour(client, titles, data.interactions)
+                _tour(client, data.items, data.interactions)
             if keep_serving:
                 _serve_until_interrupted(url, token, server.is_alive)
         except KeyboardInterrupt:
@@ -128,32 +127,48 @@ def _train(eng: Engine) -> None:
     console.print(table)
 
 
-def _tour(client: Any, titles: dict[str, str], interactions: pl.DataFrame) -> None:
-    """Recommendations for one user, a live event, the changed answer, similar items, trends."""
+def _tour(client: Any, items: pl.DataFrame, interactions: pl.DataFrame) -> None:
+    """A regular user's recommendations; a new visitor's before and after three live watches;
+    similar items; trends."""
+    titles = dict(zip(items["ITEM_ID"], items["TITLE"], strict=True))
     watches = interactions.filter(pl.col("EVENT_TYPE") == "watch")
     user = str(watches["USER_ID"].value_counts(sort=True)["USER_ID"][2])
-    history = watches.filter(pl.col("USER_ID") == user)["ITEM_ID"].tail(5).to_list()
-    _titles_table(f"user {user}: last watched", [(i, None) for i in history], titles)
-    before = client.recommend(user, solution="for-you", num_results=5)
-    _titles_table("for you", _pairs(before), titles)
+    history = watches.filter(pl.col("USER_ID") == user)["ITEM_ID"].to_list()
+    _titles_table(f"user {user}: last watched", [(i, None) for i in history[-5:]], titles)
+    _titles_table(f"for {user}", _pairs(client.recommend(user, solution="for-you",
+                                                        num_results=5)), titles)  # fmt: skip
 
-    fresh = [r["itemId"] for r in client.recommend(None, solution="trending", num_results=50)
-             ["itemList"] if r["itemId"] not in {i for i, _ in _pairs(before)}][:2]  # fmt: skip
+    visitor = "new-visitor"
+    cold = client.recommend(visitor, solution="for-you", num_results=5)
+    _titles_table(f"for {visitor} (no history yet: popular titles)", _pairs(cold), titles)
+    genre, fresh = _genre_hits(items, watches)
+    # The synthetic data lives in its own past: its clock continues a minute after its last event.
+    now = int(interactions["TIMESTAMP"].max()) + 60  # type: ignore[arg-type]
+    events = [{"itemId": item, "eventType": "watch", "eventValue": 3600.0, "sentAt": now + i}
+              for i, item in enumerate(fresh)]  # fmt: skip
     sent = time.perf_counter()
-    client.put_events([{"itemId": item, "eventType": "watch", "eventValue": 3600.0}
-                       for item in fresh], user_id=user)  # fmt: skip
-    after = client.recommend(user, solution="for-you", num_results=5)
+    client.put_events(events, user_id=visitor)
+    warm = client.recommend(visitor, solution="for-you", num_results=5)
     elapsed_ms = (time.perf_counter() - sent) * 1000
-    watched = ", ".join(titles.get(i, i) for i in fresh)
-    console.print(f"live: {user} watches {watched}; event committed and new answer in "
-                  f"{elapsed_ms:.0f} ms, no retraining:")  # fmt: skip
-    _titles_table("for you, after those watches", _pairs(after), titles)
+    console.print(f"live: {visitor} watches {len(fresh)} {genre} titles "
+                  f"({', '.join(titles[i] for i in fresh)}); events committed and the next "
+                  f"answer computed in {elapsed_ms:.0f} ms, without retraining:")  # fmt: skip
+    _titles_table(f"for {visitor}, after those watches", _pairs(warm), titles)
 
-    anchor = _pairs(after)[0][0]
-    similar = client.similar_items(anchor, solution="more-like-this", num_results=5)
-    _titles_table(f"more like {titles.get(anchor, anchor)}", _pairs(similar), titles)
+    similar = client.similar_items(fresh[0], solution="more-like-this", num_results=5)
+    _titles_table(f"more like {titles[fresh[0]]}", _pairs(similar), titles)
     trending = client.recommend(None, solution="trending", num_results=5)
     _titles_table("trending now", _pairs(trending), titles)
+
+
+def _genre_hits(items: pl.DataFrame, watches: pl.DataFrame) -> tuple[str, list[str]]:
+    """A mid-popular genre (not the obvious top one) and its three most watched titles."""
+    genres = items.select("ITEM_ID", pl.col("GENRES").str.split("|")).explode("GENRES")
+    counted = watches.join(genres, on="ITEM_ID")
+    ranked = counted["GENRES"].value_counts(sort=True)["GENRES"]
+    genre = str(ranked[min(4, len(ranked) - 1)])
+    hits = counted.filter(pl.col("GENRES") == genre)["ITEM_ID"].value_counts(sort=True)
+    return genre, [str(i) for i in hits["ITEM_ID"].head(3)]
 
 
 def _pairs(answer: Any) -> list[tuple[str, float | None]]:
