@@ -22,7 +22,8 @@ def test_demo_trains_serves_and_reacts(tmp_path: Path) -> None:
         "--port", str(free_port()),
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
-    for expected in ("trained solutions", "for-you", "more-like-this", "for new-visitor, after "
-                     "those watches", "more like", "trending now", "without retraining"):  # fmt: skip
-        assert expected in result.output
+    expected = ("trained solutions", "for-you", "more-like-this", "more like", "trending now",
+                "for new-visitor, after those watches", "without retraining")  # fmt: skip
+    for text in expected:
+        assert text in result.output
     assert (tmp_path / "artifacts").is_dir() and len(list((tmp_path / "artifacts").iterdir())) == 3
