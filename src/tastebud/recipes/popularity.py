@@ -105,7 +105,7 @@ class PopularityCount:
         meta, arrays = load_arrays(folder)
         return PopularityModel(arrays["popularity"], PopularityConfig(**meta["config"]))
 
-    def search_space(self, trial: optuna.Trial) -> dict[str, object]:
+    def search_space(self, trial: optuna.trial.BaseTrial) -> dict[str, object]:
         """Optuna search space: decay on or off, and the half-life when on."""
         if not trial.suggest_categorical("decay", [False, True]):
             return {"half_life_days": None}

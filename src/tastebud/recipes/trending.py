@@ -58,15 +58,15 @@ class TrendingConfig(RecipeConfig):
     """Hyperparameters of ``trending-now``."""
 
     bucket_hours: float = Field(default=24.0, ge=1 / 60, le=24.0 * 31, description="bucket width")
-    windows: int = Field(default=3, ge=1, le=365, description="buckets in the recent window")
+    windows: int = Field(default=7, ge=1, le=365, description="buckets in the recent window")
     baseline_windows: int = Field(
         default=4, ge=1, le=52, description="windows before the recent one that form the baseline"
     )
     growth_weight: float = Field(
-        default=1.0, ge=0.0, le=4.0, description="exponent of the growth ratio; 0 = volume only"
+        default=0.5, ge=0.0, le=4.0, description="exponent of the growth ratio; 0 = volume only"
     )
     prior: float = Field(
-        default=3.0, gt=0.0, le=10_000.0, description="pseudo-count smoothing the growth ratio"
+        default=10.0, gt=0.0, le=10_000.0, description="pseudo-count smoothing the growth ratio"
     )
     max_buckets: int = Field(
         default=400, ge=1, le=100_000, description="buckets kept in memory (older ones dropped)"
@@ -113,7 +113,8 @@ class TrendingModel:
     def score(self, query: Query) -> FloatArray:
         """(len(query) x n_items) trend scores as of each query's time (None: now)."""
         ends, inverse = np.unique(self._end_buckets(query.times, len(query)), return_inverse=True)
-        return self._trend(ends)[inverse.reshape(-1)]
+        scores: FloatArray = self._trend(ends)[inverse.reshape(-1)]
+        return scores
 
     def _end_buckets(self, times: Int64Array | None, n: int) -> Int64Array:
         """One past the last bucket each query may see."""
@@ -145,7 +146,8 @@ class TrendingModel:
         smallest[~np.isfinite(smallest)] = 1.0
         activity = recent + baseline
         share = activity / (activity.max(axis=1, keepdims=True) + 1e-12)
-        return (trend + TIE_BREAK * smallest * share).astype(np.float32)
+        scores: FloatArray = (trend + TIE_BREAK * smallest * share).astype(np.float32)
+        return scores
 
     # live updates -------------------------------------------------------------------------------
     def observe(
@@ -245,7 +247,7 @@ class TrendingNow:
             latest_time=meta["latest_time"],
         )
 
-    def search_space(self, trial: optuna.Trial) -> dict[str, object]:
+    def search_space(self, trial: optuna.trial.BaseTrial) -> dict[str, object]:
         """Optuna search space over the bucket width, window lengths and the blend."""
         windows = trial.suggest_int("windows", 1, 14)
         baseline_windows = trial.suggest_int("baseline_windows", 1, 8)
