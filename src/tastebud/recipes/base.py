@@ -139,17 +139,13 @@ class Query:
 
     def history_matrix(self, n_items: int, *, last: int | None = None) -> sp.csr_matrix:
         """(len(self) x n_items) binary matrix of each history (optionally its ``last`` items)."""
-        rows, cols = [], []
-        for i in range(len(self)):
-            items = self.history(i)
-            if last is not None:
-                items = items[-last:]
-            cols.append(items)
-            rows.append(np.full(len(items), i, dtype=np.int32))
-        row = np.concatenate(rows) if rows else np.zeros(0, np.int32)
-        col = np.concatenate(cols) if cols else np.zeros(0, np.int32)
+        rows = np.repeat(np.arange(len(self), dtype=np.int32), np.diff(self.history_indptr))
+        cols = self.history_items
+        if last is not None:
+            from_end = self.history_indptr[1:][rows] - np.arange(len(cols))  # 1 = newest
+            rows, cols = rows[from_end <= last], cols[from_end <= last]
         matrix = sp.csr_matrix(
-            (np.ones(len(row), np.float32), (row, col)), shape=(len(self), n_items)
+            (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(self), n_items)
         )
         matrix.data[:] = 1.0  # duplicates summed by the constructor count once
         return matrix
