@@ -17,19 +17,19 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
 
-from tastebud import serving
-from tastebud.errors import InvalidInput, NotFound, NotReady, PayloadTooLarge
+from tastebud.errors import InvalidInput, PayloadTooLarge
 from tastebud.ingest import EventTracker, ItemIn, PutEventsRequest, UserIn
 from tastebud.ingest.validate import events_from_request, records_from_items, records_from_users
 from tastebud.jobs.imports import ImportRequest, ImportResult, ProgressFn, run_import
 from tastebud.jobs.runner import JobRunner
 from tastebud.jobs.training import SolutionSpec, train_version
 from tastebud.schema import DATASETS, DatasetKind, DatasetSchema
+from tastebud.serving.service import Recommender
 from tastebud.settings import Settings
 from tastebud.store import (
     DatasetGroup,
@@ -51,20 +51,6 @@ _SCHEMA_TTL_SECONDS = 2.0  # other processes' schema changes are seen within thi
 EXPORT_SUFFIXES = (".csv", ".parquet")
 
 
-class VersionRef(TypedDict, total=False):
-    """Which model answers: a solution's newest active version, or one version by id."""
-
-    solution: str | None
-    version_id: str | None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Answer:
-    version_id: str
-    recommendation_id: str
-    results: list[serving.Scored]
-
-
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -77,12 +63,7 @@ class Engine:
         self.store = store if store is not None else open_store(settings.store_url)
         self.tracker = EventTracker(self.store, max_batch_events=settings.ingest.max_batch_events)
         self.jobs = JobRunner(self.store)
-        self.live = serving.LiveFeed(self.store)
-        self.versions = serving.VersionCache(
-            self._load_version,
-            capacity=settings.serving.cached_versions,
-            max_age=settings.serving.refresh_seconds,
-        )
+        self.recommender = Recommender(self.store, settings)
         self._schemas: dict[tuple[str, str], tuple[float, DatasetSchema]] = {}
 
     def close(self) -> None:
@@ -301,7 +282,7 @@ class Engine:
         if not user_ids:
             raise InvalidInput("user_ids: give at least one user id")
         deleted = self.store.delete_users(group, list(user_ids))
-        self.versions.clear()  # loaded versions must stop answering with the erased users
+        self.recommender.forget_loaded()  # loaded versions must stop answering erased users
         _log.info("users deleted group=%s requested=%d found=%d", group, len(user_ids), deleted)
         return deleted
 
@@ -402,92 +383,6 @@ class Engine:
         active = dataclasses.replace(version, status="active", body=body, updated_at=time.time())
         self.store.save_solution_version(active)
         return active
-
-    # recommendations --------------------------------------------------------------------------
-    def resolve_version(
-        self, group: str, *, solution: str | None = None, version_id: str | None = None
-    ) -> serving.LoadedVersion:
-        """The version that answers: ``version_id``, or the newest active one of ``solution``.
-
-        Raises:
-            NotFound: no such solution or version in ``group``.
-            NotReady: the solution has no trained version yet (HTTP 503).
-        """
-        if version_id is not None:
-            record = self.store.get_solution_version(version_id)
-            if record.group != group:
-                raise NotFound(f"solution version {version_id!r} is not in group {group!r}")
-            if record.status != "active":
-                raise NotReady(f"solution version {version_id!r} is {record.status}")
-            return self._live(group, self.versions.get(version_id))
-        if solution is None:
-            raise InvalidInput("give a solution name or a solutionVersionId")
-        self.store.get_solution(group, solution)
-        active = [v for v in self.store.list_solution_versions(group, solution)
-                  if v.status == "active"]  # fmt: skip
-        if not active:
-            raise NotReady(f"solution {solution!r} has no trained version yet; train it first")
-        return self._live(group, self.versions.get(active[0].id))
-
-    def _live(self, group: str, version: serving.LoadedVersion) -> serving.LoadedVersion:
-        self.live.catch_up(group, version)
-        return version
-
-    def recommend(
-        self, group: str, target: VersionRef, *, user_id: str | None, k: int = 25,
-        exclude_seen: bool = True,
-    ) -> Answer:  # fmt: skip
-        """Items for ``user_id`` from the user's latest events (a new user gets the cold answer)."""
-        version = self.resolve_version(group, **target)
-        items = serving.recommend_items(
-            version, user_id=user_id, history=self.user_history(group, user_id), k=k,
-            exclude_seen=exclude_seen,
-        )  # fmt: skip
-        return Answer(version.id, f"rec-{uuid.uuid4().hex}", items)
-
-    def rank(
-        self, group: str, target: VersionRef, *, user_id: str | None, item_ids: Sequence[str]
-    ) -> Answer:
-        """``item_ids`` ordered for ``user_id``; unknown items kept last, in input order."""
-        version = self.resolve_version(group, **target)
-        ranked = serving.rank_items(
-            version, user_id=user_id, history=self.user_history(group, user_id), item_ids=item_ids
-        )
-        return Answer(version.id, f"rec-{uuid.uuid4().hex}", ranked)
-
-    def similar_items(self, group: str, target: VersionRef, *, item_id: str, k: int = 25) -> Answer:
-        version = self.resolve_version(group, **target)
-        items = serving.similar_items(version, item_id=item_id, k=k)
-        return Answer(version.id, f"rec-{uuid.uuid4().hex}", items)
-
-    def similar_users(self, group: str, target: VersionRef, *, user_id: str, k: int = 25) -> Answer:
-        version = self.resolve_version(group, **target)
-        users = serving.similar_users(
-            version, user_id=user_id, history=self.user_history(group, user_id), k=k
-        )
-        return Answer(version.id, f"rec-{uuid.uuid4().hex}", users)
-
-    def users_for_item(
-        self, group: str, target: VersionRef, *, item_id: str | None = None,
-        attribute: str | None = None, k: int = 100,
-    ) -> Answer:  # fmt: skip
-        """The segment of users most likely to want an item or an attribute value."""
-        version = self.resolve_version(group, **target)
-        users = serving.users_for_item(version, item_id=item_id, attribute=attribute, k=k)
-        return Answer(version.id, f"seg-{uuid.uuid4().hex}", users)
-
-    def user_history(self, group: str, user_id: str | None) -> list[str]:
-        """The user's most recent item ids, oldest first (what the models score from)."""
-        if user_id is None:
-            return []
-        limit = self.settings.serving.history_length
-        return [e.item_id for e in self.store.recent_events(group, user_id, limit)]
-
-    def _load_version(self, version_id: str) -> serving.LoadedVersion:
-        record = self.store.get_solution_version(version_id)
-        version = serving.load_version(self.settings.artifacts / version_id, version_id)
-        current = self.store.vocabulary(record.group, "user")
-        return serving.without_users(version, lambda user_id: user_id not in current)
 
     # tokens -----------------------------------------------------------------------------------
     def create_token(self, name: str, *, scope: Scope) -> str:

@@ -58,7 +58,7 @@ def test_a_filter_that_leaves_no_data_fails_the_version(loaded: Engine, group: s
     (version,) = loaded.list_solution_versions(group, "watches")
     assert version.status == "failed" and version.body["error"]
     with pytest.raises(NotReady, match="no trained version"):
-        loaded.resolve_version(group, solution="watches")
+        loaded.recommender.resolve_version(group, solution="watches")
 
 
 def test_background_training_reports_through_its_job(loaded: Engine, group: str) -> None:
@@ -81,7 +81,7 @@ def test_empty_group_cannot_train(engine: Engine, group: str) -> None:
 def test_artifacts_reload_in_a_new_process(loaded: Engine, group: str) -> None:
     loaded.create_solution(group, "popular", {"recipe": "popularity-count"})
     version = loaded.train(group, "popular")
-    here = loaded.resolve_version(group, solution="popular")
+    here = loaded.recommender.resolve_version(group, solution="popular")
     expected = here.model.score(Query.single(here.users.get("u0"), [3, 4]))
     script = (
         "import json; from pathlib import Path\n"
@@ -100,6 +100,6 @@ def test_version_of_another_group_is_not_found(loaded: Engine, group: str, tmp_p
     loaded.create_group(group + "x")
     try:
         with pytest.raises(NotFound, match="not in group"):
-            loaded.resolve_version(group + "x", version_id=version.id)
+            loaded.recommender.resolve_version(group + "x", version_id=version.id)
     finally:
         loaded.delete_group(group + "x")

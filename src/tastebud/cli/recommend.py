@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from tastebud.cli._common import console, die, engine, group_option, print_json, resolve_group
-from tastebud.engine import Answer, VersionRef
+from tastebud.serving import Answer, VersionRef
 
 Solution = Annotated[str | None, typer.Option(help="Solution whose newest version answers.")]
 VersionId = Annotated[str | None, typer.Option("--version", help="Or this solution version.")]
@@ -49,7 +49,7 @@ def recommend(
 ) -> None:
     """Items for a user, from the user's latest events."""
     with engine(ctx) as eng:
-        answer = eng.recommend(
+        answer = eng.recommender.recommend(
             resolve_group(ctx, group), _ref(solution, version), user_id=user, k=num_results,
             exclude_seen=not include_seen,
         )  # fmt: skip
@@ -68,7 +68,7 @@ def rank(
     """Order a list of items for a user (unknown items are kept, last)."""
     item_ids = [i.strip() for i in items.split(",") if i.strip()]
     with engine(ctx) as eng:
-        answer = eng.rank(
+        answer = eng.recommender.rank(
             resolve_group(ctx, group), _ref(solution, version), user_id=user, item_ids=item_ids
         )
     _show(answer, what=f"ranking for {user or 'a new visitor'}", as_json=as_json)
@@ -85,7 +85,7 @@ def similar_items(
 ) -> None:
     """Items like this one."""
     with engine(ctx) as eng:
-        answer = eng.similar_items(
+        answer = eng.recommender.similar_items(
             resolve_group(ctx, group), _ref(solution, version), item_id=item, k=num_results
         )
     _show(answer, what=f"like {item}", as_json=as_json)
@@ -102,7 +102,7 @@ def similar_users(
 ) -> None:
     """People like this person."""
     with engine(ctx) as eng:
-        answer = eng.similar_users(
+        answer = eng.recommender.similar_users(
             resolve_group(ctx, group), _ref(solution, version), user_id=user, k=num_results
         )
     _show(answer, what=f"users like {user}", as_json=as_json)
@@ -120,7 +120,7 @@ def segment(
 ) -> None:
     """The users most likely to want an item or an attribute value (item-affinity)."""
     with engine(ctx) as eng:
-        answer = eng.users_for_item(
+        answer = eng.recommender.users_for_item(
             resolve_group(ctx, group), _ref(solution, version), item_id=item,
             attribute=attribute, k=num_results,
         )  # fmt: skip

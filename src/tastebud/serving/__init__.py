@@ -11,6 +11,7 @@ from tastebud.serving.recommend import (
     top_k,
     users_for_item,
 )
+from tastebud.serving.service import Answer, Recommender, VersionRef
 from tastebud.serving.versions import (
     LoadedVersion,
     VersionCache,
@@ -21,10 +22,13 @@ from tastebud.serving.versions import (
 
 __all__ = [
     "MAX_RESULTS",
+    "Answer",
     "LiveFeed",
     "LoadedVersion",
+    "Recommender",
     "Scored",
     "VersionCache",
+    "VersionRef",
     "load_version",
     "rank_items",
     "recommend_items",

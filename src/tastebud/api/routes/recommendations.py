@@ -18,7 +18,7 @@ from tastebud.api.models import (
     UsersAnswer,
     UsersForItemIn,
 )
-from tastebud.engine import Answer, VersionRef
+from tastebud.serving import Answer, VersionRef
 
 router = APIRouter(
     prefix="/v1/dataset-groups/{group}",
@@ -50,7 +50,7 @@ def _ref(body: TargetIn) -> VersionRef:
 @router.post("/recommendations")
 def recommend(group: str, body: RecommendIn, engine: EngineDep) -> ItemsAnswer:
     """Items for a user, from the user's latest events: one click changes the next answer."""
-    answer = engine.recommend(
+    answer = engine.recommender.recommend(
         group, _ref(body), user_id=body.user_id, k=body.num_results,
         exclude_seen=body.exclude_seen,
     )  # fmt: skip
@@ -61,28 +61,32 @@ def recommend(group: str, body: RecommendIn, engine: EngineDep) -> ItemsAnswer:
 def rank(group: str, body: RankIn, engine: EngineDep) -> ItemsAnswer:
     """``inputList`` ordered for the user; items the model does not know come last, unscored."""
     return items_answer(
-        engine.rank(group, _ref(body), user_id=body.user_id, item_ids=body.input_list)
+        engine.recommender.rank(group, _ref(body), user_id=body.user_id, item_ids=body.input_list)
     )
 
 
 @router.post("/similar-items")
 def similar_items(group: str, body: SimilarItemsIn, engine: EngineDep) -> ItemsAnswer:
     return items_answer(
-        engine.similar_items(group, _ref(body), item_id=body.item_id, k=body.num_results)
+        engine.recommender.similar_items(
+            group, _ref(body), item_id=body.item_id, k=body.num_results
+        )
     )
 
 
 @router.post("/similar-users")
 def similar_users(group: str, body: SimilarUsersIn, engine: EngineDep) -> UsersAnswer:
     return users_answer(
-        engine.similar_users(group, _ref(body), user_id=body.user_id, k=body.num_results)
+        engine.recommender.similar_users(
+            group, _ref(body), user_id=body.user_id, k=body.num_results
+        )
     )
 
 
 @router.post("/users-for-item")
 def users_for_item(group: str, body: UsersForItemIn, engine: EngineDep) -> UsersAnswer:
     """A segment: the users most likely to want an item, or any item with an attribute value."""
-    answer = engine.users_for_item(
+    answer = engine.recommender.users_for_item(
         group, _ref(body), item_id=body.item_id, attribute=body.attribute, k=body.num_results
     )
     return users_answer(answer)
