@@ -138,12 +138,17 @@ class Query:
         return self.history_items[self.history_indptr[i] : self.history_indptr[i + 1]]
 
     def history_matrix(self, n_items: int, *, last: int | None = None) -> sp.csr_matrix:
-        """(len(self) x n_items) binary matrix of each history (optionally its ``last`` items)."""
+        """(len(self) x n_items) binary matrix of each history (optionally its ``last`` items).
+
+        Items the model never saw (index < 0 or >= ``n_items``, added after training) are dropped.
+        """
         rows = np.repeat(np.arange(len(self), dtype=np.int32), np.diff(self.history_indptr))
         cols = self.history_items
+        keep = (cols >= 0) & (cols < n_items)
         if last is not None:
             from_end = self.history_indptr[1:][rows] - np.arange(len(cols))  # 1 = newest
-            rows, cols = rows[from_end <= last], cols[from_end <= last]
+            keep &= from_end <= last
+        rows, cols = rows[keep], cols[keep]
         matrix = sp.csr_matrix(
             (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(self), n_items)
         )

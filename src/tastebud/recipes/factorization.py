@@ -9,6 +9,7 @@ over the arrays a model keeps (item factors, the EASE weights), so a saved model
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,7 +18,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from tastebud.errors import InvalidInput
-from tastebud.recipes.base import FloatArray, Query, TrainingData
+from tastebud.recipes.base import FloatArray, TrainingData
 
 # implicit parallelises over users itself; two threads keep fitting polite on shared machines.
 FIT_THREADS = 2
@@ -47,13 +48,13 @@ def fit_ease(matrix: sp.csr_matrix, *, l2: float) -> FloatArray:
             f"more than {EASE_MAX_ITEMS}; use algorithm 'als'"
         )
     dtype = np.float64 if n_items <= EASE_FLOAT64_MAX_ITEMS else np.float32
-    gram = np.asarray((matrix.T @ matrix).toarray(), dtype=dtype)
-    gram[np.diag_indices(n_items)] += l2
+    gram: npt.NDArray[np.floating[Any]] = np.asarray((matrix.T @ matrix).toarray(), dtype=dtype)
+    gram[np.diag_indices(n_items)] = gram.diagonal() + l2
     # the Gram matrix plus λI is symmetric positive definite, so the inverse is well conditioned
     precision = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
     weights = precision / -np.diag(precision)  # column j divided by -P_jj
     weights[np.diag_indices(n_items)] = 0.0
-    return weights.astype(np.float32)
+    return np.asarray(weights, dtype=np.float32)
 
 
 # ALS -------------------------------------------------------------------------------------------
@@ -173,28 +174,10 @@ def mean_item_factors(history: sp.csr_matrix, item_factors: FloatArray) -> Float
     """Each row's mean item factor vector over its history (zero for an empty row)."""
     counts = np.asarray(history.sum(axis=1), dtype=np.float32).ravel()
     sums = np.asarray(history @ item_factors, dtype=np.float32)
-    return sums / np.maximum(counts, 1.0)[:, None]
+    return np.asarray(sums / np.maximum(counts, 1.0)[:, None], dtype=np.float32)
 
 
 # matrices --------------------------------------------------------------------------------------
-def history_matrix(query: Query, n_items: int) -> sp.csr_matrix:
-    """(len(query) x n_items) binary float32 matrix of each query's history.
-
-    Items the model never saw (index >= n_items, added after training) are dropped.
-    """
-    lengths = np.diff(query.history_indptr)
-    rows = np.repeat(np.arange(len(query), dtype=np.int32), lengths)
-    items = query.history_items
-    known = (items >= 0) & (items < n_items)
-    matrix = sp.csr_matrix(
-        (np.ones(int(known.sum()), np.float32), (rows[known], items[known])),
-        shape=(len(query), n_items),
-    )
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    return matrix
-
-
 def impression_matrix(data: TrainingData) -> sp.csr_matrix:
     """(n_users x n_items) binary: items shown to a user that the user never interacted with."""
     shown = sp.csr_matrix(
