@@ -113,3 +113,25 @@ def test_personalized_ranking_keeps_unknown_items_last(trained: Api) -> None:
     assert {r["itemId"] for r in ranked} == {"zzz", "i19", "i0", "i5"}
     known = [r["score"] for r in ranked[:-1]]
     assert known == sorted(known, reverse=True)
+
+
+def test_similar_items_users_and_segments_over_http(api: Api, tmp_path: Path) -> None:
+    interactions, _ = write_clustered(tmp_path)
+    api.engine.import_file(api.group, "interactions", interactions, mode="full")
+    for name, recipe in (("like", "similar-items"), ("people", "similar-users"),
+                         ("affinity", "item-affinity")):  # fmt: skip
+        api.engine.create_solution(api.group, name, {"recipe": recipe, "evaluate": False})
+        api.engine.train(api.group, name)
+    reader = bearer(api.engine.create_token(f"{api.group}-reader", scope="recommend"))
+
+    def ask(path: str, **body: Any) -> Any:
+        response = api.http.post(api.url(path), json=body, headers=reader)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    like = ask("/similar-items", solution="like", itemId="i2", numResults=3)
+    assert len(like["itemList"]) == 3 and "i2" not in {r["itemId"] for r in like["itemList"]}
+    people = ask("/similar-users", solution="people", userId="u1", numResults=3)
+    assert [set(r) for r in people["userList"]] == [{"userId", "score"}] * 3
+    segment = ask("/users-for-item", solution="affinity", attribute=None, itemId="i30")
+    assert len(segment["userList"]) == 60 and segment["recommendationId"].startswith("seg-")
