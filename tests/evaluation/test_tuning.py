@@ -7,7 +7,9 @@ import pytest
 from tastebud.errors import InvalidInput
 from tastebud.evaluation import leave_last_out, run_evaluation
 from tastebud.evaluation.tuning import tune
+from tastebud.recipes import get_recipe
 from tests.evaluation.conftest import SuccessorRecipe, TunableSuccessorRecipe, chain_data
+from tests.recipes.conftest import clustered
 
 
 def test_tuning_finds_the_planted_offset() -> None:
@@ -39,3 +41,10 @@ def test_same_seed_same_trials() -> None:
 def test_recipe_without_search_space() -> None:
     with pytest.raises(InvalidInput, match="recipe successor has no search space"):
         tune(SuccessorRecipe(), leave_last_out(chain_data()), n_trials=2)
+
+
+def test_a_fixed_value_steers_the_search_space_branch() -> None:
+    recipe = get_recipe("user-personalization")
+    best = tune(recipe, leave_last_out(clustered()), fixed={"algorithm": "als"}, n_trials=3)
+    assert best["algorithm"] == "als"
+    assert "alpha" in best and "l2" not in best  # ALS's own hyperparameters were searched

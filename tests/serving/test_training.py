@@ -43,7 +43,7 @@ def test_event_weights_and_minimum_value_are_validated(loaded: Engine, group: st
         loaded.create_solution(
             group, "bad", {"recipe": "popularity-count", "params": {"half_life_days": "soon"}}
         )
-    with pytest.raises(InvalidInput, match="solution.colour"):
+    with pytest.raises(InvalidInput, match=r"solution\.colour"):
         loaded.create_solution(group, "bad", {"recipe": "popularity-count", "colour": "red"})
     with pytest.raises(NotFound):
         loaded.get_solution(group, "bad")  # nothing half-created

@@ -9,6 +9,7 @@ sampler, so the same seed gives the same trials.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, cast
 
@@ -84,8 +85,28 @@ def tune(
                   values[metric])  # fmt: skip
         return values[metric]
 
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=seed)
+    if fixed:
+        # Fixed values also steer the search space's branches (e.g. algorithm=als searches
+        # ALS's hyperparameters, not EASE's), instead of being overridden after the fact.
+        pinned = {name: _number_or_text(value) for name, value in fixed.items()}
+        with warnings.catch_warnings():  # "experimental" since 2.4, stable in practice
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.PartialFixedSampler(pinned, sampler)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(objective, n_trials=n_trials)
     best: dict[str, object] = study.best_trial.user_attrs["params"]
     _log.info("tuning done recipe=%s trials=%d best=%.5f", recipe.name, n_trials, study.best_value)
     return best
+
+
+def _number_or_text(value: object) -> object:
+    """``"128"`` -> 128, ``"0.1"`` -> 0.1 (``--param`` values arrive as text)."""
+    if not isinstance(value, str):
+        return value
+    for parse in (int, float):
+        try:
+            return parse(value)
+        except ValueError:
+            continue
+    return value
