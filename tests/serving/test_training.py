@@ -103,3 +103,23 @@ def test_version_of_another_group_is_not_found(loaded: Engine, group: str, tmp_p
             loaded.recommender.resolve_version(group + "x", version_id=version.id)
     finally:
         loaded.delete_group(group + "x")
+
+
+def test_impressions_in_the_store_become_negatives(engine: Engine, group: str) -> None:
+    from tastebud.jobs.training import load_training_data
+    from tastebud.store import Event, Record
+    from tastebud.training import SolutionDataConfig
+
+    engine.store.put_records(group, "items", [Record("b"), Record("c")])
+    engine.store.put_events(group, [
+        Event("a", 100, "u1", impression="a|b|c|unknown"), Event("b", 200, "u2"),
+        Event("c", 300, "u1"),
+    ])  # fmt: skip
+    data, users, items = load_training_data(
+        engine.store, group, SolutionDataConfig(), up_to_seq=engine.store.last_seq(group)
+    )
+    pairs = {(users.id(int(u)), items.id(int(i)))
+             for u, i in zip(data.negative_users, data.negative_items, strict=True)}  # fmt: skip
+    assert pairs == {
+        ("u1", "b")
+    }  # shown to u1; "a" and "c" were interacted with, "unknown" is not an item

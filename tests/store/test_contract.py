@@ -455,8 +455,10 @@ def test_recent_events_newest_last_with_limit_and_all_fields(store: Store, group
 
 def test_read_interactions_int_arrays_in_arrival_order(store: Store, group: str) -> None:
     store.put_events(
-        group, [ev("u1", "i1", 30, event_type="buy", event_value=2.0), ev("u2", "i2", 10)]
-    )
+        group,
+        [ev("u1", "i1", 30, event_type="buy", event_value=2.0, impression="i1|i9"),
+         ev("u2", "i2", 10)],
+    )  # fmt: skip
     # One import whose rows share a timestamp: ties keep the file's order.
     bulk(
         store,
@@ -467,9 +469,10 @@ def test_read_interactions_int_arrays_in_arrival_order(store: Store, group: str)
     frame = store.read_interactions(group)
     assert frame.schema == pl.Schema(
         {"user_index": pl.Int32, "item_index": pl.Int32, "timestamp": pl.Int64,
-         "event_type": pl.String, "event_value": pl.Float32}
+         "event_type": pl.String, "event_value": pl.Float32, "impression": pl.String}
     )  # fmt: skip
     assert frame["timestamp"].to_list() == [30, 10, 20, 20, 20, 20]
+    assert frame["impression"].to_list() == ["i1|i9"] + [None] * 5
     assert decoded(store, group)[2:] == [
         ("u3", "i3", 20),
         ("u1", "i2", 20),

@@ -27,6 +27,7 @@ from tastebud.serving.versions import save_version, version_folder
 from tastebud.store import SolutionRecord, Store
 from tastebud.training import (
     SolutionDataConfig,
+    impression_negatives,
     item_creation_times,
     item_feature_matrix,
     training_data_from_indexed,
@@ -99,10 +100,13 @@ def load_training_data(
         else None
     )
     features, names = item_feature_matrix(item_frame, items, categorical)
+    # Shown but never interacted with: a negative signal for the recipes that use it.
+    negative_users, negative_items = impression_negatives(frame["impression"], frame, items)
     data = training_data_from_indexed(
         frame, n_users=len(users), n_items=len(items), config=data_config,
         item_features=features, feature_names=names,
         item_created=item_creation_times(item_frame, items),
+        negative_users=negative_users, negative_items=negative_items,
     )  # fmt: skip
     return data, users, items
 

@@ -104,6 +104,16 @@ class SolutionVersionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class FilterRecord:
+    """A named filter expression (validated against the group's schemas when created)."""
+
+    group: str
+    name: str
+    expression: str
+    created_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class TokenRecord:
     name: str
     scope: Scope
@@ -173,8 +183,8 @@ class Store(Protocol):
     def vocabulary(self, group: str, kind: EntityKind) -> Vocabulary: ...
 
     def read_interactions(self, group: str, *, up_to_seq: int | None = None) -> pl.DataFrame:
-        """Identified interactions as int columns in arrival order: ``user_index, item_index,
-        timestamp, event_type, event_value`` (those stored at or before ``up_to_seq``)."""
+        """Identified interactions in arrival order: ``user_index, item_index, timestamp,
+        event_type, event_value, impression`` (those stored at or before ``up_to_seq``)."""
         ...
 
     def last_seq(self, group: str) -> int:
@@ -213,6 +223,19 @@ class Store(Protocol):
         self, group: str, solution: str | None = None
     ) -> list[SolutionVersionRecord]:
         """Newest first."""
+        ...
+
+    # filters
+    def put_filter(self, record: FilterRecord, *, replace: bool = False) -> None:
+        """Create (or with ``replace``, overwrite) a filter; AlreadyExists otherwise."""
+        ...
+
+    def get_filter(self, group: str, name: str) -> FilterRecord: ...
+    def list_filters(self, group: str) -> list[FilterRecord]: ...
+    def delete_filter(self, group: str, name: str) -> None: ...
+
+    def get_user(self, group: str, user_id: str) -> Record | None:
+        """One user's profile (the ``CurrentUser`` of filters); None when it has none."""
         ...
 
     def add_token(self, token_hash: str, *, name: str, scope: Scope) -> None: ...

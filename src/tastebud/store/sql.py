@@ -29,6 +29,7 @@ from tastebud.store.base import (
     TokenRecord,
     WriteResult,
 )
+from tastebud.store.filters import FiltersSql
 from tastebud.store.migrations import LATEST, Dialect, statements
 from tastebud.store.solutions import SolutionsSql
 
@@ -57,7 +58,7 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
-class SqlStore(SolutionsSql, ABC):
+class SqlStore(SolutionsSql, FiltersSql, ABC):
     """Shared SQL; subclasses implement the abstract dialect hooks."""
 
     dialect: Dialect
@@ -158,7 +159,7 @@ class SqlStore(SolutionsSql, ABC):
             group_id = self._group_id(cur, name)
             for table in (
                 "interactions", "items", "users", "sessions", "id_map", "id_counters",
-                "dataset_schemas", "solutions", "solution_versions",
+                "dataset_schemas", "solutions", "solution_versions", "filters",
             ):  # fmt: skip
                 self._run(cur, f"DELETE FROM {table} WHERE group_id = ?", (group_id,))
             self._run(cur, "DELETE FROM jobs WHERE group_name = ?", (name,))
@@ -247,17 +248,14 @@ class SqlStore(SolutionsSql, ABC):
         if not external_ids:
             return {}
         ordered = sorted(external_ids)
-        mapping: dict[str, int] = {}
-        for start in range(0, len(ordered), 500):
-            part = ordered[start : start + 500]
-            marks = ",".join("?" * len(part))
-            rows = self._run(
-                cur,
-                f"SELECT external_id, idx FROM id_map WHERE group_id = ? AND kind = ? "
-                f"AND external_id IN ({marks})",
-                (group_id, kind, *part),
-            ).fetchall()
-            mapping.update({str(r[0]): int(r[1]) for r in rows})
+        rows = self._select_in(
+            cur,
+            "SELECT external_id, idx FROM id_map WHERE group_id = ? AND kind = ?",
+            "external_id",
+            (group_id, kind),
+            ordered,
+        )
+        mapping = {str(r[0]): int(r[1]) for r in rows}
         new = [value for value in ordered if value not in mapping]
         if new:
             first = self._assign(cur, group_id, kind, len(new))
@@ -364,12 +362,28 @@ class SqlStore(SolutionsSql, ABC):
         )
 
     # real-time writes -------------------------------------------------------------------------
+    # The columns of an interaction row as `_insert_events` receives it.
+    _EVENT_COLUMNS = (
+        "group_id", "user_idx", "item_idx", "ts", "event_type", "event_value", "event_id",
+        "session_id", "recommendation_id", "impression", "context",
+    )  # fmt: skip
+    # Sizes an ``IN (...)`` list is padded to: the statement text stays among a handful, so
+    # SQLite's statement cache and PostgreSQL's prepared statements are reused across commits.
+    _IN_SIZES = (8, 16, 32, 64, 128, 256, 512)
+    # Rows per INSERT of `_insert_events` (256 x 11 values stays under SQLite's 32,766).
+    _INSERT_SIZES = (256, 64, 16, 4, 1)
+
     def put_events(self, group: str, events: Sequence[Event]) -> WriteResult:
         return self.put_event_batches(group, [events])[0]
 
     def put_event_batches(
         self, group: str, batches: Sequence[Sequence[Event]]
     ) -> list[WriteResult]:
+        """Store many requests' events in one transaction; one result per batch.
+
+        A fixed number of statements per commit, whatever its size (no per-request or per-row
+        round trips): ids, sessions and already stored event ids are each looked up at once,
+        and all new events go in with one ``_insert_events``."""
         everything = [e for events in batches for e in events]
         if not everything:
             return [WriteResult(accepted=0) for _ in batches]
@@ -381,14 +395,15 @@ class SqlStore(SolutionsSql, ABC):
             )
             items = self._map_few(cur, group_id, "item", {e.item_id for e in everything})
             session_users = self._link_sessions(cur, group_id, everything, users)
-            insert = self._sql(
-                "INSERT INTO interactions (group_id, user_idx, item_idx, ts, event_type, "
-                "event_value, event_id, session_id, recommendation_id, impression, context) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-            )
+            # Every writer of a group's interactions holds its id lock (real-time and bulk), so
+            # the event ids stored now stay exactly those until the commit: duplicates are
+            # known before inserting, and each request hears its own count.
+            seen = self._stored_event_ids(cur, group_id, everything)
+            rows: list[tuple[Any, ...]] = []
             results = []
             for events in batches:
-                rows = [
+                fresh = [e for e in events if self._first_copy(e.event_id, seen)]
+                rows += [
                     (
                         group_id,
                         users[e.user_id] if e.user_id else session_users.get(e.session_id or ""),
@@ -396,44 +411,112 @@ class SqlStore(SolutionsSql, ABC):
                         e.session_id, e.recommendation_id, e.impression,
                         json.dumps(e.context) if e.context else None,
                     )
-                    for e in events
+                    for e in fresh
                 ]  # fmt: skip
-                accepted = 0
-                if rows:
-                    cur.executemany(insert, rows)
-                    accepted = max(cur.rowcount, 0)
-                results.append(WriteResult(accepted=accepted, duplicates=len(rows) - accepted))
+                results.append(
+                    WriteResult(accepted=len(fresh), duplicates=len(events) - len(fresh))
+                )
+            if rows:
+                self._insert_events(cur, rows)
         return results
+
+    @staticmethod
+    def _first_copy(event_id: str | None, seen: set[str]) -> bool:
+        """True for an event without id, or the first with its id (``seen`` then holds it)."""
+        if event_id is None:
+            return True
+        if event_id in seen:
+            return False
+        seen.add(event_id)
+        return True
+
+    def _stored_event_ids(self, cur: Cursor, group_id: int, events: Sequence[Event]) -> set[str]:
+        """Which of these events' ids the group already holds."""
+        wanted = sorted({e.event_id for e in events if e.event_id is not None})
+        if not wanted:
+            return set()
+        query = "SELECT event_id FROM interactions WHERE group_id = ?"
+        return {str(r[0]) for r in self._select_in(cur, query, "event_id", (group_id,), wanted)}
+
+    def _insert_events(self, cur: Cursor, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert interaction rows (``_EVENT_COLUMNS`` order) known to be new.
+
+        A few multi-row statements of fixed sizes (each parsed once per connection), not one
+        per row: less work in Python per row, and SQLite inserts a whole statement while the
+        event loop has the interpreter. ``ON CONFLICT DO NOTHING`` is only a safety net:
+        duplicates were taken out before."""
+        columns = ", ".join(self._EVENT_COLUMNS)
+        row_marks = f"({', '.join('?' * len(self._EVENT_COLUMNS))})"
+        start = 0
+        for size in self._INSERT_SIZES:
+            while len(rows) - start >= size:
+                values = [value for row in rows[start : start + size] for value in row]
+                marks = ", ".join([row_marks] * size)
+                self._run(
+                    cur,
+                    f"INSERT INTO interactions ({columns}) VALUES {marks} ON CONFLICT DO NOTHING",
+                    values,
+                )
+                start += size
 
     def _link_sessions(
         self, cur: Cursor, group_id: int, events: Sequence[Event], users: Mapping[str, int]
     ) -> dict[str, int]:
-        """Session -> user for this batch; claims anonymous events of newly identified sessions."""
+        """Session -> user for this batch; claims anonymous events of newly identified sessions.
+
+        A session keeps the first user it was linked to; events of this batch follow the user
+        they name, and events without a user follow their session's stored link."""
         known = {e.session_id: users[e.user_id] for e in events if e.session_id and e.user_id}
-        for session_id, user_idx in known.items():
-            claimed = self._run(
-                cur,
-                "INSERT INTO sessions (group_id, session_id, user_idx) VALUES (?, ?, ?) "
-                "ON CONFLICT (group_id, session_id) DO NOTHING",
-                (group_id, session_id, user_idx),
-            ).rowcount
-            if claimed:
-                self._run(
-                    cur,
-                    "UPDATE interactions SET user_idx = ? WHERE group_id = ? AND session_id = ? "
-                    "AND user_idx IS NULL",
-                    (user_idx, group_id, session_id),
-                )
         anonymous = {e.session_id for e in events if e.session_id and not e.user_id} - set(known)
-        for session_id in anonymous:
-            row = self._run(
+        if not known and not anonymous:
+            return known
+        stored = {
+            str(r[0]): int(r[1])
+            for r in self._select_in(
                 cur,
-                "SELECT user_idx FROM sessions WHERE group_id = ? AND session_id = ?",
-                (group_id, session_id),
-            ).fetchone()
-            if row is not None:
-                known[session_id] = int(row[0])
+                "SELECT session_id, user_idx FROM sessions WHERE group_id = ?",
+                "session_id",
+                (group_id,),
+                sorted(known.keys() | anonymous),
+            )
+        }
+        # Under the id lock nobody else links sessions meanwhile: the unstored ones are ours.
+        new = [(group_id, session_id, user_idx) for session_id, user_idx in known.items()
+               if session_id not in stored]  # fmt: skip
+        if new:
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO sessions (group_id, session_id, user_idx) VALUES (?, ?, ?) "
+                    "ON CONFLICT (group_id, session_id) DO NOTHING"
+                ),
+                new,
+            )
+            cur.executemany(
+                self._sql(
+                    "UPDATE interactions SET user_idx = ? WHERE group_id = ? AND session_id = ? "
+                    "AND user_idx IS NULL"
+                ),
+                [(user_idx, group_id, session_id) for group_id, session_id, user_idx in new],
+            )
+        known.update({s: stored[s] for s in anonymous if s in stored})
         return known
+
+    def _select_in(
+        self, cur: Cursor, query: str, column: str, params: Sequence[Any], values: Sequence[str]
+    ) -> list[Any]:
+        """All rows of ``query`` (a SELECT … WHERE with ``params``) whose ``column`` is one of
+        ``values``."""
+        rows: list[Any] = []
+        largest = self._IN_SIZES[-1]
+        for start in range(0, len(values), largest):
+            part = list(values[start : start + largest])
+            size = next(size for size in self._IN_SIZES if size >= len(part))
+            part += [part[-1]] * (size - len(part))  # a repeated value matches nothing more
+            marks = ",".join("?" * size)
+            rows += self._run(
+                cur, f"{query} AND {column} IN ({marks})", (*params, *part)
+            ).fetchall()
+        return rows
 
     def put_records(self, group: str, dataset: DatasetKind, records: Sequence[Record]) -> int:
         if dataset == "interactions":
@@ -549,8 +632,9 @@ class SqlStore(SolutionsSql, ABC):
             group_id = self._group_id(cur, group)
             return self._read(
                 cur,
-                "SELECT user_idx, item_idx, ts, event_type, event_value FROM interactions "
-                "WHERE group_id = ? AND user_idx IS NOT NULL AND seq <= ? ORDER BY seq",
+                "SELECT user_idx, item_idx, ts, event_type, event_value, impression "
+                "FROM interactions WHERE group_id = ? AND user_idx IS NOT NULL AND seq <= ? "
+                "ORDER BY seq",
                 (group_id, limit),
                 {
                     "user_index": pl.Int32,
@@ -558,6 +642,7 @@ class SqlStore(SolutionsSql, ABC):
                     "timestamp": pl.Int64,
                     "event_type": pl.String,
                     "event_value": pl.Float32,
+                    "impression": pl.String,
                 },
             )
 

@@ -142,7 +142,11 @@ def build_training_data(
         event_type=_optional(frame, "EVENT_TYPE", pl.String),
         event_value=_optional(frame, "EVENT_VALUE", pl.Float32),
     )
-    negative_users, negative_items = _impression_negatives(frame, indexed, item_vocabulary)
+    negative_users, negative_items = (
+        impression_negatives(frame["IMPRESSION"], indexed, item_vocabulary)
+        if "IMPRESSION" in frame.columns
+        else (_EMPTY, _EMPTY)
+    )
     features, names = item_feature_matrix(item_frame, item_vocabulary, item_categorical)
     data = training_data_from_indexed(
         indexed, n_users=len(users), n_items=len(item_vocabulary), config=config,
@@ -269,21 +273,20 @@ def _epoch_seconds(values: pl.Series, where: str) -> pl.Series:
     return seconds.rename(values.name)
 
 
-def _impression_negatives(
-    frame: pl.DataFrame, indexed: pl.DataFrame, items: Vocabulary
+def impression_negatives(
+    impressions: pl.Series, indexed: pl.DataFrame, items: Vocabulary
 ) -> tuple[IntArray, IntArray]:
-    """(user, item) pairs shown in ``IMPRESSION`` that the user never interacted with."""
-    if "IMPRESSION" not in frame.columns:
-        return _EMPTY, _EMPTY
+    """(user, item) pairs shown in ``impressions`` (``|``-joined item ids, one entry per row of
+    ``indexed``) that the user never interacted with."""
     shown = pl.DataFrame(
-        {"user_index": indexed["user_index"], "item": frame["IMPRESSION"].str.split("|")}
+        {"user_index": indexed["user_index"], "item": impressions.str.split("|")}
     ).explode("item")
-    known = items.ids(range(len(items)))
+    known = {value: i for i, value in enumerate(items.ids(range(len(items)))) if value is not None}
     shown = shown.select(
         "user_index",
         item_index=pl.col("item")
         .str.strip_chars()
-        .replace_strict(known, list(range(len(known))), default=None, return_dtype=pl.Int32),
+        .replace_strict(known, default=None, return_dtype=pl.Int32),
     ).drop_nulls()
     interacted = indexed.select("user_index", "item_index").unique()
     negatives = (
