@@ -88,7 +88,16 @@ def _v2(dialect: Dialect) -> list[str]:
     ]
 
 
-MIGRATIONS = {1: _v1, 2: _v2}
+def _v3(dialect: Dialect) -> list[str]:
+    """Named filter expressions (business rules applied to recommendations)."""
+    return [
+        """CREATE TABLE filters (
+            group_id INTEGER NOT NULL, name TEXT NOT NULL, expression TEXT NOT NULL,
+            created_at BIGINT NOT NULL, PRIMARY KEY (group_id, name))""",
+    ]
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
 LATEST = max(MIGRATIONS)
 
 
