@@ -107,20 +107,36 @@ def als_user_factors(
     positive = confidences.copy()
     positive.data = np.maximum(positive.data, 0.0)
     rhs = np.asarray(positive @ item)  # Yᵀ Cᵘ p(u), one row per user
-    extra = np.abs(confidences.data.astype(np.float64)) - 1.0
-    if not extra.any():  # every confidence is 1: one shared system (alpha = 1, binary data)
+    if not (np.abs(confidences.data) != 1.0).any():  # one shared system (alpha = 1, binary)
         return np.linalg.solve(gram, rhs.T).T.astype(np.float32)
-    return _solve_per_user(confidences, extra, item, gram, rhs)
+    return _solve_per_user(confidences, item, gram, rhs)
 
 
 def _solve_per_user(
     confidences: sp.csr_matrix,
-    extra: npt.NDArray[np.float64],
     item: npt.NDArray[np.float64],
     gram: npt.NDArray[np.float64],
     rhs: npt.NDArray[np.float64],
 ) -> FloatArray:
-    """Batched solves of ``(gram + Σ_i extra_ui y_i y_iᵀ) x_u = rhs_u`` over padded histories."""
+    """Per-user systems, solved in groups of similar history length (powers of two), so that
+    padding to a group's longest history costs at most twice the work, not the longest user's."""
+    lengths = np.diff(confidences.indptr)
+    groups = np.ceil(np.log2(np.maximum(lengths, 1))).astype(np.int64)
+    result = np.empty(rhs.shape, dtype=np.float32)
+    for group in np.unique(groups):
+        rows = np.flatnonzero(groups == group)
+        result[rows] = _solve_padded(confidences[rows], item, gram, rhs[rows])
+    return result
+
+
+def _solve_padded(
+    confidences: sp.csr_matrix,
+    item: npt.NDArray[np.float64],
+    gram: npt.NDArray[np.float64],
+    rhs: npt.NDArray[np.float64],
+) -> FloatArray:
+    """Batched solves of ``(gram + Σ_i (|c_ui| - 1) y_i y_iᵀ) x_u = rhs_u``, histories padded."""
+    extra = np.abs(confidences.data.astype(np.float64)) - 1.0
     n_rows, n_factors = rhs.shape
     lengths = np.diff(confidences.indptr)
     longest = max(int(lengths.max(initial=0)), 1)
