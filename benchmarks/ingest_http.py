@@ -3,8 +3,15 @@
     ./dev bench ingest_http [--seconds 20] [--connections 32] [--workers 1] [--backend sqlite]
 
 Starts `tastebud serve` in its own process on 127.0.0.1, drives it with wrk (C load generator,
-`apt-get install wrk`) whose Lua script sends PutEvents bodies of 10 events with unique event ids,
-then checks that the store holds exactly 10 x (successful requests) events.
+`apt-get install wrk`) whose Lua script sends PutEvents bodies of 10 events with unique event ids
+(of 20,000 users and sessions, 5,000 items), first for ``--warmup`` seconds, then for the measured
+``--seconds``. It then checks durability: the run added at least 10 x (answered requests) events
+to the store, and no more than the requests still in flight when wrk stopped on top of those.
+PostgreSQL runs get a database of their own (see ``postgres_database``).
+
+Besides events/s and latency it reports where the CPU went during the run (the machine is shared
+with wrk, so CPU per request is the figure that carries over): the server's threads (event loop,
+event-tracker writer, others) per worker process, wrk itself, and the load average.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -20,7 +28,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 LUA = """
@@ -32,7 +44,7 @@ function setup(thread)
 end
 function request()
   counter = counter + 1
-  local prefix = tid .. "-" .. counter
+  local prefix = RUN .. tid .. "-" .. counter
   local events = {}
   for k = 1, 10 do
     events[k] = string.format(
@@ -41,9 +53,10 @@ function request()
   end
   local body = string.format('{"userId":"u%d","sessionId":"s%d","eventList":[%s]}',
     counter % 20000, counter % 20000, table.concat(events, ","))
-  return wrk.format("POST", nil, nil, body)
+  return wrk.format("POST", nil, HEADERS, body)
 end
 """
+_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -71,22 +84,186 @@ def count_events(url: str, token: str, group: str) -> int:
         return int(json.load(response)["counts"]["interactions"])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+# CPU accounting -----------------------------------------------------------------------------
+def _process_tree(root: int) -> list[int]:
+    """``root`` and its descendants (uvicorn's supervisor and its worker processes)."""
+    pids, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        pids.append(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            children = task / "children"
+            if children.exists():
+                queue += [int(child) for child in children.read_text().split()]
+    return pids
+
+
+def _thread_ticks(pid: int) -> Counter[str]:
+    """CPU clock ticks (user + system) of one process: its main thread (the event loop) and the
+    others (the event tracker's writer, the thread pool, the store's connection pool)."""
+    ticks: Counter[str] = Counter()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        role = "main" if int(task.name) == pid else "threads"
+        ticks[role] += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks
+
+
+def server_cpu(root: int) -> dict[int, Counter[str]]:
+    return {pid: _thread_ticks(pid) for pid in _process_tree(root)}
+
+
+def cpu_used(before: dict[int, Counter[str]], after: dict[int, Counter[str]]) -> dict[str, Any]:
+    """Seconds per worker process and thread role between two snapshots (idle ones left out)."""
+    used: dict[str, Any] = {}
+    for pid, seconds in after.items():
+        delta = seconds - before.get(pid, Counter())
+        if sum(delta.values()) >= 0.05 * _TICK:
+            used[str(pid)] = {role: round(t / _TICK, 2) for role, t in sorted(delta.items())}
+    return used
+
+
+def postgres_ticks(database: str | None) -> dict[int, int]:
+    """CPU ticks of the PostgreSQL backends serving ``database`` (a server on this machine)."""
+    if database is None:
+        return {}
+    import psycopg
+
+    with psycopg.connect(database, autocommit=True) as conn:
+        pids = [row[0] for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )]  # fmt: skip
+    return {pid: sum(_thread_ticks(pid).values()) for pid in pids if Path(f"/proc/{pid}").exists()}
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# the run -------------------------------------------------------------------------------------
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument(
+        "--warmup", type=int, default=3,
+        help="seconds of load before the measured run (ids and sessions get known, plans made)",
+    )  # fmt: skip
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--workers", type=int, default=1, help="API worker processes")
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--database-url", default=os.environ.get("TASTEBUD_DATABASE_URL"),
+        help="PostgreSQL database for --backend postgres (default: a fresh database made on "
+        f"the server of {PG_URL} for the run, dropped after it)",
+    )  # fmt: skip
+    return parser.parse_args()
+
+
+@contextmanager
+def postgres_database(url: str | None) -> Iterator[str]:
+    """``url``, or a database of its own on the default server, made empty and dropped after.
+
+    A fresh database measures ingestion rather than the state a shared one is left in (the
+    test server runs without autovacuum: dead rows and stale statistics pile up)."""
+    if url is not None:
+        yield url
+        return
+    import psycopg
+
+    name = f"tastebud_bench_{os.getpid()}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def run_wrk(args: argparse.Namespace, url: str, script: Path, seconds: int) -> str:
+    wrk = subprocess.run(
+        ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s",
+         "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return wrk.stdout
+
+
+def write_script(home: Path, token: str, run: str) -> Path:
+    """The Lua script of one wrk run; ``run`` prefixes its event ids (unique across runs)."""
+    script = home / f"events-{run}.lua"
+    headers = f'{{["Authorization"]="Bearer {token}", ["Content-Type"]="application/json"}}'
+    script.write_text(f'HEADERS = {headers}\nRUN = "{run}"\n{LUA}')
+    return script
+
+
+def warm_up(
+    args: argparse.Namespace, url: str, home: Path, token: str, database: str | None
+) -> None:
+    """Load the server for ``--warmup`` seconds, then let what was in flight finish.
+
+    On PostgreSQL, ANALYZE then stands in for autovacuum (the test server runs without it):
+    with no statistics, the id lookups of a fresh database scan a whole group per commit."""
+    if args.warmup > 0:
+        run_wrk(args, url, write_script(home, token, "w"), args.warmup)
+        time.sleep(1)
+    if database is not None:
+        import psycopg
+
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute("ANALYZE")
+
+
+def summarize(args: argparse.Namespace, output: str, stored: int) -> dict[str, Any]:
+    """The figures of the measured run; ``stored``: the events it added to the store."""
+    totals = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)\b", output)
+    assert totals is not None, output
+    requests = int(totals.group(1))
+    seconds = float(totals.group(2)) * {"ms": 0.001, "s": 1, "m": 60}[totals.group(3)]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    failed = int(non_2xx.group(1)) if non_2xx else 0
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    latency = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", output, re.M))
+    ok = requests - failed
+    # Requests wrk had sent but not seen answered when it stopped may be stored, no more.
+    in_flight = args.connections * 10
+    return {
+        "backend": args.backend, "workers": args.workers, "connections": args.connections,
+        "seconds": round(seconds, 2), "requests_ok": ok, "requests_failed": failed,
+        "socket_errors": socket_errors.group(1) if socket_errors else None,
+        "events_per_second": round(ok * 10 / seconds),
+        "requests_per_second": round(ok / seconds), "latency": latency,
+        "stored_events": stored, "acknowledged_events": ok * 10,
+        "durable": ok * 10 <= stored <= ok * 10 + in_flight,
+    }  # fmt: skip
+
+
+def main() -> None:
+    args = parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install wrk")
+    if args.backend == "postgres":
+        with postgres_database(args.database_url) as url:
+            run(args, url)
+    else:
+        run(args, None)
+
+
+def run(args: argparse.Namespace, database_url: str | None) -> None:
     home = Path(tempfile.mkdtemp(prefix="tastebud-ingest-"))
     group = f"ingest{os.getpid()}"
     token = "tb_benchmark_token_" + os.urandom(8).hex()
     env = {**os.environ, "TASTEBUD_HOME": str(home), "TASTEBUD_API__ADMIN_TOKEN": token}
-    if args.backend == "postgres":
-        env["TASTEBUD_DATABASE_URL"] = PG_URL
+    env.pop("TASTEBUD_DATABASE_URL", None)
+    if database_url is not None:
+        env["TASTEBUD_DATABASE_URL"] = database_url
     cli = [sys.executable, "-m", "tastebud"]
     subprocess.run([*cli, "groups", "create", group], env=env, check=True, capture_output=True)
     port = free_port()
@@ -97,41 +274,41 @@ def main() -> None:
     )  # fmt: skip
     try:
         wait_ready(url)
-        script = home / "events.lua"
-        headers = f'{{["Authorization"]="Bearer {token}", ["Content-Type"]="application/json"}}'
-        script.write_text(
-            LUA.replace(
-                'wrk.format("POST", nil, nil, body)', f'wrk.format("POST", nil, {headers}, body)'
-            )
-        )
         path = f"{url}/v1/dataset-groups/{group}/events"
-        wrk = subprocess.run(
-            ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s",
-             "--latency", "-s", str(script), path],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        output = wrk.stdout
-        requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
-        non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-        failed = int(non_2xx.group(1)) if non_2xx else 0
-        socket_errors = re.search(r"Socket errors: (.*)", output)
-        stored = count_events(url, token, group)
-        latency = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", output, re.M))
-        ok = requests - failed
+        warm_up(args, path, home, token, database_url)
+        stored_before = count_events(url, token, group)
+        load_before = os.getloadavg()
+        cpu_before, wrk_before = server_cpu(server.pid), children_cpu()
+        pg_before = postgres_ticks(database_url)
+        output = run_wrk(args, path, write_script(home, token, "r"), args.seconds)
+        cpu_after, wrk_after = server_cpu(server.pid), children_cpu()
+        pg_ticks = sum(postgres_ticks(database_url).values()) - sum(pg_before.values())
+        load_after = os.getloadavg()
+        time.sleep(1)  # requests wrk left unanswered may still commit
+        stored = count_events(url, token, group) - stored_before
+        result = summarize(args, output, stored)
+        ok = max(result["requests_ok"], 1)
+        server_ticks = sum(sum(c.values()) for c in cpu_after.values()) - sum(
+            sum(c.values()) for c in cpu_before.values()
+        )
+        result |= {
+            "server_cpu_seconds": cpu_used(cpu_before, cpu_after),
+            "server_cpu_us_per_request": round(server_ticks / _TICK / ok * 1e6),
+            "wrk_cpu_us_per_request": round((wrk_after - wrk_before) / ok * 1e6),
+            "postgres_cpu_us_per_request": round(pg_ticks / _TICK / ok * 1e6)
+            if database_url is not None
+            else None,
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in load_after],
+        }
         print(output)
-        print(json.dumps({
-            "backend": args.backend, "workers": args.workers, "connections": args.connections,
-            "seconds": args.seconds, "requests_ok": ok, "requests_failed": failed,
-            "socket_errors": socket_errors.group(1) if socket_errors else None,
-            "events_per_second": round(ok * 10 / args.seconds),
-            "requests_per_second": round(ok / args.seconds), "latency": latency,
-            "stored_events": stored,
-            "stored_matches_acknowledged": stored >= ok * 10,
-        }, indent=2))  # fmt: skip
+        print(json.dumps(result, indent=2))
+        if result["requests_failed"] or not result["durable"]:
+            sys.exit(1)
     finally:
         server.terminate()
         server.wait(10)
-        if args.backend == "postgres":
+        if database_url is not None:
             subprocess.run([*cli, "groups", "delete", group, "--yes"], env=env,
                            capture_output=True)  # fmt: skip
         shutil.rmtree(home, ignore_errors=True)

@@ -33,6 +33,9 @@ from tastebud.api.models import (
     EventList,
     EventOut,
     ExportFormat,
+    FilterCheck,
+    FilterList,
+    FilterOut,
     GroupList,
     GroupOut,
     GroupStatus,
@@ -348,6 +351,26 @@ class Client:
             VersionOut, self._json("GET", f"/v1/solution-versions/{quote(version_id, safe='')}")
         )
 
+    # filters ----------------------------------------------------------------------------------
+    def create_filter(self, name: str, expression: str, *, replace: bool = False) -> FilterOut:
+        """Save a filter; the server validates it against the group's schemas (422 if not)."""
+        body = {"name": name, "filterExpression": expression, "replace": replace}
+        return cast(FilterOut, self._json("POST", self._path("/filters"), json=body))
+
+    def validate_filter(self, expression: str) -> FilterCheck:
+        """Check an expression without saving it; InvalidInput names the problem."""
+        body = {"filterExpression": expression}
+        return cast(FilterCheck, self._json("POST", self._path("/filters/validate"), json=body))
+
+    def list_filters(self) -> list[FilterOut]:
+        return cast(FilterList, self._json("GET", self._path("/filters")))["filters"]
+
+    def get_filter(self, name: str) -> FilterOut:
+        return cast(FilterOut, self._json("GET", self._path(f"/filters/{quote(name, safe='')}")))
+
+    def delete_filter(self, name: str) -> None:
+        self._request("DELETE", self._path(f"/filters/{quote(name, safe='')}"))
+
     # recommendations --------------------------------------------------------------------------
     def recommend(
         self,
@@ -357,9 +380,13 @@ class Client:
         version_id: str | None = None,
         num_results: int = 25,
         exclude_seen: bool = True,
+        filter_name: str | None = None,
+        filter_values: Mapping[str, Sequence[str]] | None = None,
     ) -> ItemsAnswer:
-        """Items for a user (``None``: a new visitor), best first."""
+        """Items for a user (``None``: a new visitor), best first; ``filter_name`` applies a
+        filter of the group, with ``filter_values`` for its ``$PARAMETERS``."""
         body = {"userId": user_id, "numResults": num_results, "excludeSeen": exclude_seen}
+        body |= _filter(filter_name, filter_values)
         return cast(ItemsAnswer, self._ask("/recommendations", solution, version_id, body))
 
     def rank(
@@ -369,9 +396,13 @@ class Client:
         *,
         solution: str | None = None,
         version_id: str | None = None,
+        filter_name: str | None = None,
+        filter_values: Mapping[str, Sequence[str]] | None = None,
     ) -> ItemsAnswer:
-        """``item_ids`` ordered for the user; items the model does not know come last."""
+        """``item_ids`` ordered for the user; items the model does not know come last, items
+        the filter does not allow are dropped."""
         body = {"userId": user_id, "inputList": list(item_ids)}
+        body |= _filter(filter_name, filter_values)
         return cast(ItemsAnswer, self._ask("/personalized-ranking", solution, version_id, body))
 
     def similar_items(
@@ -381,8 +412,13 @@ class Client:
         solution: str | None = None,
         version_id: str | None = None,
         num_results: int = 25,
+        user_id: str | None = None,
+        filter_name: str | None = None,
+        filter_values: Mapping[str, Sequence[str]] | None = None,
     ) -> ItemsAnswer:
-        body = {"itemId": item_id, "numResults": num_results}
+        """Items like ``item_id`` (``user_id`` only serves filters that read a user)."""
+        body = {"itemId": item_id, "numResults": num_results, "userId": user_id}
+        body |= _filter(filter_name, filter_values)
         return cast(ItemsAnswer, self._ask("/similar-items", solution, version_id, body))
 
     def similar_users(
@@ -404,9 +440,13 @@ class Client:
         solution: str | None = None,
         version_id: str | None = None,
         num_results: int = 100,
+        filter_name: str | None = None,
+        filter_values: Mapping[str, Sequence[str]] | None = None,
     ) -> UsersAnswer:
-        """A segment: users most likely to want ``item_id`` or an ``attribute`` (FIELD=value)."""
+        """A segment: users most likely to want ``item_id`` or an ``attribute`` (FIELD=value),
+        limited by a ``UserID`` filter."""
         body = {"itemId": item_id, "attribute": attribute, "numResults": num_results}
+        body |= _filter(filter_name, filter_values)
         return cast(UsersAnswer, self._ask("/users-for-item", solution, version_id, body))
 
     def _ask(
@@ -447,6 +487,12 @@ class Client:
                 response.read()
                 raise _error(response)
             yield response
+
+
+def _filter(name: str | None, values: Mapping[str, Sequence[str]] | None) -> dict[str, Any]:
+    if name is None and not values:
+        return {}
+    return {"filterName": name, "filterValues": {k: list(v) for k, v in (values or {}).items()}}
 
 
 def _group_path(group: str) -> str:

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import secrets
 import time
 import uuid
@@ -23,6 +24,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from tastebud.errors import InvalidInput, PayloadTooLarge
+from tastebud.filters import Filter, Schemas, parse, validate
 from tastebud.ingest import EventTracker, ItemIn, PutEventsRequest, UserIn
 from tastebud.ingest.validate import events_from_request, records_from_items, records_from_users
 from tastebud.jobs.imports import ImportRequest, ImportResult, ProgressFn, run_import
@@ -34,6 +36,7 @@ from tastebud.settings import Settings
 from tastebud.store import (
     DatasetGroup,
     Event,
+    FilterRecord,
     ImportMode,
     JobRecord,
     SolutionRecord,
@@ -47,6 +50,7 @@ from tastebud.store.base import Scope
 
 _log = logging.getLogger(__name__)
 
+_FILTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _SCHEMA_TTL_SECONDS = 2.0  # other processes' schema changes are seen within this delay
 EXPORT_SUFFIXES = (".csv", ".parquet")
 
@@ -383,6 +387,46 @@ class Engine:
         active = dataclasses.replace(version, status="active", body=body, updated_at=time.time())
         self.store.save_solution_version(active)
         return active
+
+    # filters ----------------------------------------------------------------------------------
+    def validate_filter(self, group: str, expression: str) -> Filter:
+        """Parse ``expression`` and check it against the group's schemas; returns its tree.
+
+        Raises:
+            FilterSyntaxError: it does not parse (the message names the column).
+            InvalidInput: unknown field, wrong types, a broken rule or limit (named).
+        """
+        tree = parse(expression)
+        schemas = Schemas(items=self.get_schema(group, "items"),
+                          users=self.get_schema(group, "users"))  # fmt: skip
+        validate(tree, schemas)
+        return tree
+
+    def create_filter(
+        self, group: str, name: str, expression: str, *, replace: bool = False
+    ) -> FilterRecord:
+        """Save a named filter after validating it (AlreadyExists unless ``replace``)."""
+        if not _FILTER_NAME.fullmatch(name):
+            raise InvalidInput(
+                f"filter name {name!r}: use 1-63 letters, digits, '-' or '_', starting with a "
+                "letter or digit"
+            )
+        self.validate_filter(group, expression)
+        record = FilterRecord(group=group, name=name, expression=expression,
+                              created_at=int(time.time()))  # fmt: skip
+        self.store.put_filter(record, replace=replace)
+        self.recommender.filters.forget(group, name)
+        return self.store.get_filter(group, name)
+
+    def get_filter(self, group: str, name: str) -> FilterRecord:
+        return self.store.get_filter(group, name)
+
+    def list_filters(self, group: str) -> list[FilterRecord]:
+        return self.store.list_filters(group)
+
+    def delete_filter(self, group: str, name: str) -> None:
+        self.store.delete_filter(group, name)
+        self.recommender.filters.forget(group, name)
 
     # tokens -----------------------------------------------------------------------------------
     def create_token(self, name: str, *, scope: Scope) -> str:

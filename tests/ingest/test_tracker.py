@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import Future
 
@@ -95,3 +96,86 @@ def test_a_failing_group_does_not_fail_the_others(store: Store, group: str) -> N
     finally:
         tracker.close()
     assert store.counts(group)["interactions"] == 10
+
+
+# submit_async: the event loop's side of the hand-off ------------------------------------------
+def test_submit_async_answers_each_request_on_the_loop(store: Store, group: str) -> None:
+    tracker = EventTracker(store)
+
+    async def main() -> list[WriteResult]:
+        loop = asyncio.get_running_loop()
+        futures = [
+            tracker.submit_async(group, [event(f"e{n}"), event("shared")]) for n in range(30)
+        ]
+        assert all(f.get_loop() is loop for f in futures)
+        return list(await asyncio.gather(*futures))
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        tracker.close()
+    # Each request hears its own counts; the id every request sends is stored once.
+    assert sum(r.accepted for r in results) == 31
+    assert sum(r == WriteResult(2, 0) for r in results) == 1
+    assert all(r.accepted + r.duplicates == 2 for r in results)
+    assert store.counts(group)["interactions"] == 31
+
+
+def test_submit_async_failures_and_closed_tracker(store: Store, group: str) -> None:
+    tracker = EventTracker(store)
+
+    async def main() -> None:
+        good = tracker.submit_async(group, [event("e1")])
+        bad = tracker.submit_async(f"{group}-missing", [event("e2")])
+        assert await good == WriteResult(1, 0)
+        with pytest.raises(NotFound, match="missing"):
+            await bad
+        tracker.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await tracker.submit_async(group, [event("e3")])
+
+    try:
+        asyncio.run(main())
+    finally:
+        tracker.close()
+    assert store.counts(group)["interactions"] == 1
+
+
+def test_a_cancelled_async_request_leaves_the_writer_working(store: Store, group: str) -> None:
+    # A client that leaves cancels its request's future; the commit goes on, the others answered.
+    tracker = EventTracker(store)
+
+    async def main() -> WriteResult:
+        abandoned = tracker.submit_async(group, [event("e1")])
+        abandoned.cancel()
+        return await tracker.submit_async(group, [event("e2")])
+
+    try:
+        assert asyncio.run(main()) == WriteResult(1, 0)
+        assert tracker.put(group, [event("e3")]) == WriteResult(1, 0)
+    finally:
+        tracker.close()
+    assert store.counts(group)["interactions"] == 3  # queued before the cancel: stored
+
+
+def test_answers_for_a_closed_loop_are_dropped_quietly(store: Store, group: str) -> None:
+    tracker = EventTracker(store)
+    gate = threading.Event()
+    original = store.put_event_batches
+
+    def slow(group: str, batches: list[list[Event]]) -> list[WriteResult]:
+        gate.wait(10)
+        return original(group, batches)
+
+    store.put_event_batches = slow  # type: ignore[method-assign]
+
+    async def leave() -> None:
+        tracker.submit_async(group, [event("e1")])  # never awaited: the loop closes first
+
+    try:
+        asyncio.run(leave())
+        gate.set()
+        assert tracker.put(group, [event("e2")]) == WriteResult(1, 0)  # still serving
+    finally:
+        tracker.close()
+    assert store.counts(group)["interactions"] == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from tastebud.api.limits import BodyLimitMiddleware
 from tastebud.api.routes import (
     events,
     exports,
+    filters,
     groups,
     health,
     imports,
@@ -33,7 +35,7 @@ UPLOAD_PATH = re.compile(r"/v1/dataset-groups/[^/]+/import-jobs/upload")
 # The hot path first: a request is matched against the routers in this order.
 ROUTERS = (
     events, items, users, recommendations, health, groups, schemas, imports, exports, tokens,
-    solutions, jobs,
+    solutions, filters, jobs,
 )  # fmt: skip
 
 
@@ -57,9 +59,11 @@ def create_app(
             return
         owned = await run_in_threadpool(Engine, settings)
         _attach(app, owned)
+        _spare_the_collector()
         try:
             yield
         finally:
+            gc.unfreeze()
             await run_in_threadpool(owned.close)
 
     app = FastAPI(
@@ -72,6 +76,8 @@ def create_app(
     if engine is not None:
         _attach(app, engine)
     install_error_handlers(app)
+    # Added first, so it runs inside the body limit (the last added middleware is outermost).
+    app.add_middleware(events.EventsFastPath, state=app.state)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.api.max_body_bytes,
@@ -80,6 +86,19 @@ def create_app(
     for module in ROUTERS:
         app.include_router(module.router)
     return app
+
+
+def _spare_the_collector() -> None:
+    """Exempt everything alive once the server has started from cyclic garbage collection.
+
+    Modules, schemas, routes and the engine (~100k objects) live as long as the process; every
+    full collection walked them all again: 60+ ms pauses, the ingestion p99, and a large share
+    of the event loop's CPU under load. Frozen objects are still freed by reference counting.
+    Only for an app that owns its engine (``tastebud serve``), until it stops: one embedded in
+    another program leaves that program's collector alone.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _attach(app: FastAPI, engine: Engine) -> None:

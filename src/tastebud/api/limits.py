@@ -1,8 +1,9 @@
 """Request body size limit, as pure ASGI middleware (nothing is buffered to check it).
 
-A declared ``Content-Length`` over the limit is answered 413 before the app runs. A body without
-one (chunked) is counted as it streams in; the first chunk past the limit stops the app, and the
-client gets 413 instead of whatever the interrupted app would have answered.
+A declared ``Content-Length`` over the limit is answered 413 before the app runs (one within it
+passes untouched: the server delivers no more than it declares). A body without one (chunked) is
+counted as it streams in; the first chunk past the limit stops the app, and the client gets 413
+instead of whatever the interrupted app would have answered.
 """
 
 from __future__ import annotations
@@ -50,8 +51,13 @@ class BodyLimitMiddleware:
             return
         limit = self.limit_for(scope["path"])
         declared = _content_length(scope)
-        if declared is not None and declared > limit:
-            await _send_413(send, declared, limit)
+        if declared is not None:
+            # The server delimits the body by its Content-Length: no byte past it reaches the
+            # app, so a body declared within the limit needs no counting (the common case).
+            if declared > limit:
+                await _send_413(send, declared, limit)
+            else:
+                await self.app(scope, receive, send)
             return
 
         received = 0

@@ -203,20 +203,36 @@ class TargetIn(_Body):
     solution_version_id: str | None = Field(default=None, description="Or this version.")
 
 
-class RecommendIn(TargetIn):
+class FilteredIn(TargetIn):
+    """A request that may name a filter of the group (``filterName``) with its parameters."""
+
+    filter: str | None = Field(
+        default=None, alias="filterName", description="A filter of the group, by name."
+    )
+    filter_values: dict[str, list[str] | str] | None = Field(
+        default=None,
+        description='$PARAMETER name -> values, e.g. {"GENRES": ["Comedy", "Drama"]}; a string '
+        'of comma-separated quoted values (\'"Comedy","Drama"\') also works.',
+    )
+
+
+class RecommendIn(FilteredIn):
     user_id: Id | None = Field(default=None, description="None: a visitor with no history.")
     num_results: int = Field(default=25, ge=1, le=500)
     exclude_seen: bool = Field(default=True, description="Leave out items in the history.")
 
 
-class RankIn(TargetIn):
+class RankIn(FilteredIn):
     user_id: Id | None = None
     input_list: list[Id] = Field(min_length=1, max_length=500)
 
 
-class SimilarItemsIn(TargetIn):
+class SimilarItemsIn(FilteredIn):
     item_id: Id
     num_results: int = Field(default=25, ge=1, le=500)
+    user_id: Id | None = Field(
+        default=None, description="Only for filters: the user whose events and profile they read."
+    )
 
 
 class SimilarUsersIn(TargetIn):
@@ -224,10 +240,40 @@ class SimilarUsersIn(TargetIn):
     num_results: int = Field(default=25, ge=1, le=500)
 
 
-class UsersForItemIn(TargetIn):
+class UsersForItemIn(FilteredIn):
     item_id: Id | None = None
     attribute: str | None = Field(default=None, description="FIELD=value, e.g. GENRES=Comedy.")
     num_results: int = Field(default=100, ge=1, le=500)
+
+
+class FilterIn(_Body):
+    name: str = Field(min_length=1, max_length=63)
+    filter_expression: str = Field(min_length=1, description="e.g. EXCLUDE ItemID WHERE …")
+    replace: bool = False
+
+
+class FilterExpressionIn(_Body):
+    filter_expression: str = Field(min_length=1)
+
+
+class FilterOut(TypedDict):
+    group: str
+    name: str
+    filterExpression: str
+    parameters: list[str]
+    createdAt: int
+
+
+class FilterList(TypedDict):
+    filters: list[FilterOut]
+
+
+class FilterCheck(TypedDict):
+    """A valid expression: its canonical form, parameters and what it filters."""
+
+    filterExpression: str
+    parameters: list[str]
+    target: Literal["ItemID", "UserID"]
 
 
 class SolutionOut(TypedDict):

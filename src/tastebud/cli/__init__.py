@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tastebud.cli import admin, data, demo, evaluate, recommend, serve, solutions
+from tastebud.cli import admin, data, demo, evaluate, filters, recommend, serve, solutions
 from tastebud.cli._common import CliState
 
 app = typer.Typer(
@@ -50,6 +50,7 @@ app.command("similar-items")(recommend.similar_items)
 app.command("similar-users")(recommend.similar_users)
 app.command()(recommend.segment)
 app.add_typer(solutions.solutions_app, name="solutions")
+app.add_typer(filters.filters_app, name="filters")
 app.add_typer(data.schema_app, name="schema")
 app.add_typer(data.users_app, name="users")
 app.add_typer(admin.groups_app, name="groups")

@@ -8,13 +8,31 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tastebud.cli._common import console, die, engine, group_option, print_json, resolve_group
+from tastebud.cli._common import (
+    console,
+    die,
+    engine,
+    group_option,
+    key_values,
+    print_json,
+    resolve_group,
+)
 from tastebud.serving import Answer, VersionRef
 
 Solution = Annotated[str | None, typer.Option(help="Solution whose newest version answers.")]
 VersionId = Annotated[str | None, typer.Option("--version", help="Or this solution version.")]
 Count = Annotated[int, typer.Option("--num-results", "-n", help="How many results (1-500).")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+FilterName = Annotated[str | None, typer.Option("--filter", help="A filter of the group, by name.")]
+FilterValue = Annotated[
+    list[str] | None,
+    typer.Option("--filter-value", help="KEY=V1,V2: values of the filter's $KEY (repeatable)."),
+]
+
+
+def _values(values: list[str] | None) -> dict[str, str]:
+    """``KEY=V1,V2`` options; the filter splits the values on commas (quotes keep one whole)."""
+    return dict(key_values(values, "--filter-value"))
 
 
 def _ref(solution: str | None, version: str | None) -> VersionRef:
@@ -44,6 +62,8 @@ def recommend(
     version: VersionId = None,
     num_results: Count = 10,
     include_seen: Annotated[bool, typer.Option(help="Keep items the user already had.")] = False,
+    filter_name: FilterName = None,
+    filter_value: FilterValue = None,
     group: str | None = group_option(),
     as_json: JsonFlag = False,
 ) -> None:
@@ -51,7 +71,8 @@ def recommend(
     with engine(ctx) as eng:
         answer = eng.recommender.recommend(
             resolve_group(ctx, group), _ref(solution, version), user_id=user, k=num_results,
-            exclude_seen=not include_seen,
+            exclude_seen=not include_seen, filter_name=filter_name,
+            filter_values=_values(filter_value),
         )  # fmt: skip
     _show(answer, what=f"for {user or 'a new visitor'}", as_json=as_json)
 
@@ -62,15 +83,19 @@ def rank(
     user: Annotated[str | None, typer.Option(help="User id.")] = None,
     solution: Solution = None,
     version: VersionId = None,
+    filter_name: FilterName = None,
+    filter_value: FilterValue = None,
     group: str | None = group_option(),
     as_json: JsonFlag = False,
 ) -> None:
-    """Order a list of items for a user (unknown items are kept, last)."""
+    """Order a list of items for a user (unknown items are kept, last; items the filter does
+    not allow are dropped)."""
     item_ids = [i.strip() for i in items.split(",") if i.strip()]
     with engine(ctx) as eng:
         answer = eng.recommender.rank(
-            resolve_group(ctx, group), _ref(solution, version), user_id=user, item_ids=item_ids
-        )
+            resolve_group(ctx, group), _ref(solution, version), user_id=user, item_ids=item_ids,
+            filter_name=filter_name, filter_values=_values(filter_value),
+        )  # fmt: skip
     _show(answer, what=f"ranking for {user or 'a new visitor'}", as_json=as_json)
 
 
@@ -80,14 +105,18 @@ def similar_items(
     solution: Solution = None,
     version: VersionId = None,
     num_results: Count = 10,
+    user: Annotated[str | None, typer.Option(help="User whose events filters read.")] = None,
+    filter_name: FilterName = None,
+    filter_value: FilterValue = None,
     group: str | None = group_option(),
     as_json: JsonFlag = False,
 ) -> None:
     """Items like this one."""
     with engine(ctx) as eng:
         answer = eng.recommender.similar_items(
-            resolve_group(ctx, group), _ref(solution, version), item_id=item, k=num_results
-        )
+            resolve_group(ctx, group), _ref(solution, version), item_id=item, k=num_results,
+            user_id=user, filter_name=filter_name, filter_values=_values(filter_value),
+        )  # fmt: skip
     _show(answer, what=f"like {item}", as_json=as_json)
 
 
@@ -115,13 +144,17 @@ def segment(
     solution: Solution = None,
     version: VersionId = None,
     num_results: Count = 100,
+    filter_name: FilterName = None,
+    filter_value: FilterValue = None,
     group: str | None = group_option(),
     as_json: JsonFlag = False,
 ) -> None:
-    """The users most likely to want an item or an attribute value (item-affinity)."""
+    """The users most likely to want an item or an attribute value (item-affinity), limited by
+    a UserID filter."""
     with engine(ctx) as eng:
         answer = eng.recommender.users_for_item(
             resolve_group(ctx, group), _ref(solution, version), item_id=item,
-            attribute=attribute, k=num_results,
+            attribute=attribute, k=num_results, filter_name=filter_name,
+            filter_values=_values(filter_value),
         )  # fmt: skip
     _show(answer, what=f"segment for {item or attribute}", as_json=as_json)

@@ -39,6 +39,17 @@ class PutEventsRequest(_Wire):
     session_id: Id | None = None
     event_list: list[EventIn] = Field(min_length=1)
 
+    @classmethod
+    def from_json(cls, body: bytes) -> PutEventsRequest:
+        """Parse and validate a JSON body in one pass (pydantic-core, no Python dicts between).
+
+        Raises:
+            pydantic.ValidationError: malformed JSON or an invalid field. Its messages differ
+                from the API's (which parses with ``json``, then validates), so the API answers
+                a failure through its regular route; see ``api/routes/events.py``.
+        """
+        return cls.model_validate_json(body)
+
 
 class ItemIn(_Wire):
     item_id: Id

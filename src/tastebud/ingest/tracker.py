@@ -3,10 +3,15 @@
 Requests put their validated batches on a queue; one writer thread takes everything queued, stores
 it in one transaction per dataset group (one fsync for many requests) and resolves each request's
 future only after the commit, so an answered event is durable.
+
+Callers on an event loop use :meth:`EventTracker.submit_async`: the answers of one commit reach
+each loop in a single wake-up, instead of one thread-safe call (and futures chained across
+threads) per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -18,7 +23,10 @@ from tastebud.store import Event, Store, WriteResult
 
 _log = logging.getLogger(__name__)
 
-_Pending = tuple[str, Sequence[Event], "Future[WriteResult]"]
+# Where a request's answer goes: a thread's future, or a future of the event loop it awaits on.
+_Waiter = Future[WriteResult] | asyncio.Future[WriteResult]
+_Pending = tuple[str, Sequence[Event], _Waiter]
+_Outcome = WriteResult | BaseException
 
 
 class EventTracker:
@@ -33,10 +41,13 @@ class EventTracker:
     def submit(self, group: str, events: Sequence[Event]) -> Future[WriteResult]:
         """Queue validated events; the future resolves once they are committed."""
         future: Future[WriteResult] = Future()
-        if self._closed:
-            future.set_exception(RuntimeError("event tracker is closed"))
-        else:
-            self._queue.put((group, events, future))
+        self._enqueue(group, events, future)
+        return future
+
+    def submit_async(self, group: str, events: Sequence[Event]) -> asyncio.Future[WriteResult]:
+        """:meth:`submit` for a caller on the running event loop, which the future belongs to."""
+        future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        self._enqueue(group, events, future)
         return future
 
     def put(self, group: str, events: Sequence[Event]) -> WriteResult:
@@ -47,6 +58,12 @@ class EventTracker:
             self._closed = True
             self._queue.put(None)
             self._thread.join()
+
+    def _enqueue(self, group: str, events: Sequence[Event], waiter: _Waiter) -> None:
+        if self._closed:
+            waiter.set_exception(RuntimeError("event tracker is closed"))
+        else:
+            self._queue.put((group, events, waiter))
 
     def _loop(self) -> None:
         while True:
@@ -65,21 +82,53 @@ class EventTracker:
                     break
                 batch.append(item)
                 size += len(item[1])
-            self._commit(batch)
+            _settle(self._commit(batch))
             if stop:
                 return
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, batch: list[_Pending]) -> list[tuple[_Waiter, _Outcome]]:
+        """Store the batch, one transaction per group; every request's outcome."""
         by_group: dict[str, list[_Pending]] = defaultdict(list)
         for pending in batch:
             by_group[pending[0]].append(pending)
+        outcomes: list[tuple[_Waiter, _Outcome]] = []
         for group, items in by_group.items():
             try:
                 results = self._store.put_event_batches(group, [events for _, events, _ in items])
             except Exception as exc:  # every waiting request hears of the failure
                 _log.warning("event commit failed group=%s error=%s", group, exc)
-                for _, _, future in items:
-                    future.set_exception(exc)
+                outcomes += [(waiter, exc) for _, _, waiter in items]
                 continue
-            for (_, _, future), result in zip(items, results, strict=True):
-                future.set_result(result)
+            outcomes += [
+                (waiter, result) for (_, _, waiter), result in zip(items, results, strict=True)
+            ]
+        return outcomes
+
+
+def _settle(outcomes: list[tuple[_Waiter, _Outcome]]) -> None:
+    """Resolve thread futures here, and each event loop's futures in one call on that loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[WriteResult], _Outcome]]]
+    by_loop = defaultdict(list)
+    for waiter, outcome in outcomes:
+        if isinstance(waiter, asyncio.Future):
+            by_loop[waiter.get_loop()].append((waiter, outcome))
+        else:
+            _resolve(waiter, outcome)
+    for loop, settled in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve_all, settled)
+        except RuntimeError:  # the loop has closed: nobody is waiting any more
+            _log.debug("event loop closed before %d answers", len(settled))
+
+
+def _resolve_all(settled: list[tuple[asyncio.Future[WriteResult], _Outcome]]) -> None:
+    for future, outcome in settled:
+        if not future.done():  # a request cancelled meanwhile (client gone) needs no answer
+            _resolve(future, outcome)
+
+
+def _resolve(waiter: _Waiter, outcome: _Outcome) -> None:
+    if isinstance(outcome, BaseException):
+        waiter.set_exception(outcome)
+    else:
+        waiter.set_result(outcome)

@@ -1,8 +1,10 @@
 """Answer requests from a loaded solution version: exclusion, top-k and fallback, written once.
 
 Recipes only score. Here scores become answers: items already in the user's history are excluded
-(unless asked otherwise), deleted ids are never returned, top-k is an ``argpartition``, and what
-the model cannot answer falls back to the version's popularity order.
+(unless asked otherwise), deleted ids are never returned, a filter's :class:`Selection` masks out
+what it does not allow before top-k (so an answer still holds ``k`` results when ``k`` pass),
+top-k is an ``argpartition``, and what the model cannot answer falls back to the version's
+popularity order (filtered the same way).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tastebud.errors import InvalidInput, NotFound
+from tastebud.filters import Selection
 from tastebud.recipes import ItemSimilarity, Query, UserAffinity, UserSimilarity
 from tastebud.recipes.base import FloatArray, IntArray
 from tastebud.serving.versions import LoadedVersion
@@ -26,11 +29,32 @@ class Scored:
     score: float | None
 
 
-def top_k(scores: FloatArray, k: int, *, exclude: IntArray | None = None) -> IntArray:
-    """Indexes of the ``k`` best finite scores, best first (excluded indexes never appear)."""
-    scores = np.array(scores, dtype=np.float32)
-    if exclude is not None and len(exclude):
-        scores[exclude] = -np.inf
+def top_k(
+    scores: FloatArray,
+    k: int,
+    *,
+    exclude: IntArray | None = None,
+    candidates: IntArray | None = None,
+) -> IntArray:
+    """Indexes of the ``k`` best finite scores, best first. Excluded indexes never appear; with
+    ``candidates`` (sorted indexes, e.g. what a filter allows) only those can."""
+    if candidates is None:
+        chosen = np.array(scores, dtype=np.float32)
+        if exclude is not None and len(exclude):
+            chosen[exclude] = -np.inf
+        return _best(chosen, k)
+    chosen = np.asarray(scores, dtype=np.float32)[candidates]  # a copy of the candidates only
+    if exclude is not None and len(exclude) and len(candidates):
+        at = np.searchsorted(candidates, exclude)
+        inside = at < len(candidates)
+        at = at[inside]
+        chosen[at[candidates[at] == exclude[inside]]] = -np.inf
+    picked: IntArray = candidates[_best(chosen, k)].astype(np.int32)
+    return picked
+
+
+def _best(scores: FloatArray, k: int) -> IntArray:
+    """Top-k of a private copy of scores."""
     finite = int(np.isfinite(scores).sum())
     k = min(k, finite)
     if k <= 0:
@@ -47,10 +71,16 @@ def check_k(k: int) -> int:
     return k
 
 
-def user_query(version: LoadedVersion, user_id: str | None, history: Sequence[str]) -> Query:
-    """The model's view of a user: its index (-1 if new) and its known history items."""
+def user_query(
+    version: LoadedVersion,
+    user_id: str | None,
+    history: Sequence[str],
+    history_indexes: IntArray | None = None,
+) -> Query:
+    """The model's view of a user: its index (-1 if new) and its known history items
+    (``history_indexes``: the version's indexes of ``history``, when already looked up)."""
     user = version.users.get(user_id) if user_id is not None else -1
-    items = version.items.indices(history)
+    items = version.items.indices(history) if history_indexes is None else history_indexes
     return Query.single(user, items[items >= 0])
 
 
@@ -61,13 +91,15 @@ def recommend_items(
     history: Sequence[str] = (),
     k: int = 25,
     exclude_seen: bool = True,
+    selection: Selection | None = None,
+    history_indexes: IntArray | None = None,
 ) -> list[Scored]:
     """Items for a user. A user with no known history gets the model's cold answer (popularity
-    for most recipes)."""
-    query = user_query(version, user_id, history)
+    for most recipes); ``selection`` (a compiled filter's answer) limits the candidates."""
+    query = user_query(version, user_id, history, history_indexes)
     scores = version.model.score(query)[0]
     exclude = query.history_items if exclude_seen else None
-    return _answer(version, scores, check_k(k), exclude)
+    return _answer(version, scores, check_k(k), exclude, selection)
 
 
 def rank_items(
@@ -76,22 +108,30 @@ def rank_items(
     user_id: str | None,
     history: Sequence[str],
     item_ids: Sequence[str],
+    selection: Selection | None = None,
+    history_indexes: IntArray | None = None,
 ) -> list[Scored]:
     """Order ``item_ids`` for the user, best first. Items the version does not know are kept,
-    after the known ones and in their input order, with no score."""
+    after the known ones and in their input order, with no score. Items a ``selection`` does
+    not allow are dropped from the list."""
     if len(item_ids) > MAX_RESULTS:
         raise InvalidInput(f"inputList: at most {MAX_RESULTS} items, got {len(item_ids)}")
     if len(set(item_ids)) != len(item_ids):
         raise InvalidInput("inputList: item ids must be unique")
+    if selection is not None:
+        passed = selection.permits(item_ids)
+        item_ids = [item for item, keep in zip(item_ids, passed, strict=True) if keep]
     indexes = version.items.indices(item_ids)
-    scores = version.model.score(user_query(version, user_id, history))[0]
+    scores = version.model.score(user_query(version, user_id, history, history_indexes))[0]
     known = [(float(scores[i]), position) for position, i in enumerate(indexes) if i >= 0]
     known.sort(key=lambda pair: (-pair[0], pair[1]))
     ranked = [Scored(item_ids[position], score) for score, position in known]
     return ranked + [Scored(item_ids[p], None) for p, i in enumerate(indexes) if i < 0]
 
 
-def similar_items(version: LoadedVersion, *, item_id: str, k: int = 25) -> list[Scored]:
+def similar_items(
+    version: LoadedVersion, *, item_id: str, k: int = 25, selection: Selection | None = None
+) -> list[Scored]:
     """Items like ``item_id``; an item the version never saw gets the popular items."""
     model = version.model
     if not isinstance(model, ItemSimilarity):
@@ -103,7 +143,7 @@ def similar_items(version: LoadedVersion, *, item_id: str, k: int = 25) -> list[
     else:
         scores = model.similar_items(np.array([anchor], dtype=np.int32))[0]
         exclude = np.array([anchor], dtype=np.int32)
-    return _answer(version, scores, check_k(k), exclude)
+    return _answer(version, scores, check_k(k), exclude, selection)
 
 
 def similar_users(
@@ -128,9 +168,11 @@ def users_for_item(
     item_id: str | None = None,
     attribute: str | None = None,
     k: int = 100,
+    selection: Selection | None = None,
 ) -> list[Scored]:
     """The users most likely to want ``item_id``, or any item with ``attribute`` (``FIELD=value``,
-    e.g. ``GENRES=Comedy``): the basis of a segment."""
+    e.g. ``GENRES=Comedy``): the basis of a segment, limited by a ``UserID`` filter's
+    ``selection``."""
     model = version.model
     if not isinstance(model, UserAffinity):
         raise InvalidInput(f"recipe {version.recipe!r} does not answer users for an item")
@@ -147,21 +189,33 @@ def users_for_item(
     for start in range(0, len(items), 256):  # bounded memory for common attribute values
         scores += model.users_for_items(items[start : start + 256]).sum(axis=0)
     scores /= len(items)
-    best = top_k(scores, check_k(k), exclude=version.deleted_users)
+    candidates, blocked = (None, None) if selection is None else selection.first(len(scores))
+    excluded = version.deleted_users if blocked is None else np.concatenate(
+        [version.deleted_users, blocked])  # fmt: skip
+    best = top_k(scores, check_k(k), exclude=excluded, candidates=candidates)
     return _scored(version.users.ids(best), scores[best])
 
 
 # helpers ------------------------------------------------------------------------------------------
 def _answer(
-    version: LoadedVersion, scores: FloatArray, k: int, exclude: IntArray | None
+    version: LoadedVersion,
+    scores: FloatArray,
+    k: int,
+    exclude: IntArray | None,
+    selection: Selection | None = None,
 ) -> list[Scored]:
     excluded = version.deleted_items
     if exclude is not None:
         excluded = np.concatenate([excluded, exclude.astype(np.int32)])
-    best = top_k(scores, k, exclude=excluded)
+    candidates = None
+    if selection is not None:
+        candidates, blocked = selection.first(len(scores))
+        excluded = np.concatenate([excluded, blocked])
+    best = top_k(scores, k, exclude=excluded, candidates=candidates)
     answer = _scored(version.items.ids(best), scores[best])
     if len(answer) < k:  # the model had too few finite scores: fill from popularity
-        fill = top_k(version.popularity, k - len(answer), exclude=np.concatenate([excluded, best]))
+        fill = top_k(version.popularity, k - len(answer), exclude=np.concatenate([excluded, best]),
+                     candidates=candidates)  # fmt: skip
         answer += [Scored(str(item), None) for item in version.items.ids(fill)]
     return answer
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Sequence
-from typing import TypedDict
+from collections.abc import Mapping, Sequence
+from typing import Literal, TypedDict
 
 from tastebud.errors import InvalidInput, NotFound, NotReady
+from tastebud.filters import FilterRequest, FilterRuntime, Selection
+from tastebud.recipes.base import IntArray
 from tastebud.serving.live import LiveFeed
 from tastebud.serving.recommend import (
     Scored,
@@ -23,7 +25,9 @@ from tastebud.serving.recommend import (
 )
 from tastebud.serving.versions import LoadedVersion, VersionCache, load_version, without_users
 from tastebud.settings import Settings
-from tastebud.store import Store
+from tastebud.store import Event, Store
+
+FilterValues = Mapping[str, Sequence[str] | str]
 
 
 class VersionRef(TypedDict, total=False):
@@ -52,6 +56,8 @@ class Recommender:
             capacity=settings.serving.cached_versions,
             max_age=settings.serving.refresh_seconds,
         )
+        # Compiled filters and the item metadata they read are rebuilt on the same delay.
+        self.filters = FilterRuntime(store, ttl=settings.serving.refresh_seconds)
 
     def forget_loaded(self) -> None:
         """Drop loaded versions (after an erasure, so none answers with an erased user)."""
@@ -88,29 +94,61 @@ class Recommender:
 
     def recommend(
         self, group: str, target: VersionRef, *, user_id: str | None, k: int = 25,
-        exclude_seen: bool = True,
+        exclude_seen: bool = True, filter_name: str | None = None,
+        filter_values: FilterValues | None = None,
     ) -> Answer:  # fmt: skip
-        """Items for ``user_id`` from the user's latest events (a new user gets the cold answer)."""
+        """Items for ``user_id`` from the user's latest events (a new user gets the cold answer),
+        limited by the named filter when one is given."""
         version = self.resolve_version(group, **target)
+        events = self.user_events(group, user_id)
+        history = [e.item_id for e in events]
+        known = version.items.indices(history)  # looked up once, for the model and the filter
+        selection = self.select(
+            group, version, filter_name, filter_values, user_id=user_id, events=events,
+            event_items=known,
+        )  # fmt: skip
         items = recommend_items(
-            version, user_id=user_id, history=self.user_history(group, user_id), k=k,
-            exclude_seen=exclude_seen,
+            version, user_id=user_id, history=history, k=k, exclude_seen=exclude_seen,
+            selection=selection, history_indexes=known,
         )  # fmt: skip
         return Answer(version.id, f"rec-{uuid.uuid4().hex}", items)
 
     def rank(
-        self, group: str, target: VersionRef, *, user_id: str | None, item_ids: Sequence[str]
-    ) -> Answer:
-        """``item_ids`` ordered for ``user_id``; unknown items kept last, in input order."""
+        self, group: str, target: VersionRef, *, user_id: str | None, item_ids: Sequence[str],
+        filter_name: str | None = None, filter_values: FilterValues | None = None,
+    ) -> Answer:  # fmt: skip
+        """``item_ids`` ordered for ``user_id``; unknown items kept last, in input order. Items
+        the named filter does not allow are dropped from the list."""
         version = self.resolve_version(group, **target)
+        events = self.user_events(group, user_id)
+        history = [e.item_id for e in events]
+        known = version.items.indices(history)
+        selection = self.select(
+            group, version, filter_name, filter_values, user_id=user_id, events=events,
+            event_items=known,
+        )  # fmt: skip
         ranked = rank_items(
-            version, user_id=user_id, history=self.user_history(group, user_id), item_ids=item_ids
-        )
+            version, user_id=user_id, history=history, item_ids=item_ids, selection=selection,
+            history_indexes=known,
+        )  # fmt: skip
         return Answer(version.id, f"rec-{uuid.uuid4().hex}", ranked)
 
-    def similar_items(self, group: str, target: VersionRef, *, item_id: str, k: int = 25) -> Answer:
+    def similar_items(
+        self, group: str, target: VersionRef, *, item_id: str, k: int = 25,
+        user_id: str | None = None, filter_name: str | None = None,
+        filter_values: FilterValues | None = None,
+    ) -> Answer:  # fmt: skip
+        """Items like ``item_id``. ``user_id`` only serves filters (its events, its profile);
+        ``CurrentItem`` in a filter is ``item_id``."""
         version = self.resolve_version(group, **target)
-        items = similar_items(version, item_id=item_id, k=k)
+        selection = None
+        if filter_name is not None or filter_values:
+            events = self.user_events(group, user_id)
+            selection = self.select(
+                group, version, filter_name, filter_values, user_id=user_id, events=events,
+                item_id=item_id,
+            )  # fmt: skip
+        items = similar_items(version, item_id=item_id, k=k, selection=selection)
         return Answer(version.id, f"rec-{uuid.uuid4().hex}", items)
 
     def similar_users(self, group: str, target: VersionRef, *, user_id: str, k: int = 25) -> Answer:
@@ -122,19 +160,63 @@ class Recommender:
 
     def users_for_item(
         self, group: str, target: VersionRef, *, item_id: str | None = None,
-        attribute: str | None = None, k: int = 100,
+        attribute: str | None = None, k: int = 100, filter_name: str | None = None,
+        filter_values: FilterValues | None = None,
     ) -> Answer:  # fmt: skip
-        """The segment of users most likely to want an item or an attribute value."""
+        """The segment of users most likely to want an item or an attribute value, limited by
+        the named ``UserID`` filter when one is given."""
         version = self.resolve_version(group, **target)
-        users = users_for_item(version, item_id=item_id, attribute=attribute, k=k)
+        selection = self.select(group, version, filter_name, filter_values, kind="users")
+        users = users_for_item(
+            version, item_id=item_id, attribute=attribute, k=k, selection=selection
+        )
         return Answer(version.id, f"seg-{uuid.uuid4().hex}", users)
+
+    def select(
+        self, group: str, version: LoadedVersion, filter_name: str | None,
+        filter_values: FilterValues | None, *, kind: Literal["items", "users"] = "items",
+        user_id: str | None = None, events: Sequence[Event] = (),
+        event_items: IntArray | None = None, item_id: str | None = None,
+    ) -> Selection | None:  # fmt: skip
+        """What the named filter lets through for this request (None without a filter).
+
+        Raises:
+            NotFound: no such filter.
+            InvalidInput: values without a filter, a filter of the wrong kind (ItemID for
+                segments, UserID for items), or bad ``filter_values``.
+        """
+        if filter_name is None:
+            if filter_values:
+                raise InvalidInput("filterValues: given without a filterName")
+            return None
+        compiled = self.filters.get(
+            group, filter_name, version_id=version.id, items=version.items, users=version.users
+        )
+        if compiled.kind != kind:
+            wanted = "ItemID" if kind == "items" else "UserID"
+            raise InvalidInput(
+                f"filterName: filter {filter_name!r} filters {compiled.target}, and this request "
+                f"needs one that filters {wanted}"
+            )
+        profile = None
+        if compiled.needs_user and user_id is not None:
+            record = self.store.get_user(group, user_id)
+            profile = None if record is None else record.fields
+        request = FilterRequest(
+            values=dict(filter_values or {}), user=profile, events=events,
+            event_items=event_items, item_id=item_id,
+        )  # fmt: skip
+        return compiled.select(request)
+
+    def user_events(self, group: str, user_id: str | None) -> list[Event]:
+        """The user's most recent events, oldest first (what models and filters read)."""
+        if user_id is None:
+            return []
+        return self.store.recent_events(group, user_id, self.settings.serving.history_length)
 
     def user_history(self, group: str, user_id: str | None) -> list[str]:
         """The user's most recent item ids, oldest first (what the models score from)."""
-        if user_id is None:
-            return []
-        limit = self.settings.serving.history_length
-        return [e.item_id for e in self.store.recent_events(group, user_id, limit)]
+        return [e.item_id for e in self.user_events(group, user_id)]
 
     def _load_version(self, version_id: str) -> LoadedVersion:
         record = self.store.get_solution_version(version_id)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import polars as pl
 from psycopg_pool import ConnectionPool
@@ -15,6 +16,13 @@ from tastebud.store.sql import Cursor, SqlStore
 # First key of the advisory lock that serializes id assignment within a dataset group.
 _ID_LOCK_CLASS = 0x7462
 _staging_names = itertools.count()
+# The types of SqlStore._EVENT_COLUMNS, to pass each column as one array.
+_EVENT_TYPES = {
+    "group_id": "integer", "user_idx": "integer", "item_idx": "integer", "ts": "bigint",
+    "event_type": "text", "event_value": "double precision", "event_id": "text",
+    "session_id": "text", "recommendation_id": "text", "impression": "text", "context": "text",
+}  # fmt: skip
+_EVENT_VALUE = SqlStore._EVENT_COLUMNS.index("event_value")
 
 
 class PostgresStore(SqlStore):
@@ -34,6 +42,30 @@ class PostgresStore(SqlStore):
 
     def _lock_ids(self, cur: Cursor, group_id: int) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_ID_LOCK_CLASS, group_id))
+
+    # Real-time writes: one round trip and one statement text per step of a group commit,
+    # whatever its size. Array parameters keep the text fixed (prepared once per connection)
+    # where lists of placeholders would make psycopg and the server parse a new query each time.
+    def _select_in(
+        self, cur: Cursor, query: str, column: str, params: Sequence[Any], values: Sequence[str]
+    ) -> list[Any]:
+        rows: list[Any] = self._run(
+            cur, f"{query} AND {column} = ANY(?::text[])", (*params, list(values))
+        ).fetchall()
+        return rows
+
+    def _insert_events(self, cur: Cursor, rows: Sequence[tuple[Any, ...]]) -> None:
+        names = ", ".join(self._EVENT_COLUMNS)
+        arrays = ", ".join(f"%s::{_EVENT_TYPES[name]}[]" for name in self._EVENT_COLUMNS)
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        # psycopg types an array by its elements, which must not mix ints and floats.
+        values = columns[_EVENT_VALUE]
+        columns[_EVENT_VALUE] = [None if v is None else float(v) for v in values]
+        cur.execute(
+            f"INSERT INTO interactions ({names}) SELECT * FROM unnest({arrays}) "
+            "ON CONFLICT DO NOTHING",
+            columns,
+        )
 
     def _insert_frame(
         self, cur: Cursor, table: str, frame: pl.DataFrame, *, conflict: str = ""

@@ -371,7 +371,7 @@ class SqlStore(SolutionsSql, FiltersSql, ABC):
     # SQLite's statement cache and PostgreSQL's prepared statements are reused across commits.
     _IN_SIZES = (8, 16, 32, 64, 128, 256, 512)
     # Rows per INSERT of `_insert_events` (256 x 11 values stays under SQLite's 32,766).
-    _INSERT_SIZES = (256, 64, 16, 4, 1)
+    _INSERT_SIZES = (256, 64, 16)
 
     def put_events(self, group: str, events: Sequence[Event]) -> WriteResult:
         return self.put_event_batches(group, [events])[0]
@@ -441,10 +441,10 @@ class SqlStore(SolutionsSql, FiltersSql, ABC):
     def _insert_events(self, cur: Cursor, rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert interaction rows (``_EVENT_COLUMNS`` order) known to be new.
 
-        A few multi-row statements of fixed sizes (each parsed once per connection), not one
-        per row: less work in Python per row, and SQLite inserts a whole statement while the
-        event loop has the interpreter. ``ON CONFLICT DO NOTHING`` is only a safety net:
-        duplicates were taken out before."""
+        Multi-row statements of a few fixed sizes (each parsed once per connection), the last
+        rows by ``executemany``: less work in Python per row than ``executemany`` alone, and
+        SQLite inserts a whole statement while the event loop has the interpreter.
+        ``ON CONFLICT DO NOTHING`` is only a safety net: duplicates were taken out before."""
         columns = ", ".join(self._EVENT_COLUMNS)
         row_marks = f"({', '.join('?' * len(self._EVENT_COLUMNS))})"
         start = 0
@@ -458,14 +458,19 @@ class SqlStore(SolutionsSql, FiltersSql, ABC):
                     values,
                 )
                 start += size
+        if start < len(rows):
+            insert = (
+                f"INSERT INTO interactions ({columns}) VALUES {row_marks} ON CONFLICT DO NOTHING"
+            )
+            cur.executemany(self._sql(insert), rows[start:])
 
     def _link_sessions(
         self, cur: Cursor, group_id: int, events: Sequence[Event], users: Mapping[str, int]
     ) -> dict[str, int]:
         """Session -> user for this batch; claims anonymous events of newly identified sessions.
 
-        A session keeps the first user it was linked to; events of this batch follow the user
-        they name, and events without a user follow their session's stored link."""
+        A session keeps the first user it was linked to. An event without a user goes to the
+        user another event of the batch names with its session, else to the stored link."""
         known = {e.session_id: users[e.user_id] for e in events if e.session_id and e.user_id}
         anonymous = {e.session_id for e in events if e.session_id and not e.user_id} - set(known)
         if not known and not anonymous:

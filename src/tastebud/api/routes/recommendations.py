@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 
 from tastebud.api.deps import EngineDep, require_reader
 from tastebud.api.models import (
+    FilteredIn,
     ItemsAnswer,
     RankIn,
     RecommendIn,
@@ -19,6 +20,7 @@ from tastebud.api.models import (
     UsersForItemIn,
 )
 from tastebud.serving import Answer, VersionRef
+from tastebud.serving.service import FilterValues
 
 router = APIRouter(
     prefix="/v1/dataset-groups/{group}",
@@ -47,31 +49,43 @@ def _ref(body: TargetIn) -> VersionRef:
     return {"solution": body.solution, "version_id": body.solution_version_id}
 
 
+def _filter(body: FilteredIn) -> tuple[str | None, FilterValues | None]:
+    return body.filter, body.filter_values
+
+
 @router.post("/recommendations")
 def recommend(group: str, body: RecommendIn, engine: EngineDep) -> ItemsAnswer:
-    """Items for a user, from the user's latest events: one click changes the next answer."""
+    """Items for a user, from the user's latest events: one click changes the next answer.
+    ``filterName`` applies a filter of the group before the top results are taken."""
+    name, values = _filter(body)
     answer = engine.recommender.recommend(
         group, _ref(body), user_id=body.user_id, k=body.num_results,
-        exclude_seen=body.exclude_seen,
+        exclude_seen=body.exclude_seen, filter_name=name, filter_values=values,
     )  # fmt: skip
     return items_answer(answer)
 
 
 @router.post("/personalized-ranking")
 def rank(group: str, body: RankIn, engine: EngineDep) -> ItemsAnswer:
-    """``inputList`` ordered for the user; items the model does not know come last, unscored."""
-    return items_answer(
-        engine.recommender.rank(group, _ref(body), user_id=body.user_id, item_ids=body.input_list)
-    )
+    """``inputList`` ordered for the user; items the model does not know come last, unscored.
+    Items the filter (``filterName``) does not allow are dropped from the list."""
+    name, values = _filter(body)
+    answer = engine.recommender.rank(
+        group, _ref(body), user_id=body.user_id, item_ids=body.input_list,
+        filter_name=name, filter_values=values,
+    )  # fmt: skip
+    return items_answer(answer)
 
 
 @router.post("/similar-items")
 def similar_items(group: str, body: SimilarItemsIn, engine: EngineDep) -> ItemsAnswer:
-    return items_answer(
-        engine.recommender.similar_items(
-            group, _ref(body), item_id=body.item_id, k=body.num_results
-        )
-    )
+    """Items like ``itemId``; a filter may compare with it as ``CurrentItem``."""
+    name, values = _filter(body)
+    answer = engine.recommender.similar_items(
+        group, _ref(body), item_id=body.item_id, k=body.num_results, user_id=body.user_id,
+        filter_name=name, filter_values=values,
+    )  # fmt: skip
+    return items_answer(answer)
 
 
 @router.post("/similar-users")
@@ -85,8 +99,11 @@ def similar_users(group: str, body: SimilarUsersIn, engine: EngineDep) -> UsersA
 
 @router.post("/users-for-item")
 def users_for_item(group: str, body: UsersForItemIn, engine: EngineDep) -> UsersAnswer:
-    """A segment: the users most likely to want an item, or any item with an attribute value."""
+    """A segment: the users most likely to want an item, or any item with an attribute value,
+    limited by a ``UserID`` filter (``filterName``)."""
+    name, values = _filter(body)
     answer = engine.recommender.users_for_item(
-        group, _ref(body), item_id=body.item_id, attribute=body.attribute, k=body.num_results
-    )
+        group, _ref(body), item_id=body.item_id, attribute=body.attribute, k=body.num_results,
+        filter_name=name, filter_values=values,
+    )  # fmt: skip
     return users_answer(answer)
