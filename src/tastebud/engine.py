@@ -6,7 +6,6 @@ tracker (group commit) and the background job runner.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import hmac
@@ -235,7 +234,7 @@ class Engine:
 
     async def put_events_async(self, group: str, request: PutEventsRequest) -> WriteResult:
         events = self.validate_events(group, request)
-        return await asyncio.wrap_future(self.tracker.submit(group, events))
+        return await self.tracker.submit_async(group, events)
 
     def put_items(self, group: str, items: Sequence[ItemIn]) -> int:
         records = records_from_items(self.get_schema(group, "items"), items)

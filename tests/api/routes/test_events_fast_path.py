@@ -16,9 +16,8 @@ import pytest
 from tastebud.api.app import create_app
 from tastebud.api.auth import TokenVerifier
 from tastebud.api.routes.events import EventsFastPath
-from tastebud.ingest import EventTracker
+from tastebud.ingest import PutEventsRequest
 from tastebud.settings import ApiSettings
-from tastebud.store import WriteResult
 
 from ..conftest import Api, TestClient
 
@@ -50,15 +49,16 @@ def body(*events: dict[str, Any], **top: Any) -> bytes:
 
 @pytest.fixture
 def submitted(api: Api, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Sizes of the batches handed to the tracker by the fast path (the route uses `submit`)."""
+    """Sizes of the batches the fast path parsed (the route parses through FastAPI instead)."""
     sizes: list[int] = []
-    original = EventTracker.submit_async
+    original = PutEventsRequest.from_json
 
-    def spy(self: EventTracker, group: str, events: Any) -> asyncio.Future[WriteResult]:
-        sizes.append(len(events))
-        return original(self, group, events)
+    def spy(body: bytes) -> PutEventsRequest:
+        request = original(body)
+        sizes.append(len(request.event_list))
+        return request
 
-    monkeypatch.setattr(EventTracker, "submit_async", spy)
+    monkeypatch.setattr(PutEventsRequest, "from_json", staticmethod(spy))
     return sizes
 
 

@@ -83,10 +83,7 @@ class EventsFastPath:
             await self.app(scope, _replay(body, receive), send)
             return
         try:
-            # `Engine.put_events_async`, with the tracker's loop-side hand-off: one wake-up of
-            # the loop per commit instead of a future chained across threads per request.
-            events = engine.validate_events(group, request)
-            result = await engine.tracker.submit_async(group, events)
+            result = await engine.put_events_async(group, request)
         except TastebudError as exc:  # invalid for the schema, too many events, unknown group
             response = error_response(exc.status_code, type(exc).__name__, exc.message)
             await response(scope, receive, send)
