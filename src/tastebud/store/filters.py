@@ -5,25 +5,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from typing import Any
 
 from tastebud.errors import AlreadyExists, NotFound
 from tastebud.store.base import FilterRecord, Record
+from tastebud.store.mixin import SqlMixin
 
 
-class FiltersSql:
-    """Needs the host class's ``_transaction``, ``_run`` and ``_group_id``."""
-
-    def _transaction(self, *, write: bool) -> AbstractContextManager[Any]:
-        raise NotImplementedError
-
-    def _run(self, cur: Any, query: str, params: Sequence[Any] = ()) -> Any:
-        raise NotImplementedError
-
-    def _group_id(self, cur: Any, name: str) -> int:
-        raise NotImplementedError
+class FiltersSql(SqlMixin):
+    """Named filters, and the user profile (``CurrentUser``) they read."""
 
     def put_filter(self, record: FilterRecord, *, replace: bool = False) -> None:
         with self._transaction(write=True) as cur:

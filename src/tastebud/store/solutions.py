@@ -5,24 +5,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 from tastebud.errors import AlreadyExists, NotFound
 from tastebud.store.base import SolutionRecord, SolutionVersionRecord
+from tastebud.store.mixin import SqlMixin
 
 
-class SolutionsSql:
-    """Needs the host class's ``_transaction``, ``_run`` and ``_group_id``."""
-
-    def _transaction(self, *, write: bool) -> AbstractContextManager[Any]:
-        raise NotImplementedError
-
-    def _run(self, cur: Any, query: str, params: Sequence[Any] = ()) -> Any:
-        raise NotImplementedError
-
-    def _group_id(self, cur: Any, name: str) -> int:
-        raise NotImplementedError
+class SolutionsSql(SqlMixin):
+    """Solutions and their versions."""
 
     def put_solution(self, solution: SolutionRecord, *, replace: bool = False) -> None:
         body = json.dumps(dict(solution.body), sort_keys=True)
