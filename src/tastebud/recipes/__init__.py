@@ -45,6 +45,7 @@ RECIPES: dict[str, str] = {
     "personalized-ranking": "personalized_ranking:PersonalizedRanking",
     "item-affinity": "item_affinity:ItemAffinity",
     "similar-users": "similar_users:SimilarUsers",
+    "sequential": "sequential:Sequential",
 }
 
 

@@ -1,0 +1,316 @@
+"""The training loop: next-item prediction with full softmax cross-entropy (SASRec+, Klenitskiy &
+Vasilev 2023) or a sampled softmax, early stopping on held-out last items, a time budget.
+
+Reproducible on one device and thread count: every random draw comes from ``seed``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tastebud.recipes.base import IntArray, ProgressFn
+from tastebud.recipes.sequential.model import SequenceTransformer
+from tastebud.recipes.sequential.tokens import PAD, Sequences, last_tokens
+
+_log = logging.getLogger(__name__)
+
+NDCG_DEPTH = 10
+# Batches are built from shuffled pools this many batches large, sorted by length inside, so a
+# batch holds similar lengths and is trimmed to little padding (the pool keeps randomness).
+POOL_BATCHES = 32
+# linear warm-up over this many steps (at most a tenth of the plan), then cosine decay
+WARMUP_STEPS = 200
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation options; see ``SequentialConfig`` for their meaning and bounds."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    weight_decay: float
+    patience: int
+    negatives: int
+    time_budget_seconds: float | None
+    device: torch.device
+    seed: int
+
+
+@dataclass
+class Validation:
+    """Held-out last tokens of U users: the latest history tokens, right-padded, their
+    lengths, the items each user saw (to exclude from the ranking) and the target items."""
+
+    tokens: Tensor  # (U, T)
+    lengths: Tensor  # (U,)
+    seen_indptr: Tensor  # (U + 1,) user u saw seen_items[seen_indptr[u]:seen_indptr[u + 1]]
+    seen_items: Tensor  # (n_seen,) item indexes
+    targets: Tensor  # (U,) item indexes
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    loss: float
+    ndcg: float
+    seconds: float
+
+
+@dataclass
+class TrainReport:
+    best_epoch: int = 0
+    best_ndcg: float = -1.0
+    epochs: list[EpochLog] = field(default_factory=list)
+    stopped: str = "epochs"
+
+
+def hold_out_last(
+    sequences: Sequences, *, n_users: int, max_len: int, rng: np.random.Generator
+) -> tuple[Sequences, Validation | None]:
+    """Take the last token of up to ``n_users`` random users with >= 3 tokens as validation
+    targets; return the sequences without them and the validation set."""
+    lengths = sequences.lengths
+    eligible = np.flatnonzero(lengths >= 3)
+    if n_users == 0 or len(eligible) == 0:
+        return sequences, None
+    chosen = np.sort(rng.choice(eligible, size=min(n_users, len(eligible)), replace=False))
+    keep = np.ones(len(sequences.tokens), dtype=bool)
+    keep[sequences.indptr[chosen + 1] - 1] = False
+    shortened = np.where(np.isin(np.arange(len(lengths)), chosen), lengths - 1, lengths)
+    indptr = np.zeros_like(sequences.indptr)
+    np.cumsum(shortened, out=indptr[1:])
+    remaining = Sequences(indptr, sequences.tokens[keep], sequences.repeats[keep])
+    histories = Sequences(
+        np.concatenate([[0], np.cumsum(shortened[chosen])]),
+        np.concatenate([remaining.tokens[indptr[u] : indptr[u + 1]] for u in chosen]),
+        np.zeros(0, np.int32),
+    )
+    tokens, history_lengths = last_tokens(histories, max_len)
+    validation = Validation(
+        tokens=torch.from_numpy(tokens.astype(np.int64)),
+        lengths=torch.from_numpy(history_lengths),
+        seen_indptr=torch.from_numpy(histories.indptr),
+        seen_items=torch.from_numpy(histories.tokens - 1).long(),
+        targets=torch.from_numpy(sequences.tokens[sequences.indptr[chosen + 1] - 1] - 1).long(),
+    )
+    return remaining, validation
+
+
+def batches(lengths: IntArray, batch_size: int, rng: np.random.Generator) -> Iterator[IntArray]:
+    """Window indexes in batches of similar length, shuffled (see ``POOL_BATCHES``)."""
+    order = rng.permutation(len(lengths))
+    pool = batch_size * POOL_BATCHES
+    groups = []
+    for low in range(0, len(order), pool):
+        chunk = order[low : low + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        groups += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    for index in rng.permutation(len(groups)):
+        yield groups[index]
+
+
+def next_item_loss(
+    model: SequenceTransformer,
+    window: Tensor,
+    table: Tensor,
+    sampling: Tensor,
+    *,
+    negatives: int,
+    generator: torch.Generator,
+) -> Tensor:
+    """Mean cross-entropy of each token's next item over a (B, T + 1) window batch.
+
+    ``sampling`` (I,) is the negative-sampling distribution; items with probability 0 (cold
+    items: they were never available) are never negatives. ``negatives`` 0 means the full
+    softmax over every other item; otherwise that many items drawn from ``sampling``, shared by
+    the batch, with the logQ correction of sampled softmax (Bengio & Senecal 2008).
+    """
+    inputs, targets = window[:, :-1], window[:, 1:]  # (B, T) each
+    mask = targets != PAD
+    states = model.encode(inputs, table)[mask]  # (N, D)
+    target = targets[mask] - 1  # (N,) item index
+    query, genre_logits = model.heads(states)
+    items = table[1:]  # (I, D)
+    if negatives == 0:
+        logits = query @ items.T  # (N, I)
+        if not bool((sampling > 0).all()):
+            logits = logits.masked_fill(sampling == 0, float("-inf"))
+        loss = F.cross_entropy(logits.float(), target)
+    else:
+        sampled = torch.multinomial(sampling, negatives, replacement=True, generator=generator)
+        log_q = torch.log(sampling)
+        positive = (query * items[target]).sum(-1) - log_q[target]  # (N,)
+        negative = query @ items[sampled].T - log_q[sampled]  # (N, K)
+        # a negative that is the target itself is no negative; -inf drops it from the sum
+        negative = negative.masked_fill(sampled[None, :] == target[:, None], float("-inf"))
+        # cross-entropy with the positive first, without concatenating (N, K + 1) logits
+        loss = (torch.logaddexp(positive, torch.logsumexp(negative, 1)) - positive).mean()
+    if genre_logits is not None:  # multi-label: the next item's features
+        features = model.items.feature_matrix()[target + 1]  # (N, F)
+        loss = loss + F.binary_cross_entropy_with_logits(genre_logits.float(), features)
+    return loss
+
+
+@torch.no_grad()
+def validation_ndcg(
+    model: SequenceTransformer, validation: Validation, device: torch.device
+) -> float:
+    """NDCG@10 of the held-out tokens, full ranking, each user's history excluded."""
+    model.eval()
+    table = model.items()
+    total = 0.0
+    for low in range(0, len(validation), 512):
+        high = min(low + 512, len(validation))
+        tokens = validation.tokens[low:high].to(device)
+        states = model.encode(tokens, table)  # (U, T, D)
+        last = validation.lengths[low:high].to(device) - 1
+        scores = model.logits(states[torch.arange(high - low), last], table).float()  # (U, I)
+        first, stop = validation.seen_indptr[low], validation.seen_indptr[high]
+        rows = torch.repeat_interleave(
+            torch.arange(high - low), validation.seen_indptr[low : high + 1].diff()
+        )
+        scores[rows.to(device), validation.seen_items[first:stop].to(device)] = float("-inf")
+        target = validation.targets[low:high].to(device)
+        rank = (scores > scores.gather(1, target[:, None])).sum(1)  # 0 = best
+        total += float(torch.where(rank < NDCG_DEPTH, 1 / torch.log2(rank + 2.0), 0.0).sum())
+    model.train()
+    return total / max(len(validation), 1)
+
+
+def learning_rate(peak: float, step: int, total: int) -> float:
+    """Linear warm-up, then cosine decay to 10% of ``peak`` at step ``total`` (one-cycle shape)."""
+    warmup = max(1, min(WARMUP_STEPS, total // 10))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    decay = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * decay)))
+
+
+@dataclass
+class _Run:
+    """What one training run carries from step to step."""
+
+    model: SequenceTransformer
+    optimizer: torch.optim.Optimizer
+    windows: IntArray  # (n_windows, T + 1) tokens
+    lengths: IntArray  # (n_windows,) real tokens per window
+    sampling: Tensor  # (I,) negative-sampling distribution
+    settings: TrainSettings
+    rng: np.random.Generator
+    generator: torch.Generator
+    deadline: float  # perf_counter() value past which no step starts
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.windows) / self.settings.batch_size)
+
+
+def train(
+    model: SequenceTransformer,
+    windows: IntArray,
+    validation: Validation | None,
+    sampling: Tensor,
+    settings: TrainSettings,
+    progress: ProgressFn | None = None,
+) -> TrainReport:
+    """Fit ``model`` on ``(n_windows, T + 1)`` token windows; keep the best validation epoch.
+
+    ``sampling`` (I,) is the negatives' distribution (see :func:`next_item_loss`). The plan of
+    epochs shrinks (or grows back, up to ``settings.epochs``) to fit the time budget, so the
+    learning-rate schedule still completes; a step never starts after the budget is spent.
+    """
+    started = time.perf_counter()
+    budget = settings.time_budget_seconds
+    run = _Run(
+        model=model,
+        optimizer=torch.optim.AdamW(
+            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
+            betas=(0.9, 0.98),
+        ),
+        windows=windows, lengths=(windows != PAD).sum(1), sampling=sampling.to(settings.device),
+        settings=settings, rng=np.random.default_rng(settings.seed),
+        generator=torch.Generator(device=settings.device).manual_seed(settings.seed),
+        deadline=math.inf if budget is None else started + budget,
+    )  # fmt: skip
+    report, planned = TrainReport(), settings.epochs
+    best_state = copy.deepcopy(model.state_dict())
+    for epoch in range(1, settings.epochs + 1):
+        loss = run_epoch(run, epoch, planned)
+        elapsed = time.perf_counter() - started
+        ndcg = -1.0 if validation is None else validation_ndcg(model, validation, settings.device)
+        report.epochs.append(EpochLog(epoch, loss, ndcg, elapsed))
+        _log.info(
+            "epoch done recipe=sequential epoch=%d loss=%.4f val_ndcg@10=%.4f seconds=%.1f",
+            epoch, loss, ndcg, elapsed,
+        )  # fmt: skip
+        if progress is not None:
+            progress(epoch / planned, f"epoch {epoch}/{planned} ndcg@10={ndcg:.4f}")
+        if validation is None or ndcg > report.best_ndcg:
+            report.best_epoch, report.best_ndcg = epoch, ndcg
+            best_state = copy.deepcopy(model.state_dict())
+        planned = _fit_budget(settings, planned, epoch, elapsed)
+        if epoch - report.best_epoch >= settings.patience:
+            report.stopped = "patience"
+            break
+        if epoch >= planned or time.perf_counter() > run.deadline:
+            report.stopped = "epochs" if epoch == settings.epochs else "time budget"
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return report
+
+
+def run_epoch(run: _Run, epoch: int, planned: int) -> float:
+    """One pass over the windows in shuffled length-bucketed batches; the mean loss."""
+    settings, device = run.settings, run.settings.device
+    first = (epoch - 1) * run.steps_per_epoch
+    amp = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    total, count = 0.0, 0
+    for step, index in enumerate(batches(run.lengths, settings.batch_size, run.rng)):
+        if time.perf_counter() > run.deadline:
+            break
+        rate = learning_rate(settings.lr, first + step, planned * run.steps_per_epoch)
+        for group in run.optimizer.param_groups:
+            group["lr"] = rate
+        width = int(run.lengths[index].max())  # batches are trimmed to their longest window
+        batch = torch.from_numpy(run.windows[index, :width].astype(np.int64)).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = next_item_loss(
+                run.model, batch, run.model.items(), run.sampling,
+                negatives=settings.negatives, generator=run.generator,
+            )  # fmt: skip
+        run.optimizer.zero_grad(set_to_none=True)
+        torch.autograd.backward(loss)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
+        run.optimizer.step()
+        total, count = total + loss.item(), count + 1
+    return total / max(count, 1)
+
+
+def _fit_budget(settings: TrainSettings, planned: int, epoch: int, elapsed: float) -> int:
+    """The epochs (at most ``settings.epochs``, at least ``epoch``) that fit in the time budget
+    at the mean pace so far; re-estimated each epoch, as the machine's load changes."""
+    if settings.time_budget_seconds is None:
+        return planned
+    affordable = max(int(settings.time_budget_seconds / (elapsed / epoch)), epoch)
+    fits = min(settings.epochs, affordable)
+    if fits != planned:
+        _log.info(
+            "time budget sets the plan recipe=sequential epochs=%d budget_seconds=%.0f",
+            fits, settings.time_budget_seconds,
+        )  # fmt: skip
+    return fits
