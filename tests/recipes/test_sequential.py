@@ -12,6 +12,8 @@ import pytest
 import scipy.sparse as sp
 
 from tastebud.errors import InvalidInput
+from tastebud.evaluation import rank_top_k
+from tastebud.evaluation.metrics import ndcg_at_k
 from tastebud.recipes import Query, TrainingData, parse_config
 from tastebud.recipes.sequential import Sequential, SequentialConfig, SequentialModel
 from tastebud.recipes.sequential.recipe import auto_hidden, auto_max_len
@@ -19,8 +21,10 @@ from tastebud.recipes.sequential.tokens import (
     last_tokens,
     merge_repeats,
     query_sequences,
+    training_sequences,
     windows,
 )
+from tastebud.recipes.sequential.train import hold_out_last, validation_ndcg
 from tests.recipes.conftest import clustered
 from tests.recipes.contract import check_contract
 
@@ -152,6 +156,23 @@ def test_training_logs_a_learning_curve_and_keeps_to_the_time_budget(
     free = fit(clustered(), {**TINY, "time_budget_seconds": None})
     assert free.training["stopped"] == "epochs" and len(free.training["curve"]) == 3
     assert 0 <= free.training["validation_ndcg@10"] <= 1
+
+
+def test_validation_ndcg_matches_the_evaluation_metric() -> None:
+    data = clustered()
+    model = fit(data, TINY)
+    rng = np.random.default_rng(0)
+    _, validation = hold_out_last(training_sequences(data), n_users=30, max_len=8, rng=rng)
+    assert validation is not None
+    internal = validation_ndcg(model.network, validation)
+    assert not model.network.training  # serving stays in eval mode
+    query = Query(
+        users=np.full(len(validation), -1, np.int32),
+        history_indptr=validation.seen_indptr.numpy(),
+        history_items=validation.seen_items.numpy().astype(np.int32),
+    )
+    ranked = rank_top_k(model, query, 10)
+    assert internal == pytest.approx(ndcg_at_k(ranked, validation.targets.numpy(), 10))
 
 
 def test_empty_history_gets_popularity() -> None:

@@ -167,9 +167,12 @@ def next_item_loss(
 
 @torch.no_grad()
 def validation_ndcg(
-    model: SequenceTransformer, validation: Validation, device: torch.device
+    model: SequenceTransformer, validation: Validation, device: torch.device | None = None
 ) -> float:
-    """NDCG@10 of the held-out tokens, full ranking, each user's history excluded."""
+    """NDCG@10 of the held-out tokens, full ranking, each user's history excluded (the
+    evaluation protocol's metric; ties count in the target's favour)."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
     model.eval()
     table = model.items()
     total = 0.0
@@ -187,7 +190,7 @@ def validation_ndcg(
         target = validation.targets[low:high].to(device)
         rank = (scores > scores.gather(1, target[:, None])).sum(1)  # 0 = best
         total += float(torch.where(rank < NDCG_DEPTH, 1 / torch.log2(rank + 2.0), 0.0).sum())
-    model.train()
+    model.train(was_training)
     return total / max(len(validation), 1)
 
 
