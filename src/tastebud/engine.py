@@ -21,6 +21,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 
 from tastebud.errors import InvalidInput, PayloadTooLarge
 from tastebud.filters import Filter, Schemas, parse, validate
@@ -30,9 +31,18 @@ from tastebud.jobs.imports import ImportRequest, ImportResult, ProgressFn, run_i
 from tastebud.jobs.runner import JobRunner
 from tastebud.jobs.training import SolutionSpec, train_version
 from tastebud.schema import DATASETS, DatasetKind, DatasetSchema
+from tastebud.serving.cache import LocalAnswers, RedisAnswers, ResultCache
+from tastebud.serving.campaigns import (
+    LATEST,
+    CampaignConfig,
+    CampaignRequest,
+    CampaignServer,
+    validate_deployment,
+)
 from tastebud.serving.service import Recommender
 from tastebud.settings import Settings
 from tastebud.store import (
+    CampaignRecord,
     DatasetGroup,
     Event,
     FilterRecord,
@@ -67,6 +77,9 @@ class Engine:
         self.tracker = EventTracker(self.store, max_batch_events=settings.ingest.max_batch_events)
         self.jobs = JobRunner(self.store)
         self.recommender = Recommender(self.store, settings)
+        self.cache = ResultCache(self.store, _answer_store(settings),
+                                 interval=settings.serving.cache_sync_seconds)  # fmt: skip
+        self.campaigns = CampaignServer(self.store, self.recommender, self.cache)
         self._schemas: dict[tuple[str, str], tuple[float, DatasetSchema]] = {}
 
     def close(self) -> None:
@@ -427,6 +440,99 @@ class Engine:
         self.store.delete_filter(group, name)
         self.recommender.filters.forget(group, name)
 
+    # campaigns --------------------------------------------------------------------------------
+    def create_campaign(
+        self, group: str, name: str, solution: str, *, version: str = LATEST,
+        config: Mapping[str, Any] | None = None, replace: bool = False,
+    ) -> CampaignRecord:  # fmt: skip
+        """Deploy ``version`` of ``solution`` (``"latest"``: its newest active version, followed
+        as new ones are trained; while none exists, the rule engine answers).
+
+        Raises:
+            NotFound: no such solution, version or rules filter.
+            InvalidInput: a bad name, a version that is not active, a bad config (named).
+        """
+        if not _FILTER_NAME.fullmatch(name):
+            raise InvalidInput(f"campaign name {name!r}: use 1-63 letters, digits, '-' or '_'")
+        settings = self._campaign_config(group, config or {})
+        validate_deployment(self.store, group, solution, version)
+        self._warm(group, solution, version)
+        record = CampaignRecord(group=group, name=name, solution=solution, deployed=version,
+                                config=settings.model_dump())  # fmt: skip
+        self.store.put_campaign(record, replace=replace)
+        self.campaigns.forget(group, name)
+        return self.store.get_campaign(group, name)
+
+    def update_campaign(
+        self, group: str, name: str, *, version: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> CampaignRecord:  # fmt: skip
+        """Deploy another version (the current one becomes the rollback target) and/or change
+        settings. The new version is loaded before the switch, so no request fails."""
+        current = self.store.get_campaign(group, name)
+        record = current
+        if version is not None and version != current.deployed:
+            validate_deployment(self.store, group, current.solution, version)
+            self._warm(group, current.solution, version)
+            record = dataclasses.replace(record, deployed=version, previous=current.deployed)
+        if config:
+            merged = self._campaign_config(group, dict(current.config) | dict(config))
+            record = dataclasses.replace(record, config=merged.model_dump())
+        self.store.put_campaign(record, replace=True)
+        self.campaigns.forget(group, name)
+        return self.store.get_campaign(group, name)
+
+    def rollback_campaign(self, group: str, name: str) -> CampaignRecord:
+        """Swap the deployment with the previous one (rolling back twice restores it)."""
+        current = self.store.get_campaign(group, name)
+        if current.previous is None:
+            raise InvalidInput(f"campaign {name!r} has no previous deployment to roll back to")
+        return self.update_campaign(group, name, version=current.previous)
+
+    def get_campaign(self, group: str, name: str) -> CampaignRecord:
+        return self.store.get_campaign(group, name)
+
+    def list_campaigns(self, group: str) -> list[CampaignRecord]:
+        return self.store.list_campaigns(group)
+
+    def describe_campaign(self, group: str, name: str) -> dict[str, Any]:
+        """The record plus what answers now: the version and the source (model or rules)."""
+        self.campaigns.forget(group, name)
+        deployment = self.campaigns.deployment(group, name)
+        source, _ = self.campaigns.source(group, deployment)
+        return {"campaign": deployment.record, "solution_version_id": deployment.version_id,
+                "source": source}  # fmt: skip
+
+    def delete_campaign(self, group: str, name: str) -> None:
+        self.store.delete_campaign(group, name)
+        self.campaigns.forget(group, name)
+
+    def campaign_answer(self, group: str, name: str, request: CampaignRequest) -> dict[str, Any]:
+        """The campaign's answer for one request (see :class:`CampaignServer`)."""
+        return self.campaigns.recommend(group, name, request)
+
+    def _campaign_config(self, group: str, config: Mapping[str, Any]) -> CampaignConfig:
+        try:
+            settings = CampaignConfig.model_validate(dict(config))
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "config"
+            raise InvalidInput(f"config.{where}: {first['msg']}") from None
+        if settings.rules.filter is not None:
+            self.store.get_filter(group, settings.rules.filter)  # NotFound names it
+        return settings
+
+    def _warm(self, group: str, solution: str, version: str) -> None:
+        """Load the version a deployment names, so its first request is not the one that
+        pays for loading it (and a broken artifact fails the deployment, not requests)."""
+        if version == LATEST:
+            active = [v for v in self.store.list_solution_versions(group, solution)
+                      if v.status == "active"]  # fmt: skip
+            if not active:
+                return
+            version = active[0].id
+        self.recommender.versions.get(version)
+
     # tokens -----------------------------------------------------------------------------------
     def create_token(self, name: str, *, scope: Scope) -> str:
         if scope not in ("admin", "recommend", "ingest"):
@@ -446,6 +552,13 @@ class Engine:
 
     def revoke_token(self, name: str) -> None:
         self.store.revoke_token(name)
+
+
+def _answer_store(settings: Settings) -> LocalAnswers | RedisAnswers:
+    """Shared answers through Redis when configured (several workers), else this process's."""
+    if settings.redis_url:
+        return RedisAnswers(settings.redis_url)
+    return LocalAnswers(capacity=settings.serving.cached_answers)
 
 
 def _check_dataset(dataset: str) -> None:

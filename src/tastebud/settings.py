@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +19,27 @@ class ApiSettings(BaseModel):
     max_events_per_request: int = 1000
     admin_token: str | None = Field(
         default=None, description="Extra admin token accepted besides those in the store."
+    )
+    # operations (docs/operations.md)
+    max_inflight_requests: int | None = Field(
+        default=512, ge=1, description="Per process; beyond it requests get 503 at once."
+    )
+    rate_limit_per_token: float | None = Field(
+        default=None, gt=0, description="Requests/s per bearer token per process; over: 429."
+    )
+    rate_limit_burst: float | None = Field(
+        default=None, ge=1, description="Token bucket size (default: one second's worth)."
+    )
+    metrics_public: bool = Field(default=False, description="Serve /metrics without a token.")
+    access_log: bool = Field(default=True, description="One JSON log line per request.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Level of the server's JSON log lines (tastebud, uvicorn)."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, in-flight requests get this long to finish."
+    )
+    shutdown_delay_seconds: float = Field(
+        default=0.0, ge=0, description="On SIGTERM, keep serving (/ready 503) this long first."
     )
 
 
@@ -39,6 +61,35 @@ class ServingSettings(BaseModel):
     refresh_seconds: float = Field(
         default=60.0, description="Reload a loaded version after this long (sees erasures)."
     )
+    cached_answers: int = Field(
+        default=100_000, ge=1, description="Campaign answers kept per process (without Redis)."
+    )
+    cache_sync_seconds: float = Field(
+        default=0.005, ge=0.0, le=1.0,
+        description="How often a process reads new events to drop changed users' answers.",
+    )  # fmt: skip
+
+
+class StreamSettings(BaseModel):
+    """Ingestion from a NATS JetStream stream (``tastebud consume nats``)."""
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    stream: str = "TASTEBUD_EVENTS"
+    subject: str = Field(
+        default="tastebud.events.>", description="The group is the subject's last token."
+    )
+    durable: str = Field(default="tastebud", description="Durable consumer name (its position).")
+    batch: int = Field(default=256, ge=1, description="Messages fetched and committed at once.")
+    group: str | None = Field(
+        default=None, description="Store every message in this group, whatever its subject."
+    )
+    create_stream: bool = Field(default=True, description="Create the stream if it is missing.")
+    ack_wait_seconds: float = Field(
+        default=30.0, gt=0, description="Unacked messages are redelivered after this long."
+    )
+    dead_letter_prefix: str | None = Field(
+        default="tastebud.dead", description="Rejected messages go to PREFIX.<group>; None: off."
+    )
 
 
 class Settings(BaseSettings):
@@ -50,11 +101,15 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="postgresql://… for PostgreSQL; default: SQLite under home."
     )
+    redis_url: str | None = Field(
+        default=None, description="redis://… to share campaign answers between API workers."
+    )
     default_group: str = "default"
     api: ApiSettings = ApiSettings()
     ingest: IngestSettings = IngestSettings()
     imports: ImportSettings = ImportSettings()
     serving: ServingSettings = ServingSettings()
+    stream: StreamSettings = StreamSettings()
 
     @property
     def store_url(self) -> str:

@@ -10,10 +10,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from tastebud import observability
 from tastebud.api.auth import TokenVerifier
 from tastebud.api.errors import install_error_handlers
 from tastebud.api.limits import BodyLimitMiddleware
+from tastebud.api.operations import OperationsMiddleware
 from tastebud.api.routes import (
+    campaigns,
     events,
     exports,
     filters,
@@ -28,14 +31,15 @@ from tastebud.api.routes import (
     tokens,
     users,
 )
+from tastebud.api.shutdown import DrainOnSignal
 from tastebud.engine import Engine
 from tastebud.settings import Settings
 
 UPLOAD_PATH = re.compile(r"/v1/dataset-groups/[^/]+/import-jobs/upload")
 # The hot path first: a request is matched against the routers in this order.
 ROUTERS = (
-    events, items, users, recommendations, health, groups, schemas, imports, exports, tokens,
-    solutions, filters, jobs,
+    events, items, users, campaigns, recommendations, health, groups, schemas, imports, exports,
+    tokens, solutions, filters, jobs,
 )  # fmt: skip
 
 
@@ -47,24 +51,31 @@ def create_app(
     """The HTTP API.
 
     Args:
-        settings: the API section sets the body limits; ``home`` holds uploads and exports.
+        settings: the API section sets the body limits, overload limits and logging; ``home``
+            holds uploads and exports.
         engine: an engine the caller owns (and closes); by default the app builds one when it
             starts and closes it when it stops.
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.draining = False
         if engine is not None:
             yield
             return
         owned = await run_in_threadpool(Engine, settings)
         _attach(app, owned)
         _spare_the_collector()
+        # A server process: /ready turns 503 on SIGTERM, before uvicorn stops accepting.
+        drain = DrainOnSignal(app.state, settings.api.shutdown_delay_seconds)
         try:
             yield
         finally:
+            drain.restore()
             gc.unfreeze()
+            # After uvicorn's drain: what the tracker accepted is committed before it stops.
             await run_in_threadpool(owned.close)
+            observability.process_stopped()
 
     app = FastAPI(
         title="tastebud",
@@ -82,6 +93,14 @@ def create_app(
         BodyLimitMiddleware,
         max_bytes=settings.api.max_body_bytes,
         overrides=[(UPLOAD_PATH, settings.api.max_upload_bytes)],
+    )
+    # Outermost (added last): counts, times and logs every answer, and refuses before any work.
+    app.add_middleware(
+        OperationsMiddleware,
+        max_inflight=settings.api.max_inflight_requests,
+        rate_limit=settings.api.rate_limit_per_token,
+        rate_burst=settings.api.rate_limit_burst,
+        access_log=settings.api.access_log,
     )
     for module in ROUTERS:
         app.include_router(module.router)

@@ -332,3 +332,105 @@ class UsersAnswer(TypedDict):
     recommendationId: str
     solutionVersionId: str
     userList: list[ScoredUser]
+
+
+# campaigns -----------------------------------------------------------------------------------
+class RulesIn(_Body):
+    """The rule engine a campaign serves before a model can."""
+
+    order: Literal["popularity", "trending", "newest"] = "popularity"
+    window_days: float = Field(default=7.0, gt=0, le=3650)
+    filter: str | None = Field(default=None, alias="filterName")
+    filter_values: dict[str, list[str] | str] | None = None
+
+
+class CampaignConfigIn(_Body):
+    cache_ttl_seconds: float | None = Field(default=None, ge=0, le=86_400)
+    min_interactions: int | None = Field(default=None, ge=0)
+    rules: RulesIn | None = None
+
+    def engine_config(self) -> dict[str, Any]:
+        """Only what the request sets (an update keeps the rest)."""
+        return self.model_dump(exclude_none=True, by_alias=False)
+
+
+class CampaignIn(_Body):
+    name: Id
+    solution: Id
+    solution_version_id: str = Field(
+        default="latest", description='A version id, or "latest": the newest active version.'
+    )
+    config: CampaignConfigIn = CampaignConfigIn()
+    replace: bool = False
+
+
+class CampaignUpdateIn(_Body):
+    solution_version_id: str | None = Field(
+        default=None, description='Deploy this version (or "latest"); the current one becomes '
+        "the rollback target.",
+    )  # fmt: skip
+    config: CampaignConfigIn | None = None
+
+
+class PromotionIn(_Body):
+    name: Annotated[str, Field(min_length=1, max_length=63)]
+    percent_promoted_items: int = Field(ge=1, le=100)
+    filter: str = Field(alias="filterName", description="The filter promoted items pass.")
+    filter_values: dict[str, list[str] | str] | None = None
+
+
+class CampaignRecommendIn(_Body):
+    user_id: Id | None = Field(default=None, description="None: a visitor with no history.")
+    item_id: Id | None = Field(
+        default=None, description="Items like this one (campaigns of similar-items solutions)."
+    )
+    num_results: int = Field(default=25, ge=1, le=500)
+    exclude_seen: bool = True
+    filter: str | None = Field(default=None, alias="filterName")
+    filter_values: dict[str, list[str] | str] | None = None
+    context: dict[str, Annotated[str, Field(max_length=256)]] | None = Field(
+        default=None, max_length=16, description="Request context, e.g. DEVICE: mobile."
+    )
+    promotions: list[PromotionIn] = Field(default_factory=list, max_length=1)
+
+
+class CampaignRankIn(_Body):
+    user_id: Id | None = None
+    input_list: list[Id] = Field(min_length=1, max_length=500)
+    filter: str | None = Field(default=None, alias="filterName")
+    filter_values: dict[str, list[str] | str] | None = None
+    context: dict[str, Annotated[str, Field(max_length=256)]] | None = Field(
+        default=None, max_length=16
+    )
+
+
+class CampaignOut(TypedDict):
+    group: str
+    name: str
+    solution: str
+    deployed: str
+    previous: str | None
+    solutionVersionId: str | None
+    source: Literal["model", "rules"]
+    config: dict[str, Any]
+    createdAt: float
+    updatedAt: float
+
+
+class CampaignList(TypedDict):
+    campaigns: list[CampaignOut]
+
+
+class CampaignItem(TypedDict):
+    itemId: str
+    score: float | None
+    promotionName: NotRequired[str]
+
+
+class CampaignAnswer(TypedDict):
+    recommendationId: str
+    campaign: str
+    source: Literal["model", "rules"]
+    solutionVersionId: str | None
+    itemList: list[CampaignItem]
+    cache: Literal["hit", "miss", "off"]

@@ -37,6 +37,9 @@ class VersionRef(TypedDict, total=False):
     version_id: str | None
 
 
+Target = VersionRef | LoadedVersion
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Answer:
     version_id: str
@@ -88,18 +91,24 @@ class Recommender:
             raise NotReady(f"solution {solution!r} has no trained version yet; train it first")
         return self._live(group, self.versions.get(active[0].id))
 
+    def version_for(self, group: str, target: Target) -> LoadedVersion:
+        """The version a request names, or the one a campaign resolved for it."""
+        if isinstance(target, LoadedVersion):
+            return self._live(group, target)
+        return self.resolve_version(group, **target)
+
     def _live(self, group: str, version: LoadedVersion) -> LoadedVersion:
         self.live.catch_up(group, version)
         return version
 
     def recommend(
-        self, group: str, target: VersionRef, *, user_id: str | None, k: int = 25,
+        self, group: str, target: Target, *, user_id: str | None, k: int = 25,
         exclude_seen: bool = True, filter_name: str | None = None,
         filter_values: FilterValues | None = None,
     ) -> Answer:  # fmt: skip
         """Items for ``user_id`` from the user's latest events (a new user gets the cold answer),
         limited by the named filter when one is given."""
-        version = self.resolve_version(group, **target)
+        version = self.version_for(group, target)
         events = self.user_events(group, user_id)
         history = [e.item_id for e in events]
         known = version.items.indices(history)  # looked up once, for the model and the filter
@@ -114,12 +123,12 @@ class Recommender:
         return Answer(version.id, f"rec-{uuid.uuid4().hex}", items)
 
     def rank(
-        self, group: str, target: VersionRef, *, user_id: str | None, item_ids: Sequence[str],
+        self, group: str, target: Target, *, user_id: str | None, item_ids: Sequence[str],
         filter_name: str | None = None, filter_values: FilterValues | None = None,
     ) -> Answer:  # fmt: skip
         """``item_ids`` ordered for ``user_id``; unknown items kept last, in input order. Items
         the named filter does not allow are dropped from the list."""
-        version = self.resolve_version(group, **target)
+        version = self.version_for(group, target)
         events = self.user_events(group, user_id)
         history = [e.item_id for e in events]
         known = version.items.indices(history)
@@ -134,13 +143,13 @@ class Recommender:
         return Answer(version.id, f"rec-{uuid.uuid4().hex}", ranked)
 
     def similar_items(
-        self, group: str, target: VersionRef, *, item_id: str, k: int = 25,
+        self, group: str, target: Target, *, item_id: str, k: int = 25,
         user_id: str | None = None, filter_name: str | None = None,
         filter_values: FilterValues | None = None,
     ) -> Answer:  # fmt: skip
         """Items like ``item_id``. ``user_id`` only serves filters (its events, its profile);
         ``CurrentItem`` in a filter is ``item_id``."""
-        version = self.resolve_version(group, **target)
+        version = self.version_for(group, target)
         selection = None
         if filter_name is not None or filter_values:
             events = self.user_events(group, user_id)
@@ -151,21 +160,21 @@ class Recommender:
         items = similar_items(version, item_id=item_id, k=k, selection=selection)
         return Answer(version.id, f"rec-{uuid.uuid4().hex}", items)
 
-    def similar_users(self, group: str, target: VersionRef, *, user_id: str, k: int = 25) -> Answer:
-        version = self.resolve_version(group, **target)
+    def similar_users(self, group: str, target: Target, *, user_id: str, k: int = 25) -> Answer:
+        version = self.version_for(group, target)
         users = similar_users(
             version, user_id=user_id, history=self.user_history(group, user_id), k=k
         )
         return Answer(version.id, f"rec-{uuid.uuid4().hex}", users)
 
     def users_for_item(
-        self, group: str, target: VersionRef, *, item_id: str | None = None,
+        self, group: str, target: Target, *, item_id: str | None = None,
         attribute: str | None = None, k: int = 100, filter_name: str | None = None,
         filter_values: FilterValues | None = None,
     ) -> Answer:  # fmt: skip
         """The segment of users most likely to want an item or an attribute value, limited by
         the named ``UserID`` filter when one is given."""
-        version = self.resolve_version(group, **target)
+        version = self.version_for(group, target)
         selection = self.select(group, version, filter_name, filter_values, kind="users")
         users = users_for_item(
             version, item_id=item_id, attribute=attribute, k=k, selection=selection

@@ -88,12 +88,12 @@ def load_version(folder: Path, version_id: str) -> LoadedVersion:
         items=items,
         popularity=np.load(folder / "popularity.npy", allow_pickle=False),
         item_features=sp.load_npz(features).tocsr() if features.exists() else None,
-        deleted_users=_empty_slots(users),
-        deleted_items=_empty_slots(items),
+        deleted_users=empty_slots(users),
+        deleted_items=empty_slots(items),
     )
 
 
-def _empty_slots(vocabulary: Vocabulary) -> IntArray:
+def empty_slots(vocabulary: Vocabulary) -> IntArray:
     ids = vocabulary.ids(range(len(vocabulary)))
     return np.array([i for i, value in enumerate(ids) if value is None], dtype=np.int32)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from tastebud.errors import InvalidInput
 from tastebud.store.base import (
     BulkWriter,
+    CampaignRecord,
     DatasetGroup,
     Event,
     FilterRecord,
@@ -22,6 +23,7 @@ from tastebud.store.base import (
 
 __all__ = [
     "BulkWriter",
+    "CampaignRecord",
     "DatasetGroup",
     "Event",
     "FilterRecord",

@@ -114,6 +114,22 @@ class FilterRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class CampaignRecord:
+    """A deployed solution: ``deployed`` is a version id, or ``"latest"`` (the solution's newest
+    active version, followed as new ones are trained); ``previous`` is what rollback restores.
+    ``config`` holds the cache TTL, the rule-engine fallback and its threshold."""
+
+    group: str
+    name: str
+    solution: str
+    deployed: str
+    previous: str | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class TokenRecord:
     name: str
     scope: Scope
@@ -233,6 +249,30 @@ class Store(Protocol):
     def get_filter(self, group: str, name: str) -> FilterRecord: ...
     def list_filters(self, group: str) -> list[FilterRecord]: ...
     def delete_filter(self, group: str, name: str) -> None: ...
+
+    # campaigns
+    def put_campaign(self, record: CampaignRecord, *, replace: bool = False) -> None:
+        """Create (or with ``replace``, overwrite) a campaign; AlreadyExists otherwise."""
+        ...
+
+    def get_campaign(self, group: str, name: str) -> CampaignRecord: ...
+    def list_campaigns(self, group: str) -> list[CampaignRecord]: ...
+    def delete_campaign(self, group: str, name: str) -> None: ...
+
+    def item_stats(self, group: str, *, since: int | None = None) -> pl.DataFrame:
+        """Every item of the group: ``item_index, interactions`` (counted from ``since``, epoch
+        seconds, when given) and ``creation_ts`` (null if unknown): what rules rank by."""
+        ...
+
+    def interaction_count(self, group: str, *, cap: int) -> int:
+        """How many interactions the group holds, counting no further than ``cap`` (cheap on
+        a large group: "are there at least ``cap``?")."""
+        ...
+
+    def users_after(self, group: str, seq: int, *, limit: int) -> list[tuple[int, str]]:
+        """``(seq, user id)`` of identified interactions that arrived after ``seq``, oldest
+        first: whose cached answers a new event makes stale."""
+        ...
 
     def get_user(self, group: str, user_id: str) -> Record | None:
         """One user's profile (the ``CurrentUser`` of filters); None when it has none."""

@@ -97,7 +97,18 @@ def _v3(dialect: Dialect) -> list[str]:
     ]
 
 
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
+def _v4(dialect: Dialect) -> list[str]:
+    """Campaigns: solution versions deployed behind the real-time endpoint."""
+    return [
+        """CREATE TABLE campaigns (
+            group_id INTEGER NOT NULL, name TEXT NOT NULL, solution TEXT NOT NULL,
+            deployed TEXT NOT NULL, previous TEXT, config TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (group_id, name))""",
+    ]
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
 LATEST = max(MIGRATIONS)
 
 

@@ -29,6 +29,7 @@ from tastebud.store.base import (
     TokenRecord,
     WriteResult,
 )
+from tastebud.store.campaigns import CampaignsSql
 from tastebud.store.filters import FiltersSql
 from tastebud.store.migrations import LATEST, Dialect, statements
 from tastebud.store.solutions import SolutionsSql
@@ -58,7 +59,7 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
-class SqlStore(SolutionsSql, FiltersSql, ABC):
+class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, ABC):
     """Shared SQL; subclasses implement the abstract dialect hooks."""
 
     dialect: Dialect
@@ -159,7 +160,7 @@ class SqlStore(SolutionsSql, FiltersSql, ABC):
             group_id = self._group_id(cur, name)
             for table in (
                 "interactions", "items", "users", "sessions", "id_map", "id_counters",
-                "dataset_schemas", "solutions", "solution_versions", "filters",
+                "dataset_schemas", "solutions", "solution_versions", "filters", "campaigns",
             ):  # fmt: skip
                 self._run(cur, f"DELETE FROM {table} WHERE group_id = ?", (group_id,))
             self._run(cur, "DELETE FROM jobs WHERE group_name = ?", (name,))
@@ -670,6 +671,42 @@ class SqlStore(SolutionsSql, FiltersSql, ABC):
                 {"seq": pl.Int64, "item_index": pl.Int32, "timestamp": pl.Int64,
                  "event_type": pl.String, "event_value": pl.Float32},
             )  # fmt: skip
+
+    def item_stats(self, group: str, *, since: int | None = None) -> pl.DataFrame:
+        with self._transaction(write=False) as cur:
+            group_id = self._group_id(cur, group)
+            return self._read(
+                cur,
+                "SELECT m.idx, COALESCE(c.n, 0), it.creation_ts FROM id_map m LEFT JOIN "
+                "(SELECT item_idx, COUNT(*) AS n FROM interactions WHERE group_id = ? "
+                "AND ts >= ? GROUP BY item_idx) c ON c.item_idx = m.idx LEFT JOIN items it "
+                "ON it.group_id = m.group_id AND it.item_idx = m.idx "
+                "WHERE m.group_id = ? AND m.kind = 'item' ORDER BY m.idx",
+                (group_id, -(2**62) if since is None else since, group_id),
+                {"item_index": pl.Int32, "interactions": pl.Int64, "creation_ts": pl.Int64},
+            )
+
+    def interaction_count(self, group: str, *, cap: int) -> int:
+        with self._transaction(write=False) as cur:
+            group_id = self._group_id(cur, group)
+            row = self._run(
+                cur,
+                "SELECT COUNT(*) FROM (SELECT 1 FROM interactions WHERE group_id = ? LIMIT ?) s",
+                (group_id, cap),
+            ).fetchone()
+        return int(row[0])
+
+    def users_after(self, group: str, seq: int, *, limit: int) -> list[tuple[int, str]]:
+        with self._transaction(write=False) as cur:
+            group_id = self._group_id(cur, group)
+            rows = self._run(
+                cur,
+                "SELECT x.seq, m.external_id FROM interactions x JOIN id_map m "
+                "ON m.group_id = x.group_id AND m.kind = 'user' AND m.idx = x.user_idx "
+                "WHERE x.seq > ? AND x.group_id = ? ORDER BY x.seq LIMIT ?",
+                (seq, group_id, limit),
+            ).fetchall()
+        return [(int(r[0]), str(r[1])) for r in rows]
 
     def recent_events(self, group: str, user_id: str, limit: int) -> list[Event]:
         with self._transaction(write=False) as cur:

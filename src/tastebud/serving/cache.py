@@ -1,0 +1,191 @@
+"""The result cache of campaigns: answers kept for a TTL, dropped for a user who acts.
+
+Staleness is decided by arrival numbers, not by who wrote the event: every process tails the
+store's new interactions (one indexed range scan, at most every ``interval`` seconds) and notes
+each user's latest arrival number. A cached answer remembers the arrival number that process had
+seen when it was computed (its *watermark*); it is served only while the user has nothing newer.
+So an event stored by any API worker, a stream consumer or an import invalidates the user's
+answers everywhere, within ``interval``, with no message between processes.
+
+With Redis the answers and the users' latest arrival numbers are shared by all workers (one
+round trip per lookup); without it each process keeps its own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Protocol
+
+from tastebud.store import Store
+
+TAIL_BATCH = 10_000
+_USER_MARK_SECONDS = 86_400  # a user's latest arrival number outlives any answer TTL
+
+
+class UserChanges:
+    """Each group's users with new interactions, read from the store's tail."""
+
+    def __init__(self, store: Store, *, interval: float = 0.005) -> None:
+        self._store = store
+        self._interval = interval
+        self._seen: dict[str, tuple[float, int]] = {}  # group -> (checked at, arrival number)
+        self._latest: dict[tuple[str, str], int] = {}  # (group, user) -> newest arrival number
+        self._lock = threading.Lock()
+
+    def sync(self, group: str) -> tuple[int, list[tuple[str, int]]]:
+        """Catch up with the store (unless done less than ``interval`` ago); returns the
+        arrival number seen (a watermark for answers computed now) and the users that changed."""
+        now = time.monotonic()
+        with self._lock:
+            checked = self._seen.get(group)
+            if checked is None:  # nothing before this process started is newer than its cache
+                self._seen[group] = (now, self._store.last_seq(group))
+                return self._seen[group][1], []
+            if now - checked[0] < self._interval:
+                return checked[1], []
+            seq, changed = checked[1], []
+            while True:
+                rows = self._store.users_after(group, seq, limit=TAIL_BATCH)
+                for row_seq, user in rows:
+                    self._latest[(group, user)] = row_seq
+                    changed.append((user, row_seq))
+                if rows:
+                    seq = rows[-1][0]
+                if len(rows) < TAIL_BATCH:
+                    break
+            self._seen[group] = (now, seq)
+            return seq, changed
+
+    def latest(self, group: str, user: str) -> int:
+        """The user's newest arrival number this process has seen (0: none since it started)."""
+        return self._latest.get((group, user), 0)
+
+    def forget(self, group: str) -> None:
+        with self._lock:
+            self._seen.pop(group, None)
+            self._latest = {k: v for k, v in self._latest.items() if k[0] != group}
+
+
+class AnswerStore(Protocol):
+    """Where cached answers live: this process, or Redis."""
+
+    def get(self, group: str, user: str, key: str, changes: UserChanges) -> bytes | None: ...
+    def put(
+        self, group: str, user: str, key: str, value: bytes, *, ttl: float, watermark: int
+    ) -> None: ...
+    def note_changes(self, group: str, changed: list[tuple[str, int]]) -> None: ...
+    def clear(self) -> None: ...
+
+
+class LocalAnswers:
+    """Answers in this process's memory, least recently used dropped beyond ``capacity``."""
+
+    def __init__(self, *, capacity: int = 100_000) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[tuple[str, str, str], tuple[float, int, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, group: str, user: str, key: str, changes: UserChanges) -> bytes | None:
+        with self._lock:
+            entry = self._entries.get((group, user, key))
+            if entry is None:
+                return None
+            expires, watermark, value = entry
+            if expires < time.monotonic() or watermark < changes.latest(group, user):
+                del self._entries[(group, user, key)]
+                return None
+            self._entries.move_to_end((group, user, key))
+            return value
+
+    def put(
+        self, group: str, user: str, key: str, value: bytes, *, ttl: float, watermark: int
+    ) -> None:
+        with self._lock:
+            self._entries[(group, user, key)] = (time.monotonic() + ttl, watermark, value)
+            self._entries.move_to_end((group, user, key))
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+
+    def note_changes(self, group: str, changed: list[tuple[str, int]]) -> None:
+        """Nothing to do: lookups compare with :meth:`UserChanges.latest`."""
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class RedisAnswers:
+    """Answers shared by every worker through Redis: ``tb:a:{group}:{user}:{key}`` holds
+    ``watermark|answer`` with the TTL; ``tb:u:{group}:{user}`` the user's newest arrival
+    number, written by every worker that sees it (the same value, so order does not matter)."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._redis: Any = redis.Redis.from_url(url, socket_timeout=1.0)
+
+    def get(self, group: str, user: str, key: str, changes: UserChanges) -> bytes | None:
+        value, newest = self._redis.mget(_answer_key(group, user, key), _user_key(group, user))
+        if value is None:
+            return None
+        mark, _, answer = bytes(value).partition(b"|")
+        newest_seen = max(int(newest or 0), changes.latest(group, user))
+        return None if int(mark) < newest_seen else answer
+
+    def put(
+        self, group: str, user: str, key: str, value: bytes, *, ttl: float, watermark: int
+    ) -> None:
+        payload = str(watermark).encode() + b"|" + value
+        self._redis.set(_answer_key(group, user, key), payload, px=max(1, int(ttl * 1000)))
+
+    def note_changes(self, group: str, changed: list[tuple[str, int]]) -> None:
+        if not changed:
+            return
+        newest = dict(changed)  # the last arrival number per user wins (rows are in order)
+        with self._redis.pipeline(transaction=False) as pipe:
+            for user, seq in newest.items():
+                pipe.set(_user_key(group, user), seq, ex=_USER_MARK_SECONDS)
+            pipe.execute()
+
+    def clear(self) -> None:
+        for key in self._redis.scan_iter(match="tb:a:*", count=1000):
+            self._redis.delete(key)
+
+    def ping(self) -> bool:
+        return bool(self._redis.ping())
+
+
+def _answer_key(group: str, user: str, key: str) -> str:
+    return f"tb:a:{group}:{user}:{key}"
+
+
+def _user_key(group: str, user: str) -> str:
+    return f"tb:u:{group}:{user}"
+
+
+class ResultCache:
+    """Answers per (group, user, request key), valid for their TTL and until the user acts."""
+
+    def __init__(self, store: Store, answers: AnswerStore, *, interval: float = 0.005) -> None:
+        self.changes = UserChanges(store, interval=interval)
+        self.answers = answers
+
+    def sync(self, group: str) -> int:
+        """Catch up with new events; returns the watermark for answers computed now."""
+        watermark, changed = self.changes.sync(group)
+        self.answers.note_changes(group, changed)
+        return watermark
+
+    def get(self, group: str, user: str, key: str) -> bytes | None:
+        return self.answers.get(group, user, key, self.changes)
+
+    def put(
+        self, group: str, user: str, key: str, value: bytes, *, ttl: float, watermark: int
+    ) -> None:
+        self.answers.put(group, user, key, value, ttl=ttl, watermark=watermark)
+
+    def forget(self, group: str) -> None:
+        self.changes.forget(group)
+        self.answers.clear()

@@ -1,0 +1,286 @@
+"""Campaigns: the real-time endpoint of a deployed solution.
+
+A request to a campaign picks its source (the deployed model, or the rule engine while the group
+has too little data or no trained version), looks in the result cache, answers through the
+:class:`Recommender` with promotions merged in, and remembers the answer until its TTL passes or
+the user acts. The campaign record is re-read every second, so a deployment made through any
+worker reaches all of them within that delay, and the version it names is loaded before it
+answers: requests during a switch are served by the old version or the new one, never failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import random
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from tastebud.errors import InvalidInput, NotFound
+from tastebud.serving.cache import ResultCache
+from tastebud.serving.recommend import Scored, check_k
+from tastebud.serving.rules import RulesCache, RulesConfig
+from tastebud.serving.service import FilterValues, Recommender
+from tastebud.serving.versions import LoadedVersion
+from tastebud.store import CampaignRecord, Store
+
+LATEST = "latest"
+RECORD_SECONDS = 1.0  # how long a worker trusts its copy of a campaign record
+MAX_PROMOTIONS = 1  # as in the managed service: one promotion per request
+
+Source = Literal["model", "rules"]
+
+
+class CampaignConfig(BaseModel):
+    """A campaign's serving settings (``config`` of the resource)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cache_ttl_seconds: float = Field(
+        default=600.0, ge=0.0, le=86_400.0,
+        description="how long an answer is reused (0: no cache); a user's event drops theirs",
+    )  # fmt: skip
+    min_interactions: int = Field(
+        default=1_000, ge=0,
+        description="below this many interactions in the group the rule engine answers",
+    )  # fmt: skip
+    rules: RulesConfig = RulesConfig()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Promotion:
+    """A share of the answer taken from items a promotion filter allows."""
+
+    name: str
+    percent: int
+    filter_name: str
+    filter_values: FilterValues | None = None
+
+    def count(self, k: int) -> int:
+        return min(k, max(1, round(k * self.percent / 100)))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CampaignRequest:
+    user_id: str | None = None
+    item_id: str | None = None  # similar items: the campaign's recipe must answer them
+    k: int = 25
+    exclude_seen: bool = True
+    filter_name: str | None = None
+    filter_values: FilterValues | None = None
+    context: Mapping[str, str] | None = None
+    promotions: Sequence[Promotion] = ()
+    input_list: Sequence[str] | None = None  # personalized ranking
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Deployment:
+    """What a campaign record resolves to now."""
+
+    record: CampaignRecord
+    config: CampaignConfig
+    version_id: str | None  # None: no active version yet
+
+
+class CampaignServer:
+    """Answers campaign requests from one store; thread-safe."""
+
+    def __init__(self, store: Store, recommender: Recommender, cache: ResultCache) -> None:
+        self.store = store
+        self.recommender = recommender
+        self.cache = cache
+        self.rules = RulesCache(store)
+        self._records: dict[tuple[str, str], tuple[float, Deployment]] = {}
+        self._enough: dict[tuple[str, int], bool] = {}  # groups known to have enough data
+        self._lock = threading.Lock()
+
+    # resolution -------------------------------------------------------------------------------
+    def deployment(self, group: str, name: str) -> Deployment:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._records.get((group, name))
+        if cached is not None and now - cached[0] < RECORD_SECONDS:
+            return cached[1]
+        record = self.store.get_campaign(group, name)
+        deployment = Deployment(record, CampaignConfig.model_validate(dict(record.config)),
+                                self._version_id(record))  # fmt: skip
+        with self._lock:
+            self._records[(group, name)] = (now, deployment)
+        return deployment
+
+    def forget(self, group: str, name: str | None = None) -> None:
+        """Drop cached records (after a change made in this process: seen at once)."""
+        with self._lock:
+            self._records = {k: v for k, v in self._records.items()
+                             if k[0] != group or (name is not None and k[1] != name)}  # fmt: skip
+
+    def _version_id(self, record: CampaignRecord) -> str | None:
+        if record.deployed != LATEST:
+            return record.deployed
+        versions = self.store.list_solution_versions(record.group, record.solution)
+        active = [v for v in versions if v.status == "active"]
+        return active[0].id if active else None
+
+    def source(self, group: str, deployment: Deployment) -> tuple[Source, LoadedVersion]:
+        """The model when there is a version and enough data; the rule engine otherwise."""
+        threshold = deployment.config.min_interactions
+        if deployment.version_id is not None and self._has_enough(group, threshold):
+            return "model", self.recommender.versions.get(deployment.version_id)
+        return "rules", self.rules.get(group, deployment.config.rules)
+
+    def _has_enough(self, group: str, threshold: int) -> bool:
+        if threshold <= 0 or self._enough.get((group, threshold)):
+            return True
+        enough = self.store.interaction_count(group, cap=threshold) >= threshold
+        if enough:  # data only grows (erasures aside): never counted again
+            self._enough[(group, threshold)] = True
+        return enough
+
+    # answers ----------------------------------------------------------------------------------
+    def recommend(self, group: str, name: str, request: CampaignRequest) -> dict[str, Any]:
+        """The campaign's answer (from the cache when still valid) as the API returns it."""
+        _check(request)
+        deployment = self.deployment(group, name)
+        source, version = self.source(group, deployment)
+        ttl = deployment.config.cache_ttl_seconds
+        if ttl <= 0:
+            return {**self._compute(name, source, version, deployment, request), "cache": "off"}
+        user, key = request.user_id or "", _cache_key(name, version.id, deployment, request)
+        watermark = self.cache.sync(group)
+        if (hit := self.cache.get(group, user, key)) is not None:
+            return {**orjson.loads(hit), "cache": "hit"}
+        answer = self._compute(name, source, version, deployment, request)
+        self.cache.put(group, user, key, orjson.dumps(answer), ttl=ttl, watermark=watermark)
+        return {**answer, "cache": "miss"}
+
+    def _compute(
+        self, name: str, source: Source, version: LoadedVersion, deployment: Deployment,
+        request: CampaignRequest,
+    ) -> dict[str, Any]:  # fmt: skip
+        group = deployment.record.group
+        rules = deployment.config.rules if source == "rules" else None
+        recommendation_id = f"rec-{uuid.uuid4().hex}"
+        if request.input_list is not None:
+            ranked = self.recommender.rank(
+                group, version, user_id=request.user_id, item_ids=request.input_list,
+                filter_name=request.filter_name, filter_values=request.filter_values,
+            ).results  # fmt: skip
+            items = _listed(ranked)
+        else:
+            items = self._items(group, version, request, rules, recommendation_id)
+        return {
+            "recommendationId": recommendation_id,
+            "campaign": name,
+            "source": source,
+            "solutionVersionId": version.id if source == "model" else None,
+            "itemList": items,
+        }
+
+    def _items(
+        self, group: str, version: LoadedVersion, request: CampaignRequest,
+        rules: RulesConfig | None, recommendation_id: str,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        name, values = request.filter_name, request.filter_values
+        if rules is not None and rules.filter is not None and name is None:
+            name, values = rules.filter, rules.filter_values  # the rules' own metadata rule
+        regular = self._ranked(group, version, request, request.k, name, values)
+        if rules is not None and rules.filter is not None and name != rules.filter:
+            # Both the request's filter and the rules' filter: keep what both allow.
+            allowed = {s.id for s in self._ranked(group, version, request, 500, rules.filter,
+                                                  rules.filter_values)}  # fmt: skip
+            regular = [s for s in regular if s.id in allowed]
+        if not request.promotions:
+            return _listed(regular[: request.k])
+        promotion = request.promotions[0]
+        promoted = self._ranked(group, version, request, promotion.count(request.k),
+                                promotion.filter_name, promotion.filter_values)  # fmt: skip
+        return merge_promoted(regular, promoted, promotion.name, request.k, recommendation_id)
+
+    def _ranked(
+        self, group: str, version: LoadedVersion, request: CampaignRequest, k: int,
+        filter_name: str | None, filter_values: FilterValues | None,
+    ) -> list[Scored]:  # fmt: skip
+        r = self.recommender
+        if request.item_id is not None:
+            return r.similar_items(group, version, item_id=request.item_id, k=min(k, 500),
+                                   user_id=request.user_id, filter_name=filter_name,
+                                   filter_values=filter_values).results  # fmt: skip
+        return r.recommend(group, version, user_id=request.user_id, k=min(k, 500),
+                           exclude_seen=request.exclude_seen, filter_name=filter_name,
+                           filter_values=filter_values).results  # fmt: skip
+
+
+def merge_promoted(
+    regular: Sequence[Scored], promoted: Sequence[Scored], promotion: str, k: int, seed: str
+) -> list[dict[str, Any]]:
+    """``k`` items: the promoted ones (their own order kept) at positions drawn from ``seed``
+    (the recommendation id, so one answer is reproducible), the rest from ``regular`` in order,
+    without duplicates. With too few promoted items, the regular ones fill in."""
+    promoted_ids = {s.id for s in promoted}
+    rest = [s for s in regular if s.id not in promoted_ids]
+    total = min(k, len(promoted) + len(rest))
+    places = set(random.Random(seed).sample(range(total), min(len(promoted), total)))
+    merged: list[dict[str, Any]] = []
+    promoted_iter, rest_iter = iter(promoted), iter(rest)
+    for position in range(total):
+        if position in places:
+            item = next(promoted_iter)
+            merged.append({"itemId": item.id, "score": item.score, "promotionName": promotion})
+        else:
+            item = next(rest_iter)
+            merged.append({"itemId": item.id, "score": item.score})
+    return merged
+
+
+def _listed(results: Sequence[Scored]) -> list[dict[str, Any]]:
+    return [{"itemId": s.id, "score": s.score} for s in results]
+
+
+def _check(request: CampaignRequest) -> None:
+    check_k(request.k)
+    if len(request.promotions) > MAX_PROMOTIONS:
+        raise InvalidInput(f"promotions: at most {MAX_PROMOTIONS}, got {len(request.promotions)}")
+    for promotion in request.promotions:
+        if not 1 <= promotion.percent <= 100:
+            raise InvalidInput(
+                f"promotions[{promotion.name!r}].percentPromotedItems: expected 1 to 100, "
+                f"got {promotion.percent}"
+            )
+    if request.input_list is not None and request.promotions:
+        raise InvalidInput("promotions: not supported with inputList (personalized ranking)")
+    if request.input_list is not None and request.item_id is not None:
+        raise InvalidInput("give itemId or inputList, not both")
+
+
+def _cache_key(name: str, version_id: str, deployment: Deployment, request: CampaignRequest) -> str:
+    """Everything that changes an answer besides the user's events: a request with other filter
+    values (or any other option) is a different entry, never a stale one."""
+    body = {
+        "campaign": name,
+        "version": version_id,
+        "deployed_at": deployment.record.updated_at,
+        **{f.name: getattr(request, f.name) for f in dataclasses.fields(request)
+           if f.name != "promotions"},
+        "promotions": [dataclasses.asdict(p) for p in request.promotions],
+    }  # fmt: skip
+    encoded = orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return hashlib.blake2b(encoded, digest_size=16).hexdigest()
+
+
+def validate_deployment(store: Store, group: str, solution: str, deployed: str) -> None:
+    """Raise NotFound/InvalidInput unless ``deployed`` ("latest" or a version id) can answer
+    for ``solution``."""
+    store.get_solution(group, solution)
+    if deployed == LATEST:
+        return
+    version = store.get_solution_version(deployed)
+    if version.group != group or version.solution != solution:
+        raise NotFound(f"solution version {deployed!r} is not a version of {solution!r}")
+    if version.status != "active":
+        raise InvalidInput(f"solution version {deployed!r} is {version.status}, not active")
