@@ -191,6 +191,32 @@ def test_solutions_train_and_recommend(client: Client, tmp_path: Path) -> None:
     client.delete_solution("picky")
 
 
+def test_campaigns(client: Client, tmp_path: Path) -> None:
+    from tests.serving.conftest import write_clustered
+
+    interactions, _ = write_clustered(tmp_path)
+    client.import_file(interactions, dataset="interactions", mode="full", poll_interval=0.02)
+    client.create_solution("popular", "popularity-count")
+    created = client.create_campaign("home", "popular", config={"minInteractions": 0})
+    assert created["source"] == "rules" and created["solutionVersionId"] is None
+    first = client.campaign_recommend("home", "u0", num_results=3)
+    assert first["source"] == "rules" and len(first["itemList"]) == 3
+    version = client.train("popular", poll_interval=0.02)
+    pinned = client.update_campaign("home", version_id=version["id"])
+    assert pinned["source"] == "model" and pinned["previous"] == "latest"
+    client.create_filter("tail", 'EXCLUDE ItemID WHERE Items.ITEM_ID IN ("i0")')
+    promoted = client.campaign_recommend(
+        "home", "u0", num_results=5,
+        promotion={"name": "p", "percentPromotedItems": 40, "filterName": "tail"},
+    )  # fmt: skip
+    assert sum("promotionName" in i for i in promoted["itemList"]) == 2
+    assert client.rollback_campaign("home")["deployed"] == "latest"
+    assert [c["name"] for c in client.list_campaigns()] == ["home"]
+    client.delete_campaign("home")
+    with pytest.raises(NotFound, match="campaign 'home'"):
+        client.get_campaign("home")
+
+
 def test_tokens_and_scopes(client: Client, server: Server) -> None:
     name = f"{client.group}-ingest"
     created = client.create_token(name, scope="ingest")

@@ -30,6 +30,9 @@ from urllib.parse import quote
 import httpx
 
 from tastebud.api.models import (
+    CampaignAnswer,
+    CampaignList,
+    CampaignOut,
     EventList,
     EventOut,
     ExportFormat,
@@ -454,6 +457,58 @@ class Client:
     ) -> Any:
         target = {"solution": solution, "solutionVersionId": version_id}
         return self._json("POST", self._path(suffix), json=target | body)
+
+    # campaigns --------------------------------------------------------------------------------
+    def create_campaign(
+        self, name: str, solution: str, *, version_id: str = "latest",
+        config: Mapping[str, Any] | None = None, replace: bool = False,
+    ) -> CampaignOut:  # fmt: skip
+        """Deploy ``version_id`` of ``solution`` (``"latest"``: its newest active version).
+        ``config`` (camelCase): ``cacheTtlSeconds``, ``minInteractions``, ``rules``."""
+        body = {"name": name, "solution": solution, "solutionVersionId": version_id,
+                "config": dict(config or {}), "replace": replace}  # fmt: skip
+        return cast(CampaignOut, self._json("POST", self._path("/campaigns"), json=body))
+
+    def update_campaign(
+        self, name: str, *, version_id: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> CampaignOut:  # fmt: skip
+        """Deploy another version (the current one becomes the rollback target) or change
+        settings; requests never fail during the switch."""
+        body = {"solutionVersionId": version_id, "config": dict(config) if config else None}
+        return cast(CampaignOut, self._json("PATCH", self._campaign(name), json=body))
+
+    def rollback_campaign(self, name: str) -> CampaignOut:
+        return cast(CampaignOut, self._json("POST", self._campaign(name) + "/rollback"))
+
+    def get_campaign(self, name: str) -> CampaignOut:
+        return cast(CampaignOut, self._json("GET", self._campaign(name)))
+
+    def list_campaigns(self) -> list[CampaignOut]:
+        return cast(CampaignList, self._json("GET", self._path("/campaigns")))["campaigns"]
+
+    def delete_campaign(self, name: str) -> None:
+        self._request("DELETE", self._campaign(name))
+
+    def campaign_recommend(
+        self, campaign: str, user_id: str | None = None, *, item_id: str | None = None,
+        num_results: int = 25, filter_name: str | None = None,
+        filter_values: Mapping[str, Sequence[str]] | None = None,
+        context: Mapping[str, str] | None = None, promotion: Mapping[str, Any] | None = None,
+    ) -> CampaignAnswer:  # fmt: skip
+        """A campaign's answer for ``user_id`` (or items like ``item_id``); ``promotion``:
+        ``{"name", "percentPromotedItems", "filterName", "filterValues"}``. The answer says its
+        ``source`` (model or rules) and whether it came from the cache."""
+        body: dict[str, Any] = {"userId": user_id, "itemId": item_id, "numResults": num_results,
+                                "context": dict(context) if context else None}  # fmt: skip
+        body |= _filter(filter_name, filter_values)
+        if promotion is not None:
+            body["promotions"] = [dict(promotion)]
+        path = self._campaign(campaign) + "/recommendations"
+        return cast(CampaignAnswer, self._json("POST", path, json=body))
+
+    def _campaign(self, name: str) -> str:
+        return self._path(f"/campaigns/{quote(name, safe='')}")
 
     # tokens -----------------------------------------------------------------------------------
     def create_token(self, name: str, *, scope: TokenScope = "ingest") -> TokenCreated:

@@ -1,0 +1,124 @@
+"""Campaign endpoints over HTTP: scopes, deployment, answers, bad input, a switch under load."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from tests.api.routes.test_recommendations import trained  # noqa: F401 (fixture)
+
+from ..conftest import Api, bearer
+
+
+def deploy(api: Api, **body: Any) -> Any:
+    body = {"name": "home", "solution": "popular", "config": {"minInteractions": 0}} | body
+    return api.http.post(api.url("/campaigns"), json=body, headers=api.admin)
+
+
+def ask(api: Api, headers: dict[str, str] | None = None, name: str = "home", **body: Any) -> Any:
+    return api.http.post(
+        api.url(f"/campaigns/{name}/recommendations"),
+        json=body,
+        headers=api.admin if headers is None else headers,
+    )
+
+
+def test_deploy_describe_and_answer(trained: Api) -> None:  # noqa: F811
+    api = trained
+    created = deploy(api)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["deployed"] == "latest" and body["source"] == "model"
+    assert body["solutionVersionId"].startswith("sv-")
+    assert body["config"]["min_interactions"] == 0
+
+    answer = ask(api, userId="u1", numResults=5)
+    assert answer.status_code == 200, answer.text
+    payload = answer.json()
+    assert payload["campaign"] == "home" and payload["source"] == "model"
+    assert len(payload["itemList"]) == 5 and payload["recommendationId"].startswith("rec-")
+    assert ask(api, userId="u1", numResults=5).json()["cache"] == "hit"
+
+    listed = api.http.get(api.url("/campaigns"), headers=api.admin).json()["campaigns"]
+    assert [c["name"] for c in listed] == ["home"]
+
+
+def test_scopes(trained: Api) -> None:  # noqa: F811
+    api = trained
+    assert deploy(api).status_code == 201
+    reader = bearer(api.engine.create_token(f"{api.group}-reader", scope="recommend"))
+    assert ask(api, reader, userId="u1").status_code == 200
+    assert ask(api, api.ingest, userId="u1").status_code == 403
+    assert deploy(api, name="other", replace=True).status_code == 201
+    denied = api.http.post(api.url("/campaigns"), json={"name": "x", "solution": "popular"},
+                           headers=reader)  # fmt: skip
+    assert denied.status_code == 403
+    assert api.http.delete(api.url("/campaigns/home"), headers=api.ingest).status_code == 403
+    assert ask(api, {}, userId="u1").status_code == 401
+
+
+def test_update_rollback_delete(trained: Api) -> None:  # noqa: F811
+    api = trained
+    first = api.engine.list_solution_versions(api.group, "popular")[0].id
+    assert deploy(api, solutionVersionId=first).status_code == 201
+    second = api.engine.train(api.group, "popular").id
+    patched = api.http.patch(api.url("/campaigns/home"), json={"solutionVersionId": second},
+                             headers=api.admin)  # fmt: skip
+    assert patched.status_code == 200, patched.text
+    assert (patched.json()["deployed"], patched.json()["previous"]) == (second, first)
+    rolled = api.http.post(api.url("/campaigns/home/rollback"), headers=api.admin)
+    assert rolled.json()["solutionVersionId"] == first
+    assert ask(api, userId="u1").json()["solutionVersionId"] == first
+    assert api.http.delete(api.url("/campaigns/home"), headers=api.admin).status_code == 204
+    gone = ask(api, userId="u1")
+    assert gone.status_code == 404 and "campaign 'home'" in gone.text
+
+
+def test_bad_input_is_named(trained: Api) -> None:  # noqa: F811
+    api = trained
+    assert deploy(api, solution="nope").status_code == 404
+    bad_ttl = deploy(api, config={"cacheTtlSeconds": -5})
+    assert bad_ttl.status_code == 422 and "cacheTtlSeconds" in bad_ttl.text
+    assert deploy(api, solutionVersionId="sv-missing").status_code == 404
+    assert deploy(api).status_code == 201
+    assert deploy(api).status_code == 409
+    zero = ask(api, userId="u1", promotions=[
+        {"name": "p", "percentPromotedItems": 0, "filterName": "f"}])  # fmt: skip
+    assert zero.status_code == 422 and "percentPromotedItems" in zero.text
+    unknown = ask(api, userId="u1", promotions=[
+        {"name": "p", "percentPromotedItems": 20, "filterName": "f"}])  # fmt: skip
+    assert unknown.status_code == 404 and "filter 'f'" in unknown.text
+    assert ask(api, userId="u1", numResults=501).status_code == 422
+    assert ask(api, userId="u1", bogus=1).status_code == 422
+    assert ask(api, name="nope", userId="u1").status_code == 404
+
+
+def test_switching_versions_under_requests_fails_none(trained: Api) -> None:  # noqa: F811
+    api = trained
+    versions = [api.engine.list_solution_versions(api.group, "popular")[0].id,
+                api.engine.train(api.group, "popular").id]  # fmt: skip
+    deploy(api, solutionVersionId=versions[0], config={"minInteractions": 0, "cacheTtlSeconds": 0})
+    statuses: list[int] = []
+    served: set[str] = set()
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            response = ask(api, userId="u1", numResults=5)
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                served.add(response.json()["solutionVersionId"])
+
+    workers = [threading.Thread(target=hammer) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for version in versions[1:] + versions[:1] + versions[1:]:
+        switched = api.http.patch(api.url("/campaigns/home"), json={"solutionVersionId": version},
+                                  headers=api.admin)  # fmt: skip
+        assert switched.status_code == 200
+    stop.set()
+    for worker in workers:
+        worker.join()
+    assert statuses and set(statuses) == {200}
+    assert served <= set(versions)
+    assert ask(api, userId="u1").json()["solutionVersionId"] == versions[1]
