@@ -23,7 +23,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from tastebud.errors import InvalidInput, PayloadTooLarge
+from tastebud.errors import AlreadyExists, InvalidInput, PayloadTooLarge
 from tastebud.filters import Filter, Schemas, parse, validate
 from tastebud.ingest import EventTracker, ItemIn, PutEventsRequest, UserIn
 from tastebud.ingest.validate import events_from_request, records_from_items, records_from_users
@@ -103,7 +103,10 @@ class Engine:
         self.ensure_group(self.settings.default_group)
         if self.store.list_tokens():
             return None
-        token = self.create_token("admin", scope="admin")
+        try:
+            token = self.create_token("admin", scope="admin")
+        except AlreadyExists:  # another process starting with us made it
+            return None
         path = self.settings.home / "admin.token"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
@@ -116,8 +119,10 @@ class Engine:
         return self.store.create_group(name)
 
     def ensure_group(self, name: str) -> DatasetGroup:
-        existing = {g.name: g for g in self.store.list_groups()}
-        return existing[name] if name in existing else self.store.create_group(name)
+        try:
+            return self.store.create_group(name)
+        except AlreadyExists:  # made before, or just now by another process starting with us
+            return self.store.get_group(name)
 
     def get_group(self, name: str) -> DatasetGroup:
         return self.store.get_group(name)

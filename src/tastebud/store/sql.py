@@ -131,12 +131,15 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, ABC):
             raise InvalidInput(f"dataset group name {name!r}: use 1-63 letters, digits, '-' or '_'")
         now = int(time.time())
         with self._transaction(write=True) as cur:
-            exists = self._run(cur, "SELECT 1 FROM dataset_groups WHERE name = ?", (name,))
-            if exists.fetchone():
-                raise AlreadyExists(f"dataset group {name!r} already exists")
-            self._run(
-                cur, "INSERT INTO dataset_groups (name, created_at) VALUES (?, ?)", (name, now)
-            )
+            # ON CONFLICT, not a prior SELECT: processes starting together may race here.
+            inserted = self._run(
+                cur,
+                "INSERT INTO dataset_groups (name, created_at) VALUES (?, ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (name, now),
+            ).rowcount
+        if not inserted:
+            raise AlreadyExists(f"dataset group {name!r} already exists")
         return self.get_group(name)
 
     def get_group(self, name: str) -> DatasetGroup:
@@ -820,14 +823,14 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, ABC):
     # tokens -----------------------------------------------------------------------------------
     def add_token(self, token_hash: str, *, name: str, scope: Scope) -> None:
         with self._transaction(write=True) as cur:
-            exists = self._run(cur, "SELECT 1 FROM tokens WHERE name = ?", (name,)).fetchone()
-            if exists:
-                raise AlreadyExists(f"token {name!r} already exists")
-            self._run(
+            inserted = self._run(
                 cur,
-                "INSERT INTO tokens (name, token_hash, scope, created_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO tokens (name, token_hash, scope, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO NOTHING",
                 (name, token_hash, scope, int(time.time())),
-            )
+            ).rowcount
+        if not inserted:
+            raise AlreadyExists(f"token {name!r} already exists")
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
         with self._transaction(write=False) as cur:
