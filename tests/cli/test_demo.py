@@ -23,7 +23,8 @@ def test_demo_trains_serves_and_reacts(tmp_path: Path) -> None:
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     expected = ("trained solutions", "for-you", "more-like-this", "more like", "trending now",
-                "for new-visitor, after those watches", "without retraining")  # fmt: skip
+                "for new-visitor, after those watches", "without retraining", "campaign home",
+                "campaign cache: miss before, miss after the events")  # fmt: skip
     for text in expected:
         assert text in result.output
     assert (tmp_path / "artifacts").is_dir() and len(list((tmp_path / "artifacts").iterdir())) == 3

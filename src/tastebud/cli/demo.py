@@ -7,6 +7,7 @@ it and show the next answer change.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ from tastebud.engine import Engine
 from tastebud.schema import DatasetKind
 
 DEMO_GROUP = "demo"
+CAMPAIGN = "home"
 DEMO_SCHEMAS = {
     "items": {"TITLE": "textual", "GENRES": "categorical", "YEAR": "numerical",
               "PRICE": "numerical"},
@@ -70,6 +72,8 @@ def demo(
         token = _demo_token(eng)
         _load(eng, files)
         _train(eng)
+        eng.create_campaign(DEMO_GROUP, CAMPAIGN, "for-you", replace=True)
+        console.print(f"campaign [bold]{CAMPAIGN}[/] deploys for-you (its newest version)")
         server = start_server(create_app(settings, engine=eng), settings.api.host, port)
         url = f"http://{settings.api.host}:{port}"
         try:
@@ -135,11 +139,11 @@ def _tour(client: Any, items: pl.DataFrame, interactions: pl.DataFrame) -> None:
     user = str(watches["USER_ID"].value_counts(sort=True)["USER_ID"][2])
     history = watches.filter(pl.col("USER_ID") == user)["ITEM_ID"].to_list()
     _titles_table(f"user {user}: last watched", [(i, None) for i in history[-5:]], titles)
-    _titles_table(f"for {user}", _pairs(client.recommend(user, solution="for-you",
-                                                        num_results=5)), titles)  # fmt: skip
+    ask = functools.partial(client.campaign_recommend, CAMPAIGN, num_results=5)
+    _titles_table(f"for {user} (campaign {CAMPAIGN})", _pairs(ask(user)), titles)
 
     visitor = "new-visitor"
-    cold = client.recommend(visitor, solution="for-you", num_results=5)
+    cold = ask(visitor)
     _titles_table(f"for {visitor} (no history yet: popular titles)", _pairs(cold), titles)
     genre, fresh = _genre_hits(items, watches)
     # The synthetic data lives in its own past: its clock continues a minute after its last event.
@@ -148,11 +152,12 @@ def _tour(client: Any, items: pl.DataFrame, interactions: pl.DataFrame) -> None:
               for i, item in enumerate(fresh)]  # fmt: skip
     sent = time.perf_counter()
     client.put_events(events, user_id=visitor)
-    warm = client.recommend(visitor, solution="for-you", num_results=5)
+    warm = ask(visitor)
     elapsed_ms = (time.perf_counter() - sent) * 1000
     console.print(f"live: {visitor} watches {len(fresh)} {genre} titles "
                   f"({', '.join(titles[i] for i in fresh)}); events committed and the next "
                   f"answer computed in {elapsed_ms:.0f} ms, without retraining:")  # fmt: skip
+    console.print(f"campaign cache: {cold['cache']} before, {warm['cache']} after the events")
     _titles_table(f"for {visitor}, after those watches", _pairs(warm), titles)
 
     similar = client.similar_items(fresh[0], solution="more-like-this", num_results=5)
@@ -192,8 +197,8 @@ def _serve_until_interrupted(url: str, token: str, alive: Any) -> None:
     console.print(f"API: {url}   docs: {url}/docs   token: {token}")
     console.print(
         f"try: curl -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' "
-        f'-d \'{{"solution": "for-you", "userId": "u1"}}\' '
-        f"{url}/v1/dataset-groups/{DEMO_GROUP}/recommendations"
+        f'-d \'{{"userId": "u1"}}\' '
+        f"{url}/v1/dataset-groups/{DEMO_GROUP}/campaigns/{CAMPAIGN}/recommendations"
     )
     console.print("serving until Ctrl-C")
     while alive():

@@ -88,8 +88,20 @@ def fit_als(
     return _factor_arrays(model)
 
 
+def item_gram(item_factors: FloatArray, regularization: float) -> npt.NDArray[np.float64]:
+    """``YᵀY + λI``, the part of every user's ALS system that does not depend on the user:
+    computed once per model (it is a pass over every item vector)."""
+    item = np.asarray(item_factors, dtype=np.float64)
+    gram: npt.NDArray[np.float64] = item.T @ item + regularization * np.eye(item.shape[1])
+    return gram
+
+
 def als_user_factors(
-    confidences: sp.csr_matrix, item_factors: FloatArray, *, regularization: float
+    confidences: sp.csr_matrix,
+    item_factors: FloatArray,
+    *,
+    regularization: float,
+    gram: npt.NDArray[np.float64] | None = None,
 ) -> FloatArray:
     """The ALS least-squares step for a batch of users (Hu et al. 2008, eq. 4).
 
@@ -98,23 +110,25 @@ def als_user_factors(
     every other item p=0 with confidence 1 — the convention of ``implicit``'s
     ``recalculate_user``, so a user refitted here matches one refitted there.
 
+    Only the items in the histories are read, so a request costs O(history), not O(catalogue),
+    when ``gram`` (:func:`item_gram`) is passed in.
+
     Returns:
         (n_rows x factors) float32; a row with no entries gets the zero vector.
     """
-    item = np.asarray(item_factors, dtype=np.float64)
-    n_factors = item.shape[1]
-    gram = item.T @ item + regularization * np.eye(n_factors)
+    if gram is None:
+        gram = item_gram(item_factors, regularization)
     positive = confidences.copy()
     positive.data = np.maximum(positive.data, 0.0)
-    rhs = np.asarray(positive @ item)  # Yᵀ Cᵘ p(u), one row per user
+    rhs = np.asarray(positive @ item_factors, dtype=np.float64)  # Yᵀ Cᵘ p(u), one row per user
     if not (np.abs(confidences.data) != 1.0).any():  # one shared system (alpha = 1, binary)
         return np.linalg.solve(gram, rhs.T).T.astype(np.float32)
-    return _solve_per_user(confidences, item, gram, rhs)
+    return _solve_per_user(confidences, item_factors, gram, rhs)
 
 
 def _solve_per_user(
     confidences: sp.csr_matrix,
-    item: npt.NDArray[np.float64],
+    item: FloatArray,
     gram: npt.NDArray[np.float64],
     rhs: npt.NDArray[np.float64],
 ) -> FloatArray:
@@ -131,7 +145,7 @@ def _solve_per_user(
 
 def _solve_padded(
     confidences: sp.csr_matrix,
-    item: npt.NDArray[np.float64],
+    item: FloatArray,
     gram: npt.NDArray[np.float64],
     rhs: npt.NDArray[np.float64],
 ) -> FloatArray:

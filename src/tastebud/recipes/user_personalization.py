@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 from pydantic import Field
 
@@ -131,6 +132,7 @@ class UserPersonalizationModel:
         self.exploration_bonus: FloatArray = arrays["exploration_bonus"]
         self.impressions: sp.csr_matrix = arrays["impressions"]
         self.n_users, self.n_items = self.impressions.shape
+        self._gram: npt.NDArray[np.float64] | None = None  # ALS's YᵀY + λI, built once
 
     def score(self, query: Query) -> FloatArray:
         """(len(query) x n_items) float32 scores from each query's history; seen items stay."""
@@ -174,9 +176,12 @@ class UserPersonalizationModel:
             1.0 + self.config.impression_negative_weight
         )
         regularization = self.config.regularization_for("als")
+        if self._gram is None:
+            self._gram = fz.item_gram(item_factors, regularization)
         users = fz.als_user_factors(
-            sp.csr_matrix(confidences), item_factors, regularization=regularization
-        )
+            sp.csr_matrix(confidences), item_factors, regularization=regularization,
+            gram=self._gram,
+        )  # fmt: skip
         keep_trained = known & (history.getnnz(axis=1) == 0)
         users[keep_trained] = self.arrays["user_factors"][query.users[keep_trained]]
         return np.asarray(users @ item_factors.T, dtype=np.float32)
