@@ -57,8 +57,8 @@ def generate(folder: Path, seed: int = 0) -> tuple[Path, Path]:
         "EVENT_TYPE": "click",
     }).write_csv(interactions)  # fmt: skip
     catalog = folder / "items.csv"
-    pl.DataFrame({"ITEM_ID": [f"i{i}" for i in range(N_ITEMS)],
-                  "GENRE": [f"g{i % GENRES}" for i in range(N_ITEMS)]}).write_csv(catalog)  # fmt: skip
+    genres = [f"g{i % GENRES}" for i in range(N_ITEMS)]
+    pl.DataFrame({"ITEM_ID": [f"i{i}" for i in range(N_ITEMS)], "GENRE": genres}).write_csv(catalog)
     return interactions, catalog
 
 
@@ -70,8 +70,10 @@ def prepare(home: Path, data: Path) -> str:
         engine.put_schema(GROUP, "items", {"GENRE": "categorical"})
         engine.import_file(GROUP, "interactions", interactions, mode="full")
         engine.import_file(GROUP, "items", catalog, mode="full")
-        engine.create_solution(GROUP, "als", {"recipe": "user-personalization", "evaluate": False,
-                                              "params": {"algorithm": "als", "factors": 64}})  # fmt: skip
+        als = {"algorithm": "als", "factors": 64}
+        engine.create_solution(
+            GROUP, "als", {"recipe": "user-personalization", "evaluate": False, "params": als}
+        )
         started = time.perf_counter()
         engine.train(GROUP, "als")
         print(f"trained ALS-64 on {N_USERS * PER_USER:,} interactions in "
