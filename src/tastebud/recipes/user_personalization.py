@@ -132,7 +132,11 @@ class UserPersonalizationModel:
         self.exploration_bonus: FloatArray = arrays["exploration_bonus"]
         self.impressions: sp.csr_matrix = arrays["impressions"]
         self.n_users, self.n_items = self.impressions.shape
-        self._gram: npt.NDArray[np.float64] | None = None  # ALS's YᵀY + λI, built once
+        # ALS's YᵀY + λI, built once at load: each request then reads only its history's items.
+        self._gram: npt.NDArray[np.float64] | None = None
+        if algorithm == "als":
+            regularization = config.regularization_for("als")
+            self._gram = fz.item_gram(arrays["item_factors"], regularization)
 
     def score(self, query: Query) -> FloatArray:
         """(len(query) x n_items) float32 scores from each query's history; seen items stay."""
@@ -176,8 +180,6 @@ class UserPersonalizationModel:
             1.0 + self.config.impression_negative_weight
         )
         regularization = self.config.regularization_for("als")
-        if self._gram is None:
-            self._gram = fz.item_gram(item_factors, regularization)
         users = fz.als_user_factors(
             sp.csr_matrix(confidences), item_factors, regularization=regularization,
             gram=self._gram,
