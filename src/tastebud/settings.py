@@ -61,6 +61,11 @@ class ServingSettings(BaseModel):
     refresh_seconds: float = Field(
         default=60.0, description="Reload a loaded version after this long (sees erasures)."
     )
+    approximate_from_items: int | None = Field(
+        default=50_000, ge=1,
+        description="Factor models over at least this many items answer top-k through an "
+        "approximate index (faiss IVF); None: always exact.",
+    )  # fmt: skip
     cached_answers: int = Field(
         default=100_000, ge=1, description="Campaign answers kept per process (without Redis)."
     )
@@ -86,6 +91,9 @@ class StreamSettings(BaseModel):
     create_stream: bool = Field(default=True, description="Create the stream if it is missing.")
     ack_wait_seconds: float = Field(
         default=30.0, gt=0, description="Unacked messages are redelivered after this long."
+    )
+    connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Give up when NATS cannot be reached for this long."
     )
     dead_letter_prefix: str | None = Field(
         default="tastebud.dead", description="Rejected messages go to PREFIX.<group>; None: off."

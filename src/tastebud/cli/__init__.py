@@ -7,8 +7,19 @@ from typing import Annotated
 
 import typer
 
-from tastebud.cli import admin, data, demo, evaluate, filters, recommend, serve, solutions
+from tastebud.cli import (
+    admin,
+    campaigns,
+    data,
+    demo,
+    evaluate,
+    filters,
+    recommend,
+    serve,
+    solutions,
+)
 from tastebud.cli._common import CliState
+from tastebud.cli.stream import consume_app
 
 app = typer.Typer(
     name="tastebud",
@@ -51,11 +62,13 @@ app.command("similar-users")(recommend.similar_users)
 app.command()(recommend.segment)
 app.add_typer(solutions.solutions_app, name="solutions")
 app.add_typer(filters.filters_app, name="filters")
+app.add_typer(campaigns.campaigns_app, name="campaigns")
 app.add_typer(data.schema_app, name="schema")
 app.add_typer(data.users_app, name="users")
 app.add_typer(admin.groups_app, name="groups")
 app.add_typer(admin.tokens_app, name="tokens")
 app.add_typer(admin.jobs_app, name="jobs")
+app.add_typer(consume_app, name="consume")
 
 
 def main() -> None:

@@ -1,0 +1,37 @@
+"""The campaigns commands, end to end on an embedded store."""
+
+from __future__ import annotations
+
+import json
+
+from tests.cli.test_solutions import cli  # noqa: F401 (fixture)
+
+
+def test_deploy_ask_update_rollback_delete(cli) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    assert cli("solutions", "create", "popular", "--recipe", "popularity-count")[0] == 0
+    code, out, err = cli("campaigns", "create", "home", "--solution", "popular", "--json")
+    assert code == 0, err
+    assert json.loads(out)["source"] == "rules"  # 720 interactions < 1,000, and no version
+
+    code, out, err = cli("campaigns", "ask", "home", "--user", "u0", "-n", "3", "--json")
+    assert code == 0, err
+    assert json.loads(out)["source"] == "rules" and len(json.loads(out)["itemList"]) == 3
+
+    code, out, err = cli("train", "popular", "--json")
+    version = json.loads(out)["id"]
+    code, out, err = cli("campaigns", "update", "home", "--version", version,
+                         "--min-interactions", "0", "--json")  # fmt: skip
+    assert code == 0, err
+    shown = json.loads(out)
+    assert (shown["source"], shown["deployed"], shown["previous"]) == ("model", version, "latest")
+    code, out, err = cli("campaigns", "rollback", "home", "--json")
+    assert code == 0 and json.loads(out)["deployed"] == "latest"
+
+    code, out, err = cli("campaigns", "update", "home")
+    assert code != 0 and "nothing to change" in err
+    code, out, err = cli("campaigns", "ask", "home", "--promote", "bad")
+    assert code != 0 and "NAME:PERCENT:FILTER" in err
+    code, out, err = cli("campaigns", "delete", "home")
+    assert code == 0
+    code, out, err = cli("campaigns", "show", "home")
+    assert code != 0 and "campaign 'home'" in err
