@@ -13,9 +13,11 @@ real timestamps, the time-holdout protocol runs as well (the managed service's m
 
 ``--only`` keeps the methods whose key, or key prefix before ``:``, is listed (keys:
 ``popularity-count``, ``trending-now``, ``similar-items:cosine``, ``similar-items:sequential``,
-``user-personalization:ease|als|bpr|als-tuned``, ``implicit:als``, ``implicit:bpr``,
-``baseline:most-popular``). Results: ``benchmarks/results/recipe_quality-<dataset>.json`` and a
-markdown table per data set on stdout. Every BLAS/OpenMP pool is limited to 2 threads.
+``user-personalization:ease|als|bpr|als-tuned``, ``sequential``, ``implicit:als``,
+``implicit:bpr``, ``baseline:most-popular``). Results:
+``benchmarks/results/recipe_quality-<dataset>.json`` (with the sequential transformer's learning
+curve: validation NDCG@10 of its own held-out items against wall time, per fit) and a markdown
+table per data set on stdout. Every BLAS/OpenMP pool, and torch, is limited to 2 threads.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import platform
 import sys
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from tastebud.evaluation import EvaluationProtocol, evaluate, run_evaluation, split_data
@@ -66,6 +70,7 @@ HAND_TUNED: dict[str, dict[str, object]] = {
         "algorithm": "bpr", "factors": 64, "learning_rate": 0.01, "regularization": 0.01,
         "iterations": 100,
     },
+    "sequential": {},  # the recipe's defaults: what `tastebud evaluate --recipe sequential` runs
 }  # fmt: skip
 # Tuned with Optuna when --tune-trials > 0: key -> (hand-tuned key, hyperparameters held fixed).
 TUNED: dict[str, tuple[str, dict[str, object]]] = {
@@ -89,6 +94,7 @@ LABELS = {
     "user-personalization:als": "tastebud user-personalization ALS, 128 factors, reg 0.1, alpha 1",
     "user-personalization:bpr": "tastebud user-personalization BPR, 64 factors",
     "user-personalization:als-tuned": "tastebud user-personalization ALS, Optuna-tuned",
+    "sequential": "tastebud sequential (transformer, defaults: 15-minute CPU budget per fit)",
     "implicit:als": "implicit ALS, 128 factors, reg 0.1, alpha 1 (peer)",
     "implicit:bpr": "implicit BPR, 64 factors (peer)",
     "baseline:most-popular": "most popular, interaction counts (peer)",
@@ -193,6 +199,7 @@ class Row:
     users: int | None = None
     tune_trials: int = 0
     error: str | None = None
+    curve: list[dict[str, float]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         tuning = TUNING_METRIC[self.protocol]
@@ -202,7 +209,27 @@ class Row:
             **self.test, "validation": self.validation, "train_seconds": self.train_seconds,
             "wall_seconds": round(self.wall_seconds, 2), "load_1min": self.load_1min,
             "users": self.users, "tune_trials": self.tune_trials, "error": self.error,
+            **({"curve": self.curve} if self.curve else {}),
         }  # fmt: skip
+
+
+class EpochLog(logging.Handler):
+    """Collects the sequential recipe's ``epoch done`` log records: the learning curve of each
+    fit (``fit`` 1 on train, 2 on train + validation), against wall time."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.points: list[dict[str, float]] = []
+        self.fit = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg.startswith("epoch done") and isinstance(record.args, tuple):
+            epoch, loss, ndcg, seconds = record.args
+            if epoch == 1:
+                self.fit += 1
+            self.points.append({"fit": self.fit, "epoch": epoch, "loss": round(loss, 4),
+                                "validation_ndcg@10": round(ndcg, 4),
+                                "seconds": round(seconds, 1)})  # fmt: skip
 
 
 def run_peer(split: Split, key: str) -> Row:
@@ -226,15 +253,22 @@ def run_recipe(data: TrainingData, key: str, protocol: str, tune_trials: int) ->
     hand_key, fixed = TUNED.get(key, (key, HAND_TUNED.get(key, {})))
     # Fixed values (e.g. algorithm=als) also pin the search space's branch during tuning.
     recipe = get_recipe(hand_key.split(":")[0])
-    result = run_evaluation(
-        data, recipe, dict(fixed), protocol=protocol,
-        seed=SEED, tune_trials=tune_trials, threads=THREADS, progress=_trial_progress,
-    )  # fmt: skip
+    epochs = EpochLog()
+    logger = logging.getLogger("tastebud.recipes.sequential")
+    logger.addHandler(epochs)
+    logger.setLevel(logging.INFO)
+    try:
+        result = run_evaluation(
+            data, recipe, dict(fixed), protocol=protocol,
+            seed=SEED, tune_trials=tune_trials, threads=THREADS, progress=_trial_progress,
+        )  # fmt: skip
+    finally:
+        logger.removeHandler(epochs)
     metrics = {name: result[name] for name in result if _is_metric(name, protocol)}
     return Row(
         key, LABELS[key], protocol, params=result["params"], validation=result["validation"],
         test=metrics, train_seconds=result["train_seconds"], users=result["users"],
-        tune_trials=tune_trials,
+        tune_trials=tune_trials, curve=epochs.points,
     )  # fmt: skip
 
 
@@ -287,7 +321,8 @@ def plan(dataset: str, only: list[str] | None, tune_trials: int) -> list[tuple[s
     """(method key, protocol, tune trials) to run on ``dataset``, in table order."""
     keys = ["baseline:most-popular", "popularity-count", "trending-now", "similar-items:cosine",
             "similar-items:sequential", "implicit:bpr", "user-personalization:bpr",
-            "implicit:als", "user-personalization:als", "user-personalization:ease"]  # fmt: skip
+            "implicit:als", "user-personalization:als", "user-personalization:ease",
+            "sequential"]  # fmt: skip
     runs = [(key, "leave-last-out", 0) for key in keys]
     if tune_trials > 0:
         runs += [(key, "leave-last-out", tune_trials) for key in TUNED]
@@ -311,7 +346,7 @@ def load(dataset: str) -> TrainingData:
 # reporting --------------------------------------------------------------------------------------
 def machine_facts() -> dict[str, Any]:
     versions = {}
-    for package in ("numpy", "scipy", "implicit", "polars", "optuna", "threadpoolctl"):
+    for package in ("numpy", "scipy", "implicit", "polars", "optuna", "threadpoolctl", "torch"):
         versions[package] = metadata.version(package)
     with threadpool_limits(limits=THREADS):
         pools = [f"{p['internal_api']}={p['num_threads']}" for p in threadpool_info()]
@@ -436,6 +471,7 @@ def main() -> None:
           + ", ".join(f"{k} {v}" for k, v in facts["versions"].items())
           + f"; thread limit {THREADS} ({', '.join(facts['thread_pools'])}); "
           f"load {facts['load_1_5_15']}")  # fmt: skip
+    torch.set_num_threads(THREADS)
     with threadpool_limits(limits=THREADS):
         for dataset in args.datasets.split(","):
             run_dataset(dataset, only, args.tune_trials, facts)

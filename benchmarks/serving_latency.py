@@ -39,7 +39,7 @@ import numpy as np
 import polars as pl
 
 from tastebud.engine import Engine
-from tastebud.settings import Settings
+from tastebud.settings import ServingSettings, Settings
 
 N_ITEMS, N_USERS, PER_USER, GENRES = 100_000, 20_000, 25, 20
 GROUP, CAMPAIGN = "bench", "home"
@@ -81,6 +81,41 @@ def prepare(home: Path, data: Path) -> str:
         engine.create_filter(GROUP, "not-genre", "EXCLUDE ItemID WHERE Items.GENRE IN ($G)")
         engine.create_campaign(GROUP, CAMPAIGN, "als", config={"cache_ttl_seconds": 0})
         return engine.create_token("bench", scope="admin")
+
+
+def recall_and_compute(home: Path, users: int = 300) -> dict[str, float]:
+    """In-process: the (opt-in) approximate index's recall@25 against exact scoring (same
+    filter, same exclusions) and the compute time of each path, one thread."""
+    from threadpoolctl import threadpool_limits
+
+    from tastebud.serving.recommend import nearest_items, recommend_items, user_query
+
+    threadpool_limits(limits=1)
+    hits, approximate_s, exact_s = 0, 0.0, 0.0
+    approximate = ServingSettings(approximate_from_items=N_ITEMS)
+    with Engine(Settings(home=home, default_group=GROUP, serving=approximate)) as engine:
+        r = engine.recommender
+        version = r.versions.get(str(engine.campaigns.deployment(GROUP, CAMPAIGN).version_id))
+        for n in range(users):
+            user, values = f"u{n * 61 % N_USERS}", {"G": f"g{n % GENRES}"}
+            events = r.user_events(GROUP, user)
+            history = [e.item_id for e in events]
+            known = version.items.indices(history)
+            selection = r.select(GROUP, version, "not-genre", values, user_id=user,
+                                 events=events, event_items=known)  # fmt: skip
+            started = time.perf_counter()
+            approximate = nearest_items(version, user_query(version, user, history, known), k=25,
+                                        selection=selection)  # fmt: skip
+            approximate_s += time.perf_counter() - started
+            started = time.perf_counter()
+            exact = recommend_items(version, user_id=user, history=history, k=25,
+                                    selection=selection, history_indexes=known)  # fmt: skip
+            exact_s += time.perf_counter() - started
+            assert approximate is not None, "the approximate path declined"
+            hits += len({s.id for s in approximate} & {s.id for s in exact})
+    return {"recall_at_25": hits / (25 * users),
+            "compute_ms_approximate": approximate_s / users * 1000,
+            "compute_ms_exact": exact_s / users * 1000}  # fmt: skip
 
 
 def free_port() -> int:
@@ -216,6 +251,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home, folder = Path(tmp) / "home", Path(tmp)
         token = prepare(home, folder)
+        results["in_process"] = recall_and_compute(home)
+        print("in process:", json.dumps(results["in_process"]), flush=True)
         port = free_port()
         log = folder / "server.log"
         env = {**os.environ, "TASTEBUD_HOME": str(home), "TASTEBUD_DEFAULT_GROUP": GROUP}

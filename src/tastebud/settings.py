@@ -62,9 +62,13 @@ class ServingSettings(BaseModel):
         default=60.0, description="Reload a loaded version after this long (sees erasures)."
     )
     approximate_from_items: int | None = Field(
-        default=50_000, ge=1,
+        default=None, ge=1,
         description="Factor models over at least this many items answer top-k through an "
-        "approximate index (faiss IVF); None: always exact.",
+        "approximate index (faiss IVF); None (default): always exact.",
+    )  # fmt: skip
+    approximate_probe_share: float = Field(
+        default=0.2, gt=0.0, le=1.0,
+        description="Share of the index's clusters each approximate query visits (recall/speed).",
     )  # fmt: skip
     cached_answers: int = Field(
         default=100_000, ge=1, description="Campaign answers kept per process (without Redis)."

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,14 +13,22 @@ import numpy as np
 import optuna
 import pytest
 import scipy.sparse as sp
+import torch
 
 from tastebud.errors import InvalidInput
 from tastebud.evaluation import rank_top_k
 from tastebud.evaluation.metrics import ndcg_at_k
+from tastebud.ids import Vocabulary
 from tastebud.recipes import Query, TrainingData, parse_config
 from tastebud.recipes.sequential import Sequential, SequentialConfig, SequentialModel
 from tastebud.recipes.sequential.recipe import auto_hidden, auto_max_len
 from tastebud.recipes.sequential.tokens import (
+    GAP,
+    TYPE,
+    VALUE,
+    Events,
+    TokenCodec,
+    inputs_with_request,
     last_tokens,
     merge_repeats,
     query_sequences,
@@ -25,6 +36,9 @@ from tastebud.recipes.sequential.tokens import (
     windows,
 )
 from tastebud.recipes.sequential.train import hold_out_last, validation_ndcg
+from tastebud.serving import recommend_items
+from tastebud.serving.versions import LoadedVersion
+from tastebud.store import Event
 from tests.recipes.conftest import clustered
 from tests.recipes.contract import check_contract
 
@@ -159,17 +173,22 @@ def test_training_logs_a_learning_curve_and_keeps_to_the_time_budget(
 
 
 def test_validation_ndcg_matches_the_evaluation_metric() -> None:
-    data = clustered()
+    data = clustered()  # no repeats: one token per event
     model = fit(data, TINY)
+    sequences = training_sequences(data)
+    features = model.codec.features(sequences)
     rng = np.random.default_rng(0)
-    _, validation = hold_out_last(training_sequences(data), n_users=30, max_len=8, rng=rng)
-    assert validation is not None
+    _, _, validation = hold_out_last(sequences, features, n_users=30, max_len=8, rng=rng)
+    assert validation is not None and validation.features is not None
     internal = validation_ndcg(model.network, validation)
     assert not model.network.training  # serving stays in eval mode
-    query = Query(
+    times = [data.timestamps[data.users == user] for user in validation.users]
+    query = Query(  # what serving sees: the history's times, the request at the target's time
         users=np.full(len(validation), -1, np.int32),
         history_indptr=validation.seen_indptr.numpy(),
         history_items=validation.seen_items.numpy().astype(np.int32),
+        times=np.array([t[-1] for t in times], np.int64),
+        history_timestamps=np.concatenate([t[:-1] for t in times]),
     )
     ranked = rank_top_k(model, query, 10)
     assert internal == pytest.approx(ndcg_at_k(ranked, validation.targets.numpy(), 10))
@@ -218,3 +237,214 @@ def test_search_space_gives_valid_configs() -> None:
     config = parse_config(recipe, recipe.search_space(optuna.trial.FixedTrial(fixed)))
     assert isinstance(config, SequentialConfig)
     assert config.hidden == 64 and config.heads == 2
+
+
+# token features, context, genre head, artifacts, serving ----------------------------------------
+WALK_ITEMS = 12
+RULE_PARAMS = {**TINY, "epochs": 30, "hidden": 32, "batch_size": 32, "lr": 0.01, "dropout": 0.0,
+               "validation_users": 0}  # fmt: skip
+
+
+def walk(rng: np.random.Generator, rule: str, length: int) -> list[tuple[int, str, int, str]]:
+    """One user's ``(item, event type, time, device)`` events, where the step to each next item
+    (+1, or more, mod 12) depends on ``rule``: the previous event's type ("type": after a buy,
+    3), the time since it ("gap": after a day away, 6) or the device the item is chosen on
+    ("context": on a phone, 4)."""
+    item, time = int(rng.integers(WALK_ITEMS)), 1_000_000 + int(rng.integers(1_000))
+    kind, gap, events = "view", 0, []
+    for j in range(length):
+        device = ("tv", "phone")[rng.integers(2)]
+        if j > 0:
+            step = {"type": 3 if kind == "buy" else 1, "gap": 6 if gap > 60 else 1,
+                    "context": 4 if device == "phone" else 1}[rule]  # fmt: skip
+            item = (item + step) % WALK_ITEMS
+        kind = ("view", "buy")[rng.integers(2)]
+        events.append((item, kind, time, device))
+        gap = (30, 86_400)[rng.integers(2)]
+        time += gap
+    return events
+
+
+def walks_data(walks: list[list[tuple[int, str, int, str]]]) -> TrainingData:
+    rows = sorted((time, user, item, kind, device) for user, events in enumerate(walks)
+                  for item, kind, time, device in events)  # fmt: skip
+    times, users, items, kinds, devices = (np.array(column) for column in zip(*rows, strict=True))
+    return TrainingData(
+        users=users.astype(np.int32), items=items.astype(np.int32), timestamps=times,
+        weights=np.ones(len(rows), np.float32), n_users=len(walks), n_items=WALK_ITEMS,
+        event_types=(kinds == "view").astype(np.int32), event_type_names=("buy", "view"),
+        values=np.where(kinds == "buy", 9.99, np.nan).astype(np.float32),
+        contexts=(devices == "tv").astype(np.int32)[:, None], context_fields=("DEVICE",),
+        context_names=("DEVICE=phone", "DEVICE=tv"),
+    )  # fmt: skip
+
+
+def walks_query(walks: list[list[tuple[int, str, int, str]]]) -> Query:
+    """Each walk but its last event as history; the request at the last event's time and on
+    its device."""
+    history = [event for events in walks for event in events[:-1]]
+    return Query(
+        users=np.full(len(walks), -1, np.int32),
+        history_indptr=np.arange(0, len(history) + 1, len(walks[0]) - 1, dtype=np.int64),
+        history_items=np.array([event[0] for event in history], np.int32),
+        times=np.array([events[-1][2] for events in walks], np.int64),
+        history_timestamps=np.array([event[2] for event in history], np.int64),
+        history_event_types=np.array([event[1] == "buy" for event in history], np.int32),
+        event_type_names=("view", "buy"),  # another order than training's: mapped by name
+        contexts=tuple({"device": events[-1][3]} for events in walks),  # any case
+    )
+
+
+@pytest.mark.parametrize("rule", ["type", "gap", "context"])
+def test_token_features_and_request_context_learn_planted_rules(rule: str) -> None:
+    rng = np.random.default_rng(0)
+    data = walks_data([walk(rng, rule, 16) for _ in range(60)])
+    held_out = [walk(rng, rule, 6) for _ in range(200)]
+    expected = [events[-1][0] for events in held_out]
+    model = fit(data, RULE_PARAMS)
+    assert (model.score(walks_query(held_out)).argmax(1) == expected).mean() >= 0.95
+    if rule == "type":  # without the features the rule is a coin toss
+        blind = fit(data, {**RULE_PARAMS, "token_features": False, "context_features": False})
+        assert (blind.score(walks_query(held_out)).argmax(1) == expected).mean() <= 0.7
+
+
+def test_merged_tokens_keep_the_strongest_type_summed_values_and_both_times() -> None:
+    events = Events(
+        types=np.array([0, 1, 0, 2, 1], np.int32),  # view, buy, view | click, buy
+        values=np.array([1.0, np.nan, 2.0, np.nan, np.nan], np.float32),
+        times=np.array([10, 20, 30, 40, 50], np.int64),
+    )
+    merged = merge_repeats(
+        np.array([0, 5], np.int64), np.array([7, 7, 7, 8, 9], np.int32), events,
+        strength=np.array([1.0, 5.0, 1.0], np.float32),
+    )  # fmt: skip
+    np.testing.assert_array_equal(merged.tokens, [8, 9, 10])
+    np.testing.assert_array_equal(merged.events.types, [1, 2, 1])
+    np.testing.assert_array_equal(merged.events.values, [3.0, np.nan, np.nan])
+    np.testing.assert_array_equal(merged.events.times, [10, 40, 50])
+    np.testing.assert_array_equal(merged.last_times, [30, 40, 50])
+    codec = TokenCodec(event_types=("view", "buy", "click"), value_edges=(2.0,), gaps=True,
+                       request_times=True)  # fmt: skip
+    features = codec.features(merged)
+    np.testing.assert_array_equal(features[:, TYPE], [2, 3, 2])
+    np.testing.assert_array_equal(features[:, VALUE], [2, 0, 0])
+    np.testing.assert_array_equal(features[:, GAP], [0, 4, 4])  # log2(1 + 10) -> 3, + 1
+
+
+def test_the_request_slot_follows_the_last_token() -> None:
+    codec = TokenCodec(gaps=True, request_times=True, context_fields=("DEVICE",),
+                       context_names=("DEVICE=tv",))  # fmt: skip
+    sequences = merge_repeats(
+        np.array([0, 3, 3], np.int64), np.array([1, 2, 3], np.int32),
+        Events(times=np.array([0, 100, 3_600], np.int64), contexts=np.zeros((3, 1), np.int32)),
+    )  # fmt: skip
+    times = np.array([3_600 + 7, 7_200], np.int64)
+    requests = codec.requests(sequences, times, np.array([[0], [-1]], np.int32))
+    tokens, features, lengths = inputs_with_request(
+        sequences, codec.features(sequences), requests, 2
+    )
+    np.testing.assert_array_equal(lengths, [2, 0])
+    np.testing.assert_array_equal(tokens, [[3, 4, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(features[0, 2], [0, 0, 4, 2, 1])  # gap 7 s, 01:00, tv
+    np.testing.assert_array_equal(features[1, 0], [0, 0, 0, 3, 0])  # no history, 02:00
+
+
+def test_genre_head_predicts_the_next_items_genre_and_feeds_the_item_scores() -> None:
+    model = fit(clustered(), {**TINY, "genre_head": True, "epochs": 10, "lr": 0.01})
+    genre = model.network.genre
+    assert genre is not None and genre.columns.tolist() == [0, 1]
+    assert genre.gate.item() != 0.0  # training found a use for it
+    states = model.network.encode(torch.tensor([[1, 4, 2], [21, 24, 22]]), model._table)
+    logits = genre.project(states[:, -1])  # cluster A history, cluster B history
+    assert logits[0, 0] > logits[0, 1] and logits[1, 1] > logits[1, 0]
+    assert fit(clustered(), TINY).network.genre is None
+    with pytest.raises(InvalidInput, match="genre_field 'COLOR'"):
+        fit(clustered(), {**TINY, "genre_head": True, "genre_field": "COLOR"})
+
+
+def test_a_model_with_every_feature_reloads_in_a_new_process(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    data = walks_data([walk(rng, "context", 12) for _ in range(30)])
+    data = replace(data, item_features=sp.csr_matrix(np.eye(WALK_ITEMS, 3, dtype=np.float32)),
+                   feature_names=("GENRES=a", "GENRES=b", "GENRES=c"))  # fmt: skip
+    model = fit(data, {**TINY, "genre_head": True})
+    assert model.network.tokens is not None and model.network.genre is not None
+    query = walks_query([walk(rng, "context", 5) for _ in range(4)])
+    model.save(tmp_path / "model")
+    body = {
+        "users": query.users.tolist(), "history_indptr": query.history_indptr.tolist(),
+        "history_items": query.history_items.tolist(), "times": query.times.tolist(),
+        "history_timestamps": query.history_timestamps.tolist(),
+        "history_event_types": query.history_event_types.tolist(),
+        "event_type_names": list(query.event_type_names), "contexts": list(query.contexts),
+    }  # fmt: skip
+    (tmp_path / "query.json").write_text(json.dumps(body))
+    script = f"""
+import json, numpy as np
+from pathlib import Path
+from tastebud.recipes import Query
+from tastebud.recipes.sequential import Sequential
+body = json.loads(Path({str(tmp_path / "query.json")!r}).read_text())
+arrays = {{k: np.array(v) for k, v in body.items() if k not in ("event_type_names", "contexts")}}
+query = Query(**arrays, event_type_names=tuple(body["event_type_names"]),
+              contexts=tuple(body["contexts"]))
+model = Sequential().load(Path({str(tmp_path / "model")!r}))
+np.save({str(tmp_path / "scores.npy")!r}, model.score(query))
+"""
+    subprocess.run([sys.executable, "-c", script], check=True)
+    np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), model.score(query), rtol=1e-5)
+
+
+def test_older_artifacts_load_or_fail_clearly(tmp_path: Path) -> None:
+    plain = fit(clustered(), {**TINY, "token_features": False, "context_features": False})
+    plain.save(tmp_path / "old")
+    meta_path = tmp_path / "old" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    for key in (
+        "metadata",
+        "n_event_types",
+        "n_value_buckets",
+        "time_features",
+        "request_features",
+        "n_context_fields",
+        "n_contexts",
+        "genre_features",
+    ):
+        del meta["network"][key]  # what layout 1 wrote  # fmt: skip
+    del meta["layout"], meta["codec"]
+    for key in ("token_features", "context_features", "genre_field"):
+        del meta["config"][key]
+    meta_path.write_text(json.dumps(meta))
+    query = Query.single(-1, [0, 3, 1])
+    np.testing.assert_allclose(Sequential().load(tmp_path / "old").score(query),
+                               plain.score(query), rtol=1e-5)  # fmt: skip
+    meta["network"]["genre_head"] = True
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="layout 1 with the first genre head"):
+        Sequential().load(tmp_path / "old")
+    meta["layout"] = 99
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="layout 99 cannot be read"):
+        Sequential().load(tmp_path / "old")
+
+
+def test_recommend_items_reads_fresh_events_and_the_request_context() -> None:
+    rng = np.random.default_rng(0)
+    model = fit(walks_data([walk(rng, "type", 16) for _ in range(60)]), RULE_PARAMS)
+    items = Vocabulary([f"i{i}" for i in range(WALK_ITEMS)])
+    version = LoadedVersion(
+        id="v1", recipe="sequential", meta={}, model=model, users=Vocabulary(["u0"]),
+        items=items, popularity=model.popularity, item_features=None,
+        deleted_users=np.zeros(0, np.int32), deleted_items=np.zeros(0, np.int32),
+    )  # fmt: skip
+
+    def best(events: list[Event]) -> str:
+        return recommend_items(version, user_id="u0", events=events, k=1)[0].id
+
+    events = [Event("i2", 1_000, event_type="view"), Event("gone", 1_010, event_type="buy"),
+              Event("i3", 1_020, event_type="view")]  # fmt: skip
+    assert best(events) == "i4"  # the unknown item is dropped with its event
+    assert best([*events, Event("i4", 1_030, event_type="view")]) == "i5"  # a fresh event
+    assert best([*events, Event("i4", 1_030, event_type="buy")]) == "i7"  # ... its type counts
+    with pytest.raises(InvalidInput, match="events"):
+        recommend_items(version, user_id="u0", history=["i2"], events=events)

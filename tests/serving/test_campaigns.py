@@ -229,3 +229,46 @@ def test_rules_rank_new_events_without_retraining(ease: Engine, group: str) -> N
     ease.put_events(group, watch("burst", ["i39"] * 30, at=4_000_000))
     ease.campaigns.rules.clear()  # rules are rebuilt every 30 s; here at once
     assert ids(ask(ease, group, user_id=None, k=1)) == ["i39"]
+
+
+def test_versions_load_once_under_concurrent_requests(ease: Engine, group: str) -> None:
+    import threading
+
+    from tastebud.serving.versions import VersionCache
+
+    loads: list[str] = []
+    version = ease.train(group, "for-you")
+
+    def slow_load(version_id: str) -> Any:
+        loads.append(version_id)
+        time.sleep(0.05)
+        return ease.recommender._load_version(version_id)
+
+    cache = VersionCache(slow_load, refresh=lambda v: v, max_age=0.05)
+    got: list[Any] = []
+    threads = [threading.Thread(target=lambda: got.append(cache.get(version.id)))
+               for _ in range(8)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert loads == [version.id] and len({id(v) for v in got}) == 1
+    time.sleep(0.06)
+    assert cache.get(version.id) is got[0]  # stale: still answers while it is refreshed
+    assert loads == [version.id]  # refreshing re-masks erasures; it does not reload artifacts
+
+
+def test_items_added_after_training_are_recommended_without_retraining(
+    ease: Engine, group: str
+) -> None:
+    ease.train(group, "for-you")
+    config = {"min_interactions": 0, "cache_ttl_seconds": 0}  # cached answers: after their TTL
+    ease.create_campaign(group, "c", "for-you", config=config)
+    before = ids(ask(ease, group, user_id="u45", k=10))
+    assert not any(item.startswith("brand-new") for item in before)
+    ease.put_items(group, [ItemIn(item_id="brand-new", properties={"GENRES": "b"})])
+    ease.campaigns.rules.clear()  # rebuilt every 30 s; here at once
+    after = ids(ask(ease, group, user_id="u45", k=10))
+    assert after[9] == "brand-new" and after[:9] == before[:9]  # every 10th place at 10%
+    ease.update_campaign(group, "c", config={"new_items_share": 0})
+    assert "brand-new" not in ids(ask(ease, group, user_id="u45", k=10))

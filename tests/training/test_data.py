@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from tastebud.errors import InvalidInput
+from tastebud.evaluation.splits import leave_last_out
 from tastebud.training import (
     SolutionDataConfig,
     build_training_data,
@@ -18,6 +19,7 @@ from tastebud.training import (
     read_table,
     training_data_from_indexed,
 )
+from tastebud.training.data import context_columns
 
 CSV = """user_id,ITEM_ID,TIMESTAMP,EVENT_TYPE,EVENT_VALUE,IMPRESSION
 u1,007,10,click,1.0,007|b|zz
@@ -208,3 +210,55 @@ def test_a_column_with_many_values_is_not_categorical(items: pl.DataFrame) -> No
     # Action, Crime, Comedy, Drama: 4 values are not fewer than half of 7 items
     genres = ["Action|Crime", "Comedy", "Drama", "Action", "Action", "Comedy", "Comedy"]
     assert categorical_columns(items.with_columns(pl.Series("GENRES", genres))) == []
+
+
+def test_event_types_values_and_context_travel_with_the_rows(
+    interactions: pl.DataFrame,
+) -> None:
+    devices = pl.Series("DEVICE", ["tv", "phone", None, "tv"])
+    data, _, _ = build_training_data(interactions.with_columns(devices))
+    # rows by time: c (buy, 2, tv), 007 (click, 1.0, tv), b (click, 3, -), b (buy, -, phone)
+    assert data.event_type_names == ("buy", "click")
+    assert data.event_types is not None and data.event_types.tolist() == [0, 1, 1, 0]
+    assert data.values is not None
+    np.testing.assert_array_equal(data.values, [2.0, 1.0, 3.0, np.nan])
+    assert data.context_fields == ("DEVICE",)
+    assert data.context_names == ("DEVICE=phone", "DEVICE=tv")
+    assert data.contexts is not None and data.contexts[:, 0].tolist() == [1, 1, -1, 0]
+    kept = data.subset(np.array([False, True, True, False]))
+    assert kept.event_types is not None and kept.event_types.tolist() == [1, 1]
+    assert kept.contexts is not None and kept.contexts[:, 0].tolist() == [1, -1]
+
+
+def test_without_event_columns_there_are_none() -> None:
+    frame = pl.DataFrame({"USER_ID": ["u1", "u1"], "ITEM_ID": ["a", "b"], "TIMESTAMP": [1, 2]})
+    data, _, _ = build_training_data(frame)
+    assert data.event_types is None and data.values is None and data.contexts is None
+    assert data.event_type_names == () and data.context_fields == ()
+
+
+def test_ids_and_free_text_are_no_context(interactions: pl.DataFrame) -> None:
+    many = interactions.with_columns(
+        pl.Series("NOTE", [f"note {i}" for i in range(4)]),  # few rows: still a category
+        pl.Series("SCORE", [0.5, 0.1, 0.2, 0.3]),  # a float is no category
+    )
+    assert context_columns(many) == ["NOTE"]
+    wide = pl.DataFrame({"USER_ID": ["u"] * 700, "PAGE": [f"p{i}" for i in range(700)]})
+    assert context_columns(wide) == []  # 700 distinct values in 700 rows: an id
+
+
+def test_event_columns_reach_the_evaluation_queries(interactions: pl.DataFrame) -> None:
+    data, _, _ = build_training_data(interactions.with_columns(pl.lit("tv").alias("DEVICE")))
+    split = leave_last_out(data)  # u1: c (train), 007 (validation), b (test); u2 too short
+    query = split.test.query
+    assert query.history_items.tolist() == [2, 0]
+    assert query.history_timestamps is not None
+    assert query.history_timestamps.tolist() == [5, 10]
+    assert query.history_event_types is not None
+    names = [query.event_type_names[code] for code in query.history_event_types]
+    assert names == ["buy", "click"]
+    assert query.history_values is not None and query.history_values.tolist() == [2.0, 1.0]
+    assert query.contexts == ({"DEVICE": "tv"},)
+    assert query.times is not None and query.times.tolist() == [10]
+    first = query.rows(0, 1)
+    assert first.history_event_types is not None and len(first.history_event_types) == 2

@@ -66,6 +66,7 @@ def create_app(
         owned = await run_in_threadpool(Engine, settings)
         _attach(app, owned)
         _spare_the_collector()
+        _one_thread_per_request()
         # A server process: /ready turns 503 on SIGTERM, before uvicorn stops accepting.
         drain = DrainOnSignal(app.state, settings.api.shutdown_delay_seconds)
         try:
@@ -105,6 +106,15 @@ def create_app(
     for module in ROUTERS:
         app.include_router(module.router)
     return app
+
+
+def _one_thread_per_request() -> None:
+    """Single-threaded BLAS/OpenMP in a server process: requests already run in parallel, and
+    each spawning its own BLAS threads on two cores made them wait on one another (training
+    jobs set their own limits)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
 
 
 def _spare_the_collector() -> None:

@@ -216,15 +216,22 @@ class FilteredIn(TargetIn):
     )
 
 
+Context = dict[str, Annotated[str, Field(max_length=256)]]
+
+
 class RecommendIn(FilteredIn):
     user_id: Id | None = Field(default=None, description="None: a visitor with no history.")
     num_results: int = Field(default=25, ge=1, le=500)
     exclude_seen: bool = Field(default=True, description="Leave out items in the history.")
+    context: Context | None = Field(
+        default=None, max_length=16, description="Request context, e.g. DEVICE: mobile."
+    )
 
 
 class RankIn(FilteredIn):
     user_id: Id | None = None
     input_list: list[Id] = Field(min_length=1, max_length=500)
+    context: Context | None = Field(default=None, max_length=16)
 
 
 class SimilarItemsIn(FilteredIn):
@@ -388,7 +395,7 @@ class CampaignRecommendIn(_Body):
     exclude_seen: bool = True
     filter: str | None = Field(default=None, alias="filterName")
     filter_values: dict[str, list[str] | str] | None = None
-    context: dict[str, Annotated[str, Field(max_length=256)]] | None = Field(
+    context: Context | None = Field(
         default=None, max_length=16, description="Request context, e.g. DEVICE: mobile."
     )
     promotions: list[PromotionIn] = Field(default_factory=list, max_length=1)
@@ -399,9 +406,7 @@ class CampaignRankIn(_Body):
     input_list: list[Id] = Field(min_length=1, max_length=500)
     filter: str | None = Field(default=None, alias="filterName")
     filter_values: dict[str, list[str] | str] | None = None
-    context: dict[str, Annotated[str, Field(max_length=256)]] | None = Field(
-        default=None, max_length=16
-    )
+    context: Context | None = Field(default=None, max_length=16)
 
 
 class CampaignOut(TypedDict):

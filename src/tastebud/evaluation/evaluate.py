@@ -61,7 +61,7 @@ def rank_top_k(
     ranked = np.full((len(query), k), -1, dtype=np.int32)
     for start in range(0, len(query), batch_size):
         stop = min(start + batch_size, len(query))
-        batch = _slice(query, start, stop)
+        batch = query.rows(start, stop)
         scores = np.array(model.score(batch), dtype=np.float32)  # a writable copy
         if scores.shape[0] != len(batch):
             raise ValueError(f"model scored {scores.shape[0]} rows for {len(batch)} queries")
@@ -71,16 +71,6 @@ def rank_top_k(
             scores[rows, batch.history_items] = -np.inf
         ranked[start:stop] = _top_k(scores, k)
     return ranked
-
-
-def _slice(query: Query, start: int, stop: int) -> Query:
-    first, last = query.history_indptr[start], query.history_indptr[stop]
-    return Query(
-        users=query.users[start:stop],
-        history_indptr=query.history_indptr[start : stop + 1] - first,
-        history_items=query.history_items[first:last],
-        times=None if query.times is None else query.times[start:stop],
-    )
 
 
 def _top_k(scores: FloatArray, k: int) -> IntArray:

@@ -133,10 +133,10 @@ def _window_targets(
     candidates = candidates[np.argsort(data.users[candidates], kind="stable")]
     scored_users = np.unique(data.users[candidates]).astype(np.int32)
     window_users, first_in_window = np.unique(data.users[window], return_index=True)
-    times = data.timestamps[window[first_in_window]][np.searchsorted(window_users, scored_users)]
+    requests = window[first_in_window][np.searchsorted(window_users, scored_users)]
     history = before[np.argsort(data.users[before], kind="stable")]
     history = history[np.isin(data.users[history], scored_users)]
-    return _targets(data, scored_users, candidates, history, times=times)
+    return _targets(data, scored_users, candidates, history, request_rows=requests)
 
 
 def _targets(
@@ -145,27 +145,49 @@ def _targets(
     relevant_rows: npt.NDArray[np.intp],
     history_rows: npt.NDArray[np.intp],
     *,
-    times: Int64Array | None = None,
+    request_rows: npt.NDArray[np.intp] | None = None,
 ) -> Targets:
     """Targets from row numbers: ``relevant_rows`` and ``history_rows`` are grouped by user in
-    ascending user order (time order within a user) and hold only ``scored_users``."""
+    ascending user order (time order within a user) and hold only ``scored_users``.
+    ``request_rows`` (one per scored user; default: the single relevant row) give the request's
+    time and context."""
     relevant_counts = np.bincount(data.users[relevant_rows], minlength=data.n_users)
     history_counts = np.bincount(data.users[history_rows], minlength=data.n_users)
-    if times is None:  # one target per user: the request happens at the target's time
-        times = data.timestamps[relevant_rows]
+    if request_rows is None:  # one target per user: the request happens at the target's time
+        request_rows = relevant_rows
+    times = data.timestamps[request_rows].astype(np.int64)
     query = Query(
         users=np.where(history_counts[scored_users] > 0, scored_users, -1).astype(np.int32),
         history_indptr=_indptr(history_counts[scored_users]),
         history_items=data.items[history_rows].astype(np.int32),
-        times=np.asarray(times, dtype=np.int64),
+        times=times,
+        history_timestamps=data.timestamps[history_rows].astype(np.int64),
+        history_event_types=None if data.event_types is None else data.event_types[history_rows],
+        event_type_names=data.event_type_names,
+        history_values=None if data.values is None else data.values[history_rows],
+        contexts=_request_contexts(data, request_rows),
     )
     return Targets(
         users=scored_users,
         relevant_indptr=_indptr(relevant_counts[scored_users]),
         relevant_items=data.items[relevant_rows].astype(np.int32),
-        times=np.asarray(times, dtype=np.int64),
+        times=times,
         query=query,
     )
+
+
+def _request_contexts(
+    data: TrainingData, rows: npt.NDArray[np.intp]
+) -> tuple[dict[str, str], ...] | None:
+    """The context fields of each request row (``{"DEVICE": "tv"}``), as a request carries them."""
+    if data.contexts is None:
+        return None
+    values = [name.split("=", 1)[1] for name in data.context_names]
+    return tuple(
+        {field: values[code] for field, code in zip(data.context_fields, codes, strict=True)
+         if code >= 0}
+        for codes in data.contexts[rows].tolist()
+    )  # fmt: skip
 
 
 def _indptr(counts: npt.NDArray[np.int64]) -> Int64Array:

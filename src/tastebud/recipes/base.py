@@ -8,7 +8,7 @@ Everything inside is a dense index: users ``0..n_users-1``, items ``0..n_items-1
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -41,6 +41,12 @@ class TrainingData:
     ``item_features`` is a one-hot (n_items x n_features) matrix of categorical item values named
     by ``feature_names`` (``"GENRES=Comedy"``); ``item_created`` is epoch seconds, -1 if unknown.
     ``negative_users``/``negative_items`` are impressions that got no interaction.
+
+    Optional event columns, parallel to the interactions (None where the data has none):
+    ``event_types`` codes into ``event_type_names`` (-1: no type), ``values`` the
+    ``EVENT_VALUE`` (NaN: none), and ``contexts`` the request context of each event, one
+    column per field of ``context_fields``, codes into ``context_names`` (``"DEVICE=tv"``;
+    -1: no value).
     """
 
     users: IntArray
@@ -54,11 +60,23 @@ class TrainingData:
     item_created: Int64Array | None = None
     negative_users: IntArray = field(default_factory=lambda: np.zeros(0, np.int32))
     negative_items: IntArray = field(default_factory=lambda: np.zeros(0, np.int32))
+    event_types: IntArray | None = None
+    event_type_names: tuple[str, ...] = ()
+    values: FloatArray | None = None
+    contexts: IntArray | None = None  # (n, len(context_fields))
+    context_fields: tuple[str, ...] = ()
+    context_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.users)
         if not (len(self.items) == len(self.timestamps) == len(self.weights) == n):
             raise ValueError("users, items, timestamps and weights must have one length")
+        for name in ("event_types", "values", "contexts"):
+            column = getattr(self, name)
+            if column is not None and len(column) != n:
+                raise ValueError(f"{name} needs one entry per interaction")
+        if self.contexts is not None and self.contexts.shape[1:] != (len(self.context_fields),):
+            raise ValueError("contexts needs one column per context field")
 
     @property
     def size(self) -> int:
@@ -96,6 +114,11 @@ class TrainingData:
             item_features=self.item_features, feature_names=self.feature_names,
             item_created=self.item_created, negative_users=self.negative_users,
             negative_items=self.negative_items,
+            event_types=None if self.event_types is None else self.event_types[mask],
+            event_type_names=self.event_type_names,
+            values=None if self.values is None else self.values[mask],
+            contexts=None if self.contexts is None else self.contexts[mask],
+            context_fields=self.context_fields, context_names=self.context_names,
         )  # fmt: skip
 
 
@@ -108,30 +131,86 @@ class Query:
     hold events newer than the model, which is how a click changes the next answer.
     ``times[i]`` is query i's request time in epoch seconds (recipes that decay or trend count
     only what happened before it); ``None`` means "now", i.e. after everything the model saw.
+
+    Optional event columns parallel to ``history_items`` (None where unknown): the events'
+    ``history_timestamps``, ``history_event_types`` (codes into ``event_type_names``, -1: no
+    type) and ``history_values`` (NaN: no value); ``contexts[i]`` is query i's request context
+    (``{"DEVICE": "tv"}``). Recipes that do not use them ignore them.
     """
 
     users: IntArray
     history_indptr: Int64Array
     history_items: IntArray
     times: Int64Array | None = None
+    history_timestamps: Int64Array | None = None
+    history_event_types: IntArray | None = None
+    event_type_names: tuple[str, ...] = ()
+    history_values: FloatArray | None = None
+    contexts: tuple[Mapping[str, str], ...] | None = None
 
     def __post_init__(self) -> None:
         if len(self.history_indptr) != len(self.users) + 1:
             raise ValueError("history_indptr needs one entry per user plus one")
         if self.times is not None and len(self.times) != len(self.users):
             raise ValueError("times needs one entry per user")
+        for name in ("history_timestamps", "history_event_types", "history_values"):
+            column = getattr(self, name)
+            if column is not None and len(column) != len(self.history_items):
+                raise ValueError(f"{name} needs one entry per history item")
+        if self.contexts is not None and len(self.contexts) != len(self.users):
+            raise ValueError("contexts needs one entry per user")
 
     def __len__(self) -> int:
         return len(self.users)
 
     @staticmethod
-    def single(user: int, history: npt.ArrayLike = (), *, time: int | None = None) -> Query:
+    def single(
+        user: int,
+        history: npt.ArrayLike = (),
+        *,
+        time: int | None = None,
+        timestamps: npt.ArrayLike | None = None,
+        event_types: Sequence[str | None] | None = None,
+        values: Sequence[float | None] | None = None,
+        context: Mapping[str, str] | None = None,
+    ) -> Query:
+        """One user's query; the optional event columns run parallel to ``history``."""
         items = np.asarray(history, dtype=np.int32)
+        names = tuple(sorted({t for t in event_types or () if t is not None}))
+        codes = None
+        if event_types is not None:
+            code_of = {name: code for code, name in enumerate(names)}
+            codes = np.array([code_of.get(t, -1) if t else -1 for t in event_types], np.int32)
         return Query(
             users=np.array([user], dtype=np.int32),
             history_indptr=np.array([0, len(items)], dtype=np.int64),
             history_items=items,
             times=None if time is None else np.array([time], dtype=np.int64),
+            history_timestamps=None if timestamps is None else np.asarray(timestamps, np.int64),
+            history_event_types=codes,
+            event_type_names=names,
+            history_values=None if values is None else np.array(
+                [np.nan if v is None else v for v in values], np.float32),
+            contexts=None if context is None else (dict(context),),
+        )  # fmt: skip
+
+    def rows(self, start: int, stop: int) -> Query:
+        """Queries ``start..stop - 1`` with their histories and event columns."""
+        first, last = int(self.history_indptr[start]), int(self.history_indptr[stop])
+
+        def part(column: npt.NDArray[Any] | None) -> Any:
+            return None if column is None else column[first:last]
+
+        return Query(
+            users=self.users[start:stop],
+            history_indptr=self.history_indptr[start : stop + 1] - first,
+            history_items=self.history_items[first:last],
+            times=None if self.times is None else self.times[start:stop],
+            history_timestamps=part(self.history_timestamps),
+            history_event_types=part(self.history_event_types),
+            event_type_names=self.event_type_names,
+            history_values=part(self.history_values),
+            contexts=None if self.contexts is None else self.contexts[start:stop],
         )
 
     def history(self, i: int) -> IntArray:

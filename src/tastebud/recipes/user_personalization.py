@@ -137,6 +137,12 @@ class UserPersonalizationModel:
         if algorithm == "als":
             regularization = config.regularization_for("als")
             self._gram = fz.item_gram(arrays["item_factors"], regularization)
+        # Item vectors as contiguous columns: a user's scores are one pass over them (2x faster
+        # than multiplying by the transposed view).
+        factors = arrays.get("item_factors")
+        self._item_columns: FloatArray = np.ascontiguousarray(
+            factors.T if factors is not None else np.zeros((0, 0), np.float32)
+        )
 
     def score(self, query: Query) -> FloatArray:
         """(len(query) x n_items) float32 scores from each query's history; seen items stay."""
@@ -146,15 +152,38 @@ class UserPersonalizationModel:
         if self.algorithm == "ease":
             scores = np.asarray(history @ self.arrays["weights"], dtype=np.float32)
         elif self.algorithm == "als":
-            scores = self._als_scores(query, history, negatives, known)
+            scores = self._als_users(query, history, negatives, known) @ self._item_columns
         else:
-            scores = self._bpr_scores(query, history, known)
+            scores = self._bpr_users(query, history, known) @ self._item_columns
         if self.algorithm != "als":
             scores = penalise(scores, negatives, self.config.impression_negative_weight)
         has_vector = known if self.algorithm != "ease" else np.zeros(len(query), bool)
         nothing = (history.getnnz(axis=1) == 0) & ~has_vector
         scores[nothing] = self.popularity
         return blend_exploration(scores, self.exploration_bonus, self.config.exploration_weight)
+
+    def item_vectors(self) -> FloatArray | None:
+        """ALS and BPR score by inner products with these (serving's approximate top-k)."""
+        if self.algorithm == "ease" or self.config.exploration_weight != 0.0:
+            return None
+        vectors: FloatArray = self.arrays["item_factors"]
+        return vectors
+
+    def user_vectors(self, query: Query) -> FloatArray | None:
+        """The vectors :meth:`score` multiplies with :meth:`item_vectors`; None when some
+        query is answered otherwise (popularity, impression penalties, exploration)."""
+        if self.item_vectors() is None:
+            return None
+        history = query.history_matrix(self.n_items)
+        known = fz.known_users(query.users, self.n_users)
+        if ((history.getnnz(axis=1) == 0) & ~known).any():
+            return None  # popularity answers these
+        negatives = self._negatives(query, history, known)
+        if self.algorithm == "als":
+            return self._als_users(query, history, negatives, known)
+        if negatives.nnz and self.config.impression_negative_weight:
+            return None  # BPR penalises impressions after scoring
+        return self._bpr_users(query, history, known)
 
     def save(self, folder: Path) -> None:
         meta = {
@@ -166,13 +195,15 @@ class UserPersonalizationModel:
 
     def _negatives(self, query: Query, history: sp.csr_matrix, known: np.ndarray) -> sp.csr_matrix:
         """Each known user's impressed-not-clicked items, minus those now in its history."""
+        if not self.impressions.nnz:  # no impressions were logged: nothing to slice
+            return sp.csr_matrix(history.shape, dtype=np.float32)
         rows = np.where(known, query.users, 0)
         shown = self.impressions[rows].multiply(known[:, None].astype(np.float32)).tocsr()
         negatives = (shown - shown.multiply(history)).tocsr()
         negatives.eliminate_zeros()
         return negatives
 
-    def _als_scores(
+    def _als_users(
         self, query: Query, history: sp.csr_matrix, negatives: sp.csr_matrix, known: np.ndarray
     ) -> FloatArray:
         item_factors = self.arrays["item_factors"]
@@ -186,9 +217,9 @@ class UserPersonalizationModel:
         )  # fmt: skip
         keep_trained = known & (history.getnnz(axis=1) == 0)
         users[keep_trained] = self.arrays["user_factors"][query.users[keep_trained]]
-        return np.asarray(users @ item_factors.T, dtype=np.float32)
+        return users
 
-    def _bpr_scores(self, query: Query, history: sp.csr_matrix, known: np.ndarray) -> FloatArray:
+    def _bpr_users(self, query: Query, history: sp.csr_matrix, known: np.ndarray) -> FloatArray:
         item_factors = self.arrays["item_factors"]
         from_history = fz.mean_item_factors(history, item_factors)
         from_history[:, -1] = 1.0  # the last column carries the item bias (see fit_bpr)
@@ -196,8 +227,8 @@ class UserPersonalizationModel:
         with_history = history.getnnz(axis=1) > 0
         # weight of the history: none without one, all of it for a user the model never saw
         share = np.where(known, np.where(with_history, BPR_HISTORY_BLEND, 0.0), 1.0)[:, None]
-        users = (1.0 - share) * trained + share * from_history
-        return np.asarray(users @ item_factors.T, dtype=np.float32)
+        users: FloatArray = ((1.0 - share) * trained + share * from_history).astype(np.float32)
+        return users
 
 
 def penalise(scores: FloatArray, negatives: sp.csr_matrix, weight: float) -> FloatArray:

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,6 +52,11 @@ class CampaignConfig(BaseModel):
         description="below this many interactions in the group the rule engine answers",
     )  # fmt: skip
     rules: RulesConfig = RulesConfig()
+    new_items_share: float = Field(
+        default=0.1, ge=0.0, le=0.5,
+        description="share of a model's answer given to items added since it was trained "
+        "(newest first), so they are recommendable without retraining; 0: none",
+    )  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -170,10 +176,12 @@ class CampaignServer:
             ranked = self.recommender.rank(
                 group, version, user_id=request.user_id, item_ids=request.input_list,
                 filter_name=request.filter_name, filter_values=request.filter_values,
+                context=request.context,
             ).results  # fmt: skip
             items = _listed(ranked)
         else:
-            items = self._items(group, version, request, rules, recommendation_id)
+            share = 0.0 if source == "rules" else deployment.config.new_items_share
+            items = self._items(group, version, request, rules, share, recommendation_id)
         return {
             "recommendationId": recommendation_id,
             "campaign": name,
@@ -184,7 +192,7 @@ class CampaignServer:
 
     def _items(
         self, group: str, version: LoadedVersion, request: CampaignRequest,
-        rules: RulesConfig | None, recommendation_id: str,
+        rules: RulesConfig | None, new_items_share: float, recommendation_id: str,
     ) -> list[dict[str, Any]]:  # fmt: skip
         name, values = request.filter_name, request.filter_values
         if rules is not None and rules.filter is not None and name is None:
@@ -195,12 +203,38 @@ class CampaignServer:
             allowed = {s.id for s in self._ranked(group, version, request, 500, rules.filter,
                                                   rules.filter_values)}  # fmt: skip
             regular = [s for s in regular if s.id in allowed]
+        if new_items_share > 0 and request.item_id is None:
+            regular = self._with_new_items(group, version, request, regular, new_items_share)
         if not request.promotions:
             return _listed(regular[: request.k])
         promotion = request.promotions[0]
         promoted = self._ranked(group, version, request, promotion.count(request.k),
                                 promotion.filter_name, promotion.filter_values)  # fmt: skip
         return merge_promoted(regular, promoted, promotion.name, request.k, recommendation_id)
+
+    def _with_new_items(
+        self, group: str, model: LoadedVersion, request: CampaignRequest, regular: list[Scored],
+        share: float,
+    ) -> list[Scored]:  # fmt: skip
+        """``regular`` with every ``1/share``-th position given to an item the model was not
+        trained with (the request's filter and the user's history apply to them too)."""
+        fresh = self.rules.new_items(group, model)
+        if fresh is None:
+            return regular
+        count = max(1, int(request.k * share))
+        new = self._ranked(group, fresh, request, count, request.filter_name,
+                           request.filter_values)  # fmt: skip
+        new = [s for s in new if s.score is not None and np.isfinite(s.score)][:count]
+        if not new:
+            return regular
+        every = max(2, round(1 / share))
+        merged: list[Scored] = []
+        pending = iter(new)
+        for item in regular:
+            if len(merged) % every == every - 1 and (fresh_item := next(pending, None)):
+                merged.append(Scored(fresh_item.id, None))
+            merged.append(item)
+        return merged
 
     def _ranked(
         self, group: str, version: LoadedVersion, request: CampaignRequest, k: int,
@@ -211,9 +245,12 @@ class CampaignServer:
             return r.similar_items(group, version, item_id=request.item_id, k=min(k, 500),
                                    user_id=request.user_id, filter_name=filter_name,
                                    filter_values=filter_values).results  # fmt: skip
-        return r.recommend(group, version, user_id=request.user_id, k=min(k, 500),
-                           exclude_seen=request.exclude_seen, filter_name=filter_name,
-                           filter_values=filter_values).results  # fmt: skip
+        answer = r.recommend(
+            group, version, user_id=request.user_id, k=min(k, 500),
+            exclude_seen=request.exclude_seen, filter_name=filter_name,
+            filter_values=filter_values, context=request.context,
+        )  # fmt: skip
+        return answer.results
 
 
 def merge_promoted(

@@ -9,7 +9,7 @@ popularity order (filtered the same way).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +18,9 @@ from tastebud.errors import InvalidInput, NotFound
 from tastebud.filters import Selection
 from tastebud.recipes import ItemSimilarity, Query, UserAffinity, UserSimilarity
 from tastebud.recipes.base import FloatArray, IntArray
+from tastebud.serving.nearest import UserVectors
 from tastebud.serving.versions import LoadedVersion
+from tastebud.store import Event
 
 MAX_RESULTS = 500
 
@@ -76,12 +78,37 @@ def user_query(
     user_id: str | None,
     history: Sequence[str],
     history_indexes: IntArray | None = None,
+    *,
+    events: Sequence[Event] | None = None,
+    context: Mapping[str, str] | None = None,
 ) -> Query:
     """The model's view of a user: its index (-1 if new) and its known history items
-    (``history_indexes``: the version's indexes of ``history``, when already looked up)."""
+    (``history_indexes``: the version's indexes of ``history``, when already looked up).
+
+    ``events`` (the user's latest events, oldest first) give the history's event types, values
+    and times; without ``history`` their items are the history, with it they must match it one
+    to one. ``context`` is the request's context (``{"DEVICE": "tv"}``). Items the version does
+    not know are dropped from both alike.
+
+    Raises:
+        InvalidInput: ``events`` and ``history`` differ in length.
+    """
+    if events is not None and not history:
+        history = [event.item_id for event in events]
+    if events is not None and len(events) != len(history):
+        raise InvalidInput(f"events: {len(events)} given for a history of {len(history)} items")
     user = version.users.get(user_id) if user_id is not None else -1
     items = version.items.indices(history) if history_indexes is None else history_indexes
-    return Query.single(user, items[items >= 0])
+    known = items >= 0
+    if events is None:
+        return Query.single(user, items[known], context=context)
+    kept = [event for event, keep in zip(events, known.tolist(), strict=True) if keep]
+    return Query.single(
+        user, items[known], context=context,
+        timestamps=[event.timestamp for event in kept],
+        event_types=[event.event_type for event in kept],
+        values=[event.event_value for event in kept],
+    )  # fmt: skip
 
 
 def recommend_items(
@@ -93,10 +120,13 @@ def recommend_items(
     exclude_seen: bool = True,
     selection: Selection | None = None,
     history_indexes: IntArray | None = None,
+    events: Sequence[Event] | None = None,
+    context: Mapping[str, str] | None = None,
 ) -> list[Scored]:
     """Items for a user. A user with no known history gets the model's cold answer (popularity
-    for most recipes); ``selection`` (a compiled filter's answer) limits the candidates."""
-    query = user_query(version, user_id, history, history_indexes)
+    for most recipes); ``selection`` (a compiled filter's answer) limits the candidates.
+    ``events`` and ``context`` feed the models that read them (see :func:`user_query`)."""
+    query = user_query(version, user_id, history, history_indexes, events=events, context=context)
     scores = version.model.score(query)[0]
     exclude = query.history_items if exclude_seen else None
     return _answer(version, scores, check_k(k), exclude, selection)
@@ -110,10 +140,12 @@ def rank_items(
     item_ids: Sequence[str],
     selection: Selection | None = None,
     history_indexes: IntArray | None = None,
+    events: Sequence[Event] | None = None,
+    context: Mapping[str, str] | None = None,
 ) -> list[Scored]:
     """Order ``item_ids`` for the user, best first. Items the version does not know are kept,
     after the known ones and in their input order, with no score. Items a ``selection`` does
-    not allow are dropped from the list."""
+    not allow are dropped from the list. ``events`` and ``context``: see :func:`user_query`."""
     if len(item_ids) > MAX_RESULTS:
         raise InvalidInput(f"inputList: at most {MAX_RESULTS} items, got {len(item_ids)}")
     if len(set(item_ids)) != len(item_ids):
@@ -122,7 +154,8 @@ def rank_items(
         passed = selection.permits(item_ids)
         item_ids = [item for item, keep in zip(item_ids, passed, strict=True) if keep]
     indexes = version.items.indices(item_ids)
-    scores = version.model.score(user_query(version, user_id, history, history_indexes))[0]
+    query = user_query(version, user_id, history, history_indexes, events=events, context=context)
+    scores = version.model.score(query)[0]
     known = [(float(scores[i]), position) for position, i in enumerate(indexes) if i >= 0]
     known.sort(key=lambda pair: (-pair[0], pair[1]))
     ranked = [Scored(item_ids[position], score) for score, position in known]
@@ -194,6 +227,50 @@ def users_for_item(
         [version.deleted_users, blocked])  # fmt: skip
     best = top_k(scores, check_k(k), exclude=excluded, candidates=candidates)
     return _scored(version.users.ids(best), scores[best])
+
+
+def nearest_items(
+    version: LoadedVersion,
+    query: Query,
+    *,
+    k: int,
+    exclude_seen: bool = True,
+    selection: Selection | None = None,
+) -> list[Scored] | None:
+    """Top-k through the version's approximate index (``version.nearest``), or None when the
+    exact path must answer: no index, a model that does not score by inner product for this
+    query, a filter allowing under half the catalogue, or too few items left after exclusions
+    even with oversampling."""
+    index, model = version.nearest, version.model
+    if index is None or not isinstance(model, UserVectors):
+        return None
+    vectors = model.user_vectors(query)
+    if vectors is None:
+        return None
+    allowed = np.ones(index.n_items, dtype=np.bool_)  # a mask: cheaper than set lookups
+    allowed[version.deleted_items] = False
+    if exclude_seen:
+        allowed[query.history_items] = False
+    if selection is not None:
+        candidates, blocked = selection.first(index.n_items)
+        if candidates is not None:
+            if len(candidates) < index.n_items // 2:
+                return None
+            permitted = np.zeros(index.n_items, dtype=np.bool_)
+            permitted[candidates] = True
+            allowed &= permitted
+        allowed[blocked] = False
+    wanted = min(index.n_items, 4 * check_k(k) + len(query.history_items) + 64)
+    for _ in range(2):
+        ids, scores = index.search(vectors[0], wanted)
+        keep = allowed[ids]
+        if keep.sum() >= k:
+            best = ids[keep][:k]
+            return _scored(version.items.ids(best), scores[keep][:k])
+        if wanted == index.n_items:  # the probed clusters hold too few: the exact path answers
+            return None
+        wanted = min(index.n_items, wanted * 8)
+    return None
 
 
 # helpers ------------------------------------------------------------------------------------------

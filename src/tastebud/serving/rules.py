@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy.typing as npt
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from tastebud.ids import Vocabulary
 from tastebud.recipes.base import FloatArray
 from tastebud.recipes.popularity import PopularityConfig, PopularityModel
 from tastebud.serving.versions import LoadedVersion, empty_slots
@@ -74,6 +76,29 @@ def rules_version(store: Store, group: str, rules: RulesConfig, *, now: float) -
     )
 
 
+def new_items_version(store: Store, group: str, trained: Vocabulary) -> LoadedVersion | None:
+    """The group's items that ``trained`` (a model's vocabulary) does not know — added since it
+    was trained — newest first, then by interactions; every other item scores -inf. None when
+    there are none."""
+    items = store.vocabulary(group, "item")
+    known = np.array([trained.get(str(i)) >= 0 if i is not None else True
+                      for i in items.ids(range(len(items)))], dtype=np.bool_)  # fmt: skip
+    if known.all():
+        return None
+    stats = store.item_stats(group)
+    counts = _per_item(stats, "interactions", len(items))
+    created = _per_item(stats, "creation_ts", len(items), missing=0.0)
+    scores = _order_scores(created, counts)
+    scores[known] = -np.inf
+    users = store.vocabulary(group, "user")
+    return LoadedVersion(
+        id=f"new-items:{group}:{len(items)}", recipe=RULES_RECIPE, meta={},
+        model=PopularityModel(scores, PopularityConfig()), users=users, items=items,
+        popularity=scores, item_features=None, deleted_users=empty_slots(users),
+        deleted_items=empty_slots(items),
+    )  # fmt: skip
+
+
 def _per_item(
     stats: pl.DataFrame, column: str, n_items: int, *, missing: float = 0.0
 ) -> npt.NDArray[np.float64]:
@@ -102,17 +127,31 @@ class RulesCache:
     def __init__(self, store: Store, *, max_age: float = 30.0) -> None:
         self._store = store
         self._max_age = max_age
-        self._built: dict[tuple[str, str], tuple[float, LoadedVersion]] = {}
+        self._built: dict[tuple[str, str], tuple[float, LoadedVersion | None]] = {}
         self._lock = threading.Lock()
 
     def get(self, group: str, rules: RulesConfig) -> LoadedVersion:
-        key = (group, rules.model_dump_json())
+        version = self._cached(
+            (group, rules.model_dump_json()),
+            lambda: rules_version(self._store, group, rules, now=time.time()),
+        )
+        assert version is not None
+        return version  # fmt: skip
+
+    def new_items(self, group: str, model: LoadedVersion) -> LoadedVersion | None:
+        """Items added since ``model`` was trained (None: there are none)."""
+        return self._cached((group, f"new-items:{model.id}"),
+                            lambda: new_items_version(self._store, group, model.items))  # fmt: skip
+
+    def _cached(
+        self, key: tuple[str, str], build: Callable[[], LoadedVersion | None]
+    ) -> LoadedVersion | None:
         now = time.monotonic()
         with self._lock:
             entry = self._built.get(key)
         if entry is not None and now - entry[0] < self._max_age:
             return entry[1]
-        version = rules_version(self._store, group, rules, now=time.time())
+        version = build()
         with self._lock:
             self._built[key] = (now, version)
         return version

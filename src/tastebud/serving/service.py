@@ -17,13 +17,21 @@ from tastebud.recipes.base import IntArray
 from tastebud.serving.live import LiveFeed
 from tastebud.serving.recommend import (
     Scored,
+    nearest_items,
     rank_items,
     recommend_items,
     similar_items,
     similar_users,
+    user_query,
     users_for_item,
 )
-from tastebud.serving.versions import LoadedVersion, VersionCache, load_version, without_users
+from tastebud.serving.versions import (
+    LoadedVersion,
+    VersionCache,
+    load_version,
+    with_nearest,
+    without_users,
+)
 from tastebud.settings import Settings
 from tastebud.store import Event, Store
 
@@ -56,6 +64,7 @@ class Recommender:
         self.live = LiveFeed(store)
         self.versions = VersionCache(
             self._load_version,
+            refresh=self._mask_erased,
             capacity=settings.serving.cached_versions,
             max_age=settings.serving.refresh_seconds,
         )
@@ -104,10 +113,11 @@ class Recommender:
     def recommend(
         self, group: str, target: Target, *, user_id: str | None, k: int = 25,
         exclude_seen: bool = True, filter_name: str | None = None,
-        filter_values: FilterValues | None = None,
+        filter_values: FilterValues | None = None, context: Mapping[str, str] | None = None,
     ) -> Answer:  # fmt: skip
         """Items for ``user_id`` from the user's latest events (a new user gets the cold answer),
-        limited by the named filter when one is given."""
+        limited by the named filter when one is given; ``context`` (e.g. the device) reaches
+        the models that read it."""
         version = self.version_for(group, target)
         events = self.user_events(group, user_id)
         history = [e.item_id for e in events]
@@ -116,15 +126,21 @@ class Recommender:
             group, version, filter_name, filter_values, user_id=user_id, events=events,
             event_items=known,
         )  # fmt: skip
-        items = recommend_items(
-            version, user_id=user_id, history=history, k=k, exclude_seen=exclude_seen,
-            selection=selection, history_indexes=known,
-        )  # fmt: skip
+        items = nearest_items(
+            version, user_query(version, user_id, history, known), k=k,
+            exclude_seen=exclude_seen, selection=selection,
+        ) if version.nearest is not None else None  # fmt: skip
+        if items is None:
+            items = recommend_items(
+                version, user_id=user_id, history=history, k=k, exclude_seen=exclude_seen,
+                selection=selection, history_indexes=known, events=events, context=context,
+            )  # fmt: skip
         return Answer(version.id, f"rec-{uuid.uuid4().hex}", items)
 
     def rank(
         self, group: str, target: Target, *, user_id: str | None, item_ids: Sequence[str],
         filter_name: str | None = None, filter_values: FilterValues | None = None,
+        context: Mapping[str, str] | None = None,
     ) -> Answer:  # fmt: skip
         """``item_ids`` ordered for ``user_id``; unknown items kept last, in input order. Items
         the named filter does not allow are dropped from the list."""
@@ -138,7 +154,7 @@ class Recommender:
         )  # fmt: skip
         ranked = rank_items(
             version, user_id=user_id, history=history, item_ids=item_ids, selection=selection,
-            history_indexes=known,
+            history_indexes=known, events=events, context=context,
         )  # fmt: skip
         return Answer(version.id, f"rec-{uuid.uuid4().hex}", ranked)
 
@@ -228,7 +244,14 @@ class Recommender:
         return [e.item_id for e in self.user_events(group, user_id)]
 
     def _load_version(self, version_id: str) -> LoadedVersion:
-        record = self.store.get_solution_version(version_id)
         version = load_version(self.settings.artifacts / version_id, version_id)
+        serving = self.settings.serving
+        version = with_nearest(version, min_items=serving.approximate_from_items,
+                               probe_share=serving.approximate_probe_share)  # fmt: skip
+        return self._mask_erased(version)
+
+    def _mask_erased(self, version: LoadedVersion) -> LoadedVersion:
+        """``version`` with the users erased since it was trained marked deleted."""
+        record = self.store.get_solution_version(version.id)
         current = self.store.vocabulary(record.group, "user")
         return without_users(version, lambda user_id: user_id not in current)

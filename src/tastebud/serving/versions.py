@@ -24,6 +24,7 @@ from tastebud.errors import NotFound
 from tastebud.ids import Vocabulary
 from tastebud.recipes import Model, get_recipe
 from tastebud.recipes.base import FloatArray, IntArray
+from tastebud.serving.nearest import NearestItems, UserVectors
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class LoadedVersion:
     deleted_items: IntArray
     # The arrival number of the last interaction a live-updated model has seen (mutable).
     live_seq: list[int] = dataclasses.field(default_factory=list, compare=False)
+    # An approximate top-k index over the model's item vectors (large catalogues only).
+    nearest: NearestItems | None = dataclasses.field(default=None, compare=False)
 
 
 def version_folder(root: Path, version_id: str) -> Path:
@@ -93,6 +96,20 @@ def load_version(folder: Path, version_id: str) -> LoadedVersion:
     )
 
 
+def with_nearest(
+    version: LoadedVersion, *, min_items: int | None, probe_share: float = 0.2
+) -> LoadedVersion:
+    """``version`` with an approximate index when its model scores by inner products and its
+    catalogue has at least ``min_items`` items (None: never)."""
+    model = version.model
+    if min_items is None or len(version.items) < min_items or not isinstance(model, UserVectors):
+        return version
+    vectors = model.item_vectors()
+    if vectors is None:
+        return version
+    return dataclasses.replace(version, nearest=NearestItems(vectors, probe_share=probe_share))
+
+
 def empty_slots(vocabulary: Vocabulary) -> IntArray:
     ids = vocabulary.ids(range(len(vocabulary)))
     return np.array([i for i, value in enumerate(ids) if value is None], dtype=np.int32)
@@ -109,37 +126,75 @@ def without_users(version: LoadedVersion, erased: Callable[[str], bool]) -> Load
 
 
 class VersionCache:
-    """The most recently used versions, loaded once per process and reloaded after
-    ``max_age`` seconds (so erasures done by other processes are seen)."""
+    """The most recently used versions, loaded once per process.
+
+    Artifacts never change, but users may be erased by other processes: after ``max_age``
+    seconds a version is ``refresh``-ed (its erased users masked again) in the background while
+    the current copy keeps answering. A version is loaded by one thread at a time; requests that
+    arrive meanwhile wait for that load instead of repeating it.
+    """
 
     def __init__(
         self,
         load: Callable[[str], LoadedVersion],
         *,
+        refresh: Callable[[LoadedVersion], LoadedVersion] | None = None,
         capacity: int = 8,
         max_age: float = 60.0,
     ) -> None:
         self._load = load
+        self._refresh = refresh
         self._capacity = capacity
         self._max_age = max_age
         self._loaded: OrderedDict[str, tuple[float, LoadedVersion]] = OrderedDict()
+        self._loading: dict[str, threading.Lock] = {}
+        self._refreshing: set[str] = set()
         self._lock = threading.Lock()
 
     def get(self, version_id: str) -> LoadedVersion:
-        now = time.monotonic()
         with self._lock:
             entry = self._loaded.get(version_id)
-            if entry is not None and now - entry[0] < self._max_age:
+            if entry is not None:
                 self._loaded.move_to_end(version_id)
+                if self._stale(version_id, entry[0]):
+                    self._refreshing.add(version_id)
+                    renew = threading.Thread(target=self._renew, args=(version_id, entry[1]),
+                                             daemon=True)  # fmt: skip
+                    renew.start()
                 return entry[1]
-        version = self._load(version_id)
-        with self._lock:
-            self._loaded[version_id] = (now, version)
-            self._loaded.move_to_end(version_id)
-            while len(self._loaded) > self._capacity:
-                self._loaded.popitem(last=False)
-        return version
+            loading = self._loading.setdefault(version_id, threading.Lock())
+        with loading:
+            with self._lock:
+                entry = self._loaded.get(version_id)
+            if entry is not None:  # another request loaded it while this one waited
+                return entry[1]
+            version = self._load(version_id)
+            self._keep(version_id, version)
+            with self._lock:
+                self._loading.pop(version_id, None)
+            return version
 
     def clear(self) -> None:
         with self._lock:
             self._loaded.clear()
+
+    def _stale(self, version_id: str, loaded_at: float) -> bool:
+        return (time.monotonic() - loaded_at >= self._max_age
+                and version_id not in self._refreshing)  # fmt: skip
+
+    def _renew(self, version_id: str, version: LoadedVersion) -> None:
+        try:
+            renewed = self._refresh(version) if self._refresh else self._load(version_id)
+            with self._lock:
+                if version_id in self._loaded:  # not cleared meanwhile (an erasure here)
+                    self._loaded[version_id] = (time.monotonic(), renewed)
+        finally:
+            with self._lock:
+                self._refreshing.discard(version_id)
+
+    def _keep(self, version_id: str, version: LoadedVersion) -> None:
+        with self._lock:
+            self._loaded[version_id] = (time.monotonic(), version)
+            self._loaded.move_to_end(version_id)
+            while len(self._loaded) > self._capacity:
+                self._loaded.popitem(last=False)

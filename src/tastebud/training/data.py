@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from tastebud.errors import InvalidInput
 from tastebud.ids import Vocabulary
 from tastebud.recipes.base import Int64Array, IntArray, TrainingData
-from tastebud.schema import REQUIRED, DatasetKind, canonical_name, parse_timestamp
+from tastebud.schema import REQUIRED, RESERVED, DatasetKind, canonical_name, parse_timestamp
 
 _log = logging.getLogger(__name__)
 
@@ -135,7 +136,9 @@ def build_training_data(
         known = set(item_ids)
         item_ids += [i for i in item_frame["ITEM_ID"].unique(maintain_order=True) if i not in known]
     item_vocabulary = Vocabulary(item_ids)
+    contexts = context_columns(frame)
     indexed = frame.select(
+        pl.col(contexts).cast(pl.String),
         user_index=_index_of(pl.col("USER_ID"), users),
         item_index=_index_of(pl.col("ITEM_ID"), item_vocabulary),
         timestamp=_epoch_seconds(frame["TIMESTAMP"], "interactions.TIMESTAMP"),
@@ -152,11 +155,13 @@ def build_training_data(
         indexed, n_users=len(users), n_items=len(item_vocabulary), config=config,
         item_features=features, feature_names=names,
         item_created=item_creation_times(item_frame, item_vocabulary),
-        negative_users=negative_users, negative_items=negative_items,
+        negative_users=negative_users, negative_items=negative_items, context_columns=contexts,
     )  # fmt: skip
     _log.info(
-        "training data built users=%d items=%d interactions=%d negatives=%d features=%d",
+        "training data built users=%d items=%d interactions=%d negatives=%d features=%d "
+        "event_types=%d contexts=%s",
         data.n_users, data.n_items, data.size, len(negative_users), len(names),
+        len(data.event_type_names), ",".join(contexts) or "-",
     )  # fmt: skip
     return data, users, item_vocabulary
 
@@ -172,11 +177,14 @@ def training_data_from_indexed(
     item_created: Int64Array | None = None,
     negative_users: IntArray | None = None,
     negative_items: IntArray | None = None,
+    context_columns: Sequence[str] = (),
 ) -> TrainingData:
     """Training data from a frame of dense indexes (``user_index, item_index, timestamp`` and
     optionally ``event_type, event_value``), applying ``config``'s filters and weights.
 
-    Rows are sorted by ``timestamp``; ties keep the frame's order.
+    Rows are sorted by ``timestamp``; ties keep the frame's order. Event types and values
+    (when the columns hold any) and the ``context_columns`` (request context such as
+    ``DEVICE``) travel with the rows as codes and floats.
 
     Raises:
         InvalidInput: a column missing, an index out of range, or no rows left after filters.
@@ -198,7 +206,58 @@ def training_data_from_indexed(
         item_features=item_features, feature_names=feature_names, item_created=item_created,
         negative_users=_EMPTY if negative_users is None else negative_users.astype(np.int32),
         negative_items=_EMPTY if negative_items is None else negative_items.astype(np.int32),
+        **_event_columns(rows), **_context_codes(rows, context_columns),
     )  # fmt: skip
+
+
+def _event_columns(rows: pl.DataFrame) -> dict[str, Any]:
+    """``event_types`` (codes), ``event_type_names`` and ``values`` (NaN: none) of the rows, for
+    the columns that hold at least one value."""
+    columns: dict[str, Any] = {}
+    types = rows.get_column("event_type", default=None)
+    if types is not None and types.null_count() < len(types):
+        names = tuple(sorted(types.drop_nulls().unique().to_list()))
+        codes = types.replace_strict(names, list(range(len(names))), default=-1,
+                                     return_dtype=pl.Int32)  # fmt: skip
+        columns |= {"event_types": codes.to_numpy(), "event_type_names": names}
+    values = rows.get_column("event_value", default=None)
+    if values is not None and values.null_count() < len(values):
+        columns["values"] = values.cast(pl.Float32).fill_null(np.nan).to_numpy()
+    return columns
+
+
+def _context_codes(rows: pl.DataFrame, fields: Sequence[str]) -> dict[str, Any]:
+    """``contexts`` ((n, fields) codes, -1: none), ``context_fields`` and ``context_names``
+    (``"FIELD=value"``) of the rows' context columns."""
+    fields = [field for field in fields if rows[field].null_count() < len(rows)]
+    if not fields:
+        return {}
+    names: list[str] = []
+    codes = np.full((len(rows), len(fields)), -1, dtype=np.int32)
+    for column, field in enumerate(fields):
+        values = rows[field].cast(pl.String)
+        distinct = sorted(values.drop_nulls().unique().to_list())
+        code = values.replace_strict(distinct, list(range(len(names), len(names) + len(distinct))),
+                                     default=-1, return_dtype=pl.Int32)  # fmt: skip
+        codes[:, column] = code.to_numpy()
+        names += [f"{field}={value}" for value in distinct]
+    return {"contexts": codes, "context_fields": tuple(fields), "context_names": tuple(names)}
+
+
+def context_columns(interactions: pl.DataFrame) -> list[str]:
+    """The interactions' request-context columns (e.g. ``DEVICE``): the text, integer and
+    boolean columns that are not reserved and have few distinct values (at most 64 or a tenth
+    of the rows: a category, not an id or a free text)."""
+    reserved = RESERVED["interactions"]
+    chosen = []
+    for name, dtype in interactions.schema.items():
+        if name.upper() in reserved or not (
+            dtype in (pl.String, pl.Categorical, pl.Boolean) or dtype.is_integer()
+        ):
+            continue
+        if interactions[name].n_unique() <= max(64, len(interactions) // 10):
+            chosen.append(name)
+    return chosen
 
 
 def _weighted(frame: pl.DataFrame, config: SolutionDataConfig) -> pl.DataFrame:

@@ -89,6 +89,9 @@ def test_bad_input_is_named(trained: Api) -> None:  # noqa: F811
         {"name": "p", "percentPromotedItems": 20, "filterName": "f"}])  # fmt: skip
     assert unknown.status_code == 404 and "filter 'f'" in unknown.text
     assert ask(api, userId="u1", numResults=501).status_code == 422
+    assert ask(api, userId="u1", context={"DEVICE": "tv"}).status_code == 200
+    crowded = ask(api, userId="u1", context={f"K{n}": "v" for n in range(17)})
+    assert crowded.status_code == 422 and "context" in crowded.text
     assert ask(api, userId="u1", bogus=1).status_code == 422
     assert ask(api, name="nope", userId="u1").status_code == 404
 

@@ -61,6 +61,7 @@ def recommend(group: str, body: RecommendIn, engine: EngineDep) -> ItemsAnswer:
     answer = engine.recommender.recommend(
         group, _ref(body), user_id=body.user_id, k=body.num_results,
         exclude_seen=body.exclude_seen, filter_name=name, filter_values=values,
+        context=body.context,
     )  # fmt: skip
     return items_answer(answer)
 
@@ -72,7 +73,7 @@ def rank(group: str, body: RankIn, engine: EngineDep) -> ItemsAnswer:
     name, values = _filter(body)
     answer = engine.recommender.rank(
         group, _ref(body), user_id=body.user_id, item_ids=body.input_list,
-        filter_name=name, filter_values=values,
+        filter_name=name, filter_values=values, context=body.context,
     )  # fmt: skip
     return items_answer(answer)
 

@@ -2,10 +2,12 @@
 
 One encoder serves training and scoring. Items are embedded by a learned id vector plus the
 mean of their metadata feature vectors, and the same table scores the next item (input/output
-weight tying), so an item with no interactions is scored from its metadata alone.
+weight tying), so an item with no interactions is scored from its metadata alone. Each token's
+features (event type, value, time gap) are added to its input vector, and the features known
+before the next token is chosen (request time, context) to the position that predicts it.
 
 Shapes: B batch, T tokens (<= max_len), D hidden, I items (+1 with the padding row 0),
-F item features.
+F item features, G genre-head features, C token feature columns (see ``tokens.py``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tastebud.recipes.sequential.tokens import GAP, GAP_BUCKETS, HOUR, HOURS, TYPE, VALUE
+
 
 @dataclass(frozen=True)
 class TransformerConfig:
-    """Architecture of :class:`SequenceTransformer`; saved with the model."""
+    """Architecture of :class:`SequenceTransformer`; saved with the model. Fields added after
+    the first release default to "absent", so older saved configs build the same network."""
 
     n_items: int
     n_features: int = 0
@@ -31,6 +36,24 @@ class TransformerConfig:
     dropout: float = 0.2
     genre_head: bool = False
     expansion: int = 2  # feed-forward width / hidden (SASRec: 1, nanoGPT: 4)
+    metadata: bool = True  # feature vectors in the item table (n_features > 0)
+    n_event_types: int = 0  # token features: 0 = unused
+    n_value_buckets: int = 0
+    time_features: bool = False  # each token's gap to the previous one
+    request_features: bool = False  # the next token's gap and hour of day
+    n_context_fields: int = 0
+    n_contexts: int = 0  # distinct context values over all fields
+    genre_features: int = 0  # G: feature columns the genre head predicts
+
+    @property
+    def token_width(self) -> int:
+        """Feature columns per token that the network reads (0: none)."""
+        used = self.n_event_types or self.n_value_buckets or self.n_context_fields
+        return (
+            HOUR + 1 + self.n_context_fields
+            if used or self.time_features or self.request_features
+            else 0
+        )
 
 
 class ItemEmbedding(nn.Module):
@@ -57,7 +80,7 @@ class ItemEmbedding(nn.Module):
         self.register_buffer("feature_offsets", feature_offsets.long())
         self.features_count = config.n_features
         self.features: nn.EmbeddingBag | None = None
-        if config.n_features > 0:
+        if config.n_features > 0 and config.metadata:
             self.features = nn.EmbeddingBag(config.n_features, config.hidden, mode="mean")
             nn.init.normal_(self.features.weight, std=0.02)
 
@@ -80,21 +103,63 @@ class ItemEmbedding(nn.Module):
         return table
 
 
+class TokenFeatures(nn.Module):
+    """Adds a token's own features (event type, value bucket, gap to the previous token) and
+    the next token's known features (its gap, hour of day, request context) to each input
+    position; feature code 0 ("none") adds nothing."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+
+        def table(size: int) -> nn.Embedding | None:
+            if size == 0:
+                return None
+            embedding = nn.Embedding(size + 1, config.hidden, padding_idx=0)
+            nn.init.normal_(embedding.weight, std=0.02)
+            embedding.weight.data[0] = 0.0
+            return embedding
+
+        self.types = table(config.n_event_types)
+        self.values = table(config.n_value_buckets)
+        self.gaps = table(GAP_BUCKETS - 1 if config.time_features else 0)
+        self.next_gaps = table(GAP_BUCKETS - 1 if config.request_features else 0)
+        self.hours = table(HOURS if config.request_features else 0)
+        self.contexts = table(config.n_contexts)  # one table for every field's values
+
+    def forward(self, features: Tensor) -> Tensor:
+        """(B, T + 1, C) feature codes -> (B, T, D) to add to the T input positions."""
+        own, next_ = features[:, :-1], features[:, 1:]
+        parts = [
+            (self.types, own[..., TYPE]), (self.values, own[..., VALUE]),
+            (self.gaps, own[..., GAP]), (self.next_gaps, next_[..., GAP]),
+            (self.hours, next_[..., HOUR]),
+        ]  # fmt: skip
+        total: Tensor | None = None
+        for embedding, codes in parts:
+            if embedding is not None:
+                total = embedding(codes) if total is None else total + embedding(codes)
+        if self.contexts is not None:  # (B, T, fields, D) summed over the fields
+            context = self.contexts(next_[..., HOUR + 1 :]).sum(2)
+            total = context if total is None else total + context
+        assert total is not None, "TokenFeatures built without any feature"
+        return total
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         self.heads = config.heads
         self.qkv = nn.Linear(config.hidden, 3 * config.hidden)
         self.out = nn.Linear(config.hidden, config.hidden)
-        self.dropout = config.dropout
 
     def forward(self, x: Tensor) -> Tensor:
         batch, length, hidden = x.shape  # (B, T, D)
         q, k, v = self.qkv(x).split(hidden, dim=2)
         # (B, heads, T, D / heads); right padding + causal mask: no pad is ever attended to
         q, k, v = (t.view(batch, length, self.heads, -1).transpose(1, 2) for t in (q, k, v))
-        dropout = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        # No dropout on the attention weights: with it PyTorch's CPU attention falls back to
+        # the unfused kernel, 1.7x slower; the residual and embedding dropout remain.
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         out: Tensor = self.out(y.transpose(1, 2).reshape(batch, length, hidden))
         return out  # (B, T, D)
 
@@ -120,6 +185,34 @@ class Block(nn.Module):
         return out  # (B, T, D)
 
 
+class GenreHead(nn.Module):
+    """Predicts the next item's values of one categorical field (multi-label) and feeds the
+    prediction to the item head hierarchically: an item's logit gains ``gate`` times the mean
+    predicted log-probability of its values, log p(item) ~ log p(genre) + log p(item | genre).
+    The gate starts at 0, so the head only helps as far as training finds it useful."""
+
+    columns: Tensor  # (G,) feature columns predicted
+    item_genres: Tensor  # (I, G) each item's values, rows summing to 1 (or 0: none)
+
+    def __init__(self, config: TransformerConfig, *, columns: Tensor, features: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("columns", columns.long())
+        self.project = nn.Linear(config.hidden, config.genre_features)
+        self.gate = nn.Parameter(torch.zeros(()))
+        genres = features[1:, self.columns]  # (I, G) one-hot, rebuilt on load: not saved
+        weights = genres / genres.sum(1, keepdim=True).clamp(min=1.0)
+        self.register_buffer("item_genres", weights, persistent=False)
+
+    def targets(self, items: Tensor) -> Tensor:
+        """(N,) item indexes -> (N, G) 0/1 multi-label targets."""
+        return (self.item_genres[items] > 0).float()
+
+    def bias(self, genre_logits: Tensor, items: Tensor | None = None) -> Tensor:
+        """(N, G) logits -> (N, I) (or (N, len(items))) additive item logits."""
+        genres = self.item_genres if items is None else self.item_genres[items]
+        return self.gate * (F.logsigmoid(genre_logits) @ genres.T)
+
+
 class SequenceTransformer(nn.Module):
     """Encodes token sequences; ``logits`` scores every item as the next one."""
 
@@ -130,6 +223,7 @@ class SequenceTransformer(nn.Module):
         known: Tensor,
         feature_index: Tensor,
         feature_offsets: Tensor,
+        genre_columns: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -138,23 +232,25 @@ class SequenceTransformer(nn.Module):
         )
         self.positions = nn.Embedding(config.max_len, config.hidden)
         nn.init.normal_(self.positions.weight, std=0.02)
+        self.tokens = TokenFeatures(config) if config.token_width else None
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.blocks))
         self.norm = nn.LayerNorm(config.hidden)
-        self.genre: nn.Linear | None = None
-        self.genre_to_item: nn.Linear | None = None
-        if config.genre_head and config.n_features > 0:
-            # predicts the next item's features; its sigmoid feeds the item head (DESIGN.md)
-            self.genre = nn.Linear(config.hidden, config.n_features)
-            self.genre_to_item = nn.Linear(config.n_features, config.hidden, bias=False)
-            nn.init.zeros_(self.genre_to_item.weight)
+        self.genre: GenreHead | None = None
+        if config.genre_head and config.genre_features > 0 and genre_columns is not None:
+            self.genre = GenreHead(
+                config, columns=genre_columns, features=self.items.feature_matrix()
+            )
 
-    def encode(self, tokens: Tensor, table: Tensor) -> Tensor:
-        """(B, T) right-padded token ids -> (B, T, D) state after each token."""
+    def encode(self, tokens: Tensor, table: Tensor, features: Tensor | None = None) -> Tensor:
+        """(B, T) right-padded token ids (and (B, T + 1, C) feature codes: each token's, then
+        the request slot's) -> (B, T, D) state after each token."""
         length = tokens.shape[1]
         positions = torch.arange(length, device=tokens.device)
         # sqrt(D) scale as in SASRec: the tied table is small next to the position vectors
         x = table[tokens] * math.sqrt(self.config.hidden) + self.positions(positions)
+        if self.tokens is not None and features is not None:
+            x = x + self.tokens(features[:, : length + 1])
         x = self.dropout(x)
         for block in self.blocks:
             x = block(x)
@@ -162,13 +258,15 @@ class SequenceTransformer(nn.Module):
         return out
 
     def heads(self, states: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(N, D) states -> (query (N, D) to dot with the item table, feature logits (N, F))."""
-        if self.genre is None or self.genre_to_item is None:
+        """(N, D) states -> (query (N, D) to dot with the item table, genre logits (N, G))."""
+        if self.genre is None:
             return states, None
-        genre_logits = self.genre(states)
-        return states + self.genre_to_item(torch.sigmoid(genre_logits)), genre_logits
+        return states, self.genre.project(states)
 
     def logits(self, states: Tensor, table: Tensor) -> Tensor:
         """(N, D) states -> (N, I) next-item scores (padding row dropped)."""
-        query, _ = self.heads(states)
-        return query @ table[1:].T
+        query, genre_logits = self.heads(states)
+        scores = query @ table[1:].T
+        if self.genre is not None and genre_logits is not None:
+            scores = scores + self.genre.bias(genre_logits)
+        return scores

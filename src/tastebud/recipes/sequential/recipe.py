@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
+from tastebud.errors import InvalidInput
 from tastebud.recipes.base import (
     FloatArray,
     Int64Array,
@@ -28,10 +29,13 @@ from tastebud.recipes.base import (
 from tastebud.recipes.sequential.model import SequenceTransformer, TransformerConfig
 from tastebud.recipes.sequential.tokens import (
     Sequences,
-    last_tokens,
+    TokenCodec,
+    gather,
+    inputs_with_request,
     query_sequences,
     training_sequences,
-    windows,
+    value_edges,
+    window_positions,
 )
 from tastebud.recipes.sequential.train import TrainSettings, hold_out_last, train
 
@@ -46,6 +50,10 @@ MAX_AUTO_LEN = 128
 FULL_SOFTMAX_ITEMS = 20_000
 SAMPLED_NEGATIVES = 2_048
 SCORE_BATCH = 256  # queries encoded at once
+MAX_GENRE_VALUES = 64  # a field the genre head predicts has at most this many values
+# Saved models' layout: 1 = ids, metadata and the first genre head; 2 = token features and the
+# hierarchical genre head. Layout 1 models without a genre head still load.
+LAYOUT = 2
 
 
 class SequentialConfig(RecipeConfig):
@@ -88,8 +96,23 @@ class SequentialConfig(RecipeConfig):
         default="auto", description="auto: CUDA with bf16 autocast when present, else CPU"
     )
     use_metadata: bool = Field(default=True, description="add item feature embeddings")
+    token_features: bool = Field(
+        default=True, description="each token's event type, value and gap to the previous one"
+    )
+    context_features: bool = Field(
+        default=True,
+        description="request time (hour, gap since the last event) and context fields at the "
+        "predicted position",
+    )
     genre_head: bool = Field(
-        default=False, description="auxiliary head predicting the next item's features"
+        default=False,
+        description="auxiliary head predicting the next item's values of one categorical "
+        "field, fed into the item scores",
+    )
+    genre_field: str | None = Field(
+        default=None,
+        description="the genre head's field (e.g. GENRES); None: the field with at most "
+        f"{MAX_GENRE_VALUES} values that covers the most items",
     )
 
     @model_validator(mode="after")
@@ -100,7 +123,8 @@ class SequentialConfig(RecipeConfig):
 
 
 class SequentialModel:
-    """A trained transformer, the item popularity for empty histories, and its config."""
+    """A trained transformer, its token codec, the item popularity for empty histories, and
+    its config."""
 
     def __init__(
         self,
@@ -108,9 +132,11 @@ class SequentialModel:
         network: SequenceTransformer,
         popularity: FloatArray,
         *,
+        codec: TokenCodec | None = None,
         training: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
+        self.codec = codec or TokenCodec()
         self.training = training or {}  # the learning curve and why training stopped
         self.network = network.cpu().eval()
         self.popularity = np.asarray(popularity, np.float32)
@@ -119,22 +145,36 @@ class SequentialModel:
             self._table = self.network.items()  # (I + 1, D), fixed once trained
 
     def score(self, query: Query) -> FloatArray:
-        """(len(query) x n_items): next-item scores from each query's latest history."""
-        tokens, lengths = last_tokens(
-            query_sequences(query, self.n_items), self.network.config.max_len
-        )  # (Q, T) right-padded, (Q,)
+        """(len(query) x n_items): next-item scores from each query's latest history, its
+        events' types, values and times, and the request's time and context."""
+        codec = self.codec
+        sequences = query_sequences(
+            query, self.n_items, events=codec.query_events(query), strength=codec.strengths()
+        )
+        now = int(time.time()) if query.times is None else None  # None: the request is now
+        times = np.full(len(query), now, np.int64) if query.times is None else query.times
+        requests = codec.requests(sequences, times, codec.query_contexts(query))
+        tokens, features, lengths = inputs_with_request(
+            sequences, codec.features(sequences), requests, self.network.config.max_len
+        )  # (Q, T + 1) right-padded then the request slot, (Q, T + 1, C), (Q,)
         scores = np.repeat(self.popularity[None, :], len(query), axis=0)
         active = np.flatnonzero(lengths > 0)
         for low in range(0, len(active), SCORE_BATCH):
             rows = active[low : low + SCORE_BATCH]
-            scores[rows] = self._next_item_scores(tokens[rows], lengths[rows])
+            scores[rows] = self._next_item_scores(tokens[rows], features[rows], lengths[rows])
         return scores
 
-    def _next_item_scores(self, tokens: IntArray, lengths: Int64Array) -> FloatArray:
-        """(B, T) right-padded tokens, (B,) lengths >= 1 -> (B, I) scores after the last."""
+    def _next_item_scores(
+        self, tokens: IntArray, features: IntArray, lengths: Int64Array
+    ) -> FloatArray:
+        """(B, T + 1) tokens, (B, T + 1, C) features, (B,) lengths >= 1 -> (B, I) scores
+        after the last token."""
         width = int(lengths.max())
         with torch.inference_mode():
-            states = self.network.encode(torch.from_numpy(tokens[:, :width]).long(), self._table)
+            rows = torch.from_numpy(features[:, : width + 1]) if features.shape[2] else None
+            states = self.network.encode(
+                torch.from_numpy(tokens[:, :width]).long(), self._table, rows
+            )
             last = states[torch.arange(len(tokens)), torch.from_numpy(lengths - 1)]  # (B, D)
             logits = self.network.logits(last, self._table)  # (B, I)
         scores: FloatArray = logits.float().numpy()
@@ -143,8 +183,10 @@ class SequentialModel:
     def save(self, folder: Path) -> None:
         meta = {
             "recipe": Sequential.name,
+            "layout": LAYOUT,
             "config": self.config.model_dump(),
             "network": asdict(self.network.config),
+            "codec": asdict(self.codec),
             "training": self.training,
         }
         arrays = {f"state.{k}": v.cpu().numpy() for k, v in self.network.state_dict().items()}
@@ -193,9 +235,58 @@ def train_settings(settings: SequentialConfig, *, n_items: int, seed: int) -> Tr
     )  # fmt: skip
 
 
-def feature_bags(data: TrainingData, use: bool) -> tuple[int, torch.Tensor, torch.Tensor]:
+def token_codec(data: TrainingData, settings: SequentialConfig) -> TokenCodec:
+    """The token features ``data`` can feed: event types when there are two or more (with
+    their strength, the largest weight seen), values when they vary, times, and contexts."""
+    types: tuple[str, ...] = ()
+    strength: tuple[float, ...] = ()
+    if settings.token_features and data.event_types is not None and len(data.event_type_names) > 1:
+        types = data.event_type_names
+        largest = np.zeros(len(types), np.float32)
+        known = data.event_types >= 0
+        np.maximum.at(largest, data.event_types[known], data.weights[known])
+        strength = tuple(float(weight) for weight in largest)
+    with_contexts = settings.context_features and data.contexts is not None
+    return TokenCodec(
+        event_types=types, strength=strength,
+        value_edges=value_edges(data.values) if settings.token_features else None,
+        gaps=settings.token_features, request_times=settings.context_features,
+        context_fields=data.context_fields if with_contexts else (),
+        context_names=data.context_names if with_contexts else (),
+    )  # fmt: skip
+
+
+def genre_columns(data: TrainingData, field: str | None) -> torch.Tensor | None:
+    """The feature columns of the genre head's field: ``field`` when named, else the field with
+    at most ``MAX_GENRE_VALUES`` values that covers the most items (fewer values on ties).
+
+    Raises:
+        InvalidInput: ``field`` is not a categorical item field of ``data``.
+    """
+    fields = [name.partition("=")[0] for name in data.feature_names]
+    if field is not None:
+        if field not in fields:
+            known = ", ".join(sorted(set(fields))) or "none"
+            raise InvalidInput(f"sequential: genre_field {field!r} is not an item field ({known})")
+        return torch.tensor([i for i, name in enumerate(fields) if name == field])
+    if data.item_features is None:
+        return None
+    features = data.item_features.tocsc()
+    best: tuple[int, int] | None = None
+    for name in sorted(set(fields)):
+        columns = [i for i, other in enumerate(fields) if other == name]
+        if len(columns) <= MAX_GENRE_VALUES:
+            covered = int((features[:, columns].getnnz(axis=1) > 0).sum())
+            if best is None or (covered, -len(columns)) > (best[0], -best[1]):
+                best, field = (covered, len(columns)), name
+    if field is None:
+        return None
+    return torch.tensor([i for i, name in enumerate(fields) if name == field])
+
+
+def feature_bags(data: TrainingData) -> tuple[int, torch.Tensor, torch.Tensor]:
     """``(n_features, feature_index, offsets)`` of each token's features (row 0 = padding)."""
-    if not use or data.item_features is None or data.item_features.shape[1] == 0:
+    if data.item_features is None or data.item_features.shape[1] == 0:
         return 0, torch.zeros(0, dtype=torch.long), torch.zeros(data.n_items + 1, dtype=torch.long)
     features = data.item_features.tocsr()
     offsets = np.concatenate([[0], features.indptr[:-1]])  # token 0 gets the empty bag at 0
@@ -222,17 +313,24 @@ class Sequential:
         settings = SequentialConfig.model_validate(config.model_dump())
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
-        sequences = training_sequences(data)
+        codec = token_codec(data, settings)
+        sequences = training_sequences(data, codec.strengths())
+        features = codec.features(sequences)  # (n_tokens, C)
         max_len = settings.max_len or auto_max_len(sequences)
-        network = build_network(data, settings, max_len)
-        remaining, validation = hold_out_last(
-            sequences, n_users=settings.validation_users, max_len=max_len, rng=rng,
+        network = build_network(data, settings, max_len, codec)
+        remaining, remaining_features, validation = hold_out_last(
+            sequences, features, n_users=settings.validation_users, max_len=max_len, rng=rng,
         )  # fmt: skip
         # a window of max_len + 1 tokens yields max_len (input, next item) pairs
-        token_windows = windows(remaining, size=max_len + 1, stride=settings.stride or max_len)
+        positions = window_positions(
+            remaining.lengths, remaining.indptr, size=max_len + 1,
+            stride=settings.stride or max_len,
+        )  # fmt: skip
+        token_windows = gather(remaining.tokens, positions)
+        feature_windows = gather(remaining_features, positions) if codec.width else None
         options = train_settings(settings, n_items=data.n_items, seed=seed)
         report = train(
-            network.to(options.device), token_windows, validation,
+            network.to(options.device), token_windows, feature_windows, validation,
             negative_sampling(data, settings.sampling_power), options, progress,
         )  # fmt: skip
         counts = data.item_counts()
@@ -242,8 +340,9 @@ class Sequential:
             "curve": [asdict(epoch) for epoch in report.epochs],
         }  # fmt: skip
         model = SequentialModel(
-            settings, network, counts / max(float(counts.max(initial=0)), 1), training=training
-        )
+            settings, network, counts / max(float(counts.max(initial=0)), 1), codec=codec,
+            training=training,
+        )  # fmt: skip
         _log.info(
             "fit done recipe=sequential users=%d items=%d windows=%d max_len=%d hidden=%d "
             "epochs=%d best_epoch=%d val_ndcg@10=%.4f stopped=%s seconds=%.1f",
@@ -254,8 +353,19 @@ class Sequential:
         return model
 
     def load(self, folder: Path) -> SequentialModel:
-        """Read a model written by :meth:`SequentialModel.save`."""
+        """Read a model written by :meth:`SequentialModel.save` (any layout up to ``LAYOUT``).
+
+        Raises:
+            ValueError: a layout this version cannot read (newer, or a layout-1 genre head).
+        """
         meta, arrays = load_arrays(folder)
+        layout = int(meta.get("layout", 1))
+        if layout > LAYOUT or (layout == 1 and meta["network"].get("genre_head")):
+            raise ValueError(
+                f"{folder}: sequential model layout {layout}"
+                + (" with the first genre head" if layout == 1 else "")
+                + f" cannot be read by this tastebud (layout {LAYOUT}); train a new version"
+            )
         state = {k.removeprefix("state."): torch.from_numpy(v) for k, v in arrays.items()
                  if k.startswith("state.")}  # fmt: skip
         network = SequenceTransformer(
@@ -263,10 +373,12 @@ class Sequential:
             known=state["items.known"][:, 0],
             feature_index=state["items.feature_index"],
             feature_offsets=state["items.feature_offsets"],
+            genre_columns=state.get("genre.columns"),
         )
         network.load_state_dict(state)
         return SequentialModel(
             SequentialConfig(**meta["config"]), network, arrays["popularity"],
+            codec=TokenCodec.from_json(meta.get("codec") or {}),
             training=meta.get("training"),
         )  # fmt: skip
 
@@ -285,18 +397,25 @@ class Sequential:
 
 
 def build_network(
-    data: TrainingData, settings: SequentialConfig, max_len: int
+    data: TrainingData, settings: SequentialConfig, max_len: int, codec: TokenCodec | None = None
 ) -> SequenceTransformer:
     """A fresh transformer sized for ``data``; items with training events get id vectors."""
-    n_features, feature_index, offsets = feature_bags(data, settings.use_metadata)
+    codec = codec or TokenCodec()
+    n_features, feature_index, offsets = feature_bags(data)
+    genres = genre_columns(data, settings.genre_field) if settings.genre_head else None
     known = np.zeros(data.n_items + 1, np.float32)
     known[1:] = np.bincount(data.items, minlength=data.n_items) > 0
     config = TransformerConfig(
         n_items=data.n_items, n_features=n_features, max_len=max_len,
         hidden=settings.hidden or auto_hidden(data.n_items, settings.heads),
         blocks=settings.blocks, heads=settings.heads, dropout=settings.dropout,
-        genre_head=settings.genre_head,
+        genre_head=genres is not None, metadata=settings.use_metadata,
+        n_event_types=len(codec.event_types), n_value_buckets=codec.n_value_buckets,
+        time_features=codec.gaps, request_features=codec.request_times,
+        n_context_fields=len(codec.context_fields), n_contexts=len(codec.context_names),
+        genre_features=0 if genres is None else len(genres),
     )  # fmt: skip
     return SequenceTransformer(
-        config, known=torch.from_numpy(known), feature_index=feature_index, feature_offsets=offsets
-    )
+        config, known=torch.from_numpy(known), feature_index=feature_index,
+        feature_offsets=offsets, genre_columns=genres,
+    )  # fmt: skip
