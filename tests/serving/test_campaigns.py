@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tastebud import observability
 from tastebud.engine import Engine
 from tastebud.errors import InvalidInput, NotFound
 from tastebud.ingest import ItemIn
@@ -99,9 +100,11 @@ def test_trending_rules_count_only_the_window(ease: Engine, group: str) -> None:
 def test_answers_are_cached_until_the_user_acts(ease: Engine, group: str) -> None:
     ease.train(group, "for-you")
     ease.create_campaign(group, "c", "for-you", config={"min_interactions": 0})
+    hits = observability.CACHE_HITS.labels("campaign_answers")._value.get()
     first = ask(ease, group, user_id="newcomer", k=5)
     again = ask(ease, group, user_id="newcomer", k=5)
     assert (first["cache"], again["cache"]) == ("miss", "hit")
+    assert observability.CACHE_HITS.labels("campaign_answers")._value.get() == hits + 1
     assert again["recommendationId"] == first["recommendationId"]
 
     ease.put_events(group, watch("newcomer", ["i25", "i26", "i27"], at=2_000_000))

@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from tastebud import observability
 from tastebud.errors import InvalidInput, NotFound
 from tastebud.serving.cache import ResultCache
 from tastebud.serving.recommend import Scored, check_k
@@ -160,7 +161,9 @@ class CampaignServer:
         user, key = request.user_id or "", _cache_key(name, version.id, deployment, request)
         watermark = self.cache.sync(group)
         if (hit := self.cache.get(group, user, key)) is not None:
+            observability.cache_hit("campaign_answers")
             return {**orjson.loads(hit), "cache": "hit"}
+        observability.cache_miss("campaign_answers")
         answer = self._compute(name, source, version, deployment, request)
         self.cache.put(group, user, key, orjson.dumps(answer), ttl=ttl, watermark=watermark)
         return {**answer, "cache": "miss"}
