@@ -6,9 +6,10 @@ as a campaign; `tastebud serve` (one process) answers top-25 requests for known 
 filter on (`EXCLUDE ItemID WHERE Items.GENRE IN ($G)`, a different genre per request).
 
 Phases:
-1. open loop at ``--rate`` requests/s for ``--seconds`` (the intended send time starts the clock,
-   so queueing counts), cache off: every request scores the user and applies the filter;
-2. the same with the campaign's cache on and 2,000 returning users;
+1. open loop at ``--uncached-rate`` requests/s for ``--seconds`` (the intended send time starts
+   the clock, so queueing counts), cache off: every request scores the user and applies the
+   filter;
+2. open loop at ``--rate`` with the campaign's cache on and 2,000 returning users;
 3. peak throughput with wrk (closed loop, 16 connections), cache off;
 4. reflection: a user's event accepted (its 200) until the campaign's answer for that user
    changes, over ``--reflections`` users.
@@ -242,7 +243,8 @@ def rss_mb(pid: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--rate", type=float, default=1000.0, help="requests/s, cache on")
+    parser.add_argument("--uncached-rate", type=float, default=300.0, help="requests/s, cache off")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--reflections", type=int, default=200)
     args = parser.parse_args()
@@ -272,8 +274,9 @@ def main() -> None:
             asyncio.run(open_loop(port, token, 200, 3, N_USERS))  # warm: loads the version
             results["rss_mb_campaign_loaded"] = rss_mb(server.pid)
             lines = len(log.read_text().splitlines())
-            results["cache_off"] = asyncio.run(open_loop(port, token, args.rate, args.seconds,
-                                                         N_USERS))  # fmt: skip
+            results["cache_off"] = asyncio.run(
+                open_loop(port, token, args.uncached_rate, args.seconds, N_USERS)
+            )
             results["cache_off"] |= (measured := server_side(log, lines))[0]
             print("cache off:", json.dumps(results["cache_off"]), flush=True)
             with httpx.Client(base_url=url, headers=headers) as http:

@@ -21,7 +21,12 @@ from tastebud.evaluation.metrics import ndcg_at_k
 from tastebud.ids import Vocabulary
 from tastebud.recipes import Query, TrainingData, parse_config
 from tastebud.recipes.sequential import Sequential, SequentialConfig, SequentialModel
-from tastebud.recipes.sequential.recipe import auto_hidden, auto_max_len
+from tastebud.recipes.sequential.recipe import (
+    auto_hidden,
+    auto_max_len,
+    feature_bags,
+    item_feature_columns,
+)
 from tastebud.recipes.sequential.tokens import (
     GAP,
     TYPE,
@@ -347,6 +352,22 @@ def test_the_request_slot_follows_the_last_token() -> None:
     np.testing.assert_array_equal(tokens, [[3, 4, 0], [0, 0, 0]])
     np.testing.assert_array_equal(features[0, 2], [0, 0, 4, 2, 1])  # gap 7 s, 01:00, tv
     np.testing.assert_array_equal(features[1, 0], [0, 0, 0, 3, 0])  # no history, 02:00
+
+
+def test_item_features_average_within_a_field_and_numbers_fall_in_buckets() -> None:
+    data = replace(clustered(), item_numbers=np.arange(40, dtype=np.float32)[:, None] // 10,
+                   number_names=("DECADE",))  # fmt: skip
+    features, fields = item_feature_columns(data)
+    assert features is not None and features.shape == (40, 2 + 4)  # a, b; 4 decades
+    np.testing.assert_array_equal(fields, [0, 0, 1, 1, 1, 1])
+    np.testing.assert_array_equal(features[[0, 39]].toarray(), [[1, 0, 1, 0, 0, 0],
+                                                                [0, 1, 0, 0, 0, 1]])  # fmt: skip
+    two_genres = replace(data, item_features=sp.csr_matrix(np.ones((40, 2), np.float32)))
+    _, index, offsets, weights = feature_bags(two_genres)
+    np.testing.assert_array_equal(index[offsets[1] : offsets[2]], [0, 1, 2])  # item 0
+    np.testing.assert_allclose(weights[offsets[1] : offsets[2]], [0.5, 0.5, 1.0])
+    constant = replace(data, item_numbers=np.ones((40, 1), np.float32))
+    assert item_feature_columns(constant)[0].shape == (40, 2)  # type: ignore[union-attr]
 
 
 def test_genre_head_predicts_the_next_items_genre_and_feeds_the_item_scores() -> None:

@@ -262,3 +262,14 @@ def test_event_columns_reach_the_evaluation_queries(interactions: pl.DataFrame) 
     assert query.times is not None and query.times.tolist() == [10]
     first = query.rows(0, 1)
     assert first.history_event_types is not None and len(first.history_event_types) == 2
+
+
+def test_numerical_item_fields_are_kept_apart(
+    interactions: pl.DataFrame, items: pl.DataFrame
+) -> None:
+    data, _, item_vocabulary = build_training_data(interactions, items)
+    assert data.number_names == ("YEAR",) and data.item_numbers is not None
+    years = dict(zip(item_vocabulary.ids(range(data.n_items)), data.item_numbers[:, 0].tolist(),
+                     strict=True))  # fmt: skip
+    assert years["007"] == 1995 and years["g"] == 1985
+    assert all(not name.startswith("YEAR") for name in data.feature_names)

@@ -42,6 +42,9 @@ class TrainingData:
     by ``feature_names`` (``"GENRES=Comedy"``); ``item_created`` is epoch seconds, -1 if unknown.
     ``negative_users``/``negative_items`` are impressions that got no interaction.
 
+    ``item_numbers`` holds numerical item fields ((n_items x k) float32, NaN where unknown)
+    named by ``number_names`` (``"YEAR"``).
+
     Optional event columns, parallel to the interactions (None where the data has none):
     ``event_types`` codes into ``event_type_names`` (-1: no type), ``values`` the
     ``EVENT_VALUE`` (NaN: none), and ``contexts`` the request context of each event, one
@@ -66,6 +69,8 @@ class TrainingData:
     contexts: IntArray | None = None  # (n, len(context_fields))
     context_fields: tuple[str, ...] = ()
     context_names: tuple[str, ...] = ()
+    item_numbers: FloatArray | None = None
+    number_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.users)
@@ -119,6 +124,7 @@ class TrainingData:
             values=None if self.values is None else self.values[mask],
             contexts=None if self.contexts is None else self.contexts[mask],
             context_fields=self.context_fields, context_names=self.context_names,
+            item_numbers=self.item_numbers, number_names=self.number_names,
         )  # fmt: skip
 
 

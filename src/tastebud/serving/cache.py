@@ -38,13 +38,18 @@ class UserChanges:
         """Catch up with the store (unless done less than ``interval`` ago); returns the
         arrival number seen (a watermark for answers computed now) and the users that changed."""
         now = time.monotonic()
-        with self._lock:
+        checked = self._seen.get(group)
+        if checked is not None and now - checked[0] < self._interval:
+            return checked[1], []
+        if checked is not None and not self._lock.acquire(blocking=False):
+            return checked[1], []  # another request is reading the tail right now
+        if checked is None:
+            self._lock.acquire()
+        try:
             checked = self._seen.get(group)
             if checked is None:  # nothing before this process started is newer than its cache
                 self._seen[group] = (now, self._store.last_seq(group))
                 return self._seen[group][1], []
-            if now - checked[0] < self._interval:
-                return checked[1], []
             seq, changed = checked[1], []
             while True:
                 rows = self._store.users_after(group, seq, limit=TAIL_BATCH)
@@ -57,6 +62,8 @@ class UserChanges:
                     break
             self._seen[group] = (now, seq)
             return seq, changed
+        finally:
+            self._lock.release()
 
     def latest(self, group: str, user: str) -> int:
         """The user's newest arrival number this process has seen (0: none since it started)."""

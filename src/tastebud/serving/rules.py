@@ -122,12 +122,14 @@ def _order_scores(
 
 class RulesCache:
     """Rule-engine versions per group and configuration, rebuilt after ``max_age`` seconds
-    (new items and events enter the rules within that delay)."""
+    (new items and events enter the rules within that delay, plus one rebuild)."""
 
     def __init__(self, store: Store, *, max_age: float = 30.0) -> None:
         self._store = store
         self._max_age = max_age
         self._built: dict[tuple[str, str], tuple[float, LoadedVersion | None]] = {}
+        self._building: dict[tuple[str, str], threading.Lock] = {}
+        self._rebuilding: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
     def get(self, group: str, rules: RulesConfig) -> LoadedVersion:
@@ -146,15 +148,34 @@ class RulesCache:
     def _cached(
         self, key: tuple[str, str], build: Callable[[], LoadedVersion | None]
     ) -> LoadedVersion | None:
-        now = time.monotonic()
+        """The entry for ``key``: built by one thread when missing (the others wait for it),
+        rebuilt in the background when stale while the old one keeps answering."""
         with self._lock:
             entry = self._built.get(key)
-        if entry is not None and now - entry[0] < self._max_age:
+            if entry is not None:
+                if time.monotonic() - entry[0] >= self._max_age and key not in self._rebuilding:
+                    self._rebuilding.add(key)
+                    threading.Thread(target=self._rebuild, args=(key, build), daemon=True).start()
+                return entry[1]
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            with self._lock:
+                entry = self._built.get(key)
+            if entry is None:
+                entry = (time.monotonic(), build())
+                with self._lock:
+                    self._built[key] = entry
+                    self._building.pop(key, None)
             return entry[1]
-        version = build()
-        with self._lock:
-            self._built[key] = (now, version)
-        return version
+
+    def _rebuild(self, key: tuple[str, str], build: Callable[[], LoadedVersion | None]) -> None:
+        try:
+            version = build()
+            with self._lock:
+                self._built[key] = (time.monotonic(), version)
+        finally:
+            with self._lock:
+                self._rebuilding.discard(key)
 
     def clear(self) -> None:
         with self._lock:

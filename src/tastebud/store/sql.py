@@ -668,8 +668,10 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, ABC):
             group_id = self._group_id(cur, group)
             return self._read(
                 cur,
+                # `+group_id`: walk the arrival order from `seq` (the primary key) instead of
+                # letting SQLite pick the per-user index and sort the whole group.
                 "SELECT seq, item_idx, ts, event_type, event_value FROM interactions "
-                "WHERE seq > ? AND group_id = ? ORDER BY seq LIMIT ?",
+                "WHERE seq > ? AND +group_id = ? ORDER BY seq LIMIT ?",
                 (seq, group_id, limit),
                 {"seq": pl.Int64, "item_index": pl.Int32, "timestamp": pl.Int64,
                  "event_type": pl.String, "event_value": pl.Float32},
@@ -704,9 +706,11 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, ABC):
             group_id = self._group_id(cur, group)
             rows = self._run(
                 cur,
-                "SELECT x.seq, m.external_id FROM interactions x JOIN id_map m "
-                "ON m.group_id = x.group_id AND m.kind = 'user' AND m.idx = x.user_idx "
-                "WHERE x.seq > ? AND x.group_id = ? ORDER BY x.seq LIMIT ?",
+                # The tail first (a primary-key range, see above), then its users' ids.
+                "SELECT x.seq, m.external_id FROM (SELECT seq, group_id, user_idx "
+                "FROM interactions WHERE seq > ? AND +group_id = ? ORDER BY seq LIMIT ?) x "
+                "JOIN id_map m ON m.group_id = x.group_id AND m.kind = 'user' "
+                "AND m.idx = x.user_idx ORDER BY x.seq",
                 (seq, group_id, limit),
             ).fetchall()
         return [(int(r[0]), str(r[1])) for r in rows]

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from tastebud.errors import InvalidInput
 from tastebud.ids import Vocabulary
-from tastebud.recipes.base import Int64Array, IntArray, TrainingData
+from tastebud.recipes.base import FloatArray, Int64Array, IntArray, TrainingData
 from tastebud.schema import REQUIRED, RESERVED, DatasetKind, canonical_name, parse_timestamp
 
 _log = logging.getLogger(__name__)
@@ -151,9 +151,11 @@ def build_training_data(
         else (_EMPTY, _EMPTY)
     )
     features, names = item_feature_matrix(item_frame, item_vocabulary, item_categorical)
+    numbers, number_names = item_numeric_matrix(item_frame, item_vocabulary)
     data = training_data_from_indexed(
         indexed, n_users=len(users), n_items=len(item_vocabulary), config=config,
         item_features=features, feature_names=names,
+        item_numbers=numbers, number_names=number_names,
         item_created=item_creation_times(item_frame, item_vocabulary),
         negative_users=negative_users, negative_items=negative_items, context_columns=contexts,
     )  # fmt: skip
@@ -178,6 +180,8 @@ def training_data_from_indexed(
     negative_users: IntArray | None = None,
     negative_items: IntArray | None = None,
     context_columns: Sequence[str] = (),
+    item_numbers: FloatArray | None = None,
+    number_names: tuple[str, ...] = (),
 ) -> TrainingData:
     """Training data from a frame of dense indexes (``user_index, item_index, timestamp`` and
     optionally ``event_type, event_value``), applying ``config``'s filters and weights.
@@ -206,6 +210,7 @@ def training_data_from_indexed(
         item_features=item_features, feature_names=feature_names, item_created=item_created,
         negative_users=_EMPTY if negative_users is None else negative_users.astype(np.int32),
         negative_items=_EMPTY if negative_items is None else negative_items.astype(np.int32),
+        item_numbers=item_numbers, number_names=number_names,
         **_event_columns(rows), **_context_codes(rows, context_columns),
     )  # fmt: skip
 
@@ -412,6 +417,25 @@ def _one_hot_pairs(item_index: IntArray, values: pl.Series, column: str) -> pl.D
         .filter(pl.col("value").is_not_null() & (pl.col("value") != ""))
         .select("item_index", feature=pl.lit(f"{column}=") + pl.col("value"))
     )
+
+
+def item_numeric_matrix(
+    items: pl.DataFrame | None, vocabulary: Vocabulary
+) -> tuple[FloatArray | None, tuple[str, ...]]:
+    """The numerical item fields (e.g. ``YEAR``, ``PRICE``) as an (n_items x k) float32 matrix,
+    NaN where unknown, and their names; ``(None, ())`` without any."""
+    if items is None:
+        return None, ()
+    items = items.unique(subset="ITEM_ID", keep="last", maintain_order=True)
+    names = tuple(name for name, dtype in items.schema.items()
+                  if dtype.is_numeric() and name not in RESERVED["items"])  # fmt: skip
+    if not names:
+        return None, ()
+    matrix = np.full((len(vocabulary), len(names)), np.nan, dtype=np.float32)
+    rows = vocabulary.indices(items["ITEM_ID"].to_list())
+    for column, name in enumerate(names):
+        matrix[rows, column] = items[name].cast(pl.Float32).fill_null(np.nan).to_numpy()
+    return matrix, names
 
 
 def item_creation_times(items: pl.DataFrame | None, vocabulary: Vocabulary) -> Int64Array | None:

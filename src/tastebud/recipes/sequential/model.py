@@ -44,6 +44,7 @@ class TransformerConfig:
     n_context_fields: int = 0
     n_contexts: int = 0  # distinct context values over all fields
     genre_features: int = 0  # G: feature columns the genre head predicts
+    field_pooling: bool = False  # features averaged per field, fields summed (else one mean)
 
     @property
     def token_width(self) -> int:
@@ -57,12 +58,14 @@ class TransformerConfig:
 
 
 class ItemEmbedding(nn.Module):
-    """The (I + 1, D) item table: id vector (zero for items unseen in training) + mean
-    feature vector. ``features`` holds the one-hot rows as an EmbeddingBag input."""
+    """The (I + 1, D) item table: id vector (zero for items unseen in training) + feature
+    vectors, averaged within each field and summed over the fields (genres, year bucket).
+    ``features`` holds the one-hot rows as an EmbeddingBag input."""
 
     known: Tensor  # buffers, saved with the parameters
     feature_index: Tensor
     feature_offsets: Tensor
+    feature_weights: Tensor | None
 
     def __init__(
         self,
@@ -71,6 +74,7 @@ class ItemEmbedding(nn.Module):
         known: Tensor,  # (I + 1,) 1.0 for items with training events, 0.0 for cold items / pad
         feature_index: Tensor,  # (nnz,) feature of each (item, feature) pair, items in order
         feature_offsets: Tensor,  # (I + 1,) where each item's features start in feature_index
+        feature_weights: Tensor | None = None,  # (nnz,) 1 / the item's values in that field
     ) -> None:
         super().__init__()
         self.ids = nn.Embedding(config.n_items + 1, config.hidden, padding_idx=0)
@@ -78,10 +82,15 @@ class ItemEmbedding(nn.Module):
         self.register_buffer("known", known.float()[:, None])
         self.register_buffer("feature_index", feature_index.long())
         self.register_buffer("feature_offsets", feature_offsets.long())
+        weights = None
+        if config.field_pooling:  # layout 1 models pooled every feature in one mean
+            weights = torch.ones(len(feature_index)) if feature_weights is None else feature_weights
+        self.register_buffer("feature_weights", None if weights is None else weights.float())
         self.features_count = config.n_features
         self.features: nn.EmbeddingBag | None = None
         if config.n_features > 0 and config.metadata:
-            self.features = nn.EmbeddingBag(config.n_features, config.hidden, mode="mean")
+            mode = "sum" if config.field_pooling else "mean"
+            self.features = nn.EmbeddingBag(config.n_features, config.hidden, mode=mode)
             nn.init.normal_(self.features.weight, std=0.02)
 
     def feature_matrix(self) -> Tensor:
@@ -99,7 +108,10 @@ class ItemEmbedding(nn.Module):
         """(I + 1, D); row 0 (padding) is zero."""
         table = self.ids.weight * self.known
         if self.features is not None:  # an item without features gets an empty bag: zeros
-            table = table + self.features(self.feature_index, self.feature_offsets)
+            bags = self.features(
+                self.feature_index, self.feature_offsets, per_sample_weights=self.feature_weights
+            )
+            table = table + bags
         return table
 
 
@@ -223,13 +235,15 @@ class SequenceTransformer(nn.Module):
         known: Tensor,
         feature_index: Tensor,
         feature_offsets: Tensor,
+        feature_weights: Tensor | None = None,
         genre_columns: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.items = ItemEmbedding(
-            config, known=known, feature_index=feature_index, feature_offsets=feature_offsets
-        )
+            config, known=known, feature_index=feature_index, feature_offsets=feature_offsets,
+            feature_weights=feature_weights,
+        )  # fmt: skip
         self.positions = nn.Embedding(config.max_len, config.hidden)
         nn.init.normal_(self.positions.weight, std=0.02)
         self.tokens = TokenFeatures(config) if config.token_width else None

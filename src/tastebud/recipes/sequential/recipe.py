@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from pydantic import Field, model_validator
 
@@ -51,6 +52,7 @@ FULL_SOFTMAX_ITEMS = 20_000
 SAMPLED_NEGATIVES = 2_048
 SCORE_BATCH = 256  # queries encoded at once
 MAX_GENRE_VALUES = 64  # a field the genre head predicts has at most this many values
+NUMBER_BUCKETS = 16  # quantile buckets of a numerical item field (e.g. YEAR)
 # Saved models' layout: 1 = ids, metadata and the first genre head; 2 = token features and the
 # hierarchical genre head. Layout 1 models without a genre head still load.
 LAYOUT = 2
@@ -284,14 +286,48 @@ def genre_columns(data: TrainingData, field: str | None) -> torch.Tensor | None:
     return torch.tensor([i for i, name in enumerate(fields) if name == field])
 
 
-def feature_bags(data: TrainingData) -> tuple[int, torch.Tensor, torch.Tensor]:
-    """``(n_features, feature_index, offsets)`` of each token's features (row 0 = padding)."""
-    if data.item_features is None or data.item_features.shape[1] == 0:
-        return 0, torch.zeros(0, dtype=torch.long), torch.zeros(data.n_items + 1, dtype=torch.long)
-    features = data.item_features.tocsr()
+def item_feature_columns(data: TrainingData) -> tuple[sp.csr_matrix | None, IntArray]:
+    """The one-hot item features the item table embeds, and the field of each column: the
+    categorical values (``GENRES=Comedy``), then each numerical field (``YEAR``) cut into up to
+    ``NUMBER_BUCKETS`` quantile buckets (a missing value falls in none)."""
+    parts, fields = [], []
+    if data.item_features is not None and data.item_features.shape[1]:
+        parts.append(sp.csr_matrix(data.item_features))
+        names = [name.partition("=")[0] for name in data.feature_names]
+        fields += [sorted(set(names)).index(name) for name in names]
+    numbers = np.zeros((data.n_items, 0)) if data.item_numbers is None else data.item_numbers
+    for column in numbers.T:
+        known = np.flatnonzero(np.isfinite(column))
+        if len(np.unique(column[known])) < 2:
+            continue  # a field that never varies says nothing
+        values = column[known]
+        cuts = np.quantile(values, np.arange(1, NUMBER_BUCKETS) / NUMBER_BUCKETS,
+                           method="inverted_cdf")  # fmt: skip
+        edges = np.unique(cuts[cuts > values.min()])  # bucket 0: below the first edge
+        buckets = np.searchsorted(edges, values, side="right")
+        parts.append(sp.csr_matrix((np.ones(len(known), np.float32), (known, buckets)),
+                                   shape=(data.n_items, len(edges) + 1)))  # fmt: skip
+        fields += [max(fields, default=-1) + 1] * (len(edges) + 1)
+    if not parts:
+        return None, np.zeros(0, np.int32)
+    return sp.csr_matrix(sp.hstack(parts)), np.asarray(fields, np.int32)
+
+
+def feature_bags(data: TrainingData) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(n_features, feature_index, offsets, weights)`` of each item's features (row 0 =
+    padding); ``weights`` average the values within a field (``GENRES``) and sum the fields."""
+    features, fields = item_feature_columns(data)
+    if features is None:
+        empty = torch.zeros(0, dtype=torch.long)
+        return 0, empty, torch.zeros(data.n_items + 1, dtype=torch.long), empty.float()
+    features.sort_indices()
+    rows = np.repeat(np.arange(features.shape[0]), np.diff(features.indptr))
+    keys = rows.astype(np.int64) * (int(fields.max()) + 1) + fields[features.indices]
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     offsets = np.concatenate([[0], features.indptr[:-1]])  # token 0 gets the empty bag at 0
     index = torch.from_numpy(features.indices.astype(np.int64))
-    return features.shape[1], index, torch.from_numpy(offsets.astype(np.int64))
+    weights = torch.from_numpy((1.0 / counts[inverse]).astype(np.float32))
+    return features.shape[1], index, torch.from_numpy(offsets.astype(np.int64)), weights
 
 
 class Sequential:
@@ -373,6 +409,7 @@ class Sequential:
             known=state["items.known"][:, 0],
             feature_index=state["items.feature_index"],
             feature_offsets=state["items.feature_offsets"],
+            feature_weights=state.get("items.feature_weights"),
             genre_columns=state.get("genre.columns"),
         )
         network.load_state_dict(state)
@@ -401,7 +438,7 @@ def build_network(
 ) -> SequenceTransformer:
     """A fresh transformer sized for ``data``; items with training events get id vectors."""
     codec = codec or TokenCodec()
-    n_features, feature_index, offsets = feature_bags(data)
+    n_features, feature_index, offsets, weights = feature_bags(data)
     genres = genre_columns(data, settings.genre_field) if settings.genre_head else None
     known = np.zeros(data.n_items + 1, np.float32)
     known[1:] = np.bincount(data.items, minlength=data.n_items) > 0
@@ -413,9 +450,9 @@ def build_network(
         n_event_types=len(codec.event_types), n_value_buckets=codec.n_value_buckets,
         time_features=codec.gaps, request_features=codec.request_times,
         n_context_fields=len(codec.context_fields), n_contexts=len(codec.context_names),
-        genre_features=0 if genres is None else len(genres),
+        genre_features=0 if genres is None else len(genres), field_pooling=True,
     )  # fmt: skip
     return SequenceTransformer(
         config, known=torch.from_numpy(known), feature_index=feature_index,
-        feature_offsets=offsets, genre_columns=genres,
+        feature_offsets=offsets, feature_weights=weights, genre_columns=genres,
     )  # fmt: skip
