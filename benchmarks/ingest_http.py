@@ -270,7 +270,9 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [*cli, "serve", "--port", str(port), "--workers", str(args.workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        # stderr carries one access-log line per request: never a pipe nobody reads.
+        env=env | {"TASTEBUD_API__ACCESS_LOG": "false"}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         wait_ready(url)

@@ -31,8 +31,6 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
-    Gauge,
-    Histogram,
     disable_created_metrics,
     generate_latest,
     multiprocess,
@@ -42,28 +40,13 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # `*_created` series double the output and no dashboard reads them (process start time suffices).
 disable_created_metrics()  # type: ignore[no-untyped-call]
 # Requests take from well under a millisecond (an event batch) to seconds (an export page).
+# The API's request count, latency and in-flight metrics: tastebud.api.request_metrics.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-HTTP_REQUESTS = Counter(
-    "tastebud_http_requests",
-    "HTTP requests answered, by route template, method and status.",
-    ["route", "method", "status"],
-)
-HTTP_LATENCY = Histogram(
-    "tastebud_http_request_duration_seconds",
-    "Time from a request's arrival to the end of its answer, by route template and method.",
-    ["route", "method"],
-    buckets=LATENCY_BUCKETS,
-)
 HTTP_EXCEPTIONS = Counter(
     "tastebud_http_exceptions",
     "Requests that raised an unexpected exception (answered 500), by route and exception type.",
     ["route", "exception"],
-)
-HTTP_INFLIGHT = Gauge(
-    "tastebud_http_inflight_requests",
-    "Requests being served now (health, readiness and metrics excluded).",
-    multiprocess_mode="livesum",
 )
 OVERLOAD_REJECTIONS = Counter(
     "tastebud_overload_rejections",

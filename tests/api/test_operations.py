@@ -180,6 +180,7 @@ async def _overload(url: str, limit: int, extra: int, release: threading.Event) 
         assert [r.status_code for r in refused] == [503] * extra
         assert refused[0].headers["retry-after"] == "1"
         assert refused[0].json()["error"]["type"] == "Overloaded"
+        assert REGISTRY.get_sample_value("tastebud_http_inflight_requests") == limit
         # Saturated, the probes still answer.
         assert (await client.get("/health")).status_code == 200
         assert (await client.get("/ready")).status_code == 200
@@ -235,8 +236,8 @@ def test_a_signal_drains_first_and_a_second_one_stops_at_once() -> None:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[ServeProcess]:
-    """``tastebud serve`` in its own process, 1 s of draining after SIGTERM."""
-    server = ServeProcess(tmp_path, env={"TASTEBUD_API__SHUTDOWN_DELAY_SECONDS": "1"})
+    """``tastebud serve`` in its own process, 2 s of draining after SIGTERM."""
+    server = ServeProcess(tmp_path, env={"TASTEBUD_API__SHUTDOWN_DELAY_SECONDS": "2"})
     try:
         server.wait_ready()
         yield server

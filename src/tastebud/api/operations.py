@@ -18,17 +18,15 @@ import logging
 import math
 import re
 import secrets
-import threading
 import time
-import weakref
 from collections.abc import Callable
 
 import orjson
-from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tastebud import observability as obs
 from tastebud.api.auth import bearer_token
+from tastebud.api.request_metrics import new_stats
 
 _access_log = logging.getLogger("tastebud.access")
 EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics"})
@@ -42,23 +40,6 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 # A caller's request id is kept when short and printable (no spaces: it goes into log lines).
 _REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 _MAX_BUCKETS = 100_000
-
-
-# In-flight requests of every middleware (app) of this process, read when /metrics is scraped
-# instead of updating a gauge twice per request. Under multi-process metrics a gauge can only be
-# shared through its files: there each request updates it.
-_live: weakref.WeakSet[OperationsMiddleware] = weakref.WeakSet()
-_live_lock = threading.Lock()
-_GAUGE_PER_REQUEST = obs.multiprocess_dir() is not None
-
-
-def _inflight_now() -> float:
-    with _live_lock:
-        return float(sum(middleware.inflight for middleware in _live))
-
-
-if not _GAUGE_PER_REQUEST:
-    obs.HTTP_INFLIGHT.set_function(_inflight_now)
 
 
 class TokenBuckets:
@@ -118,13 +99,10 @@ class OperationsMiddleware:
         self.max_inflight = max_inflight if max_inflight is not None else math.inf
         self.buckets = TokenBuckets(rate_limit, rate_burst) if rate_limit else None
         self.access_log = access_log
-        self.inflight = 0
+        self.stats = new_stats()
         # Unique enough across processes and restarts, and far cheaper than a uuid4 per request.
         self._id_prefix = secrets.token_hex(4) + "-"
         self._ids = itertools.count(1)
-        self._labelled: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        with _live_lock:
-            _live.add(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -151,17 +129,15 @@ class OperationsMiddleware:
 
         # One flat coroutine (no helper awaited per request): every resumption of the app's
         # await chain passes through each frame of it.
-        counted = False  # in self.inflight
+        counted = False  # in self.stats.inflight
         try:
             if path not in EXEMPT_PATHS:
                 refusal = self._refusal(authorization)
                 if refusal is not None:
                     await _send_error(send_tracked, *refusal)
                     return
-                self.inflight += 1
+                self.stats.started()
                 counted = True
-                if _GAUGE_PER_REQUEST:
-                    obs.HTTP_INFLIGHT.inc()
             await self.app(scope, receive, send_tracked)
         except Exception as exc:
             status = status or 500  # ServerErrorMiddleware, further out, answers it
@@ -169,17 +145,15 @@ class OperationsMiddleware:
             raise
         finally:
             if counted:
-                self.inflight -= 1
-                if _GAUGE_PER_REQUEST:
-                    obs.HTTP_INFLIGHT.dec()
+                self.stats.finished()
             self._record(scope, events, status, time.perf_counter() - start, request_id)
 
     def _refusal(self, authorization: str | None) -> tuple[int, str, str, float] | None:
         """(status, error type, message, retry after) when the request must be refused now:
         503 with too many in flight, 429 when its token is over its rate; else None."""
-        if self.inflight >= self.max_inflight:
+        if self.stats.inflight >= self.max_inflight:
             obs.overload_rejected("inflight")
-            message = f"server busy ({self.inflight} requests in flight); retry shortly"
+            message = f"server busy ({self.stats.inflight} requests in flight); retry shortly"
             return 503, "Overloaded", message, 1.0
         if self.buckets is None:
             return None
@@ -191,28 +165,13 @@ class OperationsMiddleware:
         message = f"rate limit of {self.buckets.rate:g} requests/s for this token exceeded"
         return 429, "TooManyRequests", message, wait
 
-    def _series(self, route: str, method: str, status: int) -> tuple[Counter, Histogram]:
-        """The labelled metrics of one (route, method, status), looked up once (``labels()``
-        takes a lock and builds a key each time). Bounded: routes are templates."""
-        key = (route, method, status)
-        series = self._labelled.get(key)
-        if series is None:
-            series = (
-                obs.HTTP_REQUESTS.labels(route, method, str(status)),
-                obs.HTTP_LATENCY.labels(route, method),
-            )
-            self._labelled[key] = series
-        return series
-
     def _record(
         self, scope: Scope, events: bool, status: int, seconds: float, request_id: str
     ) -> None:
         route = _route(scope, events)
         method = scope["method"] if scope["method"] in _METHODS else "OTHER"
         status = status or NO_ANSWER
-        count, latency = self._series(route, method, status)
-        count.inc()
-        latency.observe(seconds)
+        self.stats.record(route, method, status, seconds)
         if events and status >= 400:
             obs.event_request_rejected(status)
         if self.access_log and _access_log.isEnabledFor(logging.INFO):

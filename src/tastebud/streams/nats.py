@@ -37,6 +37,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamInfo
 
+from tastebud import observability
 from tastebud.api.errors import field_path
 from tastebud.engine import Engine
 from tastebud.errors import InvalidInput, NotFound, NotReady, TastebudError
@@ -317,6 +318,8 @@ class NatsEventConsumer:
             await item.msg.ack()  # only now: the events are committed
             self.stats.stored += outcome.accepted
             self.stats.duplicates += outcome.duplicates
+            observability.events_ingested(outcome.accepted, source="stream",
+                                          duplicates=outcome.duplicates)  # fmt: skip
         elif isinstance(outcome, _REJECTED):
             await self._reject(item.msg, item.group, _reason(outcome))
         else:
