@@ -21,12 +21,8 @@ from tastebud.evaluation.metrics import ndcg_at_k
 from tastebud.ids import Vocabulary
 from tastebud.recipes import Query, TrainingData, parse_config
 from tastebud.recipes.sequential import Sequential, SequentialConfig, SequentialModel
-from tastebud.recipes.sequential.recipe import (
-    auto_hidden,
-    auto_max_len,
-    feature_bags,
-    item_feature_columns,
-)
+from tastebud.recipes.sequential.inputs import feature_bags, item_feature_columns
+from tastebud.recipes.sequential.recipe import auto_hidden, auto_max_len
 from tastebud.recipes.sequential.tokens import (
     GAP,
     TYPE,

@@ -6,16 +6,16 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from pydantic import Field, model_validator
 
-from tastebud.errors import InvalidInput
 from tastebud.recipes.base import (
     FloatArray,
     Int64Array,
@@ -27,6 +27,12 @@ from tastebud.recipes.base import (
     load_arrays,
     save_arrays,
 )
+from tastebud.recipes.sequential.inputs import (
+    MAX_GENRE_VALUES,
+    feature_bags,
+    genre_columns,
+    token_codec,
+)
 from tastebud.recipes.sequential.model import SequenceTransformer, TransformerConfig
 from tastebud.recipes.sequential.tokens import (
     Sequences,
@@ -35,7 +41,6 @@ from tastebud.recipes.sequential.tokens import (
     inputs_with_request,
     query_sequences,
     training_sequences,
-    value_edges,
     window_positions,
 )
 from tastebud.recipes.sequential.train import TrainSettings, hold_out_last, train
@@ -51,8 +56,7 @@ MAX_AUTO_LEN = 128
 FULL_SOFTMAX_ITEMS = 20_000
 SAMPLED_NEGATIVES = 2_048
 SCORE_BATCH = 256  # queries encoded at once
-MAX_GENRE_VALUES = 64  # a field the genre head predicts has at most this many values
-NUMBER_BUCKETS = 16  # quantile buckets of a numerical item field (e.g. YEAR)
+FEW_QUERIES = 8  # up to this many queries are scored on one thread (see intra_op_threads)
 # Saved models' layout: 1 = ids, metadata and the first genre head; 2 = token features and the
 # hierarchical genre head. Layout 1 models without a genre head still load.
 LAYOUT = 2
@@ -153,17 +157,19 @@ class SequentialModel:
         sequences = query_sequences(
             query, self.n_items, events=codec.query_events(query), strength=codec.strengths()
         )
-        now = int(time.time()) if query.times is None else None  # None: the request is now
-        times = np.full(len(query), now, np.int64) if query.times is None else query.times
+        times = query.times  # None: the request is now
+        if times is None:
+            times = np.full(len(query), int(time.time()), np.int64)
         requests = codec.requests(sequences, times, codec.query_contexts(query))
         tokens, features, lengths = inputs_with_request(
             sequences, codec.features(sequences), requests, self.network.config.max_len
         )  # (Q, T + 1) right-padded then the request slot, (Q, T + 1, C), (Q,)
         scores = np.repeat(self.popularity[None, :], len(query), axis=0)
         active = np.flatnonzero(lengths > 0)
-        for low in range(0, len(active), SCORE_BATCH):
-            rows = active[low : low + SCORE_BATCH]
-            scores[rows] = self._next_item_scores(tokens[rows], features[rows], lengths[rows])
+        with intra_op_threads(1 if len(active) <= FEW_QUERIES else None):
+            for low in range(0, len(active), SCORE_BATCH):
+                rows = active[low : low + SCORE_BATCH]
+                scores[rows] = self._next_item_scores(tokens[rows], features[rows], lengths[rows])
         return scores
 
     def _next_item_scores(
@@ -193,6 +199,26 @@ class SequentialModel:
         }
         arrays = {f"state.{k}": v.cpu().numpy() for k, v in self.network.state_dict().items()}
         save_arrays(folder, meta, arrays | {"popularity": self.popularity})
+
+
+@contextmanager
+def intra_op_threads(count: int | None) -> Iterator[None]:
+    """Run the block with ``count`` torch intra-op threads (None: unchanged).
+
+    One request is a few hundred small ops; waking a second thread for each costs more than it
+    saves, and far more on a loaded machine: scoring one ml-1m-seq user took p99 31-61 ms with
+    2 threads against 6.5 ms with 1 (issue 5). torch's setting is per process, so concurrent
+    requests may briefly see each other's; that changes speed, never scores.
+    """
+    previous = torch.get_num_threads()
+    if count is None or count == previous:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 # data-adapted sizes -----------------------------------------------------------------------------
@@ -237,99 +263,6 @@ def train_settings(settings: SequentialConfig, *, n_items: int, seed: int) -> Tr
     )  # fmt: skip
 
 
-def token_codec(data: TrainingData, settings: SequentialConfig) -> TokenCodec:
-    """The token features ``data`` can feed: event types when there are two or more (with
-    their strength, the largest weight seen), values when they vary, times, and contexts."""
-    types: tuple[str, ...] = ()
-    strength: tuple[float, ...] = ()
-    if settings.token_features and data.event_types is not None and len(data.event_type_names) > 1:
-        types = data.event_type_names
-        largest = np.zeros(len(types), np.float32)
-        known = data.event_types >= 0
-        np.maximum.at(largest, data.event_types[known], data.weights[known])
-        strength = tuple(float(weight) for weight in largest)
-    with_contexts = settings.context_features and data.contexts is not None
-    return TokenCodec(
-        event_types=types, strength=strength,
-        value_edges=value_edges(data.values) if settings.token_features else None,
-        gaps=settings.token_features, request_times=settings.context_features,
-        context_fields=data.context_fields if with_contexts else (),
-        context_names=data.context_names if with_contexts else (),
-    )  # fmt: skip
-
-
-def genre_columns(data: TrainingData, field: str | None) -> torch.Tensor | None:
-    """The feature columns of the genre head's field: ``field`` when named, else the field with
-    at most ``MAX_GENRE_VALUES`` values that covers the most items (fewer values on ties).
-
-    Raises:
-        InvalidInput: ``field`` is not a categorical item field of ``data``.
-    """
-    fields = [name.partition("=")[0] for name in data.feature_names]
-    if field is not None:
-        if field not in fields:
-            known = ", ".join(sorted(set(fields))) or "none"
-            raise InvalidInput(f"sequential: genre_field {field!r} is not an item field ({known})")
-        return torch.tensor([i for i, name in enumerate(fields) if name == field])
-    if data.item_features is None:
-        return None
-    features = data.item_features.tocsc()
-    best: tuple[int, int] | None = None
-    for name in sorted(set(fields)):
-        columns = [i for i, other in enumerate(fields) if other == name]
-        if len(columns) <= MAX_GENRE_VALUES:
-            covered = int((features[:, columns].getnnz(axis=1) > 0).sum())
-            if best is None or (covered, -len(columns)) > (best[0], -best[1]):
-                best, field = (covered, len(columns)), name
-    if field is None:
-        return None
-    return torch.tensor([i for i, name in enumerate(fields) if name == field])
-
-
-def item_feature_columns(data: TrainingData) -> tuple[sp.csr_matrix | None, IntArray]:
-    """The one-hot item features the item table embeds, and the field of each column: the
-    categorical values (``GENRES=Comedy``), then each numerical field (``YEAR``) cut into up to
-    ``NUMBER_BUCKETS`` quantile buckets (a missing value falls in none)."""
-    parts, fields = [], []
-    if data.item_features is not None and data.item_features.shape[1]:
-        parts.append(sp.csr_matrix(data.item_features))
-        names = [name.partition("=")[0] for name in data.feature_names]
-        fields += [sorted(set(names)).index(name) for name in names]
-    numbers = np.zeros((data.n_items, 0)) if data.item_numbers is None else data.item_numbers
-    for column in numbers.T:
-        known = np.flatnonzero(np.isfinite(column))
-        if len(np.unique(column[known])) < 2:
-            continue  # a field that never varies says nothing
-        values = column[known]
-        cuts = np.quantile(values, np.arange(1, NUMBER_BUCKETS) / NUMBER_BUCKETS,
-                           method="inverted_cdf")  # fmt: skip
-        edges = np.unique(cuts[cuts > values.min()])  # bucket 0: below the first edge
-        buckets = np.searchsorted(edges, values, side="right")
-        parts.append(sp.csr_matrix((np.ones(len(known), np.float32), (known, buckets)),
-                                   shape=(data.n_items, len(edges) + 1)))  # fmt: skip
-        fields += [max(fields, default=-1) + 1] * (len(edges) + 1)
-    if not parts:
-        return None, np.zeros(0, np.int32)
-    return sp.csr_matrix(sp.hstack(parts)), np.asarray(fields, np.int32)
-
-
-def feature_bags(data: TrainingData) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(n_features, feature_index, offsets, weights)`` of each item's features (row 0 =
-    padding); ``weights`` average the values within a field (``GENRES``) and sum the fields."""
-    features, fields = item_feature_columns(data)
-    if features is None:
-        empty = torch.zeros(0, dtype=torch.long)
-        return 0, empty, torch.zeros(data.n_items + 1, dtype=torch.long), empty.float()
-    features.sort_indices()
-    rows = np.repeat(np.arange(features.shape[0]), np.diff(features.indptr))
-    keys = rows.astype(np.int64) * (int(fields.max()) + 1) + fields[features.indices]
-    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    offsets = np.concatenate([[0], features.indptr[:-1]])  # token 0 gets the empty bag at 0
-    index = torch.from_numpy(features.indices.astype(np.int64))
-    weights = torch.from_numpy((1.0 / counts[inverse]).astype(np.float32))
-    return features.shape[1], index, torch.from_numpy(offsets.astype(np.int64)), weights
-
-
 class Sequential:
     """The ``sequential`` recipe."""
 
@@ -349,7 +282,7 @@ class Sequential:
         settings = SequentialConfig.model_validate(config.model_dump())
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
-        codec = token_codec(data, settings)
+        codec = token_codec(data, tokens=settings.token_features, context=settings.context_features)
         sequences = training_sequences(data, codec.strengths())
         features = codec.features(sequences)  # (n_tokens, C)
         max_len = settings.max_len or auto_max_len(sequences)

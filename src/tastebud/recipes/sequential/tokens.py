@@ -8,9 +8,10 @@ after it, so no padding mask is needed.
 Each token has a row of integer features (0 always means "none"), see :class:`TokenCodec`:
 ``TYPE`` its strongest event type, ``VALUE`` the bucket of its summed event value, ``GAP`` the
 log2 bucket of the seconds since the previous token, ``HOUR`` the hour of day it happened and
-then one column per request-context field (``DEVICE=tv``). A token's own columns are
-``OWN``; the columns known *before* a token is chosen (when, where) are ``NEXT``: the model adds
-them at the position that predicts that token, and at serving time the request supplies them.
+then one column per request-context field (``DEVICE=tv``). ``TYPE``, ``VALUE`` and ``GAP``
+describe the token itself; ``GAP``, ``HOUR`` and the context are also known *before* the token
+is chosen (when, where): the model adds them at the position that predicts the token, and at
+serving time the request supplies them.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from tastebud.recipes.base import FloatArray, Int64Array, IntArray, Query, Train
 
 PAD = 0
 TYPE, VALUE, GAP, HOUR = 0, 1, 2, 3
-OWN = slice(TYPE, GAP + 1)  # what a token carries once it happened
-NEXT = slice(GAP, None)  # what is known of the next token when it is predicted
 GAP_BUCKETS = 40  # 1 + floor(log2(1 + seconds)), up to ~8,700 years; 0: no previous token
 VALUE_BUCKETS = 8  # quantile buckets of the training values
 HOURS = 24
@@ -232,7 +231,7 @@ class TokenCodec:
         self, sequences: Sequences, times: Int64Array, contexts: IntArray | None
     ) -> IntArray:
         """``(n_sequences, width)`` rows for the token about to be chosen at ``times`` (epoch
-        seconds) with ``contexts`` ((n, fields) codes, -1: none): only the ``NEXT`` columns."""
+        seconds) with ``contexts`` ((n, fields) codes, -1: none): only what is known before."""
         out = np.zeros((len(sequences.lengths), self.width), dtype=np.int32)
         if self.width == 0:
             return out
@@ -369,7 +368,7 @@ def inputs_with_request(
 ) -> tuple[IntArray, IntArray, Int64Array]:
     """Each sequence's ``size`` latest tokens followed by its request slot, as the model reads
     them: ``(tokens (n, size + 1), features (n, size + 1, width), lengths (n,))``. The slot
-    after the last token has no item (padding) and the request's ``NEXT`` features."""
+    after the last token has no item (padding) and the request's features."""
     positions, lengths = last_positions(sequences, size)
     slot = np.concatenate([positions, np.full((len(lengths), 1), -1)], axis=1)
     tokens = gather(sequences.tokens, slot).astype(np.int32)
