@@ -31,6 +31,7 @@ from tastebud.recipes.sequential.tokens import (
     TokenCodec,
     inputs_with_request,
     last_tokens,
+    latest_windows,
     merge_repeats,
     query_sequences,
     training_sequences,
@@ -87,7 +88,11 @@ def with_cold_items(data: TrainingData, rows: list[list[float]]) -> TrainingData
 
 @pytest.mark.parametrize(
     "params",
-    [TINY, {**TINY, "use_metadata": False, "negatives": 5}, {**TINY, "genre_head": True}],
+    [
+        TINY,
+        {**TINY, "use_metadata": False, "negatives": 5, "older_windows": 0.0},
+        {**TINY, "genre_head": True},
+    ],
 )
 def test_contract(params: dict[str, object], tmp_path: Path) -> None:
     check_contract("sequential", clustered(), params, tmp_path)
@@ -134,6 +139,8 @@ def test_windows_slide_from_the_end_and_cover_every_token_once() -> None:
     np.testing.assert_array_equal(cut, expected)
     targets = np.concatenate([row[1:][row[1:] > 0] for row in cut])
     assert sorted(targets) == list(range(2, 12))
+    latest = latest_windows(sequences.lengths, size=5, stride=4)
+    np.testing.assert_array_equal(latest, [True, False, False])
 
 
 def test_cold_item_is_scored_from_its_metadata() -> None:

@@ -39,6 +39,7 @@ from tastebud.recipes.sequential.tokens import (
     TokenCodec,
     gather,
     inputs_with_request,
+    latest_windows,
     query_sequences,
     training_sequences,
     window_positions,
@@ -81,6 +82,11 @@ class SequentialConfig(RecipeConfig):
     lr: float = Field(default=3e-3, gt=0.0, le=1.0, description="peak learning rate (AdamW)")
     weight_decay: float = Field(default=0.0, ge=0.0, le=1.0, description="AdamW weight decay")
     batch_size: int = Field(default=64, ge=1, le=65_536, description="windows per step")
+    older_windows: float = Field(
+        default=1.0, ge=0.0, le=1.0,
+        description="share of the windows before each user's latest max_len tokens that an "
+        "epoch trains on, drawn afresh each epoch (the latest window always trains)",
+    )  # fmt: skip
     negatives: int | None = Field(
         default=None, ge=0, le=1_000_000,
         description="sampled negatives per step; 0: full softmax; None: full softmax up to "
@@ -259,6 +265,7 @@ def train_settings(settings: SequentialConfig, *, n_items: int, seed: int) -> Tr
     return TrainSettings(
         epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
         weight_decay=settings.weight_decay, patience=settings.patience, negatives=negatives,
+        older_windows=settings.older_windows,
         time_budget_seconds=settings.time_budget_seconds, device=torch.device(device), seed=seed,
     )  # fmt: skip
 
@@ -291,16 +298,17 @@ class Sequential:
             sequences, features, n_users=settings.validation_users, max_len=max_len, rng=rng,
         )  # fmt: skip
         # a window of max_len + 1 tokens yields max_len (input, next item) pairs
+        stride = settings.stride or max_len
         positions = window_positions(
-            remaining.lengths, remaining.indptr, size=max_len + 1,
-            stride=settings.stride or max_len,
-        )  # fmt: skip
+            remaining.lengths, remaining.indptr, size=max_len + 1, stride=stride
+        )
         token_windows = gather(remaining.tokens, positions)
         feature_windows = gather(remaining_features, positions) if codec.width else None
+        latest = latest_windows(remaining.lengths, size=max_len + 1, stride=stride)
         options = train_settings(settings, n_items=data.n_items, seed=seed)
         report = train(
             network.to(options.device), token_windows, feature_windows, validation,
-            negative_sampling(data, settings.sampling_power), options, progress,
+            negative_sampling(data, settings.sampling_power), options, progress, latest=latest,
         )  # fmt: skip
         counts = data.item_counts()
         training = {

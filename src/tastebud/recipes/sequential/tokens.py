@@ -331,6 +331,13 @@ def window_bounds(lengths: Int64Array, *, size: int, stride: int) -> tuple[Int64
     return sequence, np.maximum(start, 0), np.minimum(start + size, lengths[sequence])
 
 
+def latest_windows(lengths: Int64Array, *, size: int, stride: int) -> npt.NDArray[np.bool_]:
+    """Which windows of :func:`window_positions` end at their sequence's end."""
+    sequence, _, stop = window_bounds(lengths, size=size, stride=stride)
+    latest: npt.NDArray[np.bool_] = stop == np.asarray(lengths, np.int64)[sequence]
+    return latest
+
+
 def gather(column: IntArray, positions: Int64Array) -> IntArray:
     """``column[positions]`` (rows of a 1-D or 2-D int32 array) with position -1 reading a
     zero row (padding)."""

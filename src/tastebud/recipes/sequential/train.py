@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -49,6 +50,7 @@ class TrainSettings:
     weight_decay: float
     patience: int
     negatives: int
+    older_windows: float  # share of the not-latest windows drawn for each epoch
     time_budget_seconds: float | None
     device: torch.device
     seed: int
@@ -247,6 +249,7 @@ class _Run:
     windows: IntArray  # (n_windows, T + 1) tokens
     features: IntArray | None  # (n_windows, T + 1, C) token features
     lengths: IntArray  # (n_windows,) real tokens per window
+    latest: npt.NDArray[np.bool_]  # (n_windows,) the window ends its sequence
     sampling: Tensor  # (I,) negative-sampling distribution
     settings: TrainSettings
     rng: np.random.Generator
@@ -255,7 +258,16 @@ class _Run:
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.windows) / self.settings.batch_size)
+        older = len(self.latest) - int(self.latest.sum())
+        drawn = int(self.latest.sum()) + self.settings.older_windows * older
+        return max(1, math.ceil(drawn / self.settings.batch_size))
+
+    def epoch_windows(self) -> IntArray:
+        """The windows one epoch trains on: every latest window, and each older one with
+        probability ``older_windows`` (drawn afresh each epoch)."""
+        drawn = self.rng.random(len(self.latest)) < self.settings.older_windows
+        chosen: IntArray = np.flatnonzero(self.latest | drawn).astype(np.int32)
+        return chosen
 
 
 def train(
@@ -266,9 +278,13 @@ def train(
     sampling: Tensor,
     settings: TrainSettings,
     progress: ProgressFn | None = None,
+    *,
+    latest: npt.NDArray[np.bool_] | None = None,
 ) -> TrainReport:
     """Fit ``model`` on ``(n_windows, T + 1)`` token windows (and their ``(n_windows, T + 1,
-    C)`` features, None without); keep the best validation epoch.
+    C)`` features, None without); keep the best validation epoch. ``latest`` marks the windows
+    that end a sequence (default: all), which every epoch trains on; the others are sampled
+    (``settings.older_windows``).
 
     ``sampling`` (I,) is the negatives' distribution (see :func:`next_item_loss`). The plan of
     epochs shrinks (or grows back, up to ``settings.epochs``) to fit the time budget, so the
@@ -284,6 +300,7 @@ def train(
             betas=(0.9, 0.98), fused=True,
         ),
         windows=windows, features=features, lengths=(windows != PAD).sum(1),
+        latest=np.ones(len(windows), dtype=bool) if latest is None else latest,
         sampling=sampling.to(settings.device),
         settings=settings, rng=np.random.default_rng(settings.seed),
         generator=torch.Generator(device=settings.device).manual_seed(settings.seed),
@@ -323,9 +340,11 @@ def run_epoch(run: _Run, epoch: int, planned: int) -> float:
     first = (epoch - 1) * run.steps_per_epoch
     amp = device.type == "cuda" and torch.cuda.is_bf16_supported()
     total, count = 0.0, 0
-    for step, index in enumerate(batches(run.lengths, settings.batch_size, run.rng)):
+    chosen = run.epoch_windows()
+    for step, picked in enumerate(batches(run.lengths[chosen], settings.batch_size, run.rng)):
         if time.perf_counter() > run.deadline:
             break
+        index = chosen[picked]
         rate = learning_rate(settings.lr, first + step, planned * run.steps_per_epoch)
         for group in run.optimizer.param_groups:
             group["lr"] = rate
