@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from tastebud.recipes import TrainingData
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread() -> Iterator[None]:
+    """The test models are tiny: a second thread saves nothing, and on a loaded machine every
+    parallel op waits for both threads to be scheduled (a 2 s fit took over a minute)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def clustered(

@@ -14,6 +14,7 @@ from tastebud.cli import (
     demo,
     evaluate,
     filters,
+    recipes,
     recommend,
     serve,
     solutions,
@@ -60,6 +61,7 @@ app.command()(recommend.rank)
 app.command("similar-items")(recommend.similar_items)
 app.command("similar-users")(recommend.similar_users)
 app.command()(recommend.segment)
+app.add_typer(recipes.recipes_app, name="recipes")
 app.add_typer(solutions.solutions_app, name="solutions")
 app.add_typer(filters.filters_app, name="filters")
 app.add_typer(campaigns.campaigns_app, name="campaigns")

@@ -92,14 +92,21 @@ class SequentialConfig(RecipeConfig):
         description="sampled negatives per step; 0: full softmax; None: full softmax up to "
         f"{FULL_SOFTMAX_ITEMS:,} items, else {SAMPLED_NEGATIVES:,} sampled",
     )  # fmt: skip
+    exclude_seen: bool = Field(
+        default=True,
+        description="a user's earlier items in a window are not negatives in training (the "
+        "full softmax), as answers exclude the history; off: repeats are learned",
+    )
     sampling_power: float = Field(
         default=0.5, ge=0.0, le=1.0, description="sampled negatives drawn ~ count**this"
     )
+    # 2,048 users measure NDCG@10 to about +-0.006 (one standard error) on ml-1m-seq; with 1,024
+    # and patience 5 a noisy dip stopped a run five epochs before its schedule's end (issue 5)
     patience: int = Field(
-        default=5, ge=1, le=1_000, description="epochs without validation gain before stopping"
+        default=8, ge=1, le=1_000, description="epochs without validation gain before stopping"
     )
     validation_users: int = Field(
-        default=1_024, ge=0, le=1_000_000, description="users whose last item validates"
+        default=2_048, ge=0, le=1_000_000, description="users whose last item validates"
     )
     time_budget_seconds: float | None = Field(
         default=840.0, gt=0.0, description="training time; epochs shrink to fit (None: no cap)"
@@ -265,6 +272,7 @@ def train_settings(settings: SequentialConfig, *, n_items: int, seed: int) -> Tr
     return TrainSettings(
         epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
         weight_decay=settings.weight_decay, patience=settings.patience, negatives=negatives,
+        exclude_seen=settings.exclude_seen,
         older_windows=settings.older_windows,
         time_budget_seconds=settings.time_budget_seconds, device=torch.device(device), seed=seed,
     )  # fmt: skip

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tastebud.recipes.base import IntArray, ProgressFn
+from tastebud.recipes.sequential.loss import softmax_cross_entropy
 from tastebud.recipes.sequential.model import SequenceTransformer
 from tastebud.recipes.sequential.tokens import (
     PAD,
@@ -50,6 +51,7 @@ class TrainSettings:
     weight_decay: float
     patience: int
     negatives: int
+    exclude_seen: bool  # the window's earlier items are no negatives (full softmax only)
     older_windows: float  # share of the not-latest windows drawn for each epoch
     time_budget_seconds: float | None
     device: torch.device
@@ -159,6 +161,7 @@ def next_item_loss(
     *,
     negatives: int,
     generator: torch.Generator,
+    exclude_seen: bool = False,
 ) -> Tensor:
     """Mean cross-entropy of each token's next item over a (B, T + 1) window batch (with its
     (B, T + 1, C) token features).
@@ -167,6 +170,8 @@ def next_item_loss(
     items: they were never available) are never negatives. ``negatives`` 0 means the full
     softmax over every other item; otherwise that many items drawn from ``sampling``, shared by
     the batch, with the logQ correction of sampled softmax (Bengio & Senecal 2008).
+    ``exclude_seen`` (full softmax without the genre head): the items before each position in
+    its window are not negatives there, as serving excludes a user's history from the answer.
     """
     inputs, targets = window[:, :-1], window[:, 1:]  # (B, T) each
     mask = targets != PAD
@@ -175,13 +180,16 @@ def next_item_loss(
     query, genre_logits = model.heads(states)
     items = table[1:]  # (I, D)
     genre = model.genre if genre_logits is not None else None
-    if negatives == 0:
-        logits = query @ items.T  # (N, I)
-        if genre is not None:
-            logits = logits + genre.bias(genre_logits)  # type: ignore[arg-type]
-        if not bool((sampling > 0).all()):
-            logits = logits.masked_fill(sampling == 0, float("-inf"))
+    never = None if bool((sampling > 0).all()) else (sampling == 0)
+    if negatives == 0 and genre is not None:
+        logits = query @ items.T + genre.bias(genre_logits)  # type: ignore[arg-type]  # (N, I)
+        if never is not None:
+            logits = logits.masked_fill(never, float("-inf"))
         loss = F.cross_entropy(logits.float(), target)
+    elif negatives == 0:
+        bias = None if never is None else torch.zeros_like(sampling).masked_fill(never, -math.inf)
+        excluded = seen_before(inputs, len(items))[mask] if exclude_seen else None
+        loss = softmax_cross_entropy(query, items, target, bias, excluded)
     else:
         sampled = torch.multinomial(sampling, negatives, replacement=True, generator=generator)
         log_q = torch.log(sampling)
@@ -199,6 +207,17 @@ def next_item_loss(
         labels = genre.targets(target)
         loss = loss + F.binary_cross_entropy_with_logits(genre_logits.float(), labels)
     return loss
+
+
+def seen_before(inputs: Tensor, n_items: int) -> Tensor:
+    """(B, T) input tokens -> (B, T, I): True where the item is among the row's tokens up to
+    and including position t."""
+    batch, length = inputs.shape
+    causal = torch.ones(length, length, dtype=torch.bool, device=inputs.device).tril()
+    earlier = inputs[:, None, :] * causal  # (B, T, T): token s at row t when s <= t, else pad
+    seen = torch.zeros(batch, length, n_items + 1, dtype=torch.bool, device=inputs.device)
+    seen.scatter_(2, earlier, True)
+    return seen[..., 1:]
 
 
 @torch.no_grad()
@@ -357,6 +376,7 @@ def run_epoch(run: _Run, epoch: int, planned: int) -> float:
             loss = next_item_loss(
                 run.model, batch, features, run.model.items(), run.sampling,
                 negatives=settings.negatives, generator=run.generator,
+                exclude_seen=settings.exclude_seen,
             )  # fmt: skip
         run.optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(loss)
