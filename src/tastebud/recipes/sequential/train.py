@@ -180,16 +180,14 @@ def next_item_loss(
     query, genre_logits = model.heads(states)
     items = table[1:]  # (I, D)
     genre = model.genre if genre_logits is not None else None
-    never = None if bool((sampling > 0).all()) else (sampling == 0)
+    # log(0) = -inf drops the items that can never be negatives, log(1) = 0 keeps the rest
+    available = torch.log((sampling > 0).float())  # (I,)
     if negatives == 0 and genre is not None:
-        logits = query @ items.T + genre.bias(genre_logits)  # type: ignore[arg-type]  # (N, I)
-        if never is not None:
-            logits = logits.masked_fill(never, float("-inf"))
+        logits = query @ items.T + genre.bias(genre_logits) + available  # type: ignore[arg-type]
         loss = F.cross_entropy(logits.float(), target)
     elif negatives == 0:
-        bias = None if never is None else torch.zeros_like(sampling).masked_fill(never, -math.inf)
         excluded = seen_before(inputs, len(items))[mask] if exclude_seen else None
-        loss = softmax_cross_entropy(query, items, target, bias, excluded)
+        loss = softmax_cross_entropy(query, items, target, available, excluded)
     else:
         sampled = torch.multinomial(sampling, negatives, replacement=True, generator=generator)
         log_q = torch.log(sampling)
