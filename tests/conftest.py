@@ -103,8 +103,10 @@ def group(store: Store, group_name: str) -> str:
 
 
 @pytest.fixture
-def engine(store: Store, group: str, tmp_path: Path) -> Iterator[Engine]:
-    """An engine over the same store; its default group is the test's group."""
-    engine = Engine(Settings(home=tmp_path / "home", default_group=group), store=store)
+def engine(store: Store, store_url: str, group: str, tmp_path: Path) -> Iterator[Engine]:
+    """An engine over the same store (its settings name it, for workers in other processes);
+    its default group is the test's group."""
+    settings = Settings(home=tmp_path / "home", default_group=group, database_url=store_url)
+    engine = Engine(settings, store=store)
     yield engine
     engine.close()

@@ -23,6 +23,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
+from tastebud.batch import BatchService
 from tastebud.errors import AlreadyExists, InvalidInput, PayloadTooLarge
 from tastebud.filters import Filter, Schemas, parse, validate
 from tastebud.ingest import EventTracker, ItemIn, PutEventsRequest, UserIn
@@ -80,6 +81,7 @@ class Engine:
         self.cache = ResultCache(self.store, _answer_store(settings),
                                  interval=settings.serving.cache_sync_seconds)  # fmt: skip
         self.campaigns = CampaignServer(self.store, self.recommender, self.cache)
+        self.batch = BatchService(self.store, self.recommender, self.jobs, settings)
         self._schemas: dict[tuple[str, str], tuple[float, DatasetSchema]] = {}
 
     def close(self) -> None:

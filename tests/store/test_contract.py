@@ -453,6 +453,17 @@ def test_recent_events_newest_last_with_limit_and_all_fields(store: Store, group
     )  # fmt: skip
 
 
+def test_recent_events_of_many_users_equals_one_by_one(store: Store, group: str) -> None:
+    events = [ev(f"u{i % 7}", f"i{(i * 5) % 11}", i % 4, event_type="click") for i in range(60)]
+    store.put_events(group, [*events, ev("u1", "late", 2, event_value=1.5)])
+    users = [f"u{i}" for i in range(7)] + ["nobody", "u3"]  # repeats and unknown users too
+    many = store.recent_events_of(group, users, 5)
+    assert set(many) == {f"u{i}" for i in range(7)}
+    for user in many:
+        assert many[user] == store.recent_events(group, user, 5)
+    assert len(store.recent_events_of(group, [f"u{i}" for i in range(1200)], 3)) == 7
+
+
 def test_read_interactions_int_arrays_in_arrival_order(store: Store, group: str) -> None:
     store.put_events(
         group,

@@ -129,7 +129,7 @@ def recommend_items(
     query = user_query(version, user_id, history, history_indexes, events=events, context=context)
     scores = version.model.score(query)[0]
     exclude = query.history_items if exclude_seen else None
-    return _answer(version, scores, check_k(k), exclude, selection)
+    return answer_from_scores(version, scores, check_k(k), exclude, selection)
 
 
 def rank_items(
@@ -146,16 +146,29 @@ def rank_items(
     """Order ``item_ids`` for the user, best first. Items the version does not know are kept,
     after the known ones and in their input order, with no score. Items a ``selection`` does
     not allow are dropped from the list. ``events`` and ``context``: see :func:`user_query`."""
+    check_item_list(item_ids)
+    query = user_query(version, user_id, history, history_indexes, events=events, context=context)
+    return rank_by_scores(version, version.model.score(query)[0], item_ids, selection)
+
+
+def check_item_list(item_ids: Sequence[str]) -> None:
     if len(item_ids) > MAX_RESULTS:
         raise InvalidInput(f"inputList: at most {MAX_RESULTS} items, got {len(item_ids)}")
     if len(set(item_ids)) != len(item_ids):
         raise InvalidInput("inputList: item ids must be unique")
+
+
+def rank_by_scores(
+    version: LoadedVersion,
+    scores: FloatArray,
+    item_ids: Sequence[str],
+    selection: Selection | None = None,
+) -> list[Scored]:
+    """``item_ids`` ordered by one user's ``scores`` (see :func:`rank_items`)."""
     if selection is not None:
         passed = selection.permits(item_ids)
         item_ids = [item for item, keep in zip(item_ids, passed, strict=True) if keep]
     indexes = version.items.indices(item_ids)
-    query = user_query(version, user_id, history, history_indexes, events=events, context=context)
-    scores = version.model.score(query)[0]
     known = [(float(scores[i]), position) for position, i in enumerate(indexes) if i >= 0]
     known.sort(key=lambda pair: (-pair[0], pair[1]))
     ranked = [Scored(item_ids[position], score) for score, position in known]
@@ -176,7 +189,7 @@ def similar_items(
     else:
         scores = model.similar_items(np.array([anchor], dtype=np.int32))[0]
         exclude = np.array([anchor], dtype=np.int32)
-    return _answer(version, scores, check_k(k), exclude, selection)
+    return answer_from_scores(version, scores, check_k(k), exclude, selection)
 
 
 def similar_users(
@@ -200,16 +213,18 @@ def users_for_item(
     *,
     item_id: str | None = None,
     attribute: str | None = None,
+    attributes: Sequence[str] | None = None,
     k: int = 100,
     selection: Selection | None = None,
 ) -> list[Scored]:
     """The users most likely to want ``item_id``, or any item with ``attribute`` (``FIELD=value``,
-    e.g. ``GENRES=Comedy``): the basis of a segment, limited by a ``UserID`` filter's
-    ``selection``."""
+    e.g. ``GENRES=Comedy``; ``attributes``: items with all of them): the basis of a segment,
+    limited by a ``UserID`` filter's ``selection``."""
     model = version.model
     if not isinstance(model, UserAffinity):
         raise InvalidInput(f"recipe {version.recipe!r} does not answer users for an item")
-    if (item_id is None) == (attribute is None):
+    wanted = [attribute] if attribute is not None else list(attributes or ())
+    if (item_id is None) == (not wanted):
         raise InvalidInput("give exactly one of itemId or attribute")
     if item_id is not None:
         anchor = version.items.get(item_id)
@@ -217,7 +232,11 @@ def users_for_item(
             raise NotFound(f"item {item_id!r} is unknown to solution version {version.id!r}")
         items = np.array([anchor], dtype=np.int32)
     else:
-        items = _items_with(version, str(attribute))
+        items = _items_with(version, wanted[0])
+        for other in wanted[1:]:
+            items = np.intersect1d(items, _items_with(version, other)).astype(np.int32)
+        if not len(items):
+            raise NotFound(f"no item has all of {', '.join(wanted)}")
     scores = np.zeros(model.n_users, dtype=np.float32)
     for start in range(0, len(items), 256):  # bounded memory for common attribute values
         scores += model.users_for_items(items[start : start + 256]).sum(axis=0)
@@ -274,7 +293,7 @@ def nearest_items(
 
 
 # helpers ------------------------------------------------------------------------------------------
-def _answer(
+def answer_from_scores(
     version: LoadedVersion,
     scores: FloatArray,
     k: int,

@@ -216,6 +216,13 @@ class Store(Protocol):
         """The user's latest events, newest last (the real-time path)."""
         ...
 
+    def recent_events_of(
+        self, group: str, user_ids: Sequence[str], limit: int
+    ) -> dict[str, list[Event]]:
+        """:meth:`recent_events` of many users in one query (batch jobs); users with no
+        events are left out."""
+        ...
+
     def export(self, group: str, dataset: DatasetKind) -> Iterator[pl.DataFrame]:
         """The dataset with external ids and schema columns, in chunks."""
         ...

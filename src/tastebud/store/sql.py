@@ -35,6 +35,7 @@ from tastebud.store.migrations import LATEST, Dialect, statements
 from tastebud.store.solutions import SolutionsSql
 
 _EXPORT_CHUNK = 500_000
+_IN_LIST = 500  # ids per IN (...) list: well under every backend's parameter limit
 # Interaction columns in the table, and the canonical field each one stores.
 _INTERACTION_COLUMNS = {
     "event_type": "EVENT_TYPE",
@@ -729,14 +730,36 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, ABC):
                 "ORDER BY x.ts DESC, x.seq DESC LIMIT ?",
                 (group_id, user_id, limit),
             ).fetchall()
-        return [
-            Event(
-                item_id=r[0], timestamp=int(r[1]), user_id=user_id, event_type=r[2],
-                event_value=r[3], event_id=r[4], session_id=r[5], recommendation_id=r[6],
-                impression=r[7], context=json.loads(r[8]) if r[8] else None,
-            )
-            for r in reversed(rows)
-        ]  # fmt: skip
+        return [_event(user_id, row) for row in reversed(rows)]
+
+    def recent_events_of(
+        self, group: str, user_ids: Sequence[str], limit: int
+    ) -> dict[str, list[Event]]:
+        found: dict[str, list[Event]] = {}
+        unique = list(dict.fromkeys(user_ids))
+        for start in range(0, len(unique), _IN_LIST):
+            chunk = unique[start : start + _IN_LIST]
+            marks = ", ".join("?" * len(chunk))
+            with self._transaction(write=False) as cur:
+                group_id = self._group_id(cur, group)
+                # Numbered newest first per user, as recent_events orders them.
+                rows = self._run(
+                    cur,
+                    "SELECT u.external_id, i.external_id, x.ts, x.event_type, x.event_value, "
+                    "x.event_id, x.session_id, x.recommendation_id, x.impression, x.context "
+                    "FROM (SELECT y.*, ROW_NUMBER() OVER (PARTITION BY y.user_idx "
+                    "ORDER BY y.ts DESC, y.seq DESC) AS newest FROM interactions y "
+                    "JOIN id_map m ON m.group_id = y.group_id AND m.kind = 'user' "
+                    f"AND m.idx = y.user_idx WHERE y.group_id = ? AND m.external_id IN ({marks})"
+                    ") x JOIN id_map u ON u.group_id = x.group_id AND u.kind = 'user' "
+                    "AND u.idx = x.user_idx JOIN id_map i ON i.group_id = x.group_id "
+                    "AND i.kind = 'item' AND i.idx = x.item_idx WHERE x.newest <= ? "
+                    "ORDER BY x.user_idx, x.newest DESC",
+                    (group_id, *chunk, limit),
+                ).fetchall()
+            for row in rows:
+                found.setdefault(row[0], []).append(_event(row[0], row[1:]))
+        return found
 
     def export(self, group: str, dataset: DatasetKind) -> Iterator[pl.DataFrame]:
         schema = self.get_schema(group, dataset) or DatasetSchema.default(dataset)
@@ -903,4 +926,14 @@ def _job(row: Sequence[Any]) -> JobRecord:
         id=row[0], group=row[1], kind=row[2], status=row[3], params=json.loads(row[4]),
         progress=float(row[5]), result=json.loads(row[6]) if row[6] else None, error=row[7],
         created_at=float(row[8]), updated_at=float(row[9]),
+    )  # fmt: skip
+
+
+def _event(user_id: str, r: Sequence[Any]) -> Event:
+    """An event from ``item, ts, event_type, event_value, event_id, session_id,
+    recommendation_id, impression, context`` columns."""
+    return Event(
+        item_id=r[0], timestamp=int(r[1]), user_id=user_id, event_type=r[2], event_value=r[3],
+        event_id=r[4], session_id=r[5], recommendation_id=r[6], impression=r[7],
+        context=json.loads(r[8]) if r[8] else None,
     )  # fmt: skip

@@ -1,0 +1,186 @@
+"""Answers for a chunk of batch lines: one matrix product for all their users, then the same
+per-row steps as the real-time path (seen-item exclusion, filters, top-k, fallback), so a batch
+answer equals the real-time answer of the same version for the same history.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tastebud.batch.formats import LineRequest
+from tastebud.errors import TastebudError
+from tastebud.recipes import ItemSimilarity, Query
+from tastebud.recipes.base import FloatArray, IntArray
+from tastebud.serving.recommend import (
+    Scored,
+    answer_from_scores,
+    check_item_list,
+    check_k,
+    nearest_items,
+    rank_by_scores,
+    user_query,
+    users_for_item,
+)
+from tastebud.serving.service import Recommender
+from tastebud.serving.versions import LoadedVersion
+from tastebud.store import Event
+
+_log = logging.getLogger(__name__)
+
+Answered = tuple[dict[str, Any] | None, str | None]  # (output, error)
+SCORES_PER_CHUNK = 1 << 25  # floats of one chunk's score matrix (128 MiB)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOptions:
+    num_results: int = 25
+    filter_name: str | None = None
+
+
+def chunk_rows(n_items: int) -> int:
+    """How many lines to score per matrix product for a catalogue of ``n_items``."""
+    return int(max(16, min(1024, SCORES_PER_CHUNK // max(n_items, 1))))
+
+
+class ChunkScorer:
+    """Answers chunks of lines from one version for one group."""
+
+    def __init__(
+        self, recommender: Recommender, group: str, version_id: str, options: BatchOptions
+    ) -> None:
+        self.recommender = recommender
+        self.group = group
+        self.version_id = version_id
+        self.options = options
+        check_k(options.num_results)
+
+    def version(self) -> LoadedVersion:
+        return self.recommender.version_for(self.group, {"version_id": self.version_id})
+
+    def recommend(self, requests: Sequence[LineRequest]) -> list[Answered]:
+        """Items for users, ranked lists and similar items, in the order given."""
+        version = self.version()
+        answers: list[Answered] = [(None, None)] * len(requests)
+        by_user = [i for i, r in enumerate(requests) if r.user_id is not None]
+        for i, answer in zip(by_user, self._for_users(version, [requests[i] for i in by_user]),
+                             strict=True):  # fmt: skip
+            answers[i] = answer
+        by_item = [i for i, r in enumerate(requests) if r.user_id is None]
+        for i, answer in zip(by_item, self._similar(version, [requests[i] for i in by_item]),
+                             strict=True):  # fmt: skip
+            answers[i] = answer
+        return answers
+
+    def segment(self, requests: Sequence[LineRequest]) -> list[Answered]:
+        """The users most likely to want each line's item or attribute values."""
+        version = self.version()
+        return [_guarded(lambda r=r: self._segment_one(version, r)) for r in requests]
+
+    # users ------------------------------------------------------------------------------------
+    def _for_users(self, version: LoadedVersion, requests: Sequence[LineRequest]) -> list[Answered]:
+        if not requests:
+            return []
+        limit = self.recommender.settings.serving.history_length
+        user_ids = [str(r.user_id) for r in requests]
+        events = self.recommender.store.recent_events_of(self.group, user_ids, limit)
+        queries, known = [], []
+        for request in requests:
+            history = events.get(str(request.user_id), [])
+            indexes = version.items.indices([e.item_id for e in history])
+            known.append(indexes)
+            queries.append(user_query(version, request.user_id, [], indexes, events=history,
+                                      context=request.context))  # fmt: skip
+        scores = version.model.score(Query.concat(queries))
+        return [
+            _guarded(lambda row=row, r=r: self._user_answer(
+                version, r, queries[row], scores[row], events.get(str(r.user_id), []), known[row]))
+            for row, r in enumerate(requests)
+        ]  # fmt: skip
+
+    def _user_answer(
+        self, version: LoadedVersion, request: LineRequest, query: Query, scores: FloatArray,
+        events: list[Event], known: IntArray,
+    ) -> dict[str, Any]:  # fmt: skip
+        selection = self.recommender.select(
+            self.group, version, self.options.filter_name, request.filter_values,
+            user_id=request.user_id, events=events, event_items=known,
+        )  # fmt: skip
+        if request.item_list is not None:
+            check_item_list(request.item_list)
+            ranked = rank_by_scores(version, scores, request.item_list, selection)
+            return {"itemList": [s.id for s in ranked], "scores": [s.score for s in ranked]}
+        k = self.options.num_results
+        items = None
+        if version.nearest is not None:  # as the real-time path: the approximate index first
+            items = nearest_items(version, query, k=k, selection=selection)
+        if items is None:
+            items = answer_from_scores(version, scores, k, query.history_items, selection)
+        return _items_output(items)
+
+    # items ------------------------------------------------------------------------------------
+    def _similar(self, version: LoadedVersion, requests: Sequence[LineRequest]) -> list[Answered]:
+        if not requests:
+            return []
+        model = version.model
+        if not isinstance(model, ItemSimilarity):
+            problem = f"recipe {version.recipe!r} does not answer similar items (itemId lines)"
+            return [(None, problem)] * len(requests)
+        anchors = version.items.indices([str(r.item_id) for r in requests])
+        known = np.flatnonzero(anchors >= 0)
+        scores = model.similar_items(anchors[known]) if len(known) else None
+        row_of = {int(i): row for row, i in enumerate(known)}
+        answers = []
+        for i, request in enumerate(requests):
+            if i in row_of and scores is not None:
+                row, exclude = scores[row_of[i]], anchors[i : i + 1]
+            else:  # an item the version never saw: popular items, as in real time
+                row, exclude = version.popularity, None
+            answers.append(_guarded(lambda r=request, s=row, x=exclude: self._similar_answer(
+                version, r, s, x)))  # fmt: skip
+        return answers
+
+    def _similar_answer(
+        self, version: LoadedVersion, request: LineRequest, scores: FloatArray,
+        exclude: IntArray | None,
+    ) -> dict[str, Any]:  # fmt: skip
+        selection = None
+        if self.options.filter_name is not None or request.filter_values:
+            selection = self.recommender.select(
+                self.group, version, self.options.filter_name, request.filter_values,
+                item_id=request.item_id,
+            )  # fmt: skip
+        items = answer_from_scores(version, scores, self.options.num_results, exclude, selection)
+        return _items_output(items)
+
+    # segments ---------------------------------------------------------------------------------
+    def _segment_one(self, version: LoadedVersion, request: LineRequest) -> dict[str, Any]:
+        selection = self.recommender.select(
+            self.group, version, self.options.filter_name, request.filter_values, kind="users"
+        )
+        if request.attributes is not None:
+            users = users_for_item(version, attributes=request.attributes,
+                                   k=self.options.num_results, selection=selection)  # fmt: skip
+        else:
+            users = users_for_item(version, item_id=request.item_id,
+                                   k=self.options.num_results, selection=selection)  # fmt: skip
+        return {"usersList": [s.id for s in users], "scores": [s.score for s in users]}
+
+
+def _items_output(items: list[Scored]) -> dict[str, Any]:
+    return {"recommendedItems": [s.id for s in items], "scores": [s.score for s in items]}
+
+
+def _guarded(answer: Any) -> Answered:
+    """A line's answer, or its error: one bad line never stops the job."""
+    try:
+        return answer(), None
+    except TastebudError as error:
+        return None, error.message
+    except Exception as error:  # a bug or a broken model: counted against the error budget
+        _log.exception("batch line failed")
+        return None, f"internal error: {error}"
