@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -215,6 +216,26 @@ def test_campaigns(client: Client, tmp_path: Path) -> None:
     client.delete_campaign("home")
     with pytest.raises(NotFound, match="campaign 'home'"):
         client.get_campaign("home")
+
+
+def test_batch_jobs(client: Client, tmp_path: Path) -> None:
+    from tests.serving.conftest import write_clustered
+
+    interactions, _ = write_clustered(tmp_path)
+    client.import_file(interactions, dataset="interactions", mode="full", poll_interval=0.02)
+    client.create_solution("popular", "popularity-count")
+    version = client.train("popular", poll_interval=0.02)
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text('{"userId": "u0"}\n{"itemId": "i1"}\n')
+    job = client.start_batch_job(str(source), str(output), solution="popular", num_results=3,
+                                 max_error_rate=0.5, poll_interval=0.02)  # fmt: skip
+    assert job["result"] is not None and job["result"]["solutionVersion"] == version["id"]
+    first, second = (json.loads(line) for line in output.read_text().splitlines())
+    expected = client.recommend("u0", solution="popular", num_results=3)["itemList"]
+    assert first["output"]["recommendedItems"] == [i["itemId"] for i in expected]
+    assert "does not answer similar items" in second["error"]
+    with pytest.raises(JobFailed, match="over the error budget"):
+        client.start_batch_job(str(source), str(output), solution="popular", poll_interval=0.02)
 
 
 def test_tokens_and_scopes(client: Client, server: Server) -> None:

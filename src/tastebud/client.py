@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import quote
 
 import httpx
@@ -215,6 +215,36 @@ class Client:
         body = {"dataset": dataset, "path": path, "mode": mode, "encoding": encoding,
                 "maxErrorRate": max_error_rate}  # fmt: skip
         job = cast(JobOut, self._json("POST", self._path("/import-jobs"), json=body))
+        return self.wait_for_job(job["id"], poll_interval=poll_interval) if wait else job
+
+    def start_batch_job(
+        self,
+        input_path: str,
+        output_path: str,
+        *,
+        job_type: Literal["recommend", "segment"] = "recommend",
+        solution: str | None = None,
+        solution_version_id: str | None = None,
+        num_results: int = 25,
+        filter_name: str | None = None,
+        max_error_rate: float = 0.1,
+        wait: bool = True,
+        poll_interval: float = 0.5,
+    ) -> JobOut:
+        """Run a batch job over JSON Lines files on the server (paths as the server sees them).
+
+        Returns:
+            The job: finished when ``wait`` (its ``result`` holds lines, errors and the
+            version that answered), else just queued.
+
+        Raises:
+            JobFailed: with ``wait``, the job failed (e.g. over its error budget).
+        """
+        body = {"jobType": job_type, "inputPath": input_path, "outputPath": output_path,
+                "solution": solution, "solutionVersionId": solution_version_id,
+                "numResults": num_results, "filterName": filter_name,
+                "maxErrorRate": max_error_rate}  # fmt: skip
+        job = cast(JobOut, self._json("POST", self._path("/batch-jobs"), json=body))
         return self.wait_for_job(job["id"], poll_interval=poll_interval) if wait else job
 
     def import_job(self, job_id: str) -> JobOut:

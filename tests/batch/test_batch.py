@@ -22,6 +22,16 @@ RECIPES = {
     "items": {"recipe": "similar-items", "params": {"mode": "cosine"}},
     "popular": {"recipe": "popularity-count"},
     "affinity": {"recipe": "item-affinity", "params": {"algorithm": "ease"}},
+    "sequential": {
+        "recipe": "sequential",
+        "params": {
+            "epochs": 3,
+            "hidden": 16,
+            "max_len": 8,
+            "batch_size": 16,
+            "validation_users": 8,
+        },
+    },
 }
 USERS = [f"u{u}" for u in range(60)] + ["stranger"]
 
@@ -32,7 +42,13 @@ def trained(loaded: Engine, group: str) -> Engine:
         loaded.create_solution(group, name, body | {"evaluate": False})
         loaded.train(group, name)
     # Events after training: the batch must read them as the real-time path does.
-    late = {"userId": "u3", "eventList": [{"itemId": "i25", "sentAt": 2_000_000_000}]}
+    late = {
+        "userId": "u3",
+        "eventList": [
+            {"itemId": "i25", "sentAt": 2_000_000_000},
+            {"itemId": "new-item", "eventType": "buy"},
+        ],
+    }
     loaded.put_events(group, PutEventsRequest.model_validate(late))
     return loaded
 
@@ -60,7 +76,7 @@ def realtime(engine: Engine, group: str, solution: str, user: str, k: int) -> li
     return [r.id for r in answer.results]
 
 
-@pytest.mark.parametrize("solution", ["ease", "als", "items", "popular"])
+@pytest.mark.parametrize("solution", ["ease", "als", "items", "popular", "sequential"])
 def test_batch_answers_equal_real_time_answers(
     trained: Engine, group: str, tmp_path: Path, solution: str
 ) -> None:

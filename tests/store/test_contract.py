@@ -462,6 +462,15 @@ def test_recent_events_of_many_users_equals_one_by_one(store: Store, group: str)
     for user in many:
         assert many[user] == store.recent_events(group, user, 5)
     assert len(store.recent_events_of(group, [f"u{i}" for i in range(1200)], 3)) == 7
+    frame = store.latest_interactions(group, users, 5)
+    items = store.vocabulary(group, "item")
+    for user in many:
+        rows = frame.filter(pl.col("user_id") == user)
+        assert items.ids(rows["item_index"].to_list()) == [e.item_id for e in many[user]]
+        assert rows["timestamp"].to_list() == [e.timestamp for e in many[user]]
+        assert rows["event_type"].to_list() == [e.event_type for e in many[user]]
+    assert frame["user_id"].n_unique() == 7
+    assert store.latest_interactions(group, ["nobody"], 5).is_empty()
 
 
 def test_read_interactions_int_arrays_in_arrival_order(store: Store, group: str) -> None:

@@ -16,6 +16,7 @@ from tastebud.api.errors import install_error_handlers
 from tastebud.api.limits import BodyLimitMiddleware
 from tastebud.api.operations import OperationsMiddleware
 from tastebud.api.routes import (
+    batch_jobs,
     campaigns,
     events,
     exports,
@@ -39,7 +40,7 @@ UPLOAD_PATH = re.compile(r"/v1/dataset-groups/[^/]+/import-jobs/upload")
 # The hot path first: a request is matched against the routers in this order.
 ROUTERS = (
     events, items, users, campaigns, recommendations, health, groups, schemas, imports, exports,
-    tokens, solutions, filters, jobs,
+    batch_jobs, tokens, solutions, filters, jobs,
 )  # fmt: skip
 
 

@@ -55,6 +55,21 @@ class ImportJobIn(_Body):
     encoding: str = "utf-8"
 
 
+class BatchJobIn(_Body):
+    """A batch job over JSON Lines files on the server (see docs/batch.md for the formats)."""
+
+    job_type: Literal["recommend", "segment"] = "recommend"
+    solution: str | None = Field(default=None, description="Its newest active version answers.")
+    solution_version_id: str | None = Field(default=None, description="This version answers.")
+    input_path: str = Field(description="JSON Lines on the server, one request a line.")
+    output_path: str = Field(description="Where the server writes one answer per input line.")
+    num_results: int = Field(default=25, ge=1, le=500)
+    filter_name: str | None = None
+    max_error_rate: float = Field(default=0.1, ge=0.0, le=1.0)
+    executor: Literal["local", "processes", "ray"] = "local"
+    workers: int = Field(default=2, ge=1, le=1024)
+
+
 class ItemsIn(_Body):
     items: list[ItemIn] = Field(min_length=1)
 

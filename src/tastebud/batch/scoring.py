@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from tastebud.batch.formats import LineRequest
 from tastebud.errors import TastebudError
@@ -23,7 +24,6 @@ from tastebud.serving.recommend import (
     check_k,
     nearest_items,
     rank_by_scores,
-    user_query,
     users_for_item,
 )
 from tastebud.serving.service import Recommender
@@ -57,6 +57,7 @@ class ChunkScorer:
         self.group = group
         self.version_id = version_id
         self.options = options
+        self._lookup: tuple[str, IntArray] | None = None
         check_k(options.num_results)
 
     def version(self) -> LoadedVersion:
@@ -85,30 +86,37 @@ class ChunkScorer:
     def _for_users(self, version: LoadedVersion, requests: Sequence[LineRequest]) -> list[Answered]:
         if not requests:
             return []
-        limit = self.recommender.settings.serving.history_length
+        store, limit = self.recommender.store, self.recommender.settings.serving.history_length
         user_ids = [str(r.user_id) for r in requests]
-        events = self.recommender.store.recent_events_of(self.group, user_ids, limit)
-        queries, known = [], []
-        for request in requests:
-            history = events.get(str(request.user_id), [])
-            indexes = version.items.indices([e.item_id for e in history])
-            known.append(indexes)
-            queries.append(user_query(version, request.user_id, [], indexes, events=history,
-                                      context=request.context))  # fmt: skip
-        scores = version.model.score(Query.concat(queries))
+        frame = store.latest_interactions(self.group, user_ids, limit)
+        query = users_query(version, requests, frame, self._item_lookup(version))
+        scores = version.model.score(query)
+        events: dict[str, list[Event]] = {}
+        if self.options.filter_name is not None:  # filters read the events themselves
+            events = store.recent_events_of(self.group, user_ids, limit)
         return [
             _guarded(lambda row=row, r=r: self._user_answer(
-                version, r, queries[row], scores[row], events.get(str(r.user_id), []), known[row]))
+                version, r, query.rows(row, row + 1), scores[row], events.get(str(r.user_id), [])))
             for row, r in enumerate(requests)
         ]  # fmt: skip
 
+    def _item_lookup(self, version: LoadedVersion) -> IntArray:
+        """The version's index of each of the store's item indexes (-1: unknown to it)."""
+        if self._lookup is None or self._lookup[0] != version.id:
+            store_items = self.recommender.store.vocabulary(self.group, "item")
+            ids = store_items.ids(range(len(store_items)))
+            lookup = version.items.indices(i if i is not None else "" for i in ids)
+            self._lookup = (version.id, np.append(lookup, -1).astype(np.int32))
+        return self._lookup[1]
+
     def _user_answer(
         self, version: LoadedVersion, request: LineRequest, query: Query, scores: FloatArray,
-        events: list[Event], known: IntArray,
+        events: list[Event],
     ) -> dict[str, Any]:  # fmt: skip
         selection = self.recommender.select(
             self.group, version, self.options.filter_name, request.filter_values,
-            user_id=request.user_id, events=events, event_items=known,
+            user_id=request.user_id, events=events,
+            event_items=version.items.indices([e.item_id for e in events]),
         )  # fmt: skip
         if request.item_list is not None:
             check_item_list(request.item_list)
@@ -169,6 +177,47 @@ class ChunkScorer:
             users = users_for_item(version, item_id=request.item_id,
                                    k=self.options.num_results, selection=selection)  # fmt: skip
         return {"usersList": [s.id for s in users], "scores": [s.score for s in users]}
+
+
+def users_query(
+    version: LoadedVersion, requests: Sequence[LineRequest], frame: pl.DataFrame,
+    item_lookup: IntArray,
+) -> Query:  # fmt: skip
+    """One query row per request, as :func:`~tastebud.serving.recommend.user_query` builds it
+    from the user's latest events (``frame``: ``latest_interactions``), without a Python
+    object per event: items the version does not know are dropped with their event columns."""
+    spans = frame.with_row_index("row").group_by("user_id").agg(
+        pl.col("row").first().alias("start"), pl.len().alias("count"))  # fmt: skip
+    span = dict(zip(spans["user_id"].to_list(),
+                    zip(spans["start"].to_list(), spans["count"].to_list(), strict=True),
+                    strict=True))  # fmt: skip
+    counts = np.array([span.get(str(r.user_id), (0, 0))[1] for r in requests], np.int64)
+    starts = np.array([span.get(str(r.user_id), (0, 0))[0] for r in requests], np.int64)
+    rows = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    stored = frame["item_index"].to_numpy()[rows].astype(np.int64)
+    items = item_lookup[np.where((stored >= 0) & (stored < len(item_lookup)), stored, -1)]
+    known = items >= 0
+    owner = np.repeat(np.arange(len(requests)), counts)[known]
+    indptr = np.zeros(len(requests) + 1, np.int64)
+    np.cumsum(np.bincount(owner, minlength=len(requests)), out=indptr[1:])
+    kept = rows[known]
+    types = frame["event_type"].gather(kept)
+    names = tuple(sorted(types.drop_nulls().unique().to_list()))
+    codes = types.replace_strict({n: c for c, n in enumerate(names)}, default=-1,
+                                 return_dtype=pl.Int32)  # fmt: skip
+    contexts = None
+    if any(r.context is not None for r in requests):
+        contexts = tuple(dict(r.context or {}) for r in requests)
+    return Query(
+        users=version.users.indices(str(r.user_id) for r in requests),
+        history_indptr=indptr,
+        history_items=items[known].astype(np.int32),
+        history_timestamps=frame["timestamp"].to_numpy()[kept].astype(np.int64),
+        history_event_types=codes.fill_null(-1).to_numpy().astype(np.int32),
+        event_type_names=names,
+        history_values=frame["event_value"].fill_null(np.nan).to_numpy()[kept].astype(np.float32),
+        contexts=contexts,
+    )
 
 
 def _items_output(items: list[Scored]) -> dict[str, Any]:

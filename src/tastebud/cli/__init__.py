@@ -9,6 +9,7 @@ import typer
 
 from tastebud.cli import (
     admin,
+    batch,
     campaigns,
     data,
     demo,
@@ -71,6 +72,7 @@ app.add_typer(admin.groups_app, name="groups")
 app.add_typer(admin.tokens_app, name="tokens")
 app.add_typer(admin.jobs_app, name="jobs")
 app.add_typer(consume_app, name="consume")
+app.add_typer(batch.batch_app, name="batch")
 
 
 def main() -> None:

@@ -200,56 +200,6 @@ class Query:
             contexts=None if context is None else (dict(context),),
         )  # fmt: skip
 
-    @staticmethod
-    def concat(queries: Sequence[Query]) -> Query:
-        """One query holding every row of ``queries`` in order (batch scoring); event type
-        codes are re-coded into the union of their names."""
-        if not queries:
-            raise ValueError("concat needs at least one query")
-        names = tuple(sorted({name for q in queries for name in q.event_type_names}))
-        code_of = {name: code for code, name in enumerate(names)}
-        sizes = np.array([len(q.history_items) for q in queries], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        indptr = [np.zeros(1, np.int64)] + [
-            q.history_indptr[1:] + offset for q, offset in zip(queries, offsets, strict=True)
-        ]
-
-        def joined(name: str, fill: float, dtype: Any) -> Any:
-            columns = [getattr(q, name) for q in queries]
-            if all(c is None for c in columns):
-                return None
-            return np.concatenate([np.full(n, fill, dtype) if c is None else c.astype(dtype)
-                                   for c, n in zip(columns, sizes, strict=True)])  # fmt: skip
-
-        types = None
-        if any(q.history_event_types is not None for q in queries):
-            parts = []
-            for q, n in zip(queries, sizes, strict=True):
-                if q.history_event_types is None:
-                    parts.append(np.full(n, -1, np.int32))
-                    continue
-                lookup = np.array([code_of[m] for m in q.event_type_names] + [-1], np.int32)
-                parts.append(lookup[q.history_event_types])  # -1 reads the trailing -1
-            types = np.concatenate(parts)
-        given = [q.times for q in queries if q.times is not None]
-        if given and len(given) != len(queries):
-            raise ValueError("concat: either every query has request times or none has")
-        times = np.concatenate(given).astype(np.int64) if given else None
-        contexts = None
-        if any(q.contexts is not None for q in queries):
-            contexts = tuple(c for q in queries for c in (q.contexts or ({},) * len(q)))
-        return Query(
-            users=np.concatenate([q.users for q in queries]).astype(np.int32),
-            history_indptr=np.concatenate(indptr),
-            history_items=np.concatenate([q.history_items for q in queries]).astype(np.int32),
-            times=times,
-            history_timestamps=joined("history_timestamps", 0, np.int64),
-            history_event_types=types,
-            event_type_names=names,
-            history_values=joined("history_values", np.nan, np.float32),
-            contexts=contexts,
-        )
-
     def rows(self, start: int, stop: int) -> Query:
         """Queries ``start..stop - 1`` with their histories and event columns."""
         first, last = int(self.history_indptr[start]), int(self.history_indptr[stop])

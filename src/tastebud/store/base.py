@@ -216,6 +216,12 @@ class Store(Protocol):
         """The user's latest events, newest last (the real-time path)."""
         ...
 
+    def latest_interactions(self, group: str, user_ids: Sequence[str], limit: int) -> pl.DataFrame:
+        """The events :meth:`recent_events` reads, for many users at once, as columns (batch
+        scoring): ``user_id, item_index, timestamp, event_type, event_value``, each user's
+        oldest first; users with no events are left out."""
+        ...
+
     def recent_events_of(
         self, group: str, user_ids: Sequence[str], limit: int
     ) -> dict[str, list[Event]]:

@@ -732,6 +732,41 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, ABC):
             ).fetchall()
         return [_event(user_id, row) for row in reversed(rows)]
 
+    def latest_interactions(self, group: str, user_ids: Sequence[str], limit: int) -> pl.DataFrame:
+        frames = []
+        unique = list(dict.fromkeys(user_ids))
+        for start in range(0, len(unique), _IN_LIST):
+            chunk = unique[start : start + _IN_LIST]
+            with self._transaction(write=False) as cur:
+                group_id = self._group_id(cur, group)
+                users = dict(self._run(
+                    cur, "SELECT idx, external_id FROM id_map WHERE group_id = ? AND kind = 'user' "
+                    f"AND external_id IN ({', '.join('?' * len(chunk))})", (group_id, *chunk),
+                ).fetchall())  # fmt: skip
+                if not users:
+                    continue
+                marks = ", ".join("?" * len(users))
+                # Numbered newest first per user (as recent_events orders them); driven by the
+                # (group_id, user_idx, ts) index, one range per user.
+                frame = self._read(
+                    cur,
+                    "SELECT user_idx, item_idx, ts, event_type, event_value FROM (SELECT "
+                    "user_idx, item_idx, ts, event_type, event_value, seq, ROW_NUMBER() OVER "
+                    "(PARTITION BY user_idx ORDER BY ts DESC, seq DESC) AS newest FROM "
+                    f"interactions WHERE group_id = ? AND user_idx IN ({marks})"
+                    ") x WHERE newest <= ? ORDER BY user_idx, newest DESC",
+                    (group_id, *users, limit),
+                    {"user_index": pl.Int64, "item_index": pl.Int32, "timestamp": pl.Int64,
+                     "event_type": pl.String, "event_value": pl.Float32},
+                )  # fmt: skip
+            user_id = pl.col("user_index").replace_strict(users, return_dtype=pl.String)
+            frames.append(frame.select(user_id.alias("user_id"), pl.exclude("user_index")))
+        if not frames:
+            return pl.DataFrame(schema={"user_id": pl.String, "item_index": pl.Int32,
+                                        "timestamp": pl.Int64, "event_type": pl.String,
+                                        "event_value": pl.Float32})  # fmt: skip
+        return pl.concat(frames)
+
     def recent_events_of(
         self, group: str, user_ids: Sequence[str], limit: int
     ) -> dict[str, list[Event]]:

@@ -90,7 +90,7 @@ def merge_repeats(
     starts = np.ones(len(items), dtype=bool)  # where a new token begins
     starts[1:] = (items[1:] != items[:-1]) | (owner[1:] != owner[:-1])
     first = np.flatnonzero(starts)
-    last = np.append(first[1:], len(items)) - 1
+    last = np.append(first[1:], len(items))[: len(first)] - 1  # empty when no items
     repeats = np.diff(np.append(first, len(items))).astype(np.int32)
     counts = np.bincount(owner[first], minlength=len(indptr) - 1)
     merged_indptr = np.zeros(len(indptr), dtype=np.int64)
