@@ -257,3 +257,18 @@ def test_process_pool_gives_the_local_output(trained: Engine, group: str, tmp_pa
     pooled = run(trained, group, tmp_path, lines, solution="ease", shard_lines=50,
                  executor="processes", workers=2)  # fmt: skip
     assert pooled == local
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_local_output(trained: Engine, group: str, tmp_path: Path) -> None:
+    import ray  # a dev dependency: missing, the test fails (never skips)
+
+    lines = [{"userId": u} for u in USERS] + [{"itemId": "i3"}, {"oops": 1}]
+    local = run(trained, group, tmp_path, lines, solution="items", shard_lines=20)
+    try:
+        remote = run(trained, group, tmp_path, lines, solution="items", shard_lines=20,
+                     executor="ray", workers=2)  # fmt: skip
+    finally:
+        ray.shutdown()
+    assert remote == local
+    assert sum(line["error"] is not None for line in remote) == 1

@@ -8,6 +8,7 @@ it and show the next answer change.
 from __future__ import annotations
 
 import functools
+import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -79,6 +80,7 @@ def demo(
         try:
             with Client(url, token=token, group=DEMO_GROUP) as client, fail_cleanly():
                 _tour(client, data.items, data.interactions)
+                _batch(client, data.users, data.items, settings.home / "demo-data")
             if keep_serving:
                 _serve_until_interrupted(url, token, server.is_alive)
         except KeyboardInterrupt:
@@ -164,6 +166,25 @@ def _tour(client: Any, items: pl.DataFrame, interactions: pl.DataFrame) -> None:
     _titles_table(f"more like {titles[fresh[0]]}", _pairs(similar), titles)
     trending = client.recommend(None, solution="trending", num_results=5)
     _titles_table("trending now", _pairs(trending), titles)
+
+
+def _batch(client: Any, users: pl.DataFrame, items: pl.DataFrame, folder: Path) -> None:
+    """A batch job through the API: top 10 for every user, one JSON line each."""
+    source, output = folder / "batch-users.jsonl", folder / "batch-for-you.jsonl"
+    source.write_text("".join(f'{{"userId": "{u}"}}\n' for u in users["USER_ID"]))
+    started = time.perf_counter()
+    job = client.start_batch_job(str(source), str(output), solution="for-you", num_results=10,
+                                 poll_interval=0.1)  # fmt: skip
+    result = job["result"] or {}
+    console.print(
+        f"batch job: {result.get('lines', 0):,} users answered ({result.get('errors', 0)} errors) "
+        f"in {time.perf_counter() - started:.1f}s -> {output} (one JSON line per user)"
+    )
+    first = json.loads(output.read_text().splitlines()[0])
+    answer = first["output"]
+    pairs = list(zip(answer["recommendedItems"], answer["scores"], strict=True))[:5]
+    titles = dict(zip(items["ITEM_ID"], items["TITLE"], strict=True))
+    _titles_table(f"batch answer for {first['input']['userId']} (first line)", pairs, titles)
 
 
 def _genre_hits(items: pl.DataFrame, watches: pl.DataFrame) -> tuple[str, list[str]]:
