@@ -4,6 +4,7 @@ the data, and the rule engine, promotions and filters (engine level, SQLite and 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from typing import Any
@@ -26,6 +27,7 @@ from tastebud.serving.campaigns import CampaignRequest, Promotion
 from tastebud.serving.explain import (
     COLD_USER,
     MAX_ABLATED,
+    NEW_ITEM,
     Reason,
     ablation,
     explain_items,
@@ -33,6 +35,7 @@ from tastebud.serving.explain import (
     rule_reason,
 )
 from tastebud.serving.recommend import recommend_items, user_query
+from tastebud.serving.rules import RULES_RECIPE
 from tastebud.serving.versions import LoadedVersion
 from tests.recipes.test_sequential import from_sequences
 from tests.serving.test_campaigns import item_counts
@@ -245,6 +248,30 @@ def test_a_visitor_without_history_gets_popularity(pair_data: TrainingData) -> N
     popular = fitted("popularity-count", {}, pair_data)
     (reasons,) = explain_items(popular, Query.single(2, [0, 1]), np.array([4], np.int32))
     assert [r.kind for r in reasons] == ["popularity"]
+
+
+def test_rule_versions_say_their_order_with_the_counts(pair_data: TrainingData) -> None:
+    base = fitted("popularity-count", {}, pair_data)
+    counts = np.zeros(pair_data.n_items, np.float32)
+    counts[:3] = [1, 2.5, 1204]
+    explained = {}
+    for order in ("popularity", "trending", "newest"):
+        rules = dataclasses.replace(base, recipe=RULES_RECIPE, popularity=counts,
+                                    meta={"rules": {"order": order, "window_days": 3}})  # fmt: skip
+        reasons = explain_items(rules, Query.single(0, [5]), np.array([0, 1, 2, 3], np.int32))
+        explained[order] = [r.text for (r,) in reasons]
+    assert explained == {
+        "popularity": ["Popular: 1 interaction", "Popular: 2.5 interactions",
+                       "Popular: 1,204 interactions",
+                       "Fills the list: nobody has interacted with it yet"],
+        "trending": ["Trending: 1 interaction in the last 3 days",
+                     "Trending: 2.5 interactions in the last 3 days",
+                     "Trending: 1,204 interactions in the last 3 days",
+                     "Popular: among the most interacted-with items"],
+        "newest": ["New: among the latest items added"] * 4,
+    }  # fmt: skip
+    fresh = dataclasses.replace(base, recipe=RULES_RECIPE, meta={})  # a campaign's new items
+    assert explain_items(fresh, Query.single(0, [5]), np.array([0], np.int32)) == [[NEW_ITEM]]
 
 
 def test_reason_wire_form_is_camel_case_without_missing_keys() -> None:

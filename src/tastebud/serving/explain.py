@@ -106,6 +106,7 @@ def filter_reason(name: str) -> Reason:
 NEW_ITEM = Reason("newest", "New: added since the model was trained")
 COLD_USER = Reason("popularity", "Popular: there is no history of yours to go on yet")
 FILLED = Reason("popularity", "Popular: fills the list where the model had no score")
+UNTOUCHED = Reason("popularity", "Fills the list: nobody has interacted with it yet")
 
 
 def _interactions(count: float) -> str:
@@ -184,6 +185,8 @@ def _ranking_reasons(
             count = float(counts[target]) if 0 <= target < len(counts) else None
             if order == "trending" and not count:  # placed by the tie-break: all-time counts
                 reasons.append([rule_reason("popularity")])
+            elif order == "popularity" and not count:
+                reasons.append([UNTOUCHED])
             else:
                 reasons.append([rule_reason(order, interactions=count, window_days=days)])
         return reasons
