@@ -183,6 +183,9 @@ def test_solutions_train_and_recommend(client: Client, tmp_path: Path) -> None:
     assert len(answer["itemList"]) == 4 and answer["solutionVersionId"] == version["id"]
     ranked = client.rank("u0", ["i3", "unknown", "i1"], version_id=version["id"])
     assert ranked["itemList"][-1] == {"itemId": "unknown", "score": None}
+    explained = client.recommend("u0", solution="popular", num_results=2, explain=True)
+    assert [i["reasons"][0]["kind"] for i in explained["itemList"]] == ["popularity"] * 2
+    assert client.rank("u0", ["i3"], solution="popular", explain=True)["itemList"][0]["reasons"]
     with pytest.raises(InvalidInput, match="does not answer similar items"):
         client.similar_items("i1", solution="popular")
 
@@ -211,6 +214,14 @@ def test_campaigns(client: Client, tmp_path: Path) -> None:
         promotion={"name": "p", "percentPromotedItems": 40, "filterName": "tail"},
     )  # fmt: skip
     assert sum("promotionName" in i for i in promoted["itemList"]) == 2
+    assert all("reasons" not in i for i in promoted["itemList"])
+    explained = client.campaign_recommend(
+        "home", "u0", num_results=5, explain=True,
+        promotion={"name": "p", "percentPromotedItems": 40, "filterName": "tail"},
+    )  # fmt: skip
+    for item in explained["itemList"]:
+        kind = "promotion" if "promotionName" in item else "popularity"
+        assert item["reasons"][0]["kind"] == kind
     assert client.rollback_campaign("home")["deployed"] == "latest"
     assert [c["name"] for c in client.list_campaigns()] == ["home"]
     client.delete_campaign("home")

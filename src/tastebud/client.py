@@ -415,11 +415,13 @@ class Client:
         exclude_seen: bool = True,
         filter_name: str | None = None,
         filter_values: Mapping[str, Sequence[str]] | None = None,
+        explain: bool = False,
     ) -> ItemsAnswer:
         """Items for a user (``None``: a new visitor), best first; ``filter_name`` applies a
-        filter of the group, with ``filter_values`` for its ``$PARAMETERS``."""
+        filter of the group, with ``filter_values`` for its ``$PARAMETERS``. ``explain``: each
+        item carries ``reasons`` (docs/explanations.md)."""
         body = {"userId": user_id, "numResults": num_results, "excludeSeen": exclude_seen}
-        body |= _filter(filter_name, filter_values)
+        body |= _filter(filter_name, filter_values) | _explain(explain)
         return cast(ItemsAnswer, self._ask("/recommendations", solution, version_id, body))
 
     def rank(
@@ -431,11 +433,12 @@ class Client:
         version_id: str | None = None,
         filter_name: str | None = None,
         filter_values: Mapping[str, Sequence[str]] | None = None,
+        explain: bool = False,
     ) -> ItemsAnswer:
         """``item_ids`` ordered for the user; items the model does not know come last, items
-        the filter does not allow are dropped."""
+        the filter does not allow are dropped. ``explain``: each item carries ``reasons``."""
         body = {"userId": user_id, "inputList": list(item_ids)}
-        body |= _filter(filter_name, filter_values)
+        body |= _filter(filter_name, filter_values) | _explain(explain)
         return cast(ItemsAnswer, self._ask("/personalized-ranking", solution, version_id, body))
 
     def similar_items(
@@ -525,13 +528,15 @@ class Client:
         num_results: int = 25, filter_name: str | None = None,
         filter_values: Mapping[str, Sequence[str]] | None = None,
         context: Mapping[str, str] | None = None, promotion: Mapping[str, Any] | None = None,
+        explain: bool = False,
     ) -> CampaignAnswer:  # fmt: skip
         """A campaign's answer for ``user_id`` (or items like ``item_id``); ``promotion``:
         ``{"name", "percentPromotedItems", "filterName", "filterValues"}``. The answer says its
-        ``source`` (model or rules) and whether it came from the cache."""
+        ``source`` (model or rules) and whether it came from the cache; with ``explain`` each
+        item carries ``reasons`` (docs/explanations.md)."""
         body: dict[str, Any] = {"userId": user_id, "itemId": item_id, "numResults": num_results,
                                 "context": dict(context) if context else None}  # fmt: skip
-        body |= _filter(filter_name, filter_values)
+        body |= _filter(filter_name, filter_values) | _explain(explain)
         if promotion is not None:
             body["promotions"] = [dict(promotion)]
         path = self._campaign(campaign) + "/recommendations"
@@ -578,6 +583,10 @@ def _filter(name: str | None, values: Mapping[str, Sequence[str]] | None) -> dic
     if name is None and not values:
         return {}
     return {"filterName": name, "filterValues": {k: list(v) for k, v in (values or {}).items()}}
+
+
+def _explain(explain: bool) -> dict[str, Any]:
+    return {"explain": True} if explain else {}
 
 
 def _group_path(group: str) -> str:

@@ -35,3 +35,27 @@ def test_deploy_ask_update_rollback_delete(cli) -> None:  # type: ignore[no-unty
     assert code == 0
     code, out, err = cli("campaigns", "show", "home")
     assert code != 0 and "campaign 'home'" in err
+
+
+def test_explain(cli) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    assert cli("solutions", "create", "for-you", "--recipe", "user-personalization",
+               "-p", "algorithm=ease")[0] == 0  # fmt: skip
+    assert cli("train", "for-you", "--json")[0] == 0
+    code, out, err = cli("recommend", "--solution", "for-you", "--user", "u3", "-n", "2",
+                         "--explain", "--json")  # fmt: skip
+    assert code == 0, err
+    for result in json.loads(out)["results"]:
+        assert result["reasons"][0]["kind"] == "history"
+    code, out, err = cli("recommend", "--solution", "for-you", "--user", "u3", "-n", "2")
+    assert code == 0 and "why" not in out
+    code, out, err = cli("recommend", "--solution", "for-you", "--user", "u3", "-n", "2",
+                         "--explain")  # fmt: skip
+    assert code == 0 and "why" in out and "Because you interacted with" in out
+
+    cli("campaigns", "create", "home", "--solution", "for-you", "--min-interactions", "0")
+    code, out, err = cli("campaigns", "ask", "home", "--user", "u3", "-n", "2", "--explain",
+                         "--json")  # fmt: skip
+    assert code == 0, err
+    assert all(i["reasons"][0]["kind"] == "history" for i in json.loads(out)["itemList"])
+    code, out, err = cli("campaigns", "ask", "home", "--user", "u3", "-n", "2", "--json")
+    assert all("reasons" not in i for i in json.loads(out)["itemList"])

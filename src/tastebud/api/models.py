@@ -241,12 +241,18 @@ class RecommendIn(FilteredIn):
     context: Context | None = Field(
         default=None, max_length=16, description="Request context, e.g. DEVICE: mobile."
     )
+    explain: bool = Field(
+        default=False, description="Add each item's reasons (docs/explanations.md)."
+    )
 
 
 class RankIn(FilteredIn):
     user_id: Id | None = None
     input_list: list[Id] = Field(min_length=1, max_length=500)
     context: Context | None = Field(default=None, max_length=16)
+    explain: bool = Field(
+        default=False, description="Add each item's reasons (docs/explanations.md)."
+    )
 
 
 class SimilarItemsIn(FilteredIn):
@@ -334,9 +340,21 @@ class TrainingStarted(TypedDict):
     job: JobOut
 
 
+class ReasonOut(TypedDict):
+    """Why an item was recommended (``explain``): see docs/explanations.md."""
+
+    kind: Literal["history", "metadata", "popularity", "trending", "newest", "promotion", "filter"]
+    text: str
+    itemId: NotRequired[str]
+    share: NotRequired[float]
+    field: NotRequired[str]
+    value: NotRequired[str]
+
+
 class ScoredItem(TypedDict):
     itemId: str
     score: float | None
+    reasons: NotRequired[list[ReasonOut]]
 
 
 class ScoredUser(TypedDict):
@@ -414,6 +432,9 @@ class CampaignRecommendIn(_Body):
         default=None, max_length=16, description="Request context, e.g. DEVICE: mobile."
     )
     promotions: list[PromotionIn] = Field(default_factory=list, max_length=1)
+    explain: bool = Field(
+        default=False, description="Add each item's reasons (docs/explanations.md)."
+    )
 
 
 class CampaignRankIn(_Body):
@@ -422,6 +443,9 @@ class CampaignRankIn(_Body):
     filter: str | None = Field(default=None, alias="filterName")
     filter_values: dict[str, list[str] | str] | None = None
     context: Context | None = Field(default=None, max_length=16)
+    explain: bool = Field(
+        default=False, description="Add each item's reasons (docs/explanations.md)."
+    )
 
 
 class CampaignOut(TypedDict):
@@ -445,6 +469,7 @@ class CampaignItem(TypedDict):
     itemId: str
     score: float | None
     promotionName: NotRequired[str]
+    reasons: NotRequired[list[ReasonOut]]
 
 
 class CampaignAnswer(TypedDict):

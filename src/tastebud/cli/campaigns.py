@@ -174,6 +174,9 @@ def ask(
     promote: Annotated[
         str | None, typer.Option(help="NAME:PERCENT:FILTER, e.g. house:20:in-house.")
     ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Say why each item was recommended (its reasons).")
+    ] = False,
     group: str | None = group_option(),
     as_json: JsonFlag = False,
 ) -> None:
@@ -184,16 +187,18 @@ def ask(
         if len(parts) != 3 or not parts[1].isdigit():
             die(f"--promote {promote!r}: expected NAME:PERCENT:FILTER")
         promotions = (Promotion(parts[0], int(parts[1]), parts[2]),)
-    request = CampaignRequest(user_id=user, item_id=item, k=num_results, promotions=promotions)
+    request = CampaignRequest(user_id=user, item_id=item, k=num_results, promotions=promotions,
+                              explain=explain)  # fmt: skip
     with engine(ctx) as eng:
         answer = eng.campaign_answer(resolve_group(ctx, group), name, request)
     if as_json:
         print_json(answer)
         return
     table = Table(title=f"{name}: {answer['source']} {answer['solutionVersionId'] or ''}")
-    for column in ("#", "id", "score", "promotion"):
+    for column in ("#", "id", "score", "promotion", *(("why",) if explain else ())):
         table.add_column(column)
     for rank, item_ in enumerate(answer["itemList"], 1):
         score = "-" if item_["score"] is None else f"{item_['score']:.4f}"
-        table.add_row(str(rank), item_["itemId"], score, item_.get("promotionName", ""))
+        why = ("; ".join(r["text"] for r in item_.get("reasons", ())),) if explain else ()
+        table.add_row(str(rank), item_["itemId"], score, item_.get("promotionName", ""), *why)
     console.print(table)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -17,13 +17,16 @@ from tastebud.cli._common import (
     print_json,
     resolve_group,
 )
-from tastebud.serving import Answer, VersionRef
+from tastebud.serving import Answer, Scored, VersionRef
 
 Solution = Annotated[str | None, typer.Option(help="Solution whose newest version answers.")]
 VersionId = Annotated[str | None, typer.Option("--version", help="Or this solution version.")]
 Count = Annotated[int, typer.Option("--num-results", "-n", help="How many results (1-500).")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 FilterName = Annotated[str | None, typer.Option("--filter", help="A filter of the group, by name.")]
+Explain = Annotated[
+    bool, typer.Option("--explain", help="Say why each item was recommended (its reasons).")
+]
 FilterValue = Annotated[
     list[str] | None,
     typer.Option("--filter-value", help="KEY=V1,V2: values of the filter's $KEY (repeatable)."),
@@ -42,17 +45,26 @@ def _ref(solution: str | None, version: str | None) -> VersionRef:
 
 
 def _show(answer: Answer, *, what: str, as_json: bool) -> None:
+    explained = any(r.reasons is not None for r in answer.results)
     if as_json:
-        results = [{"id": r.id, "score": r.score} for r in answer.results]
+        results = [{"id": r.id, "score": r.score} | _reasons(r) for r in answer.results]
         print_json({"recommendationId": answer.recommendation_id,
                     "solutionVersionId": answer.version_id, "results": results})  # fmt: skip
         return
     table = Table(title=f"{what} (version {answer.version_id})")
-    for column in ("#", "id", "score"):
+    for column in ("#", "id", "score", *(("why",) if explained else ())):
         table.add_column(column)
     for rank, result in enumerate(answer.results, 1):
-        table.add_row(str(rank), result.id, "-" if result.score is None else f"{result.score:.4f}")
+        score = "-" if result.score is None else f"{result.score:.4f}"
+        why = ("; ".join(r.text for r in result.reasons or ()),) if explained else ()
+        table.add_row(str(rank), result.id, score, *why)
     console.print(table)
+
+
+def _reasons(result: Scored) -> dict[str, Any]:
+    if result.reasons is None:
+        return {}
+    return {"reasons": [reason.as_dict() for reason in result.reasons]}
 
 
 def recommend(
@@ -64,6 +76,7 @@ def recommend(
     include_seen: Annotated[bool, typer.Option(help="Keep items the user already had.")] = False,
     filter_name: FilterName = None,
     filter_value: FilterValue = None,
+    explain: Explain = False,
     group: str | None = group_option(),
     as_json: JsonFlag = False,
 ) -> None:
@@ -72,7 +85,7 @@ def recommend(
         answer = eng.recommender.recommend(
             resolve_group(ctx, group), _ref(solution, version), user_id=user, k=num_results,
             exclude_seen=not include_seen, filter_name=filter_name,
-            filter_values=_values(filter_value),
+            filter_values=_values(filter_value), explain=explain,
         )  # fmt: skip
     _show(answer, what=f"for {user or 'a new visitor'}", as_json=as_json)
 
@@ -85,6 +98,7 @@ def rank(
     version: VersionId = None,
     filter_name: FilterName = None,
     filter_value: FilterValue = None,
+    explain: Explain = False,
     group: str | None = group_option(),
     as_json: JsonFlag = False,
 ) -> None:
@@ -94,7 +108,7 @@ def rank(
     with engine(ctx) as eng:
         answer = eng.recommender.rank(
             resolve_group(ctx, group), _ref(solution, version), user_id=user, item_ids=item_ids,
-            filter_name=filter_name, filter_values=_values(filter_value),
+            filter_name=filter_name, filter_values=_values(filter_value), explain=explain,
         )  # fmt: skip
     _show(answer, what=f"ranking for {user or 'a new visitor'}", as_json=as_json)
 

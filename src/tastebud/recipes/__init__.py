@@ -10,6 +10,7 @@ import importlib
 
 from tastebud.errors import InvalidInput
 from tastebud.recipes.base import (
+    HistoryContributions,
     ItemSimilarity,
     LiveUpdates,
     Model,
@@ -23,6 +24,7 @@ from tastebud.recipes.base import (
 
 __all__ = [
     "RECIPES",
+    "HistoryContributions",
     "ItemSimilarity",
     "LiveUpdates",
     "Model",

@@ -296,6 +296,18 @@ class UserAffinity(Protocol):
         ...
 
 
+@runtime_checkable
+class HistoryContributions(Protocol):
+    """Models whose score is a sum over the query's history items (plus terms no history item
+    owns, such as popularity), so each history item's part of a score is exact (explanations)."""
+
+    def history_contributions(self, query: Query, items: IntArray) -> tuple[IntArray, FloatArray]:
+        """For the first query only: its distinct known history items ``(H,)`` and the part of
+        each of ``items``' scores that each of them adds, ``(len(items) x H)`` float32 (on the
+        scale of the model's own scores, before exploration blending)."""
+        ...
+
+
 class Recipe(Protocol):
     name: ClassVar[str]
     config_type: ClassVar[type[RecipeConfig]]

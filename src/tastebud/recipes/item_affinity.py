@@ -70,6 +70,10 @@ class ItemAffinityModel:
         """(len(query) x n_items): the user model's scores."""
         return self.user_model.score(query)
 
+    def history_contributions(self, query: Query, items: IntArray) -> tuple[IntArray, FloatArray]:
+        """The user model's (explanations)."""
+        return self.user_model.history_contributions(query, items)
+
     def save(self, folder: Path) -> None:
         arrays = {**self.user_model.arrays, _INTERACTIONS: self.interactions}
         meta = {

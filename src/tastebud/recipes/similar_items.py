@@ -113,6 +113,23 @@ class SimilarItemsModel:
         )
         return self._expand(history)
 
+    def history_contributions(self, query: Query, items: IntArray) -> tuple[IntArray, FloatArray]:
+        """What each recent history item of the first query adds to ``items``' scores: its
+        recency weight times its neighbour entry plus its metadata term (popularity is no
+        history item's)."""
+        config = self.config
+        weights = history_weights(
+            query.rows(0, 1), self.n_items, last=config.history_length, decay=config.recency_decay
+        )
+        held: IntArray = weights.indices.astype(np.int32)
+        targets = np.asarray(items, dtype=np.int64)
+        parts = np.asarray(self.neighbours[held][:, targets].toarray(), dtype=np.float32)
+        if self.features is not None and config.metadata_weight > 0:
+            shared = (self.features[held] @ self.features[targets].T).toarray()
+            parts += self.metadata_scale[held, None] * shared
+        parts *= weights.data[:, None]
+        return held, np.ascontiguousarray(parts.T, dtype=np.float32)
+
     def similar_items(self, items: IntArray) -> FloatArray:
         """(len(items) x n_items) similarity to each anchor; unknown anchors get popularity."""
         anchors = np.asarray(items, np.int64)

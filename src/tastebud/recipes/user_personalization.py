@@ -40,6 +40,7 @@ from pydantic import Field
 from tastebud.recipes import factorization as fz
 from tastebud.recipes.base import (
     FloatArray,
+    IntArray,
     ProgressFn,
     Query,
     RecipeConfig,
@@ -161,6 +162,51 @@ class UserPersonalizationModel:
         nothing = (history.getnnz(axis=1) == 0) & ~has_vector
         scores[nothing] = self.popularity
         return blend_exploration(scores, self.exploration_bonus, self.config.exploration_weight)
+
+    def history_contributions(self, query: Query, items: IntArray) -> tuple[IntArray, FloatArray]:
+        """What each distinct history item of the first query adds to ``items``' scores, exactly.
+
+        EASE: ``B[j, i]``. ALS: ``c_j · y_iᵀ W y_j`` with ``W = (YᵀCᵘY + λI)⁻¹``, the user's own
+        fold-in system (Hu, Koren & Volinsky 2008, section 5: the fold-in is linear in the
+        history once ``W`` is fixed). BPR: ``share / n · y_jᵀ y_i``, the history mean's part of
+        the blended user vector (the trained vector and the item bias belong to no history item).
+        Impression penalties and exploration are not the history's and are left out.
+        """
+        first = query.rows(0, 1)
+        history = first.history_matrix(self.n_items)
+        held: IntArray = history.indices.astype(np.int32)  # distinct items, sorted
+        targets = np.asarray(items, dtype=np.int64)
+        if not len(held):
+            return held, np.zeros((len(targets), 0), np.float32)
+        known = fz.known_users(first.users, self.n_users)
+        if self.algorithm == "ease":
+            parts = np.asarray(self.arrays["weights"][np.ix_(held, targets)]).T
+        elif self.algorithm == "als":
+            parts = self._als_contributions(first, history, known, held, targets)
+        else:
+            vectors = self.arrays["item_factors"][:, :-1]  # the last column is the item bias
+            share = BPR_HISTORY_BLEND if known[0] else 1.0
+            parts = (share / len(held)) * (vectors[targets] @ vectors[held].T)
+        return held, np.asarray(parts, dtype=np.float32)
+
+    def _als_contributions(
+        self, query: Query, history: sp.csr_matrix, known: np.ndarray, held: IntArray,
+        targets: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.float64]:  # fmt: skip
+        """``(len(targets) x H)``: ``c_j · y_iᵀ (gram + Σ_k (|c_k| - 1) y_k y_kᵀ)⁻¹ y_j``, the
+        system :func:`fz.als_user_factors` solves for this user, split over its right side."""
+        assert self._gram is not None
+        alpha = self.config.alpha
+        negatives = self._negatives(query, history, known)
+        confidences = sp.csr_matrix(history * alpha - negatives * (
+            1.0 + self.config.impression_negative_weight))  # fmt: skip
+        item = np.asarray(self.arrays["item_factors"], dtype=np.float64)
+        rows = item[confidences.indices]
+        extra = np.abs(confidences.data.astype(np.float64)) - 1.0
+        system = self._gram + (rows * extra[:, None]).T @ rows
+        solved = np.linalg.solve(system, item[held].T)  # (factors x H)
+        parts: npt.NDArray[np.float64] = alpha * (item[targets] @ solved)
+        return parts
 
     def item_vectors(self) -> FloatArray | None:
         """ALS and BPR score by inner products with these (serving's approximate top-k)."""

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tastebud import observability
 from tastebud.errors import InvalidInput, NotFound
 from tastebud.serving.cache import ResultCache
+from tastebud.serving.explain import filter_reason, with_promotion, with_reason
 from tastebud.serving.recommend import Scored, check_k
 from tastebud.serving.rules import RulesCache, RulesConfig
 from tastebud.serving.service import FilterValues, Recommender
@@ -84,6 +85,7 @@ class CampaignRequest:
     context: Mapping[str, str] | None = None
     promotions: Sequence[Promotion] = ()
     input_list: Sequence[str] | None = None  # personalized ranking
+    explain: bool = False  # each item carries its reasons (docs/explanations.md)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -179,7 +181,7 @@ class CampaignServer:
             ranked = self.recommender.rank(
                 group, version, user_id=request.user_id, item_ids=request.input_list,
                 filter_name=request.filter_name, filter_values=request.filter_values,
-                context=request.context,
+                context=request.context, explain=request.explain,
             ).results  # fmt: skip
             items = _listed(ranked)
         else:
@@ -206,6 +208,8 @@ class CampaignServer:
             allowed = {s.id for s in self._ranked(group, version, request, 500, rules.filter,
                                                   rules.filter_values)}  # fmt: skip
             regular = [s for s in regular if s.id in allowed]
+            if request.explain:
+                regular = [with_reason(s, filter_reason(rules.filter)) for s in regular]
         if new_items_share > 0 and request.item_id is None:
             regular = self._with_new_items(group, version, request, regular, new_items_share)
         if not request.promotions:
@@ -213,6 +217,8 @@ class CampaignServer:
         promotion = request.promotions[0]
         promoted = self._ranked(group, version, request, promotion.count(request.k),
                                 promotion.filter_name, promotion.filter_values)  # fmt: skip
+        if request.explain:
+            promoted = [with_promotion(s, promotion.name, promotion.filter_name) for s in promoted]
         return merge_promoted(regular, promoted, promotion.name, request.k, recommendation_id)
 
     def _with_new_items(
@@ -235,7 +241,7 @@ class CampaignServer:
         pending = iter(new)
         for item in regular:
             if len(merged) % every == every - 1 and (fresh_item := next(pending, None)):
-                merged.append(Scored(fresh_item.id, None))
+                merged.append(dataclasses.replace(fresh_item, score=None))
             merged.append(item)
         return merged
 
@@ -251,7 +257,7 @@ class CampaignServer:
         answer = r.recommend(
             group, version, user_id=request.user_id, k=min(k, 500),
             exclude_seen=request.exclude_seen, filter_name=filter_name,
-            filter_values=filter_values, context=request.context,
+            filter_values=filter_values, context=request.context, explain=request.explain,
         )  # fmt: skip
         return answer.results
 
@@ -270,16 +276,22 @@ def merge_promoted(
     promoted_iter, rest_iter = iter(promoted), iter(rest)
     for position in range(total):
         if position in places:
-            item = next(promoted_iter)
-            merged.append({"itemId": item.id, "score": item.score, "promotionName": promotion})
+            merged.append(_entry(next(promoted_iter), promotionName=promotion))
         else:
-            item = next(rest_iter)
-            merged.append({"itemId": item.id, "score": item.score})
+            merged.append(_entry(next(rest_iter)))
     return merged
 
 
 def _listed(results: Sequence[Scored]) -> list[dict[str, Any]]:
-    return [{"itemId": s.id, "score": s.score} for s in results]
+    return [_entry(s) for s in results]
+
+
+def _entry(result: Scored, **extra: str) -> dict[str, Any]:
+    """One item of an answer; ``reasons`` only when the request asked for explanations."""
+    entry: dict[str, Any] = {"itemId": result.id, "score": result.score, **extra}
+    if result.reasons is not None:
+        entry["reasons"] = [reason.as_dict() for reason in result.reasons]
+    return entry
 
 
 def _check(request: CampaignRequest) -> None:

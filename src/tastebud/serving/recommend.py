@@ -18,6 +18,7 @@ from tastebud.errors import InvalidInput, NotFound
 from tastebud.filters import Selection
 from tastebud.recipes import ItemSimilarity, Query, UserAffinity, UserSimilarity
 from tastebud.recipes.base import FloatArray, IntArray
+from tastebud.serving.explain import Reason
 from tastebud.serving.nearest import UserVectors
 from tastebud.serving.versions import LoadedVersion
 from tastebud.store import Event
@@ -29,6 +30,7 @@ MAX_RESULTS = 500
 class Scored:
     id: str
     score: float | None
+    reasons: tuple[Reason, ...] | None = None  # only when the request asked for explanations
 
 
 def top_k(

@@ -14,6 +14,7 @@ from typing import Literal, TypedDict
 from tastebud.errors import InvalidInput, NotFound, NotReady
 from tastebud.filters import FilterRequest, FilterRuntime, Selection
 from tastebud.recipes.base import IntArray
+from tastebud.serving.explain import explain_results
 from tastebud.serving.live import LiveFeed
 from tastebud.serving.recommend import (
     Scored,
@@ -114,10 +115,11 @@ class Recommender:
         self, group: str, target: Target, *, user_id: str | None, k: int = 25,
         exclude_seen: bool = True, filter_name: str | None = None,
         filter_values: FilterValues | None = None, context: Mapping[str, str] | None = None,
+        explain: bool = False,
     ) -> Answer:  # fmt: skip
         """Items for ``user_id`` from the user's latest events (a new user gets the cold answer),
         limited by the named filter when one is given; ``context`` (e.g. the device) reaches
-        the models that read it."""
+        the models that read it. ``explain``: each result carries its reasons."""
         version = self.version_for(group, target)
         events = self.user_events(group, user_id)
         history = [e.item_id for e in events]
@@ -135,15 +137,19 @@ class Recommender:
                 version, user_id=user_id, history=history, k=k, exclude_seen=exclude_seen,
                 selection=selection, history_indexes=known, events=events, context=context,
             )  # fmt: skip
+        if explain:
+            query = user_query(version, user_id, history, known, events=events, context=context)
+            items = explain_results(version, query, items, filter_name=filter_name)
         return Answer(version.id, f"rec-{uuid.uuid4().hex}", items)
 
     def rank(
         self, group: str, target: Target, *, user_id: str | None, item_ids: Sequence[str],
         filter_name: str | None = None, filter_values: FilterValues | None = None,
-        context: Mapping[str, str] | None = None,
+        context: Mapping[str, str] | None = None, explain: bool = False,
     ) -> Answer:  # fmt: skip
         """``item_ids`` ordered for ``user_id``; unknown items kept last, in input order. Items
-        the named filter does not allow are dropped from the list."""
+        the named filter does not allow are dropped from the list. ``explain``: each result
+        carries its reasons."""
         version = self.version_for(group, target)
         events = self.user_events(group, user_id)
         history = [e.item_id for e in events]
@@ -156,6 +162,10 @@ class Recommender:
             version, user_id=user_id, history=history, item_ids=item_ids, selection=selection,
             history_indexes=known, events=events, context=context,
         )  # fmt: skip
+        if explain:
+            query = user_query(version, user_id, history, known, events=events, context=context)
+            ranked = explain_results(version, query, ranked, filter_name=filter_name,
+                                     unscored=None)  # fmt: skip
         return Answer(version.id, f"rec-{uuid.uuid4().hex}", ranked)
 
     def similar_items(

@@ -125,3 +125,19 @@ def test_switching_versions_under_requests_fails_none(trained: Api) -> None:  # 
     assert statuses and set(statuses) == {200}
     assert served <= set(versions)
     assert ask(api, userId="u1").json()["solutionVersionId"] == versions[1]
+
+
+def test_explain_adds_reasons_only_when_asked(trained: Api) -> None:  # noqa: F811
+    api = trained
+    assert deploy(api).status_code == 201
+    plain = ask(api, userId="u1", numResults=3).json()
+    assert all(set(item) == {"itemId", "score"} for item in plain["itemList"])
+    explained = ask(api, userId="u1", numResults=3, explain=True).json()
+    assert explained["cache"] == "miss"  # another cache entry than the plain answer
+    assert [i["itemId"] for i in explained["itemList"]] == [i["itemId"] for i in plain["itemList"]]
+    for item in explained["itemList"]:
+        assert [r["kind"] for r in item["reasons"]] == ["popularity"]
+    body = {"userId": "u1", "inputList": ["i3", "i1"], "explain": True}
+    ranked = api.http.post(api.url("/campaigns/home/personalized-ranking"), json=body,
+                           headers=api.admin)  # fmt: skip
+    assert all(item["reasons"] for item in ranked.json()["itemList"])

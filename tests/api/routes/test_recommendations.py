@@ -135,3 +135,30 @@ def test_similar_items_users_and_segments_over_http(api: Api, tmp_path: Path) ->
     assert [set(r) for r in people["userList"]] == [{"userId", "score"}] * 3
     segment = ask("/users-for-item", solution="affinity", attribute=None, itemId="i30")
     assert len(segment["userList"]) == 60 and segment["recommendationId"].startswith("seg-")
+
+
+def test_explain_adds_reasons_only_when_asked(trained: Api) -> None:
+    api = trained
+    api.engine.create_solution(api.group, "for-you", {"recipe": "user-personalization",
+                               "evaluate": False, "params": {"algorithm": "ease"}})  # fmt: skip
+    api.engine.train(api.group, "for-you")
+    body = {"solution": "for-you", "userId": "u3", "numResults": 3}
+    plain = api.http.post(api.url("/recommendations"), json=body, headers=api.admin)
+    assert plain.status_code == 200, plain.text
+    assert all(set(item) == {"itemId", "score"} for item in plain.json()["itemList"])
+    explained = api.http.post(api.url("/recommendations"), json=body | {"explain": True},
+                              headers=api.admin)  # fmt: skip
+    assert explained.status_code == 200, explained.text
+    items = explained.json()["itemList"]
+    assert [i["itemId"] for i in items] == [i["itemId"] for i in plain.json()["itemList"]]
+    history = {e["itemId"] for e in api.events("u3")}
+    for item in items:
+        first = item["reasons"][0]
+        assert set(first) == {"kind", "text", "itemId", "share"} and first["kind"] == "history"
+        assert first["itemId"] in history and 0 < first["share"] <= 1
+    body = {"solution": "for-you", "userId": "u3", "inputList": ["i15", "nope"], "explain": True}
+    ranked = api.http.post(api.url("/personalized-ranking"), json=body, headers=api.admin)
+    first, unknown = ranked.json()["itemList"]
+    assert first["reasons"][0]["kind"] == "history" and unknown["reasons"] == []
+    popular = recommend(api, api.admin, userId="u3", numResults=2, explain=True).json()
+    assert [r["kind"] for i in popular["itemList"] for r in i["reasons"]] == ["popularity"] * 2

@@ -94,6 +94,7 @@ def recommend(group: str, name: str, body: CampaignRecommendIn, engine: EngineDe
         context=body.context,
         promotions=tuple(Promotion(p.name, p.percent_promoted_items, p.filter, p.filter_values)
                          for p in body.promotions),
+        explain=body.explain,
     )  # fmt: skip
     return _answer(engine.campaign_answer(group, name, request))
 
@@ -104,6 +105,7 @@ def rank(group: str, name: str, body: CampaignRankIn, engine: EngineDep) -> Resp
     request = CampaignRequest(
         user_id=body.user_id, input_list=tuple(body.input_list), filter_name=body.filter,
         filter_values=body.filter_values, context=body.context, k=len(body.input_list),
+        explain=body.explain,
     )  # fmt: skip
     return _answer(engine.campaign_answer(group, name, request))
 

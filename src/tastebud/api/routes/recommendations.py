@@ -5,6 +5,8 @@ Readable with an ``admin`` or ``recommend`` token; an ingest-only token gets 403
 
 from __future__ import annotations
 
+from typing import cast
+
 from fastapi import APIRouter, Depends
 
 from tastebud.api.deps import EngineDep, require_reader
@@ -12,14 +14,16 @@ from tastebud.api.models import (
     FilteredIn,
     ItemsAnswer,
     RankIn,
+    ReasonOut,
     RecommendIn,
+    ScoredItem,
     SimilarItemsIn,
     SimilarUsersIn,
     TargetIn,
     UsersAnswer,
     UsersForItemIn,
 )
-from tastebud.serving import Answer, VersionRef
+from tastebud.serving import Answer, Scored, VersionRef
 from tastebud.serving.service import FilterValues
 
 router = APIRouter(
@@ -33,8 +37,15 @@ def items_answer(answer: Answer) -> ItemsAnswer:
     return {
         "recommendationId": answer.recommendation_id,
         "solutionVersionId": answer.version_id,
-        "itemList": [{"itemId": r.id, "score": r.score} for r in answer.results],
+        "itemList": [_item(r) for r in answer.results],
     }
+
+
+def _item(result: Scored) -> ScoredItem:
+    item: ScoredItem = {"itemId": result.id, "score": result.score}
+    if result.reasons is not None:  # asked for (explain)
+        item["reasons"] = [cast(ReasonOut, reason.as_dict()) for reason in result.reasons]
+    return item
 
 
 def users_answer(answer: Answer) -> UsersAnswer:
@@ -61,7 +72,7 @@ def recommend(group: str, body: RecommendIn, engine: EngineDep) -> ItemsAnswer:
     answer = engine.recommender.recommend(
         group, _ref(body), user_id=body.user_id, k=body.num_results,
         exclude_seen=body.exclude_seen, filter_name=name, filter_values=values,
-        context=body.context,
+        context=body.context, explain=body.explain,
     )  # fmt: skip
     return items_answer(answer)
 
@@ -73,7 +84,7 @@ def rank(group: str, body: RankIn, engine: EngineDep) -> ItemsAnswer:
     name, values = _filter(body)
     answer = engine.recommender.rank(
         group, _ref(body), user_id=body.user_id, item_ids=body.input_list,
-        filter_name=name, filter_values=values, context=body.context,
+        filter_name=name, filter_values=values, context=body.context, explain=body.explain,
     )  # fmt: skip
     return items_answer(answer)
 
