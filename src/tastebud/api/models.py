@@ -299,13 +299,14 @@ class VersionOut(TypedDict):
     id: str
     group: str
     solution: str
-    status: Literal["training", "active", "failed"]
+    status: Literal["training", "active", "failed", "gated"]
     recipe: str
     params: dict[str, Any] | None
     metrics: dict[str, Any] | None
     snapshot: dict[str, Any] | None
     trainSeconds: float | None
     error: str | None
+    gatedReason: str | None  # why a schedule's quality gate held this version back
     createdAt: float
     updatedAt: float
 
