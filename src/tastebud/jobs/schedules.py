@@ -231,6 +231,21 @@ class Schedules:
         next_run = spec.first_run(time.time() if now is None else now)
         return self.store.set_schedule_paused(group, name, paused=False, next_run_at=next_run)
 
+    def describe(self, record: ScheduleRecord, *, now: float | None = None) -> dict[str, Any]:
+        """The record as the API, CLI and SDK show it (snake_case keys)."""
+        spec = ScheduleSpec.from_dict(record.spec)
+        now = time.time() if now is None else now
+        running = record.lease_owner is not None and (record.lease_until or 0.0) > now
+        last_run = None if record.last_run is None else dict(record.last_run)
+        return {
+            "group": record.group, "name": record.name, "solution": record.solution,
+            "trigger": spec.trigger, "description": spec.describe(), **spec.to_dict(),
+            "paused": record.paused, "next_run_at": record.next_run_at,
+            "pending_events": self.pending_events(record), "running": running,
+            "runs": record.runs, "last_run": last_run, "created_at": record.created_at,
+            "updated_at": record.updated_at,
+        }  # fmt: skip
+
     def pending_events(self, record: ScheduleRecord) -> int | None:
         """Interactions that arrived since the last run (up to the trigger's count), for an
         event trigger; None for time triggers."""
