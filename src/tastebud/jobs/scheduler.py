@@ -151,6 +151,10 @@ class Scheduler:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
@@ -311,7 +315,7 @@ class _Run:
 
         def guarded(fraction: float, message: str) -> None:
             progress(fraction, message)
-            if self.scheduler._stopping.is_set():
+            if self.scheduler.stopping:
                 raise RunInterrupted("cancelled: the worker is shutting down", "cancelled")
             if self.lease.lost:
                 raise RunInterrupted(
