@@ -45,8 +45,10 @@ def main() -> None:
     parser.add_argument("--check", type=int, default=300)
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="tastebud-batch-"))
-    report: dict[str, Any] = {"machine": f"{os.cpu_count()} cores", "load": os.getloadavg(),
-                              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
+    report: dict[str, Any] = {
+        "machine": f"{os.cpu_count()} cores", "load": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }  # fmt: skip
     with Engine(Settings(home=home)) as engine:
         engine.init()
         group = "default"
@@ -86,7 +88,8 @@ def bench_solution(
     output = source.with_name(f"{name}.jsonl")
     result = engine.batch.run(BatchSpec(group=group, kind="recommend", input=source,
                                         output=output, solution=name, num_results=K))  # fmt: skip
-    row |= {"users": result.lines, "errors": result.errors, "batch_seconds": round(result.seconds, 2),
+    row |= {"users": result.lines, "errors": result.errors,
+            "batch_seconds": round(result.seconds, 2),
             "users_per_second": round(result.lines / result.seconds)}  # fmt: skip
     if args.workers > 1:
         pooled = engine.batch.run(BatchSpec(

@@ -48,6 +48,8 @@ from tastebud.api.models import (
     JobList,
     JobOut,
     PutEventsOut,
+    ScheduleList,
+    ScheduleOut,
     SchemaOut,
     SolutionList,
     SolutionOut,
@@ -544,6 +546,41 @@ class Client:
 
     def _campaign(self, name: str) -> str:
         return self._path(f"/campaigns/{quote(name, safe='')}")
+
+    # schedules --------------------------------------------------------------------------------
+    def create_schedule(
+        self, name: str, solution: str, *, every: str | int | None = None,
+        cron: str | None = None, after_events: int | None = None,
+        max_train_seconds: float | None = None, max_metric_drop: float | None = None,
+        metric: str | None = None, replace: bool = False,
+    ) -> ScheduleOut:  # fmt: skip
+        """Retrain ``solution`` on one trigger: ``every="15m"``, ``cron="0 3 * * *"`` (UTC) or
+        ``after_events=1000``; ``latest`` campaigns follow each successful run. A training
+        slower than ``max_train_seconds`` is stopped; a version more than ``max_metric_drop``
+        below the serving one on ``metric`` (default ndcg@10) is kept back (status gated)."""
+        body = {"name": name, "solution": solution, "every": every, "cron": cron,
+                "afterEvents": after_events, "maxTrainSeconds": max_train_seconds,
+                "maxMetricDrop": max_metric_drop, "metric": metric, "replace": replace}  # fmt: skip
+        return cast(ScheduleOut, self._json("POST", self._path("/schedules"), json=body))
+
+    def list_schedules(self) -> list[ScheduleOut]:
+        return cast(ScheduleList, self._json("GET", self._path("/schedules")))["schedules"]
+
+    def get_schedule(self, name: str) -> ScheduleOut:
+        """One schedule: its trigger, next run (or pending events) and last run's outcome."""
+        return cast(ScheduleOut, self._json("GET", self._schedule(name)))
+
+    def delete_schedule(self, name: str) -> None:
+        self._request("DELETE", self._schedule(name))
+
+    def pause_schedule(self, name: str) -> ScheduleOut:
+        return cast(ScheduleOut, self._json("POST", self._schedule(name) + "/pause"))
+
+    def resume_schedule(self, name: str) -> ScheduleOut:
+        return cast(ScheduleOut, self._json("POST", self._schedule(name) + "/resume"))
+
+    def _schedule(self, name: str) -> str:
+        return self._path(f"/schedules/{quote(name, safe='')}")
 
     # tokens -----------------------------------------------------------------------------------
     def create_token(self, name: str, *, scope: TokenScope = "ingest") -> TokenCreated:

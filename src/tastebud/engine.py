@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,9 @@ from tastebud.ingest import EventTracker, ItemIn, PutEventsRequest, UserIn
 from tastebud.ingest.validate import events_from_request, records_from_items, records_from_users
 from tastebud.jobs.imports import ImportRequest, ImportResult, ProgressFn, run_import
 from tastebud.jobs.runner import JobRunner
-from tastebud.jobs.training import SolutionSpec, train_version
+from tastebud.jobs.scheduler import Scheduler
+from tastebud.jobs.schedules import Schedules
+from tastebud.jobs.training import SolutionSpec, VersionTrainer
 from tastebud.schema import DATASETS, DatasetKind, DatasetSchema
 from tastebud.serving.cache import LocalAnswers, RedisAnswers, ResultCache
 from tastebud.serving.campaigns import (
@@ -82,9 +83,20 @@ class Engine:
                                  interval=settings.serving.cache_sync_seconds)  # fmt: skip
         self.campaigns = CampaignServer(self.store, self.recommender, self.cache)
         self.batch = BatchService(self.store, self.recommender, self.jobs, settings)
+        self.training = VersionTrainer(self.store, settings.artifacts)
+        self.schedules = Schedules(self.store)
+        # Started by `tastebud serve` and `tastebud worker`, never by other commands.
+        self.scheduler = Scheduler(
+            self.store, self.training.train_new, self.jobs,
+            lease_seconds=settings.schedules.lease_seconds,
+            poll_seconds=settings.schedules.poll_seconds, groups=settings.schedules.groups,
+            # A new version reaches this process's `latest` campaigns at once.
+            on_version=lambda version: self.campaigns.forget(version.group),
+        )  # fmt: skip
         self._schemas: dict[tuple[str, str], tuple[float, DatasetSchema]] = {}
 
     def close(self) -> None:
+        self.scheduler.stop()
         self.tracker.close()
         self.jobs.close()
         self.store.close()
@@ -342,17 +354,16 @@ class Engine:
         self, group: str, solution: str, *, seed: int = 0, on_progress: ProgressFn | None = None
     ) -> SolutionVersionRecord:
         """Train a new version of ``solution`` in this thread; returns it once active."""
-        version = self._new_version(group, solution)
-        return self._train(version, seed=seed, progress=on_progress)
+        return self.training.train_new(group, solution, seed=seed, progress=on_progress)
 
     def start_training(
         self, group: str, solution: str, *, seed: int = 0
     ) -> tuple[SolutionVersionRecord, JobRecord]:
         """Queue training in the background: the new version (status ``training``) and its job."""
-        version = self._new_version(group, solution)
+        version = self.training.create(group, solution)
 
         def work(job_id: str, progress: ProgressFn) -> Mapping[str, object]:
-            done = self._train(version, seed=seed, progress=progress, job_id=job_id)
+            done = self.training.train(version, seed=seed, progress=progress, job_id=job_id)
             return {"solution_version": done.id, **done.body}
 
         params = {"solution": solution, "solution_version": version.id, "seed": seed}
@@ -366,46 +377,6 @@ class Engine:
         self, group: str, solution: str | None = None
     ) -> list[SolutionVersionRecord]:
         return self.store.list_solution_versions(group, solution)
-
-    def _new_version(self, group: str, solution: str) -> SolutionVersionRecord:
-        record = self.store.get_solution(group, solution)  # fail now, not in the background
-        SolutionSpec.parse(dict(record.body))
-        now = time.time()
-        version = SolutionVersionRecord(
-            id=f"sv-{uuid.uuid4().hex[:16]}", group=group, solution=solution, status="training",
-            body={"recipe": record.recipe, "solution": dict(record.body)},
-            created_at=now, updated_at=now,
-        )  # fmt: skip
-        self.store.save_solution_version(version)
-        return version
-
-    def _train(
-        self,
-        version: SolutionVersionRecord,
-        *,
-        seed: int,
-        progress: ProgressFn | None,
-        job_id: str | None = None,
-    ) -> SolutionVersionRecord:
-        solution = self.store.get_solution(version.group, version.solution)
-        body = dict(version.body) | ({"job": job_id} if job_id else {})
-        try:
-            outcome = train_version(
-                self.store, solution, version_id=version.id, artifacts=self.settings.artifacts,
-                seed=seed, progress=progress,
-            )  # fmt: skip
-        except Exception as error:
-            message = error.message if isinstance(error, InvalidInput) else f"internal: {error}"
-            failed = dataclasses.replace(
-                version, status="failed", body=body | {"error": message}, updated_at=time.time()
-            )
-            self.store.save_solution_version(failed)
-            raise
-        body |= {"metrics": outcome.metrics, "params": outcome.params,
-                 "snapshot": outcome.snapshot, "train_seconds": outcome.train_seconds}  # fmt: skip
-        active = dataclasses.replace(version, status="active", body=body, updated_at=time.time())
-        self.store.save_solution_version(active)
-        return active
 
     # filters ----------------------------------------------------------------------------------
     def validate_filter(self, group: str, expression: str) -> Filter:

@@ -74,6 +74,13 @@ LOG_LINES_DROPPED = Counter(
     "tastebud_log_lines_dropped",
     "Log lines dropped because stderr could not keep up (see BackgroundStreamHandler).",
 )
+SCHEDULE_RUNS = Counter(
+    "tastebud_schedule_runs",
+    "Scheduled training runs, by group, schedule and outcome: succeeded, gated (trained, held "
+    "back by the quality gate), failed, timed_out (past max_train_seconds), cancelled "
+    "(shutdown), lost (lease lost).",
+    ["group", "schedule", "outcome"],
+)
 CACHE_HITS = Counter("tastebud_cache_hits", "Cache lookups that found an entry.", ["cache"])
 CACHE_MISSES = Counter("tastebud_cache_misses", "Cache lookups that found none.", ["cache"])
 
@@ -107,6 +114,11 @@ def event_request_rejected(status: int) -> None:
 
 def overload_rejected(reason: str) -> None:
     _child(OVERLOAD_REJECTIONS, reason).inc()
+
+
+def schedule_run(group: str, schedule: str, outcome: str) -> None:
+    """Count one run of a retraining schedule (rare: no cached child needed)."""
+    SCHEDULE_RUNS.labels(group, schedule, outcome).inc()
 
 
 def multiprocess_dir() -> str | None:

@@ -104,6 +104,23 @@ class StreamSettings(BaseModel):
     )
 
 
+class ScheduleSettings(BaseModel):
+    """Retraining schedules (docs/schedules.md): who runs them and how runs are leased."""
+
+    run_in_serve: bool = Field(
+        default=True, description="`tastebud serve` runs due schedules (off: only workers do)."
+    )
+    poll_seconds: float = Field(default=5.0, gt=0, description="How often due runs are sought.")
+    lease_seconds: float = Field(
+        default=60.0, ge=3,
+        description="A claimed run's lease, renewed while it trains; a dead worker's run is "
+        "taken over once it expires.",
+    )  # fmt: skip
+    groups: list[str] | None = Field(
+        default=None, description="Run only these dataset groups' schedules (default: all)."
+    )
+
+
 class Settings(BaseSettings):
     """Every setting has one default, here; env vars `TASTEBUD_*` (nested with `__`) override."""
 
@@ -122,6 +139,7 @@ class Settings(BaseSettings):
     imports: ImportSettings = ImportSettings()
     serving: ServingSettings = ServingSettings()
     stream: StreamSettings = StreamSettings()
+    schedules: ScheduleSettings = ScheduleSettings()
 
     @property
     def store_url(self) -> str:

@@ -27,6 +27,7 @@ from tastebud.api.routes import (
     items,
     jobs,
     recommendations,
+    schedules,
     schemas,
     solutions,
     tokens,
@@ -40,7 +41,7 @@ UPLOAD_PATH = re.compile(r"/v1/dataset-groups/[^/]+/import-jobs/upload")
 # The hot path first: a request is matched against the routers in this order.
 ROUTERS = (
     events, items, users, campaigns, recommendations, health, groups, schemas, imports, exports,
-    batch_jobs, tokens, solutions, filters, jobs,
+    batch_jobs, tokens, solutions, filters, jobs, schedules,
 )  # fmt: skip
 
 
@@ -66,6 +67,8 @@ def create_app(
             return
         owned = await run_in_threadpool(Engine, settings)
         _attach(app, owned)
+        if settings.schedules.run_in_serve:  # stopped by owned.close(), after the drain
+            owned.scheduler.start()
         _spare_the_collector()
         _one_thread_per_request()
         # A server process: /ready turns 503 on SIGTERM, before uvicorn stops accepting.

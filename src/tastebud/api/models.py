@@ -320,13 +320,14 @@ class VersionOut(TypedDict):
     id: str
     group: str
     solution: str
-    status: Literal["training", "active", "failed"]
+    status: Literal["training", "active", "failed", "gated"]
     recipe: str
     params: dict[str, Any] | None
     metrics: dict[str, Any] | None
     snapshot: dict[str, Any] | None
     trainSeconds: float | None
     error: str | None
+    gatedReason: str | None  # why a schedule's quality gate held this version back
     createdAt: float
     updatedAt: float
 
@@ -479,3 +480,53 @@ class CampaignAnswer(TypedDict):
     solutionVersionId: str | None
     itemList: list[CampaignItem]
     cache: Literal["hit", "miss", "off"]
+
+
+# schedules -----------------------------------------------------------------------------------
+class ScheduleIn(_Body):
+    """Exactly one trigger: ``every``, ``cron`` or ``afterEvents`` (errors name the field)."""
+
+    name: Id
+    solution: Id
+    every: str | int | None = Field(
+        default=None, description="An interval: 30s, 15m, 1h, 1h30m, 1d (or seconds)."
+    )
+    cron: str | None = Field(default=None, description="Five cron fields in UTC: '0 3 * * *'.")
+    after_events: int | None = Field(
+        default=None, description="Retrain once this many interactions arrived since the last run."
+    )
+    max_train_seconds: float | None = Field(
+        default=None, description="A slower training is stopped; the serving version stays."
+    )
+    max_metric_drop: float | None = Field(
+        default=None, description="Hold back (status gated) a version this much below the "
+        "serving one on ``metric``.",
+    )  # fmt: skip
+    metric: str | None = Field(default=None, description="ndcg@10 (default), hr@10, mrr@25, …")
+    replace: bool = False
+
+
+class ScheduleOut(TypedDict):
+    group: str
+    name: str
+    solution: str
+    trigger: Literal["every", "cron", "after-events"]
+    description: str
+    everySeconds: int | None
+    cron: str | None
+    afterEvents: int | None
+    maxTrainSeconds: float | None
+    maxMetricDrop: float | None
+    metric: str
+    paused: bool
+    nextRunAt: float | None
+    pendingEvents: int | None
+    running: bool
+    runs: int
+    lastRun: dict[str, Any] | None
+    createdAt: float
+    updatedAt: float
+
+
+class ScheduleList(TypedDict):
+    schedules: list[ScheduleOut]

@@ -17,6 +17,7 @@ from tastebud.cli import (
     filters,
     recipes,
     recommend,
+    schedules,
     serve,
     solutions,
 )
@@ -54,6 +55,7 @@ app.command("import")(data.import_)
 app.command()(data.status)
 app.command()(data.export)
 app.command()(serve.serve)
+app.command()(schedules.worker)
 app.command()(demo.demo)
 app.command()(evaluate.evaluate)
 app.command()(solutions.train)
@@ -66,6 +68,7 @@ app.add_typer(recipes.recipes_app, name="recipes")
 app.add_typer(solutions.solutions_app, name="solutions")
 app.add_typer(filters.filters_app, name="filters")
 app.add_typer(campaigns.campaigns_app, name="campaigns")
+app.add_typer(schedules.schedules_app, name="schedules")
 app.add_typer(data.schema_app, name="schema")
 app.add_typer(data.users_app, name="users")
 app.add_typer(admin.groups_app, name="groups")

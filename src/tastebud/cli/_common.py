@@ -37,9 +37,10 @@ def state(ctx: typer.Context) -> CliState:
 
 
 @contextlib.contextmanager
-def engine(ctx: typer.Context) -> Iterator[Engine]:
-    """An engine on an initialised store (the default group exists)."""
-    settings = state(ctx).settings()
+def engine(ctx: typer.Context, settings: Settings | None = None) -> Iterator[Engine]:
+    """An engine on an initialised store (the default group exists); ``settings``: the
+    command's own, when it changes some (default: the callback's)."""
+    settings = settings or state(ctx).settings()
     with fail_cleanly(), Engine(settings) as eng:
         eng.ensure_group(settings.default_group)
         yield eng

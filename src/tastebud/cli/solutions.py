@@ -102,11 +102,13 @@ def versions(
         print_json([_version_json(v) for v in found])
         return
     table = Table(title=f"versions of {name}")
-    for column in ("version", "status", "ndcg@10", "train s"):
+    for column in ("version", "status", "ndcg@10", "train s", "note"):
         table.add_column(column)
     for version in found:
         cells = _version_cells(version)
-        table.add_row(version.id, cells[1], cells[2], str(version.body.get("train_seconds", "")))
+        note = version.body.get("gated") or version.body.get("error") or ""  # why not active
+        table.add_row(version.id, cells[1], cells[2], str(version.body.get("train_seconds", "")),
+                      note)  # fmt: skip
     console.print(table)
 
 

@@ -42,6 +42,20 @@ class JobRunner:
         self._pool.submit(self._run, job, fn)
         return job
 
+    def run(self, *, group: str, kind: str, params: Mapping[str, Any], fn: JobFn) -> JobRecord:
+        """Run a job in the calling thread (a scheduler's own); returns its final record.
+
+        Stored as ``running`` from the start, so other processes listing jobs see it; a
+        failure ends up in the record (status ``failed``, ``error``), it is not raised."""
+        now = time.time()
+        job = JobRecord(
+            id=f"{kind}-{uuid.uuid4().hex[:12]}", group=group, kind=kind, status="running",
+            params=dict(params), created_at=now, updated_at=now,
+        )  # fmt: skip
+        self._store.save_job(job)
+        self._set(job)
+        return self._run(job, fn)
+
     def get(self, job_id: str) -> JobRecord:
         with self._lock:
             live = self._live.get(job_id)

@@ -7,10 +7,12 @@ Artifacts are written under a temporary name and renamed, so a version folder is
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from threadpoolctl import threadpool_limits
 
 from tastebud import __version__
-from tastebud.errors import InvalidInput
+from tastebud.errors import InvalidInput, TastebudError
 from tastebud.ids import Vocabulary
 from tastebud.recipes import TrainingData, get_recipe, parse_config
 from tastebud.serving.versions import save_version, version_folder
-from tastebud.store import SolutionRecord, Store
+from tastebud.store import SolutionRecord, SolutionVersionRecord, Store
+from tastebud.store.base import VersionStatus
 from tastebud.training import (
     SolutionDataConfig,
     impression_negatives,
@@ -36,6 +39,8 @@ from tastebud.training import (
 _log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[float, str], None]
+# A new version's metrics -> why it must not go live (it is kept as "gated"), or None.
+Gate = Callable[[Mapping[str, Any]], str | None]
 MIN_INTERACTIONS = 2
 
 
@@ -146,7 +151,11 @@ def train_version(
             metrics, params = _offline_metrics(data, spec, seed=seed, report=report)
         report(0.75, "final fit on all data")
         started = time.perf_counter()
-        model = recipe.fit(data, parse_config(recipe, params), seed=seed)
+        # Progress from the fit too: callers (a schedule's deadline) act on it while it runs.
+        model = recipe.fit(
+            data, parse_config(recipe, params), seed=seed,
+            progress=lambda fraction, message: report(0.75 + 0.2 * fraction, f"fit: {message}"),
+        )  # fmt: skip
         seconds = time.perf_counter() - started
     snapshot = {
         "interactions": data.size, "users": data.n_users, "items": data.n_items,
@@ -204,3 +213,80 @@ def _write_atomically(folder: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+
+
+class VersionTrainer:
+    """A solution version from creation to ``active`` (or ``failed``, or ``gated``): the
+    record-keeping around :func:`train_version` that ``tastebud train``, background training
+    and schedules share."""
+
+    def __init__(self, store: Store, artifacts: Path, *, threads: int = 2) -> None:
+        self.store = store
+        self.artifacts = artifacts
+        self.threads = threads
+
+    def create(self, group: str, solution: str) -> SolutionVersionRecord:
+        """A new version (status ``training``) of a valid solution; NotFound when it has gone."""
+        record = self.store.get_solution(group, solution)
+        SolutionSpec.parse(dict(record.body))
+        now = time.time()
+        version = SolutionVersionRecord(
+            id=f"sv-{uuid.uuid4().hex[:16]}", group=group, solution=solution, status="training",
+            body={"recipe": record.recipe, "solution": dict(record.body)},
+            created_at=now, updated_at=now,
+        )  # fmt: skip
+        self.store.save_solution_version(version)
+        return version
+
+    def train(
+        self,
+        version: SolutionVersionRecord,
+        *,
+        seed: int = 0,
+        progress: ProgressFn | None = None,
+        job_id: str | None = None,
+        gate: Gate | None = None,
+    ) -> SolutionVersionRecord:
+        """Train ``version`` in this thread. It ends ``active`` (the newest active version
+        answers requests and ``latest`` campaigns), ``gated`` when ``gate`` names a reason, or
+        ``failed`` (with the error, which is raised again)."""
+        solution = self.store.get_solution(version.group, version.solution)
+        body = dict(version.body) | ({"job": job_id} if job_id else {})
+        try:
+            outcome = train_version(
+                self.store, solution, version_id=version.id, artifacts=self.artifacts,
+                seed=seed, threads=self.threads, progress=progress,
+            )  # fmt: skip
+        except Exception as error:
+            message = error.message if isinstance(error, TastebudError) else f"internal: {error}"
+            self._save(version, "failed", body | {"error": message})
+            raise
+        body |= {"metrics": outcome.metrics, "params": outcome.params,
+                 "snapshot": outcome.snapshot, "train_seconds": outcome.train_seconds}  # fmt: skip
+        reason = gate(outcome.metrics) if gate is not None else None
+        if reason is not None:
+            _log.warning("version gated id=%s solution=%s reason=%r", version.id,
+                         version.solution, reason)  # fmt: skip
+            return self._save(version, "gated", body | {"gated": reason})
+        return self._save(version, "active", body)
+
+    def train_new(
+        self,
+        group: str,
+        solution: str,
+        *,
+        seed: int = 0,
+        progress: ProgressFn | None = None,
+        job_id: str | None = None,
+        gate: Gate | None = None,
+    ) -> SolutionVersionRecord:
+        """:meth:`create` then :meth:`train`."""
+        version = self.create(group, solution)
+        return self.train(version, seed=seed, progress=progress, job_id=job_id, gate=gate)
+
+    def _save(
+        self, version: SolutionVersionRecord, status: VersionStatus, body: dict[str, Any]
+    ) -> SolutionVersionRecord:
+        done = dataclasses.replace(version, status=status, body=body, updated_at=time.time())
+        self.store.save_solution_version(done)
+        return done

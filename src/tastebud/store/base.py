@@ -87,7 +87,9 @@ class SolutionRecord:
     created_at: int = 0
 
 
-VersionStatus = Literal["training", "active", "failed"]
+# "gated": trained, but held back by a schedule's quality gate (``body["gated"]`` says why);
+# only "active" versions ever answer.
+VersionStatus = Literal["training", "active", "failed", "gated"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,32 @@ class CampaignRecord:
     deployed: str
     previous: str | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """When to retrain a solution (``spec``: trigger and options, see
+    :class:`tastebud.jobs.schedules.ScheduleSpec`) and where its runs stand.
+
+    ``runs`` counts finished runs: a claim names the count it saw, so a run done meanwhile by
+    another worker is never done again. A claim holds a lease (``lease_owner`` until
+    ``lease_until``) that a live worker renews; once it expires another worker may take over.
+    """
+
+    group: str
+    name: str
+    solution: str
+    spec: Mapping[str, Any]
+    paused: bool = False
+    next_run_at: float | None = None  # time triggers; None for event triggers
+    seq_watermark: int = 0  # event triggers count interactions that arrived after this seq
+    runs: int = 0
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    job_id: str | None = None  # the run in progress (or the last one)
+    last_run: Mapping[str, Any] | None = None  # at, outcome, job, version, seconds, message
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -271,6 +299,62 @@ class Store(Protocol):
     def get_campaign(self, group: str, name: str) -> CampaignRecord: ...
     def list_campaigns(self, group: str) -> list[CampaignRecord]: ...
     def delete_campaign(self, group: str, name: str) -> None: ...
+
+    # schedules (see ScheduleRecord for the claim protocol)
+    def put_schedule(self, record: ScheduleRecord, *, replace: bool = False) -> None:
+        """Create (or with ``replace``, overwrite) a schedule; AlreadyExists otherwise."""
+        ...
+
+    def get_schedule(self, group: str, name: str) -> ScheduleRecord: ...
+    def list_schedules(self, group: str) -> list[ScheduleRecord]: ...
+    def delete_schedule(self, group: str, name: str) -> None: ...
+
+    def set_schedule_paused(
+        self, group: str, name: str, *, paused: bool, next_run_at: float | None
+    ) -> ScheduleRecord:
+        """Pause or resume (with the next run time from now); returns the updated record."""
+        ...
+
+    def due_schedules(
+        self, now: float, *, groups: Sequence[str] | None = None
+    ) -> list[ScheduleRecord]:
+        """Unpaused schedules with no live lease whose time has come (``next_run_at <= now``),
+        and every such event-triggered one (the caller counts their new interactions)."""
+        ...
+
+    def claim_schedule(
+        self, group: str, name: str, *, runs: int, owner: str, now: float, lease_until: float
+    ) -> ScheduleRecord | None:
+        """Take the lease of a due run in one atomic conditional update: only while the
+        schedule is unpaused, due, has finished ``runs`` runs and holds no live lease.
+
+        Returns the record as it was before the claim (an expired lease names the worker that
+        lost it), or None when another worker has the run or it is no longer due."""
+        ...
+
+    def renew_schedule_lease(
+        self, group: str, name: str, *, owner: str, lease_until: float, job_id: str | None = None
+    ) -> bool:
+        """Extend ``owner``'s lease (and note the run's job); False when it no longer holds it."""
+        ...
+
+    def finish_schedule_run(
+        self, group: str, name: str, *, owner: str, next_run_at: float | None,
+        seq_watermark: int, last_run: Mapping[str, Any],
+    ) -> bool:  # fmt: skip
+        """Record a finished run (``runs`` + 1) and free the lease; False when ``owner`` had
+        lost the lease (nothing is changed then)."""
+        ...
+
+    def release_schedule(
+        self, group: str, name: str, *, owner: str, last_run: Mapping[str, Any]
+    ) -> bool:
+        """Free the lease without counting a run (an interrupted run is done again)."""
+        ...
+
+    def interactions_after_count(self, group: str, seq: int, *, cap: int) -> int:
+        """How many of the group's interactions arrived after ``seq``, counting up to ``cap``."""
+        ...
 
     def item_stats(self, group: str, *, since: int | None = None) -> pl.DataFrame:
         """Every item of the group: ``item_index, interactions`` (counted from ``since``, epoch

@@ -108,7 +108,20 @@ def _v4(dialect: Dialect) -> list[str]:
     ]
 
 
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
+def _v5(dialect: Dialect) -> list[str]:
+    """Retraining schedules, with the lease and watermark that keep each run to one worker."""
+    return [
+        """CREATE TABLE schedules (
+            group_id INTEGER NOT NULL, name TEXT NOT NULL, solution TEXT NOT NULL,
+            spec TEXT NOT NULL, paused INTEGER NOT NULL, next_run_at DOUBLE PRECISION,
+            seq_watermark BIGINT NOT NULL, runs INTEGER NOT NULL, lease_owner TEXT,
+            lease_until DOUBLE PRECISION, job_id TEXT, last_run TEXT,
+            created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (group_id, name))""",
+    ]
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
 LATEST = max(MIGRATIONS)
 
 

@@ -32,6 +32,7 @@ from tastebud.store.base import (
 from tastebud.store.campaigns import CampaignsSql
 from tastebud.store.filters import FiltersSql
 from tastebud.store.migrations import LATEST, Dialect, statements
+from tastebud.store.schedules import SchedulesSql
 from tastebud.store.solutions import SolutionsSql
 
 _EXPORT_CHUNK = 500_000
@@ -60,7 +61,7 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
-class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, ABC):
+class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, ABC):
     """Shared SQL; subclasses implement the abstract dialect hooks."""
 
     dialect: Dialect
@@ -165,6 +166,7 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, ABC):
             for table in (
                 "interactions", "items", "users", "sessions", "id_map", "id_counters",
                 "dataset_schemas", "solutions", "solution_versions", "filters", "campaigns",
+                "schedules",
             ):  # fmt: skip
                 self._run(cur, f"DELETE FROM {table} WHERE group_id = ?", (group_id,))
             self._run(cur, "DELETE FROM jobs WHERE group_name = ?", (name,))

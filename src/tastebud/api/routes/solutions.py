@@ -31,7 +31,8 @@ def version_out(version: SolutionVersionRecord) -> VersionOut:
         "status": version.status, "recipe": str(body.get("recipe", "")),
         "params": body.get("params"), "metrics": body.get("metrics"),
         "snapshot": body.get("snapshot"), "trainSeconds": body.get("train_seconds"),
-        "error": body.get("error"), "createdAt": version.created_at,
+        "error": body.get("error"), "gatedReason": body.get("gated"),
+        "createdAt": version.created_at,
         "updatedAt": version.updated_at,
     }  # fmt: skip
 
