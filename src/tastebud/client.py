@@ -230,6 +230,7 @@ class Client:
         num_results: int = 25,
         filter_name: str | None = None,
         max_error_rate: float = 0.1,
+        explain: bool = False,
         wait: bool = True,
         poll_interval: float = 0.5,
     ) -> JobOut:
@@ -245,7 +246,7 @@ class Client:
         body = {"jobType": job_type, "inputPath": input_path, "outputPath": output_path,
                 "solution": solution, "solutionVersionId": solution_version_id,
                 "numResults": num_results, "filterName": filter_name,
-                "maxErrorRate": max_error_rate}  # fmt: skip
+                "maxErrorRate": max_error_rate, "explain": explain}  # fmt: skip
         job = cast(JobOut, self._json("POST", self._path("/batch-jobs"), json=body))
         return self.wait_for_job(job["id"], poll_interval=poll_interval) if wait else job
 

@@ -272,3 +272,22 @@ def test_ray_executor_gives_the_local_output(trained: Engine, group: str, tmp_pa
         ray.shutdown()
     assert remote == local
     assert sum(line["error"] is not None for line in remote) == 1
+
+
+@pytest.mark.parametrize("solution", ["ease", "sequential"])
+def test_explained_lines_carry_the_real_time_reasons(
+    trained: Engine, group: str, tmp_path: Path, solution: str
+) -> None:
+    lines = [{"userId": "u3"}, {"userId": "u40", "itemList": ["i30", "i2", "zzz"]}]
+    out = run(trained, group, tmp_path, lines, solution=solution, num_results=4, explain=True)
+    live = trained.recommender.recommend(group, {"solution": solution}, user_id="u3", k=4,
+                                         explain=True)  # fmt: skip
+    assert out[0]["output"]["reasons"] == [[r.as_dict() for r in s.reasons or ()]
+                                           for s in live.results]  # fmt: skip
+    assert any(r["kind"] == "history" for reasons in out[0]["output"]["reasons"] for r in reasons)
+    ranked = trained.recommender.rank(group, {"solution": solution}, user_id="u40",
+                                      item_ids=["i30", "i2", "zzz"], explain=True)  # fmt: skip
+    assert out[1]["output"]["reasons"] == [[r.as_dict() for r in s.reasons or ()]
+                                           for s in ranked.results]  # fmt: skip
+    plain = run(trained, group, tmp_path, lines[:1], solution=solution, num_results=4)
+    assert "reasons" not in plain[0]["output"]

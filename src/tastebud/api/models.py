@@ -66,6 +66,7 @@ class BatchJobIn(_Body):
     num_results: int = Field(default=25, ge=1, le=500)
     filter_name: str | None = None
     max_error_rate: float = Field(default=0.1, ge=0.0, le=1.0)
+    explain: bool = Field(default=False, description="Each item gets its reasons.")
     executor: Literal["local", "processes", "ray"] = "local"
     workers: int = Field(default=2, ge=1, le=1024)
 

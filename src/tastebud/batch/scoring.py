@@ -17,6 +17,7 @@ from tastebud.batch.formats import LineRequest
 from tastebud.errors import TastebudError
 from tastebud.recipes import ItemSimilarity, Query
 from tastebud.recipes.base import FloatArray, IntArray
+from tastebud.serving.explain import explain_results
 from tastebud.serving.recommend import (
     Scored,
     answer_from_scores,
@@ -40,6 +41,7 @@ SCORES_PER_CHUNK = 1 << 25  # floats of one chunk's score matrix (128 MiB)
 class BatchOptions:
     num_results: int = 25
     filter_name: str | None = None
+    explain: bool = False  # each item gets its reasons (as with ``explain: true`` in real time)
 
 
 def chunk_rows(n_items: int) -> int:
@@ -118,16 +120,22 @@ class ChunkScorer:
             user_id=request.user_id, events=events,
             event_items=version.items.indices([e.item_id for e in events]),
         )  # fmt: skip
+        filter_name = self.options.filter_name
         if request.item_list is not None:
             check_item_list(request.item_list)
             ranked = rank_by_scores(version, scores, request.item_list, selection)
-            return {"itemList": [s.id for s in ranked], "scores": [s.score for s in ranked]}
+            if self.options.explain:
+                ranked = explain_results(version, query, ranked, filter_name=filter_name,
+                                         unscored=None)  # fmt: skip
+            return _items_output(ranked, key="itemList")
         k = self.options.num_results
         items = None
         if version.nearest is not None:  # as the real-time path: the approximate index first
             items = nearest_items(version, query, k=k, selection=selection)
         if items is None:
             items = answer_from_scores(version, scores, k, query.history_items, selection)
+        if self.options.explain:
+            items = explain_results(version, query, items, filter_name=filter_name)
         return _items_output(items)
 
     # items ------------------------------------------------------------------------------------
@@ -220,8 +228,11 @@ def users_query(
     )
 
 
-def _items_output(items: list[Scored]) -> dict[str, Any]:
-    return {"recommendedItems": [s.id for s in items], "scores": [s.score for s in items]}
+def _items_output(items: list[Scored], *, key: str = "recommendedItems") -> dict[str, Any]:
+    output: dict[str, Any] = {key: [s.id for s in items], "scores": [s.score for s in items]}
+    if any(s.reasons is not None for s in items):  # parallel to the items, when explained
+        output["reasons"] = [[r.as_dict() for r in s.reasons or ()] for s in items]
+    return output
 
 
 def _guarded(answer: Any) -> Answered:

@@ -47,6 +47,7 @@ class BatchSpec:
     num_results: int = 25
     filter_name: str | None = None
     max_error_rate: float = 0.1
+    explain: bool = False
     executor: Executor = "local"
     workers: int = 1
     shard_lines: int = SHARD_LINES
@@ -56,7 +57,8 @@ class BatchSpec:
         stat = self.input.stat()
         return {"kind": self.kind, "input": str(self.input.resolve()), "input_bytes": stat.st_size,
                 "input_mtime_ns": stat.st_mtime_ns, "num_results": self.num_results,
-                "filter": self.filter_name, "shard_lines": self.shard_lines}  # fmt: skip
+                "filter": self.filter_name, "explain": self.explain,
+                "shard_lines": self.shard_lines}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +130,8 @@ class BatchService:
         job = ShardJob(
             group=spec.group, kind=spec.kind, version_id=version_id, input=spec.input,
             parts=parts.folder,
-            options=BatchOptions(num_results=spec.num_results, filter_name=spec.filter_name),
+            options=BatchOptions(num_results=spec.num_results, filter_name=spec.filter_name,
+                                 explain=spec.explain),
             settings=self._portable_settings(),
         )  # fmt: skip
         total = sum(shard.lines for shard in shards)

@@ -38,6 +38,7 @@ Executor = Annotated[
 ]
 Workers = Annotated[int, typer.Option(help="Processes or Ray tasks at once.")]
 ShardLines = Annotated[int, typer.Option(help="Input lines per shard (unit of work, resume).")]
+Explain = Annotated[bool, typer.Option("--explain", help="Add each item's reasons.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the job's summary as JSON.")]
 
 
@@ -51,6 +52,7 @@ def recommend(
     num_results: NumResults = 25,
     filter_name: FilterName = None,
     max_error_rate: ErrorRate = 0.1,
+    explain: Explain = False,
     executor: Executor = "local",
     workers: Workers = 2,
     shard_lines: ShardLines = 20_000,
@@ -91,7 +93,8 @@ def _run(ctx: typer.Context, kind: JobKind, options: dict[str, Any]) -> None:
             input=existing_file(options["input_file"]), output=options["output"],
             solution=options["solution"], version_id=options["version"],
             num_results=options["num_results"], filter_name=options["filter_name"],
-            max_error_rate=options["max_error_rate"], executor=options["executor"],
+            max_error_rate=options["max_error_rate"], explain=options.get("explain", False),
+            executor=options["executor"],
             workers=options["workers"], shard_lines=options["shard_lines"],
         )  # fmt: skip
         task = bar.add_task(f"batch {kind}", total=1.0, note="")

@@ -24,7 +24,7 @@ def start_batch_job(group: str, body: BatchJobIn, engine: EngineDep) -> JobOut:
         group=group, kind=body.job_type, input=Path(body.input_path),
         output=Path(body.output_path), solution=body.solution,
         version_id=body.solution_version_id, num_results=body.num_results,
-        filter_name=body.filter_name, max_error_rate=body.max_error_rate,
+        filter_name=body.filter_name, max_error_rate=body.max_error_rate, explain=body.explain,
         executor=body.executor, workers=body.workers,
     )  # fmt: skip
     return job_out(engine.batch.start(spec))
