@@ -143,6 +143,7 @@ def _tour(client: Any, items: pl.DataFrame, interactions: pl.DataFrame) -> None:
     _titles_table(f"user {user}: last watched", [(i, None) for i in history[-5:]], titles)
     ask = functools.partial(client.campaign_recommend, CAMPAIGN, num_results=5)
     _titles_table(f"for {user} (campaign {CAMPAIGN})", _pairs(ask(user)), titles)
+    _reasons_table(f"why (explain: true) for {user}", ask(user, explain=True), titles)
 
     visitor = "new-visitor"
     cold = ask(visitor)
@@ -210,6 +211,22 @@ def _titles_table(title: str, rows: list[tuple[str, float | None]], titles: dict
     for rank, (item, score) in enumerate(rows, 1):
         table.add_row(str(rank), titles.get(item, "?"), item,
                       "" if score is None else f"{score:.3f}")  # fmt: skip
+    console.print(table)
+
+
+def _reasons_table(title: str, answer: Any, titles: dict[str, str]) -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column("title")
+    table.add_column("reasons")
+    for item in answer["itemList"][:3]:
+        texts = [
+            # Reasons name the user's past items by id; show their titles instead.
+            reason["text"].replace(reason["itemId"], titles.get(reason["itemId"], "?"))
+            if reason.get("itemId")
+            else reason["text"]
+            for reason in item.get("reasons") or []
+        ]
+        table.add_row(titles.get(item["itemId"], "?"), "; ".join(texts[:2]))
     console.print(table)
 
 
