@@ -76,12 +76,19 @@ LOG_LINES_DROPPED = Counter(
 )
 CACHE_HITS = Counter("tastebud_cache_hits", "Cache lookups that found an entry.", ["cache"])
 CACHE_MISSES = Counter("tastebud_cache_misses", "Cache lookups that found none.", ["cache"])
+CAMPAIGN_FALLBACKS = Counter(
+    "tastebud_campaign_fallbacks",
+    "Campaign answers the deployed model did not give: reason 'load_error' (no version "
+    "loadable), 'score_error' (the model raised) or 'overload' (past the campaign's "
+    "precomputed overload share); source: what answered instead (precomputed or rules).",
+    ["campaign", "reason", "source"],
+)
 
 
 # The module-level API. Label children are looked up once: `labels()` takes a lock each time.
 @cache
-def _child(counter: Counter, label: str) -> Counter:
-    return counter.labels(label)
+def _child(counter: Counter, *labels: str) -> Counter:
+    return counter.labels(*labels)
 
 
 def cache_hit(cache_name: str, n: int = 1) -> None:
@@ -107,6 +114,11 @@ def event_request_rejected(status: int) -> None:
 
 def overload_rejected(reason: str) -> None:
     _child(OVERLOAD_REJECTIONS, reason).inc()
+
+
+def campaign_fallback(campaign: str, reason: str, source: str) -> None:
+    """Count one campaign answer given by ``source`` because the model could not (``reason``)."""
+    _child(CAMPAIGN_FALLBACKS, campaign, reason, source).inc()
 
 
 def multiprocess_dir() -> str | None:
@@ -137,6 +149,12 @@ def process_stopped() -> None:
 # API's middleware; each request runs in a task of its own, hence a context variable).
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "tastebud_request_id", default=None
+)
+# How busy this process was when the request being served arrived: requests in flight (that one
+# included) over the in-flight limit. Set by the API's middleware when a limit is configured;
+# 0.0 elsewhere. Campaigns with a precomputed source answer from it past a share of the limit.
+INFLIGHT_SHARE: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "tastebud_inflight_share", default=0.0
 )
 # Attributes every LogRecord has; any other attribute came from `extra=` and joins the line.
 _RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {

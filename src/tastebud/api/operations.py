@@ -8,7 +8,9 @@ requests a second on one core).
 Overload: beyond ``max_inflight`` requests in this process a request is answered 503 at once,
 with ``Retry-After``, instead of queueing behind the others until everything times out; with a
 per-token rate a client over its budget hears 429. ``/health``, ``/ready`` and ``/metrics`` are
-exempt: probes and scrapes must keep working when the server is busiest.
+exempt: probes and scrapes must keep working when the server is busiest. Below the limit, each
+request carries how busy the process was when it arrived (``observability.INFLIGHT_SHARE``), so
+a campaign with precomputed answers can serve them instead of queueing model work.
 """
 
 from __future__ import annotations
@@ -138,6 +140,8 @@ class OperationsMiddleware:
                     return
                 self.stats.started()
                 counted = True
+                if self.max_inflight != math.inf:  # how busy on arrival (campaign fallbacks)
+                    obs.INFLIGHT_SHARE.set(self.stats.inflight / self.max_inflight)
             await self.app(scope, receive, send_tracked)
         except Exception as exc:
             status = status or 500  # ServerErrorMiddleware, further out, answers it
