@@ -21,9 +21,10 @@ import os
 import queue
 import sys
 import threading
+import weakref
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import orjson
 from prometheus_client import (
@@ -121,6 +122,26 @@ def campaign_fallback(campaign: str, reason: str, source: str) -> None:
     _child(CAMPAIGN_FALLBACKS, campaign, reason, source).inc()
 
 
+class InflightSource(Protocol):
+    def inflight_share(self) -> float: ...
+
+
+# The in-flight limits of this process's API apps (their operations middleware), read without
+# any per-request cost: only code that sheds work under load asks (see `inflight_share`).
+_INFLIGHT_SOURCES: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def track_inflight(source: InflightSource) -> None:
+    """Let :func:`inflight_share` read ``source`` (kept until it is garbage)."""
+    _INFLIGHT_SOURCES.add(source)
+
+
+def inflight_share() -> float:
+    """How busy this process's API is now: requests in flight over its in-flight limit (the
+    busiest app's, if several); 0.0 without a limit or outside a server."""
+    return max((source.inflight_share() for source in list(_INFLIGHT_SOURCES)), default=0.0)
+
+
 def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
@@ -149,12 +170,6 @@ def process_stopped() -> None:
 # API's middleware; each request runs in a task of its own, hence a context variable).
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "tastebud_request_id", default=None
-)
-# How busy this process was when the request being served arrived: requests in flight (that one
-# included) over the in-flight limit. Set by the API's middleware when a limit is configured;
-# 0.0 elsewhere. Campaigns with a precomputed source answer from it past a share of the limit.
-INFLIGHT_SHARE: contextvars.ContextVar[float] = contextvars.ContextVar(
-    "tastebud_inflight_share", default=0.0
 )
 # Attributes every LogRecord has; any other attribute came from `extra=` and joins the line.
 _RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {

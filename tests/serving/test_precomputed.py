@@ -252,6 +252,17 @@ def test_a_model_that_raises_when_scoring_answers_from_redis(
     assert healed["source"] == "model" and set(ids(healed)) <= CLUSTER_B
 
 
+class Load:
+    """An in-flight gauge as the API's middleware offers it (the test sets the share)."""
+
+    def __init__(self) -> None:
+        self.share = 0.0
+        observability.track_inflight(self)
+
+    def inflight_share(self) -> float:
+        return self.share
+
+
 def test_overload_answers_from_the_cache_or_redis_without_model_work(
     ease: Engine, group: str, prefix: str
 ) -> None:
@@ -268,34 +279,27 @@ def test_overload_answers_from_the_cache_or_redis_without_model_work(
 
     ease.recommender.recommend = counted  # type: ignore[method-assign]
     before = fallbacks("overload", "precomputed")
-    busy = observability.INFLIGHT_SHARE.set(0.85)  # as the API's middleware sets it on arrival
-    try:
-        assert ask(ease, group, user_id="u46", k=5) == {**cached, "cache": "hit"}
-        answer = ask(ease, group, user_id="u45", k=5)
-        assert answer["source"] == "precomputed" and ids(answer) == PLANTED[:5]
-        assert ask(ease, group, user_id=None, k=5)["source"] == "rules"  # a visitor: no key
-    finally:
-        observability.INFLIGHT_SHARE.reset(busy)
+    load = Load()
+    load.share = 0.85
+    assert ask(ease, group, user_id="u46", k=5) == {**cached, "cache": "hit"}
+    answer = ask(ease, group, user_id="u45", k=5)
+    assert answer["source"] == "precomputed" and ids(answer) == PLANTED[:5]
+    assert ask(ease, group, user_id=None, k=5)["source"] == "rules"  # a visitor: no key
     assert fallbacks("overload", "precomputed") == before + 1
     assert [v.split(":")[0] for v in scored] == ["rules"]  # no model scored under load
-    calm = observability.INFLIGHT_SHARE.set(0.5)
-    try:
-        assert ask(ease, group, user_id="u45", k=5)["source"] == "model"
-    finally:
-        observability.INFLIGHT_SHARE.reset(calm)
+    load.share = 0.5
+    assert ask(ease, group, user_id="u45", k=5)["source"] == "model"
     ease.update_campaign(group, "c", config={"precomputed": {"url": REDIS_URL,
                                                              "key_prefix": prefix,
                                                              "overload_share": None}})  # fmt: skip
-    busy = observability.INFLIGHT_SHARE.set(1.0)
-    try:
-        assert ask(ease, group, user_id="u45", k=6)["source"] == "model"  # opted out
-    finally:
-        observability.INFLIGHT_SHARE.reset(busy)
+    load.share = 1.0
+    assert ask(ease, group, user_id="u45", k=6)["source"] == "model"  # opted out
+    del load  # gone from the gauges with its last reference
 
 
 def test_under_real_load_the_api_answers_from_redis(ease: Engine, group: str, prefix: str) -> None:
-    """Past the share of the in-flight limit on arrival (here 2 of 4), the campaign answers
-    from Redis; once the load is gone, from the model."""
+    """With half the in-flight limit busy (2 slow requests of 4, plus its own), the campaign
+    answers from Redis; once the load is gone, from the model."""
     ease.train(group, "for-you")
     write(prefix, {"u45": PLANTED})
     deploy(ease, group, prefix, cache_ttl_seconds=0,

@@ -361,8 +361,8 @@ class PrecomputedIn(_Body):
     )
     overload_share: float | None = Field(
         default=None, gt=0, le=1,
-        description="Answer from Redis once this share of the in-flight limit is busy when the "
-        "request arrives (default 0.8); null: only when the model fails.",
+        description="Answer from Redis while this share of the in-flight limit is busy "
+        "(default 0.8); null: only when the model fails.",
     )  # fmt: skip
 
 

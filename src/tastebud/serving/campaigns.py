@@ -292,7 +292,7 @@ class CampaignServer:
             source, version = self.source(group, deployment)
             return self._answer(group, name, source, version, deployment, request)
         share = config.overload_share
-        if share is not None and observability.INFLIGHT_SHARE.get() >= share:
+        if share is not None and observability.inflight_share() >= share:
             return self._fall_back(group, name, deployment, request, "overload")
         if self._unloadable.get(version_id, 0.0) > time.monotonic():
             return self._fall_back(group, name, deployment, request, "load_error")

@@ -117,8 +117,8 @@ class PrecomputedConfig(BaseModel):
     )
     overload_share: float | None = Field(
         default=DEFAULT_OVERLOAD_SHARE, gt=0.0, le=1.0,
-        description="answer from Redis without model work once this share of the process's "
-        "max_inflight_requests is in flight when the request arrives; None: never for load",
+        description="answer from Redis without model work while this share of the process's "
+        "max_inflight_requests is in flight (the request included); None: never for load",
     )  # fmt: skip
 
     @field_validator("url")
