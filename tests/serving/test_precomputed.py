@@ -89,7 +89,10 @@ def test_round_trip_is_plain_json_with_the_ttl(prefix: str) -> None:
     assert 55 <= raw.ttl(f"{prefix}u1") <= 60
     assert raw.ttl(f"{prefix}forever") == -1  # no TTL: kept until overwritten
     raw.set(f"{prefix}garbage", b"not json")
-    assert reader.get(prefix, "garbage") is None
+    raw.set(f"{prefix}list", b"[1, 2]")
+    raw.hset(f"{prefix}hash", "recommendedItems", "i1")
+    assert [reader.get(prefix, key) for key in ("garbage", "list", "hash")] == [None] * 3
+    assert reader.get(prefix, "u1") == expected  # an odd key is not an outage
     raw.close()
 
 
@@ -368,6 +371,23 @@ def test_what_a_precomputed_answer_still_obeys(ease: Engine, group: str, prefix:
     assert ask(ease, group, user_id="u45", filter_name="nothing")["source"] == "rules"
     ranked = ask(ease, group, user_id="u45", input_list=("i30", "i1"), k=2)
     assert ranked["source"] == "rules" and sorted(ids(ranked)) == ["i1", "i30"]
+
+
+def test_items_like_an_item_come_from_that_items_key(
+    loaded: Engine, group: str, prefix: str
+) -> None:
+    loaded.create_solution(group, "like", {"recipe": "similar-items"})
+    version = loaded.train(group, "like")
+    source = {"url": REDIS_URL, "key_prefix": prefix}
+    loaded.create_campaign(
+        group, "c", "like", config={"min_interactions": 0, "precomputed": source}
+    )
+    write(prefix, {"i30": ["i31", "i33", "i1"]}, version=version.id)  # u45 clicked i33
+    shutil.rmtree(artifacts(loaded, version.id))
+    loaded.recommender.forget_loaded()
+    answer = ask(loaded, group, item_id="i30", user_id="u45", k=3)
+    assert answer["source"] == "precomputed"
+    assert ids(answer) == ["i31", "i33", "i1"]  # seen items stay, as in the model's answer
 
 
 def test_redis_down_falls_back_to_rules_at_once(ease: Engine, group: str) -> None:

@@ -224,7 +224,7 @@ class PrecomputedReader:
         """The answer stored for ``id``; None when there is none (or it is not a JSON object).
 
         Raises:
-            NotReady: Redis is unreachable, timed out, or failed within the last second.
+            NotReady: Redis is unreachable or timed out, now or within the last second.
         """
         import redis
 
@@ -232,9 +232,11 @@ class PrecomputedReader:
             raise NotReady(f"precomputed source {redacted(self.url)}: unavailable, retrying soon")
         try:
             value = self._client().get(key_prefix + id)
-        except redis.RedisError as error:
+        except (redis.ConnectionError, redis.TimeoutError) as error:
             self._down_until = time.monotonic() + DOWN_SECONDS
             raise NotReady(f"precomputed source {redacted(self.url)}: {error}") from error
+        except redis.ResponseError:  # e.g. WRONGTYPE: that key is not a string
+            value = b""
         if value is None:
             return None
         try:
