@@ -21,6 +21,7 @@ from tastebud.client import Client, ImportFailed, JobFailed
 from tastebud.engine import Engine
 from tastebud.errors import AlreadyExists, Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from tastebud.settings import ApiSettings, Settings
+from tests.serving.test_precomputed import prefix  # noqa: F401 (fixture)
 
 BODY_LIMIT = 64 * 1024
 
@@ -247,6 +248,40 @@ def test_batch_jobs(client: Client, tmp_path: Path) -> None:
     assert "does not answer similar items" in second["error"]
     with pytest.raises(JobFailed, match="over the error budget"):
         client.start_batch_job(str(source), str(output), solution="popular", poll_interval=0.02)
+
+
+def test_campaign_with_a_precomputed_source(
+    client: Client,
+    server: Server,
+    tmp_path: Path,
+    prefix: str,  # noqa: F811
+) -> None:
+    import shutil
+
+    from tests.serving.conftest import write_clustered
+    from tests.serving.test_precomputed import REDIS_URL, write
+
+    interactions, _ = write_clustered(tmp_path)
+    client.import_file(interactions, dataset="interactions", mode="full", poll_interval=0.02)
+    client.create_solution("popular", "popularity-count")
+    version = client.train("popular", poll_interval=0.02)["id"]
+    source = {"url": REDIS_URL, "keyPrefix": prefix, "overloadShare": 0.9}
+    config = {"minInteractions": 0, "precomputed": source}
+    created = client.create_campaign("home", "popular", config=config)
+    assert created["config"]["precomputed"] == {
+        "url": REDIS_URL, "key_prefix": prefix, "overload_share": 0.9}  # fmt: skip
+    assert client.campaign_recommend("home", "u0", num_results=5)["source"] == "model"
+
+    write(prefix, {"u0": ["i39", "i38", "i37"]}, version=version)  # unseen by u0
+    shutil.rmtree(server.engine.settings.artifacts / version)
+    server.engine.recommender.forget_loaded()
+    answer = client.campaign_recommend("home", "u0", num_results=2)
+    assert answer["source"] == "precomputed" and answer["solutionVersionId"] == version
+    assert [i["itemId"] for i in answer["itemList"]] == ["i39", "i38"]
+    assert client.get_campaign("home")["source"] == "precomputed"
+    with pytest.raises(InvalidInput, match="precomputed url"):
+        client.update_campaign("home", config={"precomputed": {"url": "memcached://x"}})
+    client.delete_campaign("home")
 
 
 def test_tokens_and_scopes(client: Client, server: Server) -> None:

@@ -500,7 +500,9 @@ class Client:
         config: Mapping[str, Any] | None = None, replace: bool = False,
     ) -> CampaignOut:  # fmt: skip
         """Deploy ``version_id`` of ``solution`` (``"latest"``: its newest active version).
-        ``config`` (camelCase): ``cacheTtlSeconds``, ``minInteractions``, ``rules``."""
+        ``config`` (camelCase): ``cacheTtlSeconds``, ``minInteractions``, ``rules``,
+        ``precomputed`` (``{"url": "redis://…", "keyPrefix": "recs:", "overloadShare": 0.8}``:
+        a batch job's answers, served when the model cannot answer)."""
         body = {"name": name, "solution": solution, "solutionVersionId": version_id,
                 "config": dict(config or {}), "replace": replace}  # fmt: skip
         return cast(CampaignOut, self._json("POST", self._path("/campaigns"), json=body))
@@ -510,7 +512,8 @@ class Client:
         config: Mapping[str, Any] | None = None,
     ) -> CampaignOut:  # fmt: skip
         """Deploy another version (the current one becomes the rollback target) or change
-        settings; requests never fail during the switch."""
+        settings (``{"precomputed": None}`` removes the precomputed source); requests never
+        fail during the switch."""
         body = {"solutionVersionId": version_id, "config": dict(config) if config else None}
         return cast(CampaignOut, self._json("PATCH", self._campaign(name), json=body))
 
@@ -535,8 +538,8 @@ class Client:
     ) -> CampaignAnswer:  # fmt: skip
         """A campaign's answer for ``user_id`` (or items like ``item_id``); ``promotion``:
         ``{"name", "percentPromotedItems", "filterName", "filterValues"}``. The answer says its
-        ``source`` (model or rules) and whether it came from the cache; with ``explain`` each
-        item carries ``reasons`` (docs/explanations.md)."""
+        ``source`` (model, rules or precomputed) and whether it came from the cache; with
+        ``explain`` each item carries ``reasons`` (docs/explanations.md)."""
         body: dict[str, Any] = {"userId": user_id, "itemId": item_id, "numResults": num_results,
                                 "context": dict(context) if context else None}  # fmt: skip
         body |= _filter(filter_name, filter_values) | _explain(explain)

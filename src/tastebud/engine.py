@@ -474,10 +474,16 @@ class Engine:
         return self.store.list_campaigns(group)
 
     def describe_campaign(self, group: str, name: str) -> dict[str, Any]:
-        """The record plus what answers now: the version and the source (model or rules)."""
+        """The record plus what answers now: the version and the source (model or rules;
+        precomputed while the version cannot be loaded and the campaign has such a source)."""
         self.campaigns.forget(group, name)
         deployment = self.campaigns.deployment(group, name)
-        source, _ = self.campaigns.source(group, deployment)
+        try:
+            source: str = self.campaigns.source(group, deployment)[0]
+        except Exception:
+            if deployment.config.precomputed is None:
+                raise
+            source = "precomputed"
         return {"campaign": deployment.record, "solution_version_id": deployment.version_id,
                 "source": source}  # fmt: skip
 

@@ -21,9 +21,10 @@ import os
 import queue
 import sys
 import threading
+import weakref
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import orjson
 from prometheus_client import (
@@ -83,12 +84,19 @@ SCHEDULE_RUNS = Counter(
 )
 CACHE_HITS = Counter("tastebud_cache_hits", "Cache lookups that found an entry.", ["cache"])
 CACHE_MISSES = Counter("tastebud_cache_misses", "Cache lookups that found none.", ["cache"])
+CAMPAIGN_FALLBACKS = Counter(
+    "tastebud_campaign_fallbacks",
+    "Campaign answers the deployed model did not give: reason 'load_error' (no version "
+    "loadable), 'score_error' (the model raised) or 'overload' (past the campaign's "
+    "precomputed overload share); source: what answered instead (precomputed or rules).",
+    ["campaign", "reason", "source"],
+)
 
 
 # The module-level API. Label children are looked up once: `labels()` takes a lock each time.
 @cache
-def _child(counter: Counter, label: str) -> Counter:
-    return counter.labels(label)
+def _child(counter: Counter, *labels: str) -> Counter:
+    return counter.labels(*labels)
 
 
 def cache_hit(cache_name: str, n: int = 1) -> None:
@@ -119,6 +127,31 @@ def overload_rejected(reason: str) -> None:
 def schedule_run(group: str, schedule: str, outcome: str) -> None:
     """Count one run of a retraining schedule (rare: no cached child needed)."""
     SCHEDULE_RUNS.labels(group, schedule, outcome).inc()
+
+
+def campaign_fallback(campaign: str, reason: str, source: str) -> None:
+    """Count one campaign answer given by ``source`` because the model could not (``reason``)."""
+    _child(CAMPAIGN_FALLBACKS, campaign, reason, source).inc()
+
+
+class InflightSource(Protocol):
+    def inflight_share(self) -> float: ...
+
+
+# The in-flight limits of this process's API apps (their operations middleware), read without
+# any per-request cost: only code that sheds work under load asks (see `inflight_share`).
+_INFLIGHT_SOURCES: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def track_inflight(source: InflightSource) -> None:
+    """Let :func:`inflight_share` read ``source`` (kept until it is garbage)."""
+    _INFLIGHT_SOURCES.add(source)
+
+
+def inflight_share() -> float:
+    """How busy this process's API is now: requests in flight over its in-flight limit (the
+    busiest app's, if several); 0.0 without a limit or outside a server."""
+    return max((source.inflight_share() for source in list(_INFLIGHT_SOURCES)), default=0.0)
 
 
 def multiprocess_dir() -> str | None:

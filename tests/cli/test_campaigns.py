@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from tests.cli.test_solutions import cli  # noqa: F401 (fixture)
+from tests.serving.test_precomputed import REDIS_URL, prefix, write  # noqa: F401 (fixture)
 
 
 def test_deploy_ask_update_rollback_delete(cli) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
@@ -59,3 +61,44 @@ def test_explain(cli) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     assert all(i["reasons"][0]["kind"] == "history" for i in json.loads(out)["itemList"])
     code, out, err = cli("campaigns", "ask", "home", "--user", "u3", "-n", "2", "--json")
     assert all("reasons" not in i for i in json.loads(out)["itemList"])
+
+
+def test_precomputed_options(cli, tmp_path, prefix: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    assert cli("solutions", "create", "popular", "--recipe", "popularity-count")[0] == 0
+    code, out, err = cli("train", "popular", "--json")
+    version = json.loads(out)["id"]
+    code, out, err = cli("campaigns", "create", "home", "--solution", "popular",
+                         "--min-interactions", "0", "--precomputed", REDIS_URL,
+                         "--precomputed-overload-share", "off", "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["config"]["precomputed"] == {
+        "url": REDIS_URL, "key_prefix": "recs:", "overload_share": None}  # fmt: skip
+    code, out, err = cli("campaigns", "update", "home", "--precomputed", "off", "--json")
+    assert code == 0 and json.loads(out)["config"]["precomputed"] is None
+
+    code, out, err = cli("campaigns", "update", "home", "--precomputed-prefix", "x:")
+    assert code != 0 and "need --precomputed URL" in err
+    code, out, err = cli("campaigns", "update", "home", "--precomputed", REDIS_URL,
+                         "--precomputed-overload-share", "lots")  # fmt: skip
+    assert code != 0 and "'lots'" in err
+    code, out, err = cli("campaigns", "create", "other", "--solution", "popular",
+                         "--precomputed", "http://x:1/0")  # fmt: skip
+    assert code != 0 and "precomputed url" in err and "http://x:1/0" in err
+
+    code, out, err = cli("campaigns", "update", "home", "--precomputed", REDIS_URL,
+                         "--precomputed-prefix", prefix, "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["config"]["precomputed"] == {
+        "url": REDIS_URL, "key_prefix": prefix, "overload_share": 0.8}  # fmt: skip
+    # A fresh process whose deployed version's artifacts are gone answers from Redis.
+    write(prefix, {"u0": ["i39", "i38", "i37"]}, version=version)  # unseen by u0
+    shutil.rmtree(tmp_path / "home" / "artifacts" / version)
+    code, out, err = cli("campaigns", "ask", "home", "--user", "u0", "-n", "2", "--json")
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["source"] == "precomputed" and answer["solutionVersionId"] == version
+    assert [i["itemId"] for i in answer["itemList"]] == ["i39", "i38"]
+    code, out, err = cli("campaigns", "ask", "home", "--user", "u0", "-n", "2")
+    assert code == 0 and "precomputed" in out
+    code, out, err = cli("campaigns", "show", "home", "--json")
+    assert code == 0 and json.loads(out)["source"] == "precomputed"

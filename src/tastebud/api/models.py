@@ -386,14 +386,37 @@ class RulesIn(_Body):
     filter_values: dict[str, list[str] | str] | None = None
 
 
+class PrecomputedIn(_Body):
+    """A batch job's answers in Redis, served when the campaign's model cannot answer. Fields
+    left out take the engine's defaults (``PrecomputedConfig``)."""
+
+    url: str = Field(description="redis://host[:port][/db] or rediss://…")
+    key_prefix: str | None = Field(
+        default=None, description="Keys are keyPrefix + user id (or item id); default recs:."
+    )
+    overload_share: float | None = Field(
+        default=None, gt=0, le=1,
+        description="Answer from Redis while this share of the in-flight limit is busy "
+        "(default 0.8); null: only when the model fails.",
+    )  # fmt: skip
+
+
 class CampaignConfigIn(_Body):
     cache_ttl_seconds: float | None = Field(default=None, ge=0, le=86_400)
     min_interactions: int | None = Field(default=None, ge=0)
     rules: RulesIn | None = None
+    precomputed: PrecomputedIn | None = Field(
+        default=None, description="Set it, or null to remove it (docs/precomputed.md)."
+    )
 
     def engine_config(self) -> dict[str, Any]:
-        """Only what the request sets (an update keeps the rest)."""
-        return self.model_dump(exclude_none=True, by_alias=False)
+        """Only what the request sets (an update keeps the rest); ``precomputed: null``
+        removes the precomputed source."""
+        config = self.model_dump(exclude_none=True, by_alias=False, exclude={"precomputed"})
+        if "precomputed" in self.model_fields_set:
+            given = self.precomputed
+            config["precomputed"] = None if given is None else given.model_dump(exclude_unset=True)
+        return config
 
 
 class CampaignIn(_Body):
@@ -457,7 +480,7 @@ class CampaignOut(TypedDict):
     deployed: str
     previous: str | None
     solutionVersionId: str | None
-    source: Literal["model", "rules"]
+    source: Literal["model", "rules", "precomputed"]
     config: dict[str, Any]
     createdAt: float
     updatedAt: float
@@ -477,7 +500,7 @@ class CampaignItem(TypedDict):
 class CampaignAnswer(TypedDict):
     recommendationId: str
     campaign: str
-    source: Literal["model", "rules"]
+    source: Literal["model", "rules", "precomputed"]
     solutionVersionId: str | None
     itemList: list[CampaignItem]
     cache: Literal["hit", "miss", "off"]

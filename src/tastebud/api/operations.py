@@ -8,7 +8,10 @@ requests a second on one core).
 Overload: beyond ``max_inflight`` requests in this process a request is answered 503 at once,
 with ``Retry-After``, instead of queueing behind the others until everything times out; with a
 per-token rate a client over its budget hears 429. ``/health``, ``/ready`` and ``/metrics`` are
-exempt: probes and scrapes must keep working when the server is busiest.
+exempt: probes and scrapes must keep working when the server is busiest. Below the limit,
+``observability.inflight_share()`` tells how close to it the process is (read only when asked,
+no cost per request), so a campaign with precomputed answers can serve them instead of queueing
+model work.
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ class OperationsMiddleware:
         self.buckets = TokenBuckets(rate_limit, rate_burst) if rate_limit else None
         self.access_log = access_log
         self.stats = new_stats()
+        if max_inflight is not None:
+            obs.track_inflight(self)
         # Unique enough across processes and restarts, and far cheaper than a uuid4 per request.
         self._id_prefix = secrets.token_hex(4) + "-"
         self._ids = itertools.count(1)
@@ -147,6 +152,10 @@ class OperationsMiddleware:
             if counted:
                 self.stats.finished()
             self._record(scope, events, status, time.perf_counter() - start, request_id)
+
+    def inflight_share(self) -> float:
+        """Requests in flight (exempt paths aside) over the limit."""
+        return self.stats.inflight / self.max_inflight
 
     def _refusal(self, authorization: str | None) -> tuple[int, str, str, float] | None:
         """(status, error type, message, retry after) when the request must be refused now:

@@ -30,6 +30,24 @@ RulesOrder = Annotated[
 RulesFilter = Annotated[
     str | None, typer.Option(help="A filter of the group every rule-based answer obeys.")
 ]
+PrecomputedUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--precomputed",
+        help="redis://host[:port][/db] holding a batch job's answers, served when the model "
+        'cannot answer ("off": remove it).',
+    ),
+]
+PrecomputedPrefix = Annotated[
+    str | None, typer.Option(help="Key prefix of the precomputed answers (default recs:).")
+]
+PrecomputedOverloadShare = Annotated[
+    str | None,
+    typer.Option(
+        help="Answer from Redis once this share of the in-flight limit is busy (default 0.8; "
+        '"off": only when the model fails).'
+    ),
+]
 
 
 def _config(
@@ -44,6 +62,27 @@ def _config(
     if rules is not None or rules_filter is not None:
         config["rules"] = {"order": rules or "popularity", "filter": rules_filter}
     return config
+
+
+def _precomputed(url: str | None, prefix: str | None, share: str | None) -> dict[str, Any]:
+    """The ``precomputed`` setting the options give (``{}``: unchanged)."""
+    if url is None:
+        if prefix is not None or share is not None:
+            die("--precomputed-prefix and --precomputed-overload-share need --precomputed URL")
+        return {}
+    if url == "off":
+        return {"precomputed": None}
+    entry: dict[str, Any] = {"url": url}
+    if prefix is not None:
+        entry["key_prefix"] = prefix
+    if share == "off":
+        entry["overload_share"] = None
+    elif share is not None:
+        try:
+            entry["overload_share"] = float(share)
+        except ValueError:
+            die(f"--precomputed-overload-share {share!r}: expected a number in (0, 1] or off")
+    return {"precomputed": entry}
 
 
 def _describe(eng: Engine, group: str, name: str) -> dict[str, Any]:
@@ -86,14 +125,18 @@ def create(
     min_interactions: MinInteractions = None,
     rules: RulesOrder = None,
     rules_filter: RulesFilter = None,
+    precomputed: PrecomputedUrl = None,
+    precomputed_prefix: PrecomputedPrefix = None,
+    precomputed_overload_share: PrecomputedOverloadShare = None,
     replace: Annotated[bool, typer.Option(help="Overwrite a campaign of that name.")] = False,
     group: str | None = group_option(),
     as_json: JsonFlag = False,
 ) -> None:
     """Deploy a solution version behind the real-time endpoint."""
+    config = _config(cache_ttl, min_interactions, rules, rules_filter)
+    config |= _precomputed(precomputed, precomputed_prefix, precomputed_overload_share)
     with engine(ctx) as eng:
         group_name = resolve_group(ctx, group)
-        config = _config(cache_ttl, min_interactions, rules, rules_filter)
         eng.create_campaign(group_name, name, solution, version=version, config=config,
                             replace=replace)  # fmt: skip
         _print([_describe(eng, group_name, name)], as_json)
@@ -131,12 +174,16 @@ def update(
     min_interactions: MinInteractions = None,
     rules: RulesOrder = None,
     rules_filter: RulesFilter = None,
+    precomputed: PrecomputedUrl = None,
+    precomputed_prefix: PrecomputedPrefix = None,
+    precomputed_overload_share: PrecomputedOverloadShare = None,
     group: str | None = group_option(),
     as_json: JsonFlag = False,
 ) -> None:
     """Deploy another version (the current one becomes the rollback target) or change settings;
     no request fails during the switch."""
     config = _config(cache_ttl, min_interactions, rules, rules_filter)
+    config |= _precomputed(precomputed, precomputed_prefix, precomputed_overload_share)
     if version is None and not config:
         die("nothing to change: give --version or a setting")
     with engine(ctx) as eng:

@@ -6,12 +6,18 @@ has too little data or no trained version), looks in the result cache, answers t
 the user acts. The campaign record is re-read every second, so a deployment made through any
 worker reaches all of them within that delay, and the version it names is loaded before it
 answers: requests during a switch are served by the old version or the new one, never failed.
+
+A campaign with a ``precomputed`` source (a batch job's answers in Redis, see
+``serving/precomputed.py``) answers from it when its model cannot — no version loadable, the
+model raising, or the process too busy — and from the rule engine when Redis has nothing either.
+Without one, nothing of that runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import random
 import threading
 import time
@@ -24,9 +30,10 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from tastebud import observability
-from tastebud.errors import InvalidInput, NotFound
+from tastebud.errors import InvalidInput, NotFound, NotReady
 from tastebud.serving.cache import ResultCache
 from tastebud.serving.explain import filter_reason, with_promotion, with_reason
+from tastebud.serving.precomputed import PrecomputedConfig, PrecomputedSources, stored_items
 from tastebud.serving.recommend import Scored, check_k
 from tastebud.serving.rules import RulesCache, RulesConfig
 from tastebud.serving.service import FilterValues, Recommender
@@ -36,8 +43,11 @@ from tastebud.store import CampaignRecord, Store
 LATEST = "latest"
 RECORD_SECONDS = 1.0  # how long a worker trusts its copy of a campaign record
 MAX_PROMOTIONS = 1  # as in the managed service: one promotion per request
+LOAD_RETRY_SECONDS = 5.0  # a version that failed to load is not tried again for this long
 
 Source = Literal["model", "rules"]
+FallbackReason = Literal["load_error", "score_error", "overload"]
+_log = logging.getLogger(__name__)
 
 
 class CampaignConfig(BaseModel):
@@ -59,6 +69,10 @@ class CampaignConfig(BaseModel):
         description="share of a model's answer given to items added since it was trained "
         "(newest first), so they are recommendable without retraining; 0: none",
     )  # fmt: skip
+    precomputed: PrecomputedConfig | None = Field(
+        default=None,
+        description="a batch job's answers in Redis, served when the model cannot answer",
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -105,6 +119,9 @@ class CampaignServer:
         self.recommender = recommender
         self.cache = cache
         self.rules = RulesCache(store)
+        self.precomputed = PrecomputedSources()
+        self.load_retry_seconds = LOAD_RETRY_SECONDS
+        self._unloadable: dict[str, float] = {}  # version id -> when loading may be tried again
         self._records: dict[tuple[str, str], tuple[float, Deployment]] = {}
         self._enough: dict[tuple[str, int], bool] = {}  # groups known to have enough data
         self._lock = threading.Lock()
@@ -128,6 +145,7 @@ class CampaignServer:
         with self._lock:
             self._records = {k: v for k, v in self._records.items()
                              if k[0] != group or (name is not None and k[1] != name)}  # fmt: skip
+            self._unloadable.clear()  # a (re)deployment tries its version again at once
 
     def _version_id(self, record: CampaignRecord) -> str | None:
         if record.deployed != LATEST:
@@ -156,7 +174,15 @@ class CampaignServer:
         """The campaign's answer (from the cache when still valid) as the API returns it."""
         _check(request)
         deployment = self.deployment(group, name)
+        if deployment.config.precomputed is not None:
+            return self._answer_or_fall_back(group, name, deployment, request)
         source, version = self.source(group, deployment)
+        return self._answer(group, name, source, version, deployment, request)
+
+    def _answer(
+        self, group: str, name: str, source: Source, version: LoadedVersion,
+        deployment: Deployment, request: CampaignRequest,
+    ) -> dict[str, Any]:  # fmt: skip
         ttl = deployment.config.cache_ttl_seconds
         if ttl <= 0:
             return {**self._compute(name, source, version, deployment, request), "cache": "off"}
@@ -260,6 +286,126 @@ class CampaignServer:
             filter_values=filter_values, context=request.context, explain=request.explain,
         )  # fmt: skip
         return answer.results
+
+    # the precomputed fallback -----------------------------------------------------------------
+    def _answer_or_fall_back(
+        self, group: str, name: str, deployment: Deployment, request: CampaignRequest
+    ) -> dict[str, Any]:
+        """The model's answer while it can give one, else a fallback's (:meth:`_fall_back`).
+        Errors of the request itself (an unknown filter, bad values) fail it as usual."""
+        config, version_id = deployment.config.precomputed, deployment.version_id
+        if config is None or version_id is None:  # no version yet: the rule engine, as always
+            source, version = self.source(group, deployment)
+            return self._answer(group, name, source, version, deployment, request)
+        share = config.overload_share
+        if share is not None and observability.inflight_share() >= share:
+            return self._fall_back(group, name, deployment, request, "overload")
+        if self._unloadable.get(version_id, 0.0) > time.monotonic():
+            return self._fall_back(group, name, deployment, request, "load_error")
+        try:
+            source, version = self.source(group, deployment)
+        except Exception as error:  # artifacts missing or corrupt, an unreadable format, ...
+            self._unloadable[version_id] = time.monotonic() + self.load_retry_seconds
+            return self._fall_back(group, name, deployment, request, "load_error", error)
+        try:
+            return self._answer(group, name, source, version, deployment, request)
+        except (InvalidInput, NotFound):
+            raise
+        except Exception as error:
+            if source != "model":
+                raise
+            return self._fall_back(group, name, deployment, request, "score_error", error)
+
+    def _fall_back(
+        self, group: str, name: str, deployment: Deployment, request: CampaignRequest,
+        reason: FallbackReason, error: Exception | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """The model's cached answer when there is one (no model work); else the precomputed
+        answer; else the rule engine's (whose failure, if any, is the request's error)."""
+        if reason != "score_error":  # after a scoring error the cache was just missed
+            cached = self._cached_model_answer(group, name, deployment, request)
+            if cached is not None:
+                return cached
+        answer = self._precomputed_answer(group, name, deployment, request)
+        source = "rules" if answer is None else "precomputed"
+        observability.campaign_fallback(name, reason, source)
+        _log.warning(
+            "campaign fallback campaign=%s reason=%s source=%s group=%s%s", name, reason, source,
+            group, "" if error is None else f" error={type(error).__name__}: {error}",
+        )  # fmt: skip
+        if answer is not None:
+            return answer
+        rules = self.rules.get(group, deployment.config.rules)
+        return self._answer(group, name, "rules", rules, deployment, request)
+
+    def _cached_model_answer(
+        self, group: str, name: str, deployment: Deployment, request: CampaignRequest
+    ) -> dict[str, Any] | None:
+        if deployment.config.cache_ttl_seconds <= 0 or deployment.version_id is None:
+            return None
+        key = _cache_key(name, deployment.version_id, deployment, request)
+        self.cache.sync(group)
+        if (hit := self.cache.get(group, request.user_id or "", key)) is None:
+            return None
+        observability.cache_hit("campaign_answers")
+        return {**orjson.loads(hit), "cache": "hit"}
+
+    def _precomputed_answer(
+        self, group: str, name: str, deployment: Deployment, request: CampaignRequest
+    ) -> dict[str, Any] | None:
+        """The stored answer for the request's user (or item), less what :meth:`_still_allowed`
+        drops, cut to ``k``; None when there is none (or nothing left), or Redis is down.
+        Never cached: the model answers again as soon as it can."""
+        config = deployment.config.precomputed
+        key = request.item_id if request.item_id is not None else request.user_id
+        if config is None or key is None or request.input_list is not None:
+            return None  # a visitor has no entry; a list to rank was not precomputed
+        try:
+            stored = self.precomputed.reader(config.url).get(config.key_prefix, key)
+        except NotReady as error:
+            _log.warning("precomputed unavailable campaign=%s error=%s", name, error.message)
+            return None
+        items = None if stored is None else stored_items(stored)
+        if stored is None or not items:
+            return None
+        if not (items := self._still_allowed(group, deployment, request, items)):
+            return None
+        version_id = stored.get("solutionVersionId")
+        return {
+            "recommendationId": f"rec-{uuid.uuid4().hex}",
+            "campaign": name,
+            "source": "precomputed",
+            "solutionVersionId": version_id if isinstance(version_id, str) else None,
+            "itemList": _listed(items[: request.k]),
+            "cache": "off",
+        }
+
+    def _still_allowed(
+        self, group: str, deployment: Deployment, request: CampaignRequest, items: list[Scored]
+    ) -> list[Scored]:
+        """``items`` without those in the user's latest events (``exclude_seen``, user requests)
+        and those the request's filter does not let through now (judged over the group's
+        current items and the user's latest events, as the model's answers are)."""
+        excluding = request.exclude_seen and request.item_id is None
+        filtering = request.filter_name is not None or bool(request.filter_values)
+        if not (excluding or filtering):
+            return items
+        events = self.recommender.user_events(group, request.user_id)
+        if excluding and events:
+            seen = {e.item_id for e in events}
+            items = [s for s in items if s.id not in seen]
+        if not filtering:
+            return items
+        catalogue = self.rules.get(group, deployment.config.rules)  # every item of the group
+        selection = self.recommender.select(
+            group, catalogue, request.filter_name, request.filter_values,
+            user_id=request.user_id, events=events, item_id=request.item_id,
+            event_items=catalogue.items.indices([e.item_id for e in events]),
+        )  # fmt: skip
+        if selection is None:
+            return items
+        allowed = selection.permits([s.id for s in items])
+        return [s for s, ok in zip(items, allowed, strict=True) if ok]
 
 
 def merge_promoted(

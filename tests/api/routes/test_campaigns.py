@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from typing import Any
 
 from tests.api.routes.test_recommendations import trained  # noqa: F401 (fixture)
+from tests.serving.test_precomputed import REDIS_URL, prefix, write  # noqa: F401 (fixture)
 
 from ..conftest import Api, bearer
 
@@ -141,3 +143,46 @@ def test_explain_adds_reasons_only_when_asked(trained: Api) -> None:  # noqa: F8
     ranked = api.http.post(api.url("/campaigns/home/personalized-ranking"), json=body,
                            headers=api.admin)  # fmt: skip
     assert all(item["reasons"] for item in ranked.json()["itemList"])
+
+
+def test_precomputed_source_over_http(trained: Api, prefix: str) -> None:  # noqa: F811
+    api = trained
+    config = {"minInteractions": 0, "precomputed": {"url": REDIS_URL, "keyPrefix": prefix}}
+    created = deploy(api, config=config)
+    assert created.status_code == 201, created.text
+    assert created.json()["config"]["precomputed"] == {
+        "url": REDIS_URL, "key_prefix": prefix, "overload_share": 0.8}  # fmt: skip
+    bad = deploy(api, name="bad", config={"precomputed": {"url": "http://nope:1/0"}})
+    assert bad.status_code == 422 and "http://nope:1/0" in bad.text
+    extra = deploy(api, name="bad", config={"precomputed": {"url": REDIS_URL, "ttl": 5}})
+    assert extra.status_code == 422 and "ttl" in extra.text
+
+    def patch(config: dict[str, Any]) -> Any:
+        return api.http.patch(api.url("/campaigns/home"), json={"config": config},
+                              headers=api.admin)  # fmt: skip
+
+    removed = patch({"precomputed": None})
+    assert removed.status_code == 200 and removed.json()["config"]["precomputed"] is None
+    assert patch(config).json()["config"]["precomputed"]["key_prefix"] == prefix
+    kept = patch({"cacheTtlSeconds": 5})  # other settings change, the precomputed source stays
+    assert kept.json()["config"]["precomputed"]["key_prefix"] == prefix
+
+    version = created.json()["solutionVersionId"]
+    write(prefix, {"u1": ["i39", "i38", "i37"]}, version=version)  # unseen by u1
+    shutil.rmtree(api.engine.settings.artifacts / version)
+    api.engine.recommender.forget_loaded()  # as a worker that had not loaded it yet
+    answer = ask(api, userId="u1", numResults=2)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["source"], body["solutionVersionId"], body["cache"]) == (
+        "precomputed", version, "off")  # fmt: skip
+    assert [i["itemId"] for i in body["itemList"]] == ["i39", "i38"]
+    metrics = api.http.get("/metrics", headers=api.admin).text
+    assert ('tastebud_campaign_fallbacks_total{campaign="home",reason="load_error",'
+            'source="precomputed"}') in metrics  # fmt: skip
+    shown = api.http.get(api.url("/campaigns/home"), headers=api.admin)
+    assert shown.status_code == 200 and shown.json()["source"] == "precomputed"
+
+    api.engine.update_campaign(api.group, "home", config={"precomputed": None})
+    gone = ask(api, userId="u1", numResults=2)
+    assert gone.status_code == 404 and "has no artifacts" in gone.text  # the error as before
