@@ -222,7 +222,7 @@ class Client:
     def start_batch_job(
         self,
         input_path: str,
-        output_path: str,
+        output_path: str | None,
         *,
         job_type: Literal["recommend", "segment"] = "recommend",
         solution: str | None = None,
@@ -231,10 +231,13 @@ class Client:
         filter_name: str | None = None,
         max_error_rate: float = 0.1,
         explain: bool = False,
+        to: Mapping[str, Any] | None = None,
         wait: bool = True,
         poll_interval: float = 0.5,
     ) -> JobOut:
-        """Run a batch job over JSON Lines files on the server (paths as the server sees them).
+        """Run a batch job over JSON Lines files on the server (paths as the server sees them);
+        ``to`` (``{"url": "redis://…", "keyPrefix": "recs:", "ttlSeconds": 3600}``) also writes
+        each answer to Redis.
 
         Returns:
             The job: finished when ``wait`` (its ``result`` holds lines, errors and the
@@ -246,7 +249,8 @@ class Client:
         body = {"jobType": job_type, "inputPath": input_path, "outputPath": output_path,
                 "solution": solution, "solutionVersionId": solution_version_id,
                 "numResults": num_results, "filterName": filter_name,
-                "maxErrorRate": max_error_rate, "explain": explain}  # fmt: skip
+                "maxErrorRate": max_error_rate, "explain": explain,
+                "to": None if to is None else dict(to)}  # fmt: skip
         job = cast(JobOut, self._json("POST", self._path("/batch-jobs"), json=body))
         return self.wait_for_job(job["id"], poll_interval=poll_interval) if wait else job
 

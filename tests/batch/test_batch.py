@@ -5,16 +5,23 @@ budget fails a job without output; a stopped job resumes without duplicate or mi
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from tastebud.batch import BatchFailed, BatchSpec
 from tastebud.batch.shards import Parts
 from tastebud.engine import Engine
 from tastebud.errors import InvalidInput, NotFound
 from tastebud.ingest import PutEventsRequest
+from tastebud.serving.campaigns import CampaignRequest
+from tastebud.serving.precomputed import PrecomputedTarget
+from tests.serving.test_precomputed import REDIS_URL, prefix
+
+__all__ = ["prefix"]
 
 RECIPES = {
     "ease": {"recipe": "user-personalization", "params": {"algorithm": "ease"}},
@@ -291,3 +298,32 @@ def test_explained_lines_carry_the_real_time_reasons(
                                            for s in ranked.results]  # fmt: skip
     plain = run(trained, group, tmp_path, lines[:1], solution=solution, num_results=4)
     assert "reasons" not in plain[0]["output"]
+
+
+@pytest.mark.parametrize("executor", ["local", "processes"])
+def test_answers_go_to_redis_and_a_broken_campaign_answers_from_them(
+    trained: Engine, group: str, tmp_path: Path, prefix: str, executor: str
+) -> None:
+    source = write_lines(tmp_path / "in.jsonl", [{"userId": u} for u in USERS[:20]])
+    target = PrecomputedTarget.parse(REDIS_URL, key_prefix=prefix, ttl_seconds=600)
+    result = trained.batch.run(BatchSpec(group=group, kind="recommend", input=source, to=target,
+                                         solution="ease", num_results=5, executor=executor,
+                                         shard_lines=7))  # fmt: skip
+    assert result.output is None and result.lines == 20
+    keys = redis.Redis.from_url(REDIS_URL)
+    stored = json.loads(keys.get(f"{prefix}u3") or b"{}")
+    expected = realtime(trained, group, "ease", "u3", 5)
+    assert stored["recommendedItems"] == expected
+    assert stored["solutionVersionId"] == result.version_id and stored["createdAt"] > 0
+    assert 0 < keys.ttl(f"{prefix}u3") <= 600
+    assert sum(1 for _ in keys.scan_iter(match=f"{prefix}*")) == 20
+    # The campaign's model cannot load: it answers from what the batch job stored.
+    precomputed = {"url": REDIS_URL, "key_prefix": prefix}
+    trained.create_campaign(group, "home", "ease",
+                            config={"min_interactions": 0, "precomputed": precomputed})  # fmt: skip
+    shutil.rmtree(trained.settings.artifacts / result.version_id)
+    trained.recommender.forget_loaded()
+    answer = trained.campaign_answer(group, "home", CampaignRequest(user_id="u3", k=5))
+    assert answer["source"] == "precomputed"
+    assert [i["itemId"] for i in answer["itemList"]] == expected
+    keys.close()

@@ -55,6 +55,12 @@ class ImportJobIn(_Body):
     encoding: str = "utf-8"
 
 
+class BatchTargetIn(_Body):
+    url: str = Field(description="redis://host:6379/0")
+    key_prefix: str = "recs:"
+    ttl_seconds: int | None = Field(default=None, ge=1)
+
+
 class BatchJobIn(_Body):
     """A batch job over JSON Lines files on the server (see docs/batch.md for the formats)."""
 
@@ -62,7 +68,10 @@ class BatchJobIn(_Body):
     solution: str | None = Field(default=None, description="Its newest active version answers.")
     solution_version_id: str | None = Field(default=None, description="This version answers.")
     input_path: str = Field(description="JSON Lines on the server, one request a line.")
-    output_path: str = Field(description="Where the server writes one answer per input line.")
+    output_path: str | None = Field(
+        default=None, description="Where the server writes one answer per input line."
+    )
+    to: BatchTargetIn | None = Field(default=None, description="Also write answers to Redis.")
     num_results: int = Field(default=25, ge=1, le=500)
     filter_name: str | None = None
     max_error_rate: float = Field(default=0.1, ge=0.0, le=1.0)

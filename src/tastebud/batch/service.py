@@ -20,10 +20,11 @@ from tastebud.batch.executors import Executor, check_executor, run_local, run_pr
 from tastebud.batch.formats import JobKind
 from tastebud.batch.scoring import BatchOptions
 from tastebud.batch.shards import Parts, Shard, plan_shards
-from tastebud.batch.worker import ShardJob, ShardResult, Sink, answer_shard
+from tastebud.batch.worker import ShardJob, ShardResult, answer_shard
 from tastebud.errors import InvalidInput
 from tastebud.jobs.runner import JobRunner, ProgressFn
 from tastebud.recipes import UserAffinity
+from tastebud.serving.precomputed import PrecomputedTarget
 from tastebud.serving.recommend import check_k
 from tastebud.serving.service import Recommender
 from tastebud.settings import Settings
@@ -48,6 +49,7 @@ class BatchSpec:
     filter_name: str | None = None
     max_error_rate: float = 0.1
     explain: bool = False
+    to: PrecomputedTarget | None = None  # also write each answer to this key-value store
     executor: Executor = "local"
     workers: int = 1
     shard_lines: int = SHARD_LINES
@@ -58,6 +60,7 @@ class BatchSpec:
         return {"kind": self.kind, "input": str(self.input.resolve()), "input_bytes": stat.st_size,
                 "input_mtime_ns": stat.st_mtime_ns, "num_results": self.num_results,
                 "filter": self.filter_name, "explain": self.explain,
+                "to": None if self.to is None else [self.to.url, self.to.key_prefix],
                 "shard_lines": self.shard_lines}  # fmt: skip
 
 
@@ -96,7 +99,7 @@ class BatchService:
         self.jobs = jobs
         self.settings = settings
 
-    def start(self, spec: BatchSpec, *, sink: Sink | None = None) -> JobRecord:
+    def start(self, spec: BatchSpec) -> JobRecord:
         """Queue the job in the background; progress shows in ``GET /v1/jobs/{id}``."""
         self._check(spec)
         params = {"kind": spec.kind, "input": str(spec.input), "solution": spec.solution,
@@ -104,14 +107,11 @@ class BatchService:
                   "output": None if spec.output is None else str(spec.output)}  # fmt: skip
 
         def work(job_id: str, progress: ProgressFn) -> Mapping[str, object]:
-            return self.run(spec, progress=progress, sink=sink).to_dict()
+            return self.run(spec, progress=progress).to_dict()
 
         return self.jobs.submit(group=spec.group, kind=f"batch-{spec.kind}", params=params, fn=work)
 
-    def run(
-        self, spec: BatchSpec, *, progress: ProgressFn | None = None,
-        sink: Sink | None = None,
-    ) -> BatchResult:  # fmt: skip
+    def run(self, spec: BatchSpec, *, progress: ProgressFn | None = None) -> BatchResult:
         """Run the job in this thread.
 
         Raises:
@@ -121,8 +121,6 @@ class BatchService:
         """
         started = time.monotonic()
         self._check(spec)
-        if sink is not None and spec.executor != "local":
-            raise InvalidInput("--to: key-value output runs with the local executor")
         parts = Parts.for_output(spec.output) if spec.output else self._scratch(spec)
         described = spec.describe()
         shards = parts.open(described, plan_shards(spec.input, spec.shard_lines))
@@ -132,10 +130,11 @@ class BatchService:
             parts=parts.folder,
             options=BatchOptions(num_results=spec.num_results, filter_name=spec.filter_name,
                                  explain=spec.explain),
+            target=spec.to,
             settings=self._portable_settings(),
         )  # fmt: skip
         total = sum(shard.lines for shard in shards)
-        results = self._execute(spec, job, shards, total, progress, sink)
+        results = self._execute(spec, job, shards, total, progress)
         result = BatchResult(
             lines=total, errors=sum(r.errors for r in results),
             resumed=sum(r.resumed for r in results), version_id=version_id,
@@ -156,7 +155,7 @@ class BatchService:
 
     def _execute(
         self, spec: BatchSpec, job: ShardJob, shards: list[Shard], total: int,
-        progress: ProgressFn | None, sink: Sink | None,
+        progress: ProgressFn | None,
     ) -> list[ShardResult]:  # fmt: skip
         """Every shard's result, or fewer when the error budget ran out first."""
         done = [0]
@@ -168,7 +167,7 @@ class BatchService:
 
         if spec.executor == "local":
             stream = run_local(shards, lambda shard: answer_shard(
-                self.recommender, job, shard, sink=sink, on_lines=advance))  # fmt: skip
+                self.recommender, job, shard, on_lines=advance))  # fmt: skip
         elif spec.executor == "processes":
             stream = run_processes(job, shards, spec.workers)
         else:
@@ -188,6 +187,8 @@ class BatchService:
             raise InvalidInput(f"kind: expected 'recommend' or 'segment', got {spec.kind!r}")
         if not spec.input.is_file():
             raise InvalidInput(f"input: {spec.input}: no such file")
+        if spec.output is None and spec.to is None:
+            raise InvalidInput("give an output file, a key-value target (--to redis://…), or both")
         if spec.output is not None and spec.output.resolve() == spec.input.resolve():
             raise InvalidInput("output: must not be the input file")
         if not 0.0 <= spec.max_error_rate <= 1.0:

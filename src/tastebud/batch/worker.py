@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import orjson
 from tastebud.batch.formats import JobKind, ParsedLine, output_line, parse_line
 from tastebud.batch.scoring import Answered, BatchOptions, ChunkScorer, chunk_rows
 from tastebud.batch.shards import Parts, Shard, read_shard
+from tastebud.serving.precomputed import PrecomputedTarget, PrecomputedWriter
 from tastebud.serving.service import Recommender
 from tastebud.settings import Settings
 
@@ -34,6 +36,7 @@ class ShardJob:
     input: Path
     parts: Path
     options: BatchOptions
+    target: PrecomputedTarget | None = None  # answers also go to this key-value store
     settings: dict[str, Any] = field(default_factory=dict)  # for workers in other processes
 
 
@@ -51,10 +54,30 @@ def answer_shard(
     job: ShardJob,
     shard: Shard,
     *,
-    sink: Sink | None = None,
     on_lines: Callable[[int], None] | None = None,
 ) -> ShardResult:
-    """Answer the shard's lines not yet in its part file, chunk by chunk."""
+    """Answer the shard's lines not yet in its part file, chunk by chunk (and write them to
+    the job's key-value target, when it has one)."""
+    if job.target is None:
+        return _answer_shard(recommender, job, shard, sink=None, on_lines=on_lines)
+    with PrecomputedWriter(job.target) as writer:
+        created = int(time.time())
+
+        def sink(entries: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+            provenance = {"solutionVersionId": job.version_id, "createdAt": created}
+            writer.write([(key, {**output, **provenance}) for key, output in entries])
+
+        return _answer_shard(recommender, job, shard, sink=sink, on_lines=on_lines)
+
+
+def _answer_shard(
+    recommender: Recommender,
+    job: ShardJob,
+    shard: Shard,
+    *,
+    sink: Sink | None,
+    on_lines: Callable[[int], None] | None,
+) -> ShardResult:
     parts = Parts(job.parts)
     resumed = parts.done_lines(shard)
     errors, samples = _earlier_errors(parts.part(shard), shard.first_line)
@@ -105,11 +128,12 @@ def _answer(scorer: ChunkScorer, kind: JobKind, parsed: list[ParsedLine]) -> lis
 def _keyed(
     parsed: list[ParsedLine], answers: list[Answered]
 ) -> list[tuple[str, Mapping[str, Any]]]:
-    """Answered lines by the id a key-value store files them under (user, else item)."""
+    """Answered lines by the id a key-value store files them under (user, else item); ranked
+    lists answer a (user, list) pair, not a user, so they are not filed."""
     keyed: list[tuple[str, Mapping[str, Any]]] = []
     for line, (output, _) in zip(parsed, answers, strict=True):
         request = line.request
-        if output is not None and request is not None:
+        if output is not None and request is not None and request.item_list is None:
             key = request.user_id or request.item_id
             if key is not None:
                 keyed.append((key, output))

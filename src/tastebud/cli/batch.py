@@ -17,6 +17,7 @@ from tastebud.cli._common import (
     progress_bar,
     resolve_group,
 )
+from tastebud.serving.precomputed import PrecomputedTarget
 
 batch_app = typer.Typer(
     help="Batch jobs: answers for every line of a JSON Lines file.", no_args_is_help=True
@@ -26,8 +27,14 @@ Solution = Annotated[str | None, typer.Option(help="Answer with this solution's 
 Version = Annotated[str | None, typer.Option("--version", help="Answer with this version id.")]
 Input = Annotated[Path, typer.Option("--input", "-i", help="JSON Lines, one request a line.")]
 Output = Annotated[
-    Path, typer.Option("--output", "-o", help="JSON Lines, one answer per input line.")
+    Path | None, typer.Option("--output", "-o", help="JSON Lines, one answer per input line.")
 ]
+To = Annotated[
+    str | None,
+    typer.Option("--to", help="Also write each answer to Redis: redis://host:6379/0."),
+]
+KeyPrefix = Annotated[str, typer.Option(help="Keys are PREFIX + user id (item id).")]
+Ttl = Annotated[int | None, typer.Option("--ttl", help="Keys expire after this many seconds.")]
 NumResults = Annotated[int, typer.Option(help="Results per line (1-500).")]
 FilterName = Annotated[str | None, typer.Option("--filter", help="A filter of the group.")]
 ErrorRate = Annotated[
@@ -46,13 +53,16 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print the job's summary 
 def recommend(
     ctx: typer.Context,
     input_file: Input,
-    output: Output,
+    output: Output = None,
     solution: Solution = None,
     version: Version = None,
     num_results: NumResults = 25,
     filter_name: FilterName = None,
     max_error_rate: ErrorRate = 0.1,
     explain: Explain = False,
+    to: To = None,
+    key_prefix: KeyPrefix = "recs:",
+    ttl: Ttl = None,
     executor: Executor = "local",
     workers: Workers = 2,
     shard_lines: ShardLines = 20_000,
@@ -68,12 +78,15 @@ def recommend(
 def segment(
     ctx: typer.Context,
     input_file: Input,
-    output: Output,
+    output: Output = None,
     solution: Solution = None,
     version: Version = None,
     num_results: NumResults = 100,
     filter_name: FilterName = None,
     max_error_rate: ErrorRate = 0.1,
+    to: To = None,
+    key_prefix: KeyPrefix = "segments:",
+    ttl: Ttl = None,
     executor: Executor = "local",
     workers: Workers = 2,
     shard_lines: ShardLines = 20_000,
@@ -88,13 +101,17 @@ def segment(
 def _run(ctx: typer.Context, kind: JobKind, options: dict[str, Any]) -> None:
     as_json = options["as_json"]
     with engine(ctx) as eng, progress_bar(enabled=not as_json) as bar:
+        to = None
+        if options["to"] is not None:
+            to = PrecomputedTarget.parse(options["to"], key_prefix=options["key_prefix"],
+                                         ttl_seconds=options["ttl"])  # fmt: skip
         spec = BatchSpec(
             group=resolve_group(ctx, options["group"]), kind=kind,
             input=existing_file(options["input_file"]), output=options["output"],
             solution=options["solution"], version_id=options["version"],
             num_results=options["num_results"], filter_name=options["filter_name"],
             max_error_rate=options["max_error_rate"], explain=options.get("explain", False),
-            executor=options["executor"],
+            to=to, executor=options["executor"],
             workers=options["workers"], shard_lines=options["shard_lines"],
         )  # fmt: skip
         task = bar.add_task(f"batch {kind}", total=1.0, note="")
@@ -111,7 +128,8 @@ def _report(result: BatchResult, as_json: bool) -> None:
     resumed = f", {result.resumed:,} from the earlier run" if result.resumed else ""
     console.print(
         f"[green]{result.lines:,} lines answered[/] by {result.version_id} in "
-        f"{result.seconds:.1f} s ({result.errors:,} errors{resumed}) → {result.output}"
+        f"{result.seconds:.1f} s ({result.errors:,} errors{resumed}) → "
+        f"{result.output or 'the key-value store'}"
     )
     for sample in result.samples:
         console.print(f"  [yellow]{sample}[/]", highlight=False)
