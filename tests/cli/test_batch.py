@@ -12,11 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from typer.testing import CliRunner
 
 from tastebud.batch.shards import Parts
 from tastebud.cli import app
 from tests.serving.conftest import write_clustered
+from tests.serving.test_precomputed import REDIS_URL, prefix
+
+__all__ = ["prefix"]
 
 
 @pytest.fixture
@@ -88,3 +92,21 @@ def test_killed_job_resumes_with_every_line_once(cli, tmp_path: Path) -> None:  
     summary = json.loads(rerun.stdout)
     assert 6000 <= summary["resumed_lines"] < 30_000
     assert output.read_bytes() == clean.read_bytes()
+
+
+def test_batch_to_redis_only(cli, tmp_path: Path, prefix: str) -> None:  # type: ignore[no-untyped-def]
+    source = tmp_path / "users.jsonl"
+    source.write_text('{"userId": "u1"}\n{"userId": "u2"}\n')
+    code, out, err = cli("batch", "recommend", "--solution", "for-you", "-i", str(source),
+                         "--to", REDIS_URL, "--key-prefix", prefix, "--ttl", "60",
+                         "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["output"] is None
+    keys = redis.Redis.from_url(REDIS_URL)
+    assert len(json.loads(keys.get(f"{prefix}u2") or b"{}")["recommendedItems"]) == 25
+    keys.close()
+    code, _, err = cli("batch", "recommend", "--solution", "for-you", "-i", str(source))
+    assert code == 1 and "give an output file, a key-value target" in err
+    code, _, err = cli("batch", "recommend", "--solution", "for-you", "-i", str(source),
+                       "--to", "memcached://x")  # fmt: skip
+    assert code == 1 and "memcached://x" in err
