@@ -60,7 +60,9 @@ class BatchSpec:
         return {"kind": self.kind, "input": str(self.input.resolve()), "input_bytes": stat.st_size,
                 "input_mtime_ns": stat.st_mtime_ns, "num_results": self.num_results,
                 "filter": self.filter_name, "explain": self.explain,
-                "to": None if self.to is None else [self.to.url, self.to.key_prefix],
+                # The target's digest: its URL may hold a password, and this is written to disk.
+                "to": None if self.to is None else hashlib.sha256(
+                    repr((self.to.url, self.to.key_prefix)).encode()).hexdigest()[:16],
                 "shard_lines": self.shard_lines}  # fmt: skip
 
 

@@ -80,6 +80,8 @@ def _answer_shard(
 ) -> ShardResult:
     parts = Parts(job.parts)
     resumed = parts.done_lines(shard)
+    if on_lines is not None and resumed:
+        on_lines(resumed)  # progress counts what an earlier run wrote
     errors, samples = _earlier_errors(parts.part(shard), shard.first_line)
     scorer = ChunkScorer(recommender, job.group, job.version_id, job.options)
     rows = chunk_rows(scorer.version().model.n_items)
