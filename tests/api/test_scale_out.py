@@ -32,13 +32,15 @@ def free_port() -> int:
 
 
 class Worker:
-    """``tastebud serve`` in its own process, sharing ``home`` (artifacts), PostgreSQL and Redis."""
+    """``tastebud serve`` in its own process, sharing ``home`` (artifacts), the database and
+    (with ``redis``) Redis."""
 
-    def __init__(self, home: Path, database_url: str) -> None:
+    def __init__(self, home: Path, database_url: str, *, redis: bool = True) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "TASTEBUD_HOME": str(home), "TASTEBUD_DATABASE_URL": database_url,
-               "TASTEBUD_REDIS_URL": REDIS_URL}  # fmt: skip
+        env = {**os.environ, "TASTEBUD_HOME": str(home), "TASTEBUD_DATABASE_URL": database_url}
+        if redis:
+            env["TASTEBUD_REDIS_URL"] = REDIS_URL
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tastebud", "serve", "--port", str(self.port)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

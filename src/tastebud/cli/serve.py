@@ -32,7 +32,9 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="Interface (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8765).")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes (use PostgreSQL for >1).")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes, one per core (SQLite or PostgreSQL).")
+    ] = 1,
 ) -> None:
     """Run the HTTP API (OpenAPI at /docs and /openapi.json) until interrupted.
 
