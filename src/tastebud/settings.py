@@ -55,8 +55,11 @@ class ImportSettings(BaseModel):
 
 class ServingSettings(BaseModel):
     history_length: int = Field(
-        default=200, ge=1, description="Recent events a recommendation request reads per user."
-    )
+        default=200, ge=1,
+        description="Latest events of the user that Interactions filter conditions see, and the "
+        "scoring window of a model that declares none (recipes declare their own: "
+        "serving/history.py). Seen-item exclusion always covers the whole history.",
+    )  # fmt: skip
     cached_versions: int = Field(default=8, ge=1, description="Solution versions kept loaded.")
     refresh_seconds: float = Field(
         default=60.0, description="Reload a loaded version after this long (sees erasures)."

@@ -19,9 +19,11 @@ from tastebud.errors import InvalidInput, NotFound
 from tastebud.ingest import PutEventsRequest
 from tastebud.serving.campaigns import CampaignRequest
 from tastebud.serving.precomputed import PrecomputedTarget
+from tests.serving.test_history import SOLUTIONS as WINDOWED
+from tests.serving.test_history import short
 from tests.serving.test_precomputed import REDIS_URL, prefix
 
-__all__ = ["prefix"]
+__all__ = ["prefix", "short"]
 
 RECIPES = {
     "ease": {"recipe": "user-personalization", "params": {"algorithm": "ease"}},
@@ -95,6 +97,27 @@ def test_batch_answers_equal_real_time_answers(
         expected = realtime(trained, group, solution, line["input"]["userId"], 7)
         assert line["output"]["recommendedItems"] == expected
         assert len(line["output"]["scores"]) == 7
+
+
+def test_batch_equals_real_time_beyond_the_serving_window(
+    short: Engine, group: str, tmp_path: Path
+) -> None:
+    """A 4-event serving window over 12-event users (see ``tests/serving/test_history.py``):
+    batch reads the same scoring windows, seen items and filter events as real time."""
+    expression = 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("*")'
+    short.create_filter(group, "not-recent", expression)
+    for solution in WINDOWED:
+        for filter_name in (None, "not-recent"):
+            out = run(short, group, tmp_path, [{"userId": u} for u in USERS], solution=solution,
+                      num_results=30, filter_name=filter_name)  # fmt: skip
+            for line in out:
+                expected = short.recommender.recommend(
+                    group, {"solution": solution}, user_id=line["input"]["userId"], k=30,
+                    filter_name=filter_name,
+                )  # fmt: skip
+                assert line["error"] is None
+                assert line["output"]["recommendedItems"] == [r.id for r in expected.results], (
+                    solution, filter_name, line["input"]["userId"])  # fmt: skip
 
 
 def test_ranking_and_similar_item_lines_equal_real_time(

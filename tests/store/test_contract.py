@@ -473,6 +473,23 @@ def test_recent_events_of_many_users_equals_one_by_one(store: Store, group: str)
     assert store.latest_interactions(group, ["nobody"], 5).is_empty()
 
 
+def test_seen_items_are_every_item_once_however_old(store: Store, group: str) -> None:
+    old = [ev("u1", f"old{i}", i) for i in range(30)]
+    store.put_events(group, [*old, ev("u1", "old3", 50), ev("u2", "x", 1), ev("u1", "new", 99)])
+    assert [e.item_id for e in store.recent_events(group, "u1", 2)] == ["old3", "new"]
+    frame = store.seen_items(group, ["u2", "nobody", "u1", "u1"])  # repeats and unknown users
+    assert frame.columns == ["user_id", "item_index"]
+    assert frame["item_index"].dtype == pl.Int32
+    items = store.vocabulary(group, "item")
+    mine = frame.filter(pl.col("user_id") == "u1")["item_index"].to_list()
+    assert mine == sorted(mine)
+    assert sorted(items.ids(mine)) == sorted([f"old{i}" for i in range(30)] + ["new"])
+    assert frame["user_id"].to_list() == ["u1"] * 31 + ["u2"]
+    assert store.seen_items(group, ["nobody"]).is_empty()
+    many = [f"u{i}" for i in range(1200)]  # more users than one IN (...) list holds
+    assert store.seen_items(group, many)["user_id"].n_unique() == 2
+
+
 def test_read_interactions_int_arrays_in_arrival_order(store: Store, group: str) -> None:
     store.put_events(
         group,

@@ -1,6 +1,7 @@
 """Answers for a chunk of batch lines: one matrix product for all their users, then the same
 per-row steps as the real-time path (seen-item exclusion, filters, top-k, fallback), so a batch
-answer equals the real-time answer of the same version for the same history.
+answer equals the real-time answer of the same version for the same history: the same scoring
+window, filter events and seen items (see ``serving/history.py``), read for the whole chunk.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import polars as pl
 
 from tastebud.batch.formats import LineRequest
 from tastebud.errors import TastebudError
-from tastebud.recipes import ItemSimilarity, Query
+from tastebud.recipes import ItemSimilarity, Query, history_window
 from tastebud.recipes.base import FloatArray, IntArray
 from tastebud.serving.explain import explain_results
+from tastebud.serving.history import seen_from_store
 from tastebud.serving.recommend import (
     Scored,
     answer_from_scores,
@@ -59,7 +61,6 @@ class ChunkScorer:
         self.group = group
         self.version_id = version_id
         self.options = options
-        self._lookup: tuple[str, IntArray] | None = None
         check_k(options.num_results)
 
     def version(self) -> LoadedVersion:
@@ -90,30 +91,31 @@ class ChunkScorer:
             return []
         store, limit = self.recommender.store, self.recommender.settings.serving.history_length
         user_ids = [str(r.user_id) for r in requests]
-        frame = store.latest_interactions(self.group, user_ids, limit)
-        query = users_query(version, requests, frame, self._item_lookup(version))
+        lookup = self.recommender.item_lookup(self.group, version)
+        seen = seen_by_user(store.seen_items(self.group, user_ids), lookup)
+        window = history_window(version.model, default=limit)
+        if window is None:  # the whole history as a set of items, as in real time
+            query = seen_query(version, requests, seen)
+        elif window == 0:  # a model that scores from no history
+            query = seen_query(version, requests, {})
+        else:
+            frame = store.latest_interactions(self.group, user_ids, window)
+            query = users_query(version, requests, frame, lookup)
         scores = version.model.score(query)
         events: dict[str, list[Event]] = {}
         if self.options.filter_name is not None:  # filters read the events themselves
             events = store.recent_events_of(self.group, user_ids, limit)
+        nothing = np.zeros(0, np.int32)
         return [
             _guarded(lambda row=row, r=r: self._user_answer(
-                version, r, query.rows(row, row + 1), scores[row], events.get(str(r.user_id), [])))
+                version, r, query.rows(row, row + 1), scores[row], events.get(str(r.user_id), []),
+                seen.get(str(r.user_id), nothing)))
             for row, r in enumerate(requests)
         ]  # fmt: skip
 
-    def _item_lookup(self, version: LoadedVersion) -> IntArray:
-        """The version's index of each of the store's item indexes (-1: unknown to it)."""
-        if self._lookup is None or self._lookup[0] != version.id:
-            store_items = self.recommender.store.vocabulary(self.group, "item")
-            ids = store_items.ids(range(len(store_items)))
-            lookup = version.items.indices(i if i is not None else "" for i in ids)
-            self._lookup = (version.id, np.append(lookup, -1).astype(np.int32))
-        return self._lookup[1]
-
     def _user_answer(
         self, version: LoadedVersion, request: LineRequest, query: Query, scores: FloatArray,
-        events: list[Event],
+        events: list[Event], seen: IntArray,
     ) -> dict[str, Any]:  # fmt: skip
         selection = self.recommender.select(
             self.group, version, self.options.filter_name, request.filter_values,
@@ -131,9 +133,9 @@ class ChunkScorer:
         k = self.options.num_results
         items = None
         if version.nearest is not None:  # as the real-time path: the approximate index first
-            items = nearest_items(version, query, k=k, selection=selection)
+            items = nearest_items(version, query, k=k, seen=seen, selection=selection)
         if items is None:
-            items = answer_from_scores(version, scores, k, query.history_items, selection)
+            items = answer_from_scores(version, scores, k, seen, selection)
         if self.options.explain:
             items = explain_results(version, query, items, filter_name=filter_name)
         return _items_output(items)
@@ -185,6 +187,39 @@ class ChunkScorer:
             users = users_for_item(version, item_id=request.item_id,
                                    k=self.options.num_results, selection=selection)  # fmt: skip
         return {"usersList": [s.id for s in users], "scores": [s.score for s in users]}
+
+
+def seen_by_user(frame: pl.DataFrame, lookup: IntArray) -> dict[str, IntArray]:
+    """Each user's seen items (``frame``: ``seen_items``) as sorted known version indexes."""
+    if frame.is_empty():
+        return {}
+    users = frame["user_id"].to_numpy()
+    items = frame["item_index"].to_numpy().astype(np.int32)
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])  # sorted by user
+    return {
+        str(users[start]): seen_from_store(items[start:stop], lookup)
+        for start, stop in zip(starts, [*starts[1:], len(users)], strict=True)
+    }
+
+
+def seen_query(
+    version: LoadedVersion, requests: Sequence[LineRequest], seen: dict[str, IntArray]
+) -> Query:
+    """One query row per request whose history is the user's seen items, as the real-time
+    path builds it for a whole-history model (no event columns)."""
+    nothing = np.zeros(0, np.int32)
+    histories = [seen.get(str(r.user_id), nothing) for r in requests]
+    indptr = np.zeros(len(requests) + 1, np.int64)
+    np.cumsum([len(h) for h in histories], out=indptr[1:])
+    contexts = None
+    if any(r.context is not None for r in requests):
+        contexts = tuple(dict(r.context or {}) for r in requests)
+    return Query(
+        users=version.users.indices(str(r.user_id) for r in requests),
+        history_indptr=indptr,
+        history_items=np.concatenate([nothing, *histories]).astype(np.int32),
+        contexts=contexts,
+    )
 
 
 def users_query(

@@ -9,8 +9,9 @@ Semantics (those of the reference service):
   condition on it, and an ``EXCLUDE`` condition on it never removes it.
 - Categorical fields hold several values: ``IN``/``=`` match when any of them is listed,
   ``NOT IN``/``!=`` when the row has values and none is listed.
-- ``Interactions`` conditions in an ``ItemID`` filter read the current user's recent events (those
-  the serving path reads, ``serving.history_length``): an event matches when the whole ``WHERE``
+- ``Interactions`` conditions in an ``ItemID`` filter read the current user's latest
+  ``serving.history_length`` events, whatever the model scores from (see
+  ``serving/history.py``): an event matches when the whole ``WHERE``
   holds for it, and the items of matching events match. In a ``UserID`` filter they select the
   users with at least one matching event. ``EVENT_TYPE`` compares case-insensitively and
   ``"*"`` stands for every event type.

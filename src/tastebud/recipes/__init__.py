@@ -11,6 +11,7 @@ import importlib
 from tastebud.errors import InvalidInput
 from tastebud.recipes.base import (
     HistoryContributions,
+    HistoryWindow,
     ItemSimilarity,
     LiveUpdates,
     Model,
@@ -20,11 +21,13 @@ from tastebud.recipes.base import (
     TrainingData,
     UserAffinity,
     UserSimilarity,
+    history_window,
 )
 
 __all__ = [
     "RECIPES",
     "HistoryContributions",
+    "HistoryWindow",
     "ItemSimilarity",
     "LiveUpdates",
     "Model",
@@ -35,6 +38,7 @@ __all__ = [
     "UserAffinity",
     "UserSimilarity",
     "get_recipe",
+    "history_window",
     "parse_config",
 ]
 

@@ -254,6 +254,24 @@ class Model(Protocol):
 
 
 @runtime_checkable
+class HistoryWindow(Protocol):
+    """Models that say how much of a user's history they score from, so that serving reads
+    just that (issue 14). ``history_window``: the latest N events (0: none; similar-items:
+    its ``history_length``); None: the whole history, as a set of items (EASE, ALS, BPR:
+    order, repeats and event columns do not change their scores). ``evaluate`` passes the
+    whole history and the model cuts its window itself, so served and evaluated scores agree.
+    """
+
+    @property
+    def history_window(self) -> int | None: ...
+
+
+def history_window(model: object, *, default: int) -> int | None:
+    """``model``'s :class:`HistoryWindow`, or ``default`` latest events for a model without one."""
+    return model.history_window if isinstance(model, HistoryWindow) else default
+
+
+@runtime_checkable
 class LiveUpdates(Protocol):
     """Models that fold in live events without retraining (e.g. trending counts)."""
 

@@ -43,6 +43,8 @@ _INTERACTIONS = "interactions"
 class ItemAffinityModel:
     """A user model plus what it takes to score every user for an item."""
 
+    history_window = None  # as its user model
+
     def __init__(self, user_model: UserPersonalizationModel, interactions: sp.csr_matrix) -> None:
         self.user_model = user_model
         self.interactions = interactions

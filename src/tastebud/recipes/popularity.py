@@ -50,6 +50,8 @@ class PopularityConfig(RecipeConfig):
 class PopularityModel:
     """One popularity score per item, the same for every query."""
 
+    history_window = 0  # scores read no history (seen items are excluded by serving)
+
     def __init__(self, popularity: FloatArray, config: PopularityConfig) -> None:
         self.popularity = np.asarray(popularity, dtype=np.float32)
         self.config = config

@@ -105,6 +105,11 @@ class SimilarItemsModel:
         self.features = None if features is None else sp.csr_matrix(features, dtype=np.float32)
         self.n_items = self.neighbours.shape[0]
 
+    @property
+    def history_window(self) -> int:
+        """Scores read the latest ``history_length`` events (serving reads no more)."""
+        return self.config.history_length
+
     def score(self, query: Query) -> FloatArray:
         """(len(query) x n_items): neighbours of the recent history, then metadata, popularity."""
         config = self.config

@@ -94,6 +94,8 @@ class TrendingConfig(RecipeConfig):
 class TrendingModel:
     """Bucketed counts that score the trend as of each query's time and fold in live events."""
 
+    history_window = 0  # scores read the query's time, not its history
+
     def __init__(
         self,
         n_items: int,

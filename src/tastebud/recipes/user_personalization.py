@@ -117,6 +117,8 @@ class UserPersonalizationConfig(RecipeConfig):
 class UserPersonalizationModel:
     """A fitted EASE, ALS or BPR model plus the popularity and exploration vectors."""
 
+    history_window = None  # every algorithm reads the whole history as a set of items
+
     def __init__(
         self,
         config: UserPersonalizationConfig,

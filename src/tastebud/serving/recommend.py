@@ -64,7 +64,13 @@ def _best(scores: FloatArray, k: int) -> IntArray:
     if k <= 0:
         return np.zeros(0, dtype=np.int32)
     best = np.argpartition(-scores, k - 1)[:k]
-    # Ties (e.g. equal popularity) break by index, so answers are stable across calls.
+    # Ties (e.g. equal popularity) break by index, so answers are stable across calls; at the
+    # cut too, where argpartition keeps any of the tied items: the lowest indexes stay, as in
+    # ``evaluation.rank_top_k``, so served answers equal evaluated ones (issue 14).
+    threshold = scores[best].min()
+    above = np.flatnonzero(scores > threshold)
+    tied = np.flatnonzero(scores == threshold)[: k - len(above)]
+    best = np.concatenate([above, tied])
     best = best[np.lexsort((best, -scores[best]))]
     return best.astype(np.int32)
 
@@ -256,12 +262,13 @@ def nearest_items(
     *,
     k: int,
     exclude_seen: bool = True,
+    seen: IntArray | None = None,
     selection: Selection | None = None,
 ) -> list[Scored] | None:
     """Top-k through the version's approximate index (``version.nearest``), or None when the
     exact path must answer: no index, a model that does not score by inner product for this
     query, a filter allowing under half the catalogue, or too few items left after exclusions
-    even with oversampling."""
+    even with oversampling. ``seen``: the items to exclude (default: the query's history)."""
     index, model = version.nearest, version.model
     if index is None or not isinstance(model, UserVectors):
         return None
@@ -270,8 +277,9 @@ def nearest_items(
         return None
     allowed = np.ones(index.n_items, dtype=np.bool_)  # a mask: cheaper than set lookups
     allowed[version.deleted_items] = False
+    excluded = query.history_items if seen is None else seen
     if exclude_seen:
-        allowed[query.history_items] = False
+        allowed[excluded] = False
     if selection is not None:
         candidates, blocked = selection.first(index.n_items)
         if candidates is not None:
@@ -281,7 +289,7 @@ def nearest_items(
             permitted[candidates] = True
             allowed &= permitted
         allowed[blocked] = False
-    wanted = min(index.n_items, 4 * check_k(k) + len(query.history_items) + 64)
+    wanted = min(index.n_items, 4 * check_k(k) + len(excluded) + 64)
     for _ in range(2):
         ids, scores = index.search(vectors[0], wanted)
         keep = allowed[ids]

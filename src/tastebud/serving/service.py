@@ -7,23 +7,34 @@ of the store, so they are tested on arrays alone.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Literal, TypedDict
 
+import numpy as np
+
 from tastebud.errors import InvalidInput, NotFound, NotReady
 from tastebud.filters import FilterRequest, FilterRuntime, Selection
+from tastebud.recipes import history_window
 from tastebud.recipes.base import IntArray
 from tastebud.serving.explain import explain_results
+from tastebud.serving.history import (
+    UserHistory,
+    events_to_read,
+    seen_from_events,
+    seen_from_store,
+)
 from tastebud.serving.live import LiveFeed
 from tastebud.serving.recommend import (
     Scored,
+    answer_from_scores,
+    check_item_list,
+    check_k,
     nearest_items,
-    rank_items,
-    recommend_items,
+    rank_by_scores,
     similar_items,
     similar_users,
-    user_query,
     users_for_item,
 )
 from tastebud.serving.versions import (
@@ -71,10 +82,14 @@ class Recommender:
         )
         # Compiled filters and the item metadata they read are rebuilt on the same delay.
         self.filters = FilterRuntime(store, ttl=settings.serving.refresh_seconds)
+        self._lookups: dict[str, IntArray] = {}  # version id -> item_lookup
+        self._lookups_lock = threading.Lock()
 
     def forget_loaded(self) -> None:
         """Drop loaded versions (after an erasure, so none answers with an erased user)."""
         self.versions.clear()
+        with self._lookups_lock:
+            self._lookups.clear()
 
     def resolve_version(
         self, group: str, *, solution: str | None = None, version_id: str | None = None
@@ -121,24 +136,21 @@ class Recommender:
         limited by the named filter when one is given; ``context`` (e.g. the device) reaches
         the models that read it. ``explain``: each result carries its reasons."""
         version = self.version_for(group, target)
-        events = self.user_events(group, user_id)
-        history = [e.item_id for e in events]
-        known = version.items.indices(history)  # looked up once, for the model and the filter
+        check_k(k)
+        history = self.read_history(group, version, user_id, filtered=filter_name is not None)
         selection = self.select(
-            group, version, filter_name, filter_values, user_id=user_id, events=events,
-            event_items=known,
+            group, version, filter_name, filter_values, user_id=user_id,
+            events=history.filter_events, event_items=history.filter_event_items,
         )  # fmt: skip
+        query = history.query(version, user_id, context=context)
+        seen = history.seen if exclude_seen else None
         items = nearest_items(
-            version, user_query(version, user_id, history, known), k=k,
-            exclude_seen=exclude_seen, selection=selection,
+            version, query, k=k, exclude_seen=exclude_seen, seen=seen, selection=selection
         ) if version.nearest is not None else None  # fmt: skip
         if items is None:
-            items = recommend_items(
-                version, user_id=user_id, history=history, k=k, exclude_seen=exclude_seen,
-                selection=selection, history_indexes=known, events=events, context=context,
-            )  # fmt: skip
+            scores = version.model.score(query)[0]
+            items = answer_from_scores(version, scores, k, seen, selection)
         if explain:
-            query = user_query(version, user_id, history, known, events=events, context=context)
             items = explain_results(version, query, items, filter_name=filter_name)
         return Answer(version.id, f"rec-{uuid.uuid4().hex}", items)
 
@@ -151,19 +163,15 @@ class Recommender:
         the named filter does not allow are dropped from the list. ``explain``: each result
         carries its reasons."""
         version = self.version_for(group, target)
-        events = self.user_events(group, user_id)
-        history = [e.item_id for e in events]
-        known = version.items.indices(history)
+        check_item_list(item_ids)
+        history = self.read_history(group, version, user_id, filtered=filter_name is not None)
         selection = self.select(
-            group, version, filter_name, filter_values, user_id=user_id, events=events,
-            event_items=known,
+            group, version, filter_name, filter_values, user_id=user_id,
+            events=history.filter_events, event_items=history.filter_event_items,
         )  # fmt: skip
-        ranked = rank_items(
-            version, user_id=user_id, history=history, item_ids=item_ids, selection=selection,
-            history_indexes=known, events=events, context=context,
-        )  # fmt: skip
+        query = history.query(version, user_id, context=context)
+        ranked = rank_by_scores(version, version.model.score(query)[0], item_ids, selection)
         if explain:
-            query = user_query(version, user_id, history, known, events=events, context=context)
             ranked = explain_results(version, query, ranked, filter_name=filter_name,
                                      unscored=None)  # fmt: skip
         return Answer(version.id, f"rec-{uuid.uuid4().hex}", ranked)
@@ -243,14 +251,50 @@ class Recommender:
         )  # fmt: skip
         return compiled.select(request)
 
+    def read_history(
+        self, group: str, version: LoadedVersion, user_id: str | None, *, filtered: bool
+    ) -> UserHistory:
+        """What a request for ``user_id`` reads of its history (see ``serving/history.py``):
+        ``version``'s scoring window, the events a filter sees (``filtered``), every seen item."""
+        filter_length = self.settings.serving.history_length
+        window = history_window(version.model, default=filter_length)
+        if user_id is None:
+            nothing = np.zeros(0, np.int32)
+            return UserHistory([], nothing, window, filter_length, nothing)
+        limit = events_to_read(window, filter_length, filtered=filtered)
+        events = self.store.recent_events(group, user_id, limit) if limit else []
+        event_items = version.items.indices([e.item_id for e in events])
+        if len(events) < limit:  # the events read are the whole history
+            seen = seen_from_events(event_items)
+        else:
+            frame = self.store.seen_items(group, [user_id])
+            seen = seen_from_store(frame["item_index"].to_numpy(), self.item_lookup(group, version))
+        return UserHistory(events, event_items, window, filter_length, seen)
+
+    def item_lookup(self, group: str, version: LoadedVersion) -> IntArray:
+        """``version``'s index of each of the store's item indexes, then a -1 (items unknown
+        to it; store indexes past the end are items newer than the lookup, so unknown too)."""
+        lookup = self._lookups.get(version.id)
+        if lookup is None:
+            store_items = self.store.vocabulary(group, "item")
+            ids = store_items.ids(range(len(store_items)))
+            known = version.items.indices(i if i is not None else "" for i in ids)
+            lookup = np.append(known, -1).astype(np.int32)
+            with self._lookups_lock:
+                if len(self._lookups) >= 2 * self.settings.serving.cached_versions:
+                    self._lookups.clear()
+                self._lookups[version.id] = lookup
+        return lookup
+
     def user_events(self, group: str, user_id: str | None) -> list[Event]:
-        """The user's most recent events, oldest first (what models and filters read)."""
+        """The user's latest ``serving.history_length`` events, oldest first (what filters
+        read, and models that declare no history window)."""
         if user_id is None:
             return []
         return self.store.recent_events(group, user_id, self.settings.serving.history_length)
 
     def user_history(self, group: str, user_id: str | None) -> list[str]:
-        """The user's most recent item ids, oldest first (what the models score from)."""
+        """The items of :meth:`user_events`, oldest first."""
         return [e.item_id for e in self.user_events(group, user_id)]
 
     def _load_version(self, version_id: str) -> LoadedVersion:

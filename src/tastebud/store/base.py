@@ -250,6 +250,12 @@ class Store(Protocol):
         oldest first; users with no events are left out."""
         ...
 
+    def seen_items(self, group: str, user_ids: Sequence[str]) -> pl.DataFrame:
+        """Every item each user ever interacted with, each once, whatever the age (seen-item
+        exclusion beyond the events a request reads): ``user_id, item_index``, sorted by user,
+        then item; users with no events are left out."""
+        ...
+
     def recent_events_of(
         self, group: str, user_ids: Sequence[str], limit: int
     ) -> dict[str, list[Event]]:

@@ -769,6 +769,35 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, ABC):
                                         "event_value": pl.Float32})  # fmt: skip
         return pl.concat(frames)
 
+    def seen_items(self, group: str, user_ids: Sequence[str]) -> pl.DataFrame:
+        schema = {"user_id": pl.String, "item_index": pl.Int32}
+        frames = []
+        unique = list(dict.fromkeys(user_ids))
+        for start in range(0, len(unique), _IN_LIST):
+            chunk = unique[start : start + _IN_LIST]
+            with self._transaction(write=False) as cur:
+                group_id = self._group_id(cur, group)
+                users = dict(self._run(
+                    cur, "SELECT idx, external_id FROM id_map WHERE group_id = ? AND kind = 'user' "
+                    f"AND external_id IN ({', '.join('?' * len(chunk))})", (group_id, *chunk),
+                ).fetchall())  # fmt: skip
+                if not users:
+                    continue
+                # One range of the (group_id, user_idx, ts) index per user.
+                rows = self._run(
+                    cur,
+                    "SELECT DISTINCT user_idx, item_idx FROM interactions WHERE group_id = ? "
+                    f"AND user_idx IN ({', '.join('?' * len(users))})",
+                    (group_id, *users),
+                ).fetchall()
+            frames.append(pl.DataFrame(
+                {"user_id": [users[r[0]] for r in rows], "item_index": [r[1] for r in rows]},
+                schema=schema,
+            ))  # fmt: skip
+        if not frames:
+            return pl.DataFrame(schema=schema)
+        return pl.concat(frames).sort("user_id", "item_index")
+
     def recent_events_of(
         self, group: str, user_ids: Sequence[str], limit: int
     ) -> dict[str, list[Event]]:

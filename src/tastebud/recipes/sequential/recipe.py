@@ -163,6 +163,12 @@ class SequentialModel:
         with torch.inference_mode():
             self._table = self.network.items()  # (I + 1, D), fixed once trained
 
+    @property
+    def history_window(self) -> int:
+        """Scores read the latest ``max_len`` tokens; twice as many events leave room for
+        adjacent repeats, which merge into one token (and give the oldest token its gap)."""
+        return 2 * self.network.config.max_len
+
     def score(self, query: Query) -> FloatArray:
         """(len(query) x n_items): next-item scores from each query's latest history, its
         events' types, values and times, and the request's time and context."""
