@@ -8,6 +8,7 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,10 +17,13 @@ import polars as pl
 
 from tastebud.store.sql import Cursor, SqlStore
 
+_SCRATCH_SLICES = 4
+_MAX_ATTACHED = 10  # SQLite's default limit of attached databases per connection
+
 
 class SqliteStore(SqlStore):
     dialect = "sqlite"
-    # Frames this big are written by ADBC from Arrow into a scratch database, then copied by one
+    # Frames this big are written by ADBC from Arrow into scratch databases, then copied by
     # INSERT … SELECT: no Python tuple per row, about half the time of executemany (issue 14).
     SCRATCH_ROWS = 100_000
 
@@ -74,30 +78,49 @@ class SqliteStore(SqlStore):
     ) -> int:
         columns = ", ".join(frame.columns)
         on_conflict = f" ON CONFLICT {conflict}" if conflict else ""
-        if frame.height < self.SCRATCH_ROWS:
+        room = _MAX_ATTACHED - len(self._local.scratch)
+        if frame.height < self.SCRATCH_ROWS or room < 1:
             marks = ", ".join("?" * frame.width)
             cur.executemany(
                 f"INSERT INTO {table} ({columns}) VALUES ({marks}){on_conflict}", frame.iter_rows()
             )
             return max(cur.rowcount, 0)
-        scratch = self._scratch(frame)
-        # `WHERE true` lets SQLite parse an upsert clause after a SELECT.
-        cur.execute(
-            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {scratch}.rows "
-            f"WHERE true{on_conflict}"
-        )
-        return max(cur.rowcount, 0)
+        self._remove_leftover_scratch()
+        size = -(-frame.height // min(_SCRATCH_SLICES, room))
+        slices = [frame.slice(start, size) for start in range(0, frame.height, size)]
+        stored = 0
+        # One slice is written to its scratch file on a second thread while the one before is
+        # copied here (ADBC and sqlite3 both release the GIL).
+        writer = ThreadPoolExecutor(1, thread_name_prefix="tastebud-scratch")
+        files = [writer.submit(self._write_scratch, part) for part in slices]
+        try:
+            for file in files:
+                schema = self._attach(file.result())
+                # `WHERE true` lets SQLite parse an upsert clause after a SELECT.
+                cur.execute(
+                    f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {schema}.rows "
+                    f"WHERE true{on_conflict}"
+                )
+                stored += max(cur.rowcount, 0)
+        finally:
+            writer.shutdown(cancel_futures=True)
+            for file in files:  # written but never attached (an error above)
+                if file.done() and not file.cancelled() and file.exception() is None:
+                    file.result().unlink(missing_ok=True)
+        return stored
 
-    def _scratch(self, frame: pl.DataFrame) -> str:
-        """``frame`` as table ``rows`` of a new scratch database, attached to this thread's
-        connection until its transaction ends; returns the schema name."""
-        prefix = f"{self.path.name}.import-"
-        # Any scratch file here now was left by a killed import: this transaction holds the
-        # database's only write lock, and scratch files are made only under it.
-        for leftover in self.path.parent.glob(f"{prefix}*.tmp"):
+    def _remove_leftover_scratch(self) -> None:
+        # Scratch files are made only under the database's single write lock, which this
+        # transaction holds: any here now was left by a killed import.
+        for leftover in self.path.parent.glob(f"{self.path.name}.import-*.tmp"):
             with contextlib.suppress(OSError):
                 leftover.unlink()
-        handle, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=self.path.parent)
+
+    def _write_scratch(self, frame: pl.DataFrame) -> Path:
+        """``frame`` as table ``rows`` of a new scratch database file."""
+        handle, name = tempfile.mkstemp(
+            prefix=f"{self.path.name}.import-", suffix=".tmp", dir=self.path.parent
+        )
         os.close(handle)
         # Thrown away after the transaction, so no journal and no fsync. ADBC links its own
         # SQLite: the file is closed there before this connection opens it (two copies of
@@ -106,11 +129,15 @@ class SqliteStore(SqlStore):
             cur.execute("PRAGMA journal_mode=OFF")
             cur.execute("PRAGMA synchronous=OFF")
             cur.adbc_ingest("rows", frame.to_arrow(), mode="create")
+        return Path(name)
+
+    def _attach(self, path: Path) -> str:
+        """Attach a scratch file to this thread's connection until its transaction ends."""
         schema = f"scratch{len(self._local.scratch)}"
-        self._connection().execute(f"ATTACH DATABASE ? AS {schema}", (name,))
-        self._local.scratch.append((schema, Path(name)))
+        self._connection().execute(f"ATTACH DATABASE ? AS {schema}", (str(path),))
+        self._local.scratch.append((schema, path))
         with contextlib.suppress(OSError):  # POSIX: the open file lives on, a crash leaves none
-            Path(name).unlink()
+            path.unlink()
         return schema
 
     def _drop_scratch(self, conn: sqlite3.Connection) -> None:
