@@ -18,7 +18,8 @@ def test_past_the_attach_limit_big_frames_fall_back_to_executemany(
 ) -> None:
     monkeypatch.setattr(_SqlBulkWriter, "BIG_CHUNK_ROWS", 2)
     monkeypatch.setattr(SqliteStore, "SCRATCH_ROWS", 2)
-    monkeypatch.setattr(sqlite_store, "_MAX_ATTACHED", 3)  # 2 slices for new ids, then 1 left
+    monkeypatch.setattr(sqlite_store, "_MAX_ATTACHED", 3)
+    monkeypatch.setattr(sqlite_store, "_SCRATCH_SLICE_ROWS", 3)  # 6 new users: 2 slices
     attached: list[str] = []
     original = SqliteStore._attach
 

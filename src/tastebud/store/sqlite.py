@@ -17,8 +17,9 @@ import polars as pl
 
 from tastebud.store.sql import Cursor, SqlStore
 
-_SCRATCH_SLICES = 4
-_MAX_ATTACHED = 10  # SQLite's default limit of attached databases per connection
+_SCRATCH_SLICES = 4  # at most, of at least _SCRATCH_SLICE_ROWS (leaves room for more loads)
+_SCRATCH_SLICE_ROWS = 1_000_000
+_MAX_ATTACHED = 10  # SQLite's limit of attached databases per connection (a compile-time cap)
 
 
 class SqliteStore(SqlStore):
@@ -86,13 +87,14 @@ class SqliteStore(SqlStore):
             )
             return max(cur.rowcount, 0)
         self._remove_leftover_scratch()
-        size = -(-frame.height // min(_SCRATCH_SLICES, room))
-        slices = [frame.slice(start, size) for start in range(0, frame.height, size)]
+        slices = min(_SCRATCH_SLICES, room, -(-frame.height // _SCRATCH_SLICE_ROWS))
+        size = -(-frame.height // slices)
+        parts = [frame.slice(start, size) for start in range(0, frame.height, size)]
         stored = 0
         # One slice is written to its scratch file on a second thread while the one before is
         # copied here (ADBC and sqlite3 both release the GIL).
         writer = ThreadPoolExecutor(1, thread_name_prefix="tastebud-scratch")
-        files = [writer.submit(self._write_scratch, part) for part in slices]
+        files = [writer.submit(self._write_scratch, part) for part in parts]
         try:
             for file in files:
                 schema = self._attach(file.result())
