@@ -10,7 +10,7 @@ import tastebud.store.sqlite as sqlite_store
 from tastebud.store import open_store
 from tastebud.store.sql import _SqlBulkWriter
 from tastebud.store.sqlite import SqliteStore
-from tests.store.test_contract import decoded, interactions
+from tests.store.test_contract import ITEM_SCHEMA, decoded, exported, interactions, typed
 
 
 def test_past_the_attach_limit_big_frames_fall_back_to_executemany(
@@ -55,4 +55,27 @@ def test_scratch_files_left_by_a_killed_import_are_removed_by_the_next(
         writer.write(interactions(rows))
     assert not leftover.exists()
     assert decoded(store, "g") == rows
+    store.close()
+
+
+def test_items_upsert_through_scratch_databases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SqliteStore, "SCRATCH_ROWS", 2)
+    store = open_store(f"sqlite:///{tmp_path / 'tastebud.db'}")
+    store.create_group("g")
+    store.put_schema("g", ITEM_SCHEMA)
+
+    def items(prices: dict[str, str]) -> int:
+        chunk = typed(ITEM_SCHEMA, [{"ITEM_ID": i, "PRICE": p} for i, p in prices.items()])
+        with store.bulk_writer("g", "items", "incremental") as writer:
+            return writer.write(chunk)
+
+    assert items({"a": "1", "b": "2", "c": "3"}) == 3
+    assert items({"b": "20", "c": None, "d": "4"}) == 3  # two updated, one added
+    out = exported(store, "g", "items")
+    assert out is not None
+    assert sorted(out.select("ITEM_ID", "PRICE").rows()) == [
+        ("a", 1.0), ("b", 20.0), ("c", None), ("d", 4.0),
+    ]  # fmt: skip
     store.close()
