@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from tastebud.errors import InvalidInput
 from tastebud.jobs import ImportRejected, ImportRequest, ImportResult, run_import
 from tastebud.schema import DatasetSchema
 from tastebud.store import Store
+from tastebud.store.sqlite import SqliteStore
 
 HEADER = "USER_ID,ITEM_ID,TIMESTAMP,DEVICE\n"
 # Ten good rows with a planted answer: user u<n> saw item i<n % 4> at time 1000 + n.
@@ -420,3 +424,60 @@ def test_small_chunks_keep_line_numbers_right(
     assert decoded(store, group) == planted([n for n in numbers if n not in bad])
     # Parquet has no lines: its rows are numbered as if it were a CSV file with a header.
     assert [line for line, _, _ in rejects(result)] == [n + 2 for n in sorted(bad)]
+
+
+# crash safety -------------------------------------------------------------------------------------
+_KILLED_IMPORT = """
+import sys, time
+from pathlib import Path
+from tastebud.jobs import ImportRequest, run_import
+from tastebud.store import open_store
+from tastebud.store.sql import SqlStore, _SqlBulkWriter
+from tastebud.store.sqlite import SqliteStore
+
+url, group, path, rejects = sys.argv[1:]
+_SqlBulkWriter.BIG_CHUNK_ROWS = SqliteStore.SCRATCH_ROWS = 1_000
+store = open_store(url)
+if isinstance(store, SqliteStore):  # a tiny cache: uncommitted pages spill into the WAL
+    store._connection().execute("PRAGMA cache_size=20")
+original = SqlStore._store_interactions
+
+def store_then_hang(self, cur, rows):
+    stored = original(self, cur, rows)
+    print("loaded", stored, flush=True)
+    time.sleep(120)  # killed here: the sorted load is written, not committed
+    return stored
+
+SqlStore._store_interactions = store_then_hang
+request = ImportRequest(group=group, dataset="interactions", path=Path(path), mode="full",
+                        chunk_rows=5_000)
+run_import(store, request, rejects_path=Path(rejects))
+"""
+
+
+def test_killed_full_import_leaves_the_old_data_whole(
+    store: Store, store_url: str, group: str, run: Callable[..., ImportResult], tmp_path: Path
+) -> None:
+    run(write(tmp_path / "old.csv", HEADER + "".join(GOOD_ROWS[:3])))
+    rows = [f"n{n % 3000},i{n % 700},{2000 + n},tv\n" for n in range(30_000)]
+    path = write(tmp_path / "new.csv", HEADER + "".join(rows))
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_IMPORT, store_url, group, str(path),
+         str(tmp_path / "rejects.csv")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().split() == ["loaded", "30000"]
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    assert decoded(store, group) == planted(range(3))
+    assert len(store.vocabulary(group, "user")) == 3  # the new ids went with the transaction
+    if isinstance(store, SqliteStore):
+        with sqlite3.connect(store.path) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert not list(tmp_path.glob("*.import-*"))  # the scratch database went with it
+    # and the store takes the same import afterwards
+    assert run(path, mode="full").stored == 30_000
+    assert store.counts(group)["interactions"] == 30_000

@@ -13,6 +13,8 @@ from tastebud.errors import AlreadyExists, InvalidInput, NotFound
 from tastebud.schema import DatasetKind, DatasetSchema, validate_frame
 from tastebud.store import Event, JobRecord, Record, Store, WriteResult, open_store
 from tastebud.store.migrations import LATEST
+from tastebud.store.sql import _SqlBulkWriter
+from tastebud.store.sqlite import SqliteStore
 
 ITEM_SCHEMA = DatasetSchema.build(
     "items",
@@ -310,6 +312,63 @@ def test_bulk_event_ids_dedup_and_rows_without_event_id_are_all_kept(
     assert decoded(store, group) == [
         ("u0", "i0", 1), ("u1", "i1", 10), ("u1", "i2", 11), ("u2", "i3", 13), ("u3", "i1", 15),
     ]  # fmt: skip
+
+
+def test_big_bulk_loads_sort_by_user_and_keep_every_rule(
+    store: Store, group: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path of big imports (issue 14): chunks held back, loaded once sorted by (user, time);
+    on SQLite through an ADBC scratch database. Thresholds lowered so small data takes it."""
+    monkeypatch.setattr(_SqlBulkWriter, "BIG_CHUNK_ROWS", 2)
+    monkeypatch.setattr(SqliteStore, "SCRATCH_ROWS", 2)
+    store.put_events(group, [ev("u0", "i0", 1, "e-old")])
+    first = interactions(
+        [("u2", "i1", 20), ("u1", "i1", 10), ("u2", "i2", 5)],
+        EVENT_ID=["e1", None, "e-old"],
+        EVENT_VALUE=["1.5", None, "2"],
+    )
+    second = interactions(
+        [("u1", "i2", 10), ("u3", "i3", 30), ("u1", "i3", 11)],
+        EVENT_ID=[None, "e1", "e2"], EVENT_VALUE=[None, None, "3"],
+    )  # fmt: skip
+    with store.bulk_writer(group, "interactions", "incremental") as writer:  # type: ignore[arg-type]
+        assert writer.write(first) + writer.write(second) == 0  # held back
+        # e1 twice keeps the first (file order); e-old is already stored.
+        assert writer.finish() == 4
+        assert writer.finish() == 0
+    # Sorted by user index (given in order of first sight: u0 before, then u2, u1), then time;
+    # the tie (u1 at 10) keeps file order.
+    assert decoded(store, group) == [
+        ("u0", "i0", 1), ("u2", "i1", 20), ("u1", "i1", 10), ("u1", "i2", 10), ("u1", "i3", 11),
+    ]  # fmt: skip
+    events = store.recent_events(group, "u1", 10)
+    assert [(e.item_id, e.event_id, e.event_value) for e in events] == [
+        ("i1", None, None), ("i2", None, None), ("i3", "e2", 3.0),
+    ]  # fmt: skip
+    if isinstance(store, SqliteStore):  # the scratch databases are gone with the transaction
+        assert not list(store.path.parent.glob(f"{store.path.name}.import-*"))
+
+
+@pytest.mark.parametrize("mode", ["full", "incremental"])
+def test_error_before_a_big_load_ends_rolls_everything_back(
+    store: Store, group: str, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_SqlBulkWriter, "BIG_CHUNK_ROWS", 2)
+    monkeypatch.setattr(SqliteStore, "SCRATCH_ROWS", 2)
+    bulk(store, group, "interactions", interactions([("u1", "i1", 1), ("u2", "i2", 2)]))
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        store.bulk_writer(group, "interactions", mode) as writer,  # type: ignore[arg-type]
+    ):
+        writer.write(interactions([("u3", "i3", 3), ("u1", "i4", 4), ("u4", "i1", 0)]))
+        assert writer.finish() == 3
+        raise RuntimeError("boom")
+    assert decoded(store, group) == [("u1", "i1", 1), ("u2", "i2", 2)]
+    assert len(store.vocabulary(group, "user")) == 2
+    store.put_events(group, [ev("u3", "i3", 3)])
+    assert decoded(store, group)[-1] == ("u3", "i3", 3)
+    if isinstance(store, SqliteStore):
+        assert not list(store.path.parent.glob(f"{store.path.name}.import-*"))
 
 
 # id mapping ---------------------------------------------------------------------------------------

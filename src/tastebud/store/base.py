@@ -168,7 +168,13 @@ class BulkWriter(Protocol):
     """Streams chunks of one import into one open transaction."""
 
     def write(self, chunk: pl.DataFrame) -> int:
-        """Write validated rows (canonical column names); returns rows stored (after dedup)."""
+        """Write validated rows (canonical column names); returns rows stored (after dedup).
+
+        Big chunks may be held back for one sorted load: those count in :meth:`finish`."""
+        ...
+
+    def finish(self) -> int:
+        """Store the rows held back (also done when the transaction ends); returns rows stored."""
         ...
 
 

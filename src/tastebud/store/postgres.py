@@ -16,6 +16,7 @@ from tastebud.store.sql import Cursor, SqlStore
 # First key of the advisory lock that serializes id assignment within a dataset group.
 _ID_LOCK_CLASS = 0x7462
 _staging_names = itertools.count()
+_COPY_ROWS = 1_000_000
 # The types of SqlStore._EVENT_COLUMNS, to pass each column as one array.
 _EVENT_TYPES = {
     "group_id": "integer", "user_idx": "integer", "item_idx": "integer", "ts": "bigint",
@@ -91,10 +92,11 @@ class PostgresStore(SqlStore):
 
     @staticmethod
     def _copy(cur: Cursor, table: str, columns: str, frame: pl.DataFrame) -> None:
-        buffer = io.BytesIO()
-        frame.write_csv(buffer, include_header=False)
         with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[attr-defined]
-            copy.write(buffer.getbuffer())
+            for start in range(0, frame.height, _COPY_ROWS):  # bounded memory for the CSV text
+                buffer = io.BytesIO()
+                frame.slice(start, _COPY_ROWS).write_csv(buffer, include_header=False)
+                copy.write(buffer.getbuffer())
 
     def close(self) -> None:
         self._pool.close()
