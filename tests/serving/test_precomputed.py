@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -179,12 +180,17 @@ def artifacts(engine: Engine, version_id: str) -> Path:
 @pytest.mark.parametrize("damage", ["deleted", "corrupt"])
 def test_unloadable_version_answers_from_redis_then_the_model_again(
     ease: Engine, group: str, prefix: str, damage: str, caplog: pytest.LogCaptureFixture,
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     version = ease.train(group, "for-you")
     write(prefix, {"u45": PLANTED}, version=version.id)
     deploy(ease, group, prefix)
-    ease.campaigns.load_retry_seconds = 0.3
+    # The campaigns' clock moves only when the test says: a slow machine cannot outrun the delay.
+    clock = [time.monotonic()]
+    monkeypatch.setattr(
+        "tastebud.serving.campaigns.time", SimpleNamespace(monotonic=lambda: clock[0])
+    )
+    ease.campaigns.load_retry_seconds = 5.0
     cached = ask(ease, group, user_id="u45", k=5)
     assert cached["source"] == "model" and set(ids(cached)) <= CLUSTER_B
 
@@ -214,7 +220,7 @@ def test_unloadable_version_answers_from_redis_then_the_model_again(
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(tmp_path / "backup", folder)  # repaired
     assert ask(ease, group, user_id="u45", k=3)["source"] == "precomputed"  # within the delay
-    time.sleep(0.35)
+    clock[0] += 5.1
     again = ask(ease, group, user_id="u45", k=3)
     assert again["source"] == "model" and set(ids(again)) <= CLUSTER_B
 

@@ -299,6 +299,10 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, ABC):
             writer = _SqlBulkWriter(self, cur, group_id, dataset)
             yield writer
             writer.finish()
+        self._after_bulk_load(dataset)
+
+    def _after_bulk_load(self, dataset: DatasetKind) -> None:
+        """Once a bulk load is committed (a dialect refreshes its planner statistics here)."""
 
     def _interaction_rows(
         self, cur: Cursor, group_id: int, chunk: pl.DataFrame, ids: dict[EntityKind, pl.DataFrame]
