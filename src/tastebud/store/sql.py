@@ -734,8 +734,13 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, ABC):
             ).fetchall()
         return [_event(user_id, row) for row in reversed(rows)]
 
-    def latest_interactions(self, group: str, user_ids: Sequence[str], limit: int) -> pl.DataFrame:
-        frames = []
+    def _users_in_chunks(
+        self, group: str, user_ids: Sequence[str]
+    ) -> Iterator[tuple[Cursor, int, dict[int, str]]]:
+        """For each chunk of distinct ``user_ids`` (few enough for one ``IN`` list): a read
+        transaction's cursor, the group's id and the chunk's known users as index -> id. Reads
+        that start from these indexes walk the (group_id, user_idx, ts) index, one range per
+        user, instead of joining id_map to the whole group."""
         unique = list(dict.fromkeys(user_ids))
         for start in range(0, len(unique), _IN_LIST):
             chunk = unique[start : start + _IN_LIST]
@@ -745,22 +750,24 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, ABC):
                     cur, "SELECT idx, external_id FROM id_map WHERE group_id = ? AND kind = 'user' "
                     f"AND external_id IN ({', '.join('?' * len(chunk))})", (group_id, *chunk),
                 ).fetchall())  # fmt: skip
-                if not users:
-                    continue
-                marks = ", ".join("?" * len(users))
-                # Numbered newest first per user (as recent_events orders them); driven by the
-                # (group_id, user_idx, ts) index, one range per user.
-                frame = self._read(
-                    cur,
-                    "SELECT user_idx, item_idx, ts, event_type, event_value FROM (SELECT "
-                    "user_idx, item_idx, ts, event_type, event_value, seq, ROW_NUMBER() OVER "
-                    "(PARTITION BY user_idx ORDER BY ts DESC, seq DESC) AS newest FROM "
-                    f"interactions WHERE group_id = ? AND user_idx IN ({marks})"
-                    ") x WHERE newest <= ? ORDER BY user_idx, newest DESC",
-                    (group_id, *users, limit),
-                    {"user_index": pl.Int64, "item_index": pl.Int32, "timestamp": pl.Int64,
-                     "event_type": pl.String, "event_value": pl.Float32},
-                )  # fmt: skip
+                if users:
+                    yield cur, group_id, users
+
+    def latest_interactions(self, group: str, user_ids: Sequence[str], limit: int) -> pl.DataFrame:
+        frames = []
+        for cur, group_id, users in self._users_in_chunks(group, user_ids):
+            # Numbered newest first per user, as recent_events orders them.
+            frame = self._read(
+                cur,
+                "SELECT user_idx, item_idx, ts, event_type, event_value FROM (SELECT "
+                "user_idx, item_idx, ts, event_type, event_value, seq, ROW_NUMBER() OVER "
+                "(PARTITION BY user_idx ORDER BY ts DESC, seq DESC) AS newest FROM interactions "
+                f"WHERE group_id = ? AND user_idx IN ({', '.join('?' * len(users))})"
+                ") x WHERE newest <= ? ORDER BY user_idx, newest DESC",
+                (group_id, *users, limit),
+                {"user_index": pl.Int64, "item_index": pl.Int32, "timestamp": pl.Int64,
+                 "event_type": pl.String, "event_value": pl.Float32},
+            )  # fmt: skip
             user_id = pl.col("user_index").replace_strict(users, return_dtype=pl.String)
             frames.append(frame.select(user_id.alias("user_id"), pl.exclude("user_index")))
         if not frames:
@@ -772,24 +779,13 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, ABC):
     def seen_items(self, group: str, user_ids: Sequence[str]) -> pl.DataFrame:
         schema = {"user_id": pl.String, "item_index": pl.Int32}
         frames = []
-        unique = list(dict.fromkeys(user_ids))
-        for start in range(0, len(unique), _IN_LIST):
-            chunk = unique[start : start + _IN_LIST]
-            with self._transaction(write=False) as cur:
-                group_id = self._group_id(cur, group)
-                users = dict(self._run(
-                    cur, "SELECT idx, external_id FROM id_map WHERE group_id = ? AND kind = 'user' "
-                    f"AND external_id IN ({', '.join('?' * len(chunk))})", (group_id, *chunk),
-                ).fetchall())  # fmt: skip
-                if not users:
-                    continue
-                # One range of the (group_id, user_idx, ts) index per user.
-                rows = self._run(
-                    cur,
-                    "SELECT DISTINCT user_idx, item_idx FROM interactions WHERE group_id = ? "
-                    f"AND user_idx IN ({', '.join('?' * len(users))})",
-                    (group_id, *users),
-                ).fetchall()
+        for cur, group_id, users in self._users_in_chunks(group, user_ids):
+            rows = self._run(
+                cur,
+                "SELECT DISTINCT user_idx, item_idx FROM interactions WHERE group_id = ? "
+                f"AND user_idx IN ({', '.join('?' * len(users))})",
+                (group_id, *users),
+            ).fetchall()
             frames.append(pl.DataFrame(
                 {"user_id": [users[r[0]] for r in rows], "item_index": [r[1] for r in rows]},
                 schema=schema,
@@ -802,29 +798,21 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, ABC):
         self, group: str, user_ids: Sequence[str], limit: int
     ) -> dict[str, list[Event]]:
         found: dict[str, list[Event]] = {}
-        unique = list(dict.fromkeys(user_ids))
-        for start in range(0, len(unique), _IN_LIST):
-            chunk = unique[start : start + _IN_LIST]
-            marks = ", ".join("?" * len(chunk))
-            with self._transaction(write=False) as cur:
-                group_id = self._group_id(cur, group)
-                # Numbered newest first per user, as recent_events orders them.
-                rows = self._run(
-                    cur,
-                    "SELECT u.external_id, i.external_id, x.ts, x.event_type, x.event_value, "
-                    "x.event_id, x.session_id, x.recommendation_id, x.impression, x.context "
-                    "FROM (SELECT y.*, ROW_NUMBER() OVER (PARTITION BY y.user_idx "
-                    "ORDER BY y.ts DESC, y.seq DESC) AS newest FROM interactions y "
-                    "JOIN id_map m ON m.group_id = y.group_id AND m.kind = 'user' "
-                    f"AND m.idx = y.user_idx WHERE y.group_id = ? AND m.external_id IN ({marks})"
-                    ") x JOIN id_map u ON u.group_id = x.group_id AND u.kind = 'user' "
-                    "AND u.idx = x.user_idx JOIN id_map i ON i.group_id = x.group_id "
-                    "AND i.kind = 'item' AND i.idx = x.item_idx WHERE x.newest <= ? "
-                    "ORDER BY x.user_idx, x.newest DESC",
-                    (group_id, *chunk, limit),
-                ).fetchall()
+        for cur, group_id, users in self._users_in_chunks(group, user_ids):
+            rows = self._run(
+                cur,
+                "SELECT x.user_idx, i.external_id, x.ts, x.event_type, x.event_value, "
+                "x.event_id, x.session_id, x.recommendation_id, x.impression, x.context "
+                "FROM (SELECT y.*, ROW_NUMBER() OVER (PARTITION BY y.user_idx "
+                "ORDER BY y.ts DESC, y.seq DESC) AS newest FROM interactions y "
+                f"WHERE y.group_id = ? AND y.user_idx IN ({', '.join('?' * len(users))})) x "
+                "JOIN id_map i ON i.group_id = x.group_id AND i.kind = 'item' "
+                "AND i.idx = x.item_idx WHERE x.newest <= ? ORDER BY x.user_idx, x.newest DESC",
+                (group_id, *users, limit),
+            ).fetchall()
             for row in rows:
-                found.setdefault(row[0], []).append(_event(row[0], row[1:]))
+                user = users[row[0]]
+                found.setdefault(user, []).append(_event(user, row[1:]))
         return found
 
     def export(self, group: str, dataset: DatasetKind) -> Iterator[pl.DataFrame]:
