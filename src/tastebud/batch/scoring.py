@@ -211,15 +211,19 @@ def seen_query(
     histories = [seen.get(str(r.user_id), nothing) for r in requests]
     indptr = np.zeros(len(requests) + 1, np.int64)
     np.cumsum([len(h) for h in histories], out=indptr[1:])
-    contexts = None
-    if any(r.context is not None for r in requests):
-        contexts = tuple(dict(r.context or {}) for r in requests)
     return Query(
         users=version.users.indices(str(r.user_id) for r in requests),
         history_indptr=indptr,
         history_items=np.concatenate([nothing, *histories]).astype(np.int32),
-        contexts=contexts,
+        contexts=_contexts(requests),
     )
+
+
+def _contexts(requests: Sequence[LineRequest]) -> tuple[dict[str, str], ...] | None:
+    """Each line's request context, or None when no line has one (as in real time)."""
+    if all(r.context is None for r in requests):
+        return None
+    return tuple(dict(r.context or {}) for r in requests)
 
 
 def users_query(
@@ -248,9 +252,6 @@ def users_query(
     names = tuple(sorted(types.drop_nulls().unique().to_list()))
     codes = types.replace_strict({n: c for c, n in enumerate(names)}, default=-1,
                                  return_dtype=pl.Int32)  # fmt: skip
-    contexts = None
-    if any(r.context is not None for r in requests):
-        contexts = tuple(dict(r.context or {}) for r in requests)
     return Query(
         users=version.users.indices(str(r.user_id) for r in requests),
         history_indptr=indptr,
@@ -259,7 +260,7 @@ def users_query(
         history_event_types=codes.fill_null(-1).to_numpy().astype(np.int32),
         event_type_names=names,
         history_values=frame["event_value"].fill_null(np.nan).to_numpy()[kept].astype(np.float32),
-        contexts=contexts,
+        contexts=_contexts(requests),
     )
 
 
