@@ -15,7 +15,7 @@ import redis
 from tastebud.batch import BatchFailed, BatchSpec
 from tastebud.batch.shards import Parts
 from tastebud.engine import Engine
-from tastebud.errors import InvalidInput, NotFound
+from tastebud.errors import InvalidInput, NotFound, NotReady
 from tastebud.ingest import PutEventsRequest
 from tastebud.serving.campaigns import CampaignRequest
 from tastebud.serving.precomputed import PrecomputedTarget
@@ -209,6 +209,10 @@ def test_jobs_refuse_what_cannot_work(trained: Engine, group: str, tmp_path: Pat
     base = {"group": group, "input": source, "output": tmp_path / "o.jsonl"}
     with pytest.raises(InvalidInput, match="does not answer segments"):
         trained.batch.run(BatchSpec(kind="segment", solution="ease", **base))
+    trained.create_solution(group, "untrained", {"recipe": "popularity-count"})
+    with pytest.raises(NotReady, match="no trained version"):
+        trained.batch.run(BatchSpec(kind="recommend", solution="untrained", **base))
+    assert not Parts.for_output(tmp_path / "o.jsonl").folder.exists()  # refused: nothing made
     with pytest.raises(NotFound, match="missing"):
         trained.batch.run(BatchSpec(kind="recommend", solution="ease", filter_name="missing",
                                     **base))  # fmt: skip

@@ -124,9 +124,9 @@ class BatchService:
         started = time.monotonic()
         self._check(spec)
         parts = Parts.for_output(spec.output) if spec.output else self._scratch(spec)
-        described = spec.describe()
-        shards = parts.open(described, plan_shards(spec.input, spec.shard_lines))
-        version_id = self._version(spec, parts)
+        version_id = self._version(spec, parts)  # before any file is made: it may fail
+        shards = parts.open(spec.describe(), plan_shards(spec.input, spec.shard_lines))
+        parts.set_version(version_id)
         job = ShardJob(
             group=spec.group, kind=spec.kind, version_id=version_id, input=spec.input,
             parts=parts.folder,
@@ -217,7 +217,6 @@ class BatchService:
         if spec.kind == "segment" and not isinstance(version.model, UserAffinity):
             raise InvalidInput(f"recipe {version.recipe!r} does not answer segments; "
                                "use an item-affinity solution")  # fmt: skip
-        parts.set_version(version.id)
         return version.id
 
     def _scratch(self, spec: BatchSpec) -> Parts:
