@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 from tastebud.errors import TastebudError
 from tastebud.store import JobRecord, Store
@@ -32,13 +32,7 @@ class JobRunner:
         self._lock = threading.Lock()
 
     def submit(self, *, group: str, kind: str, params: Mapping[str, Any], fn: JobFn) -> JobRecord:
-        now = time.time()
-        job = JobRecord(
-            id=f"{kind}-{uuid.uuid4().hex[:12]}", group=group, kind=kind, status="queued",
-            params=dict(params), created_at=now, updated_at=now,
-        )  # fmt: skip
-        self._store.save_job(job)
-        self._set(job)
+        job = self._record(group, kind, params, status="queued")
         self._pool.submit(self._run, job, fn)
         return job
 
@@ -47,14 +41,21 @@ class JobRunner:
 
         Stored as ``running`` from the start, so other processes listing jobs see it; a
         failure ends up in the record (status ``failed``, ``error``), it is not raised."""
+        return self._run(self._record(group, kind, params, status="running"), fn)
+
+    def _record(
+        self, group: str, kind: str, params: Mapping[str, Any], *,
+        status: Literal["queued", "running"],
+    ) -> JobRecord:  # fmt: skip
+        """A new job, stored and shown as live."""
         now = time.time()
         job = JobRecord(
-            id=f"{kind}-{uuid.uuid4().hex[:12]}", group=group, kind=kind, status="running",
+            id=f"{kind}-{uuid.uuid4().hex[:12]}", group=group, kind=kind, status=status,
             params=dict(params), created_at=now, updated_at=now,
         )  # fmt: skip
         self._store.save_job(job)
         self._set(job)
-        return self._run(job, fn)
+        return job
 
     def get(self, job_id: str) -> JobRecord:
         with self._lock:
