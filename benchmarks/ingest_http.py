@@ -20,21 +20,27 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+from http_load import (
+    PG_URL,
+    TICK,
+    children_cpu,
+    cpu_used,
+    free_port,
+    postgres_database,
+    postgres_ticks,
+    server_cpu,
+    wait_ready,
+)
+
 LUA = """
 local thread_id = 0
 local counter = 0
@@ -56,24 +62,6 @@ function request()
   return wrk.format("POST", nil, HEADERS, body)
 end
 """
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=1)
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("server did not start")
 
 
 def count_events(url: str, token: str, group: str) -> int:
@@ -82,68 +70,6 @@ def count_events(url: str, token: str, group: str) -> int:
     )
     with urllib.request.urlopen(request) as response:
         return int(json.load(response)["counts"]["interactions"])
-
-
-# CPU accounting -----------------------------------------------------------------------------
-def _process_tree(root: int) -> list[int]:
-    """``root`` and its descendants (uvicorn's supervisor and its worker processes)."""
-    pids, queue = [], [root]
-    while queue:
-        pid = queue.pop()
-        pids.append(pid)
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            children = task / "children"
-            if children.exists():
-                queue += [int(child) for child in children.read_text().split()]
-    return pids
-
-
-def _thread_ticks(pid: int) -> Counter[str]:
-    """CPU clock ticks (user + system) of one process: its main thread (the event loop) and the
-    others (the event tracker's writer, the thread pool, the store's connection pool)."""
-    ticks: Counter[str] = Counter()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:  # the thread ended meanwhile
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        role = "main" if int(task.name) == pid else "threads"
-        ticks[role] += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks
-
-
-def server_cpu(root: int) -> dict[int, Counter[str]]:
-    return {pid: _thread_ticks(pid) for pid in _process_tree(root)}
-
-
-def cpu_used(before: dict[int, Counter[str]], after: dict[int, Counter[str]]) -> dict[str, Any]:
-    """Seconds per worker process and thread role between two snapshots (idle ones left out)."""
-    used: dict[str, Any] = {}
-    for pid, seconds in after.items():
-        delta = seconds - before.get(pid, Counter())
-        if sum(delta.values()) >= 0.05 * _TICK:
-            used[str(pid)] = {role: round(t / _TICK, 2) for role, t in sorted(delta.items())}
-    return used
-
-
-def postgres_ticks(database: str | None) -> dict[int, int]:
-    """CPU ticks of the PostgreSQL backends serving ``database`` (a server on this machine)."""
-    if database is None:
-        return {}
-    import psycopg
-
-    with psycopg.connect(database, autocommit=True) as conn:
-        pids = [row[0] for row in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid()"
-        )]  # fmt: skip
-    return {pid: sum(_thread_ticks(pid).values()) for pid in pids if Path(f"/proc/{pid}").exists()}
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 # the run -------------------------------------------------------------------------------------
@@ -164,27 +90,6 @@ def parse_args() -> argparse.Namespace:
         f"the server of {PG_URL} for the run, dropped after it)",
     )  # fmt: skip
     return parser.parse_args()
-
-
-@contextmanager
-def postgres_database(url: str | None) -> Iterator[str]:
-    """``url``, or a database of its own on the default server, made empty and dropped after.
-
-    A fresh database measures ingestion rather than the state a shared one is left in (the
-    test server runs without autovacuum: dead rows and stale statistics pile up)."""
-    if url is not None:
-        yield url
-        return
-    import psycopg
-
-    name = f"tastebud_bench_{os.getpid()}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def run_wrk(args: argparse.Namespace, url: str, script: Path, seconds: int) -> str:
@@ -295,9 +200,9 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
         )
         result |= {
             "server_cpu_seconds": cpu_used(cpu_before, cpu_after),
-            "server_cpu_us_per_request": round(server_ticks / _TICK / ok * 1e6),
+            "server_cpu_us_per_request": round(server_ticks / TICK / ok * 1e6),
             "wrk_cpu_us_per_request": round((wrk_after - wrk_before) / ok * 1e6),
-            "postgres_cpu_us_per_request": round(pg_ticks / _TICK / ok * 1e6)
+            "postgres_cpu_us_per_request": round(pg_ticks / TICK / ok * 1e6)
             if database_url is not None
             else None,
             "load_average_before": [round(x, 2) for x in load_before],

@@ -1,37 +1,39 @@
-"""Campaign latency at a fixed request rate, peak throughput, memory, and event reflection time.
+"""Campaign latency at fixed request rates, peak throughput, memory, and event reflection time.
 
 A synthetic catalogue of 100,000 items (20 genres, Zipf popularity) and 20,000 users with 25
-interactions each is imported into an embedded store; ALS with 64 factors is trained and deployed
-as a campaign; `tastebud serve` (one process) answers top-25 requests for known users with a
-filter on (`EXCLUDE ItemID WHERE Items.GENRE IN ($G)`, a different genre per request).
+interactions each is imported; ALS with 64 factors is trained and deployed as a campaign;
+`tastebud serve --workers N` answers top-25 requests for known users with a filter on
+(`EXCLUDE ItemID WHERE Items.GENRE IN ($G)`, the genre a parameter of each request). Embedded
+SQLite by default; ``--backend postgres`` serves from PostgreSQL with Redis sharing the answers.
 
-Phases:
-0. 50 requests/s for 10 s, cache off: the time one request takes when requests do not queue;
-1. open loop at ``--uncached-rate`` requests/s for ``--seconds`` (the intended send time starts
-   the clock, so queueing counts), cache off: every request scores the user and applies the
-   filter;
-2. open loop at ``--rate`` with the campaign's cache on and 2,000 returning users;
-3. peak throughput with wrk (closed loop, 16 connections), cache off;
-4. reflection: a user's event accepted (its 200) until the campaign's answer for that user
-   changes, over ``--reflections`` users.
+Phases (open loops with wrk2, which counts latency from each request's intended send time;
+closed loops with wrk; both in one thread on the same cores as the server, their CPU reported):
+1. light: 50 requests/s for 10 s, cache off — one request's time when nothing queues;
+2. uncached: ``--uncached-rate`` requests/s, cache off, a different user each request;
+3. cached: ``--rate`` requests/s, cache on, 2,000 returning users, while ``--event-rate``
+   single-event PutEvents requests/s arrive for those users (each drops the user's answers) and,
+   beside them, the reflection probe: a user's event accepted (its 200) until the campaign's
+   answer for that user differs, over ``--reflections`` users;
+4. peak, closed loop (wrk, 32 connections): cached (2,000 returning users) and uncached.
 
-Server-side latency comes from the server's own access log (``duration_ms`` of each request).
+    ./dev bench serving_latency [--backend sqlite|postgres] [--workers 2] [--home DIR]
 
-    ./dev bench serving_latency [--rate 1000] [--seconds 30]
+``--home DIR`` keeps the prepared store (and, with PostgreSQL, its database) for the next run.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
+import hashlib
 import json
 import os
 import platform
-import random
-import socket
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,10 +42,22 @@ import httpx
 import numpy as np
 import polars as pl
 
+from http_load import (
+    cpu_used,
+    free_port,
+    postgres_database,
+    postgres_ticks,
+    require,
+    run_wrk,
+    server_cpu,
+    total_seconds,
+    wait_ready,
+)
 from tastebud.engine import Engine
 from tastebud.settings import ServingSettings, Settings
 
 N_ITEMS, N_USERS, PER_USER, GENRES = 100_000, 20_000, 25, 20
+RETURNING = 2_000  # the users of the cached phase
 GROUP, CAMPAIGN = "bench", "home"
 
 
@@ -64,10 +78,10 @@ def generate(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     return interactions, catalog
 
 
-def prepare(home: Path, data: Path) -> str:
+def prepare(settings: Settings, data: Path) -> str:
     """Import, train ALS-64, deploy; returns an admin token."""
     interactions, catalog = generate(data)
-    with Engine(Settings(home=home, default_group=GROUP)) as engine:
+    with Engine(settings) as engine:
         engine.init()
         engine.put_schema(GROUP, "items", {"GENRE": "categorical"})
         engine.import_file(GROUP, "interactions", interactions, mode="full")
@@ -85,7 +99,7 @@ def prepare(home: Path, data: Path) -> str:
         return engine.create_token("bench", scope="admin")
 
 
-def recall_and_compute(home: Path, users: int = 300) -> dict[str, float]:
+def recall_and_compute(settings: Settings, users: int = 300) -> dict[str, float]:
     """In-process: the (opt-in) approximate index's recall@25 against exact scoring (same
     filter, same exclusions) and the compute time of each path, one thread."""
     from threadpoolctl import threadpool_limits
@@ -95,7 +109,7 @@ def recall_and_compute(home: Path, users: int = 300) -> dict[str, float]:
     threadpool_limits(limits=1)
     hits, approximate_s, exact_s = 0, 0.0, 0.0
     approximate = ServingSettings(approximate_from_items=N_ITEMS)
-    with Engine(Settings(home=home, default_group=GROUP, serving=approximate)) as engine:
+    with Engine(settings.model_copy(update={"serving": approximate})) as engine:
         r = engine.recommender
         version = r.versions.get(str(engine.campaigns.deployment(GROUP, CAMPAIGN).version_id))
         for n in range(users):
@@ -120,101 +134,118 @@ def recall_and_compute(home: Path, users: int = 300) -> dict[str, float]:
             "compute_ms_exact": exact_s / users * 1000}  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+RECOMMEND_LUA = """
+local counter, tid = 0, 0
+function setup(thread)
+  tid = tid + 1
+  thread:set("tid", tid)
+end
+function request()
+  counter = counter + 1
+  local u
+  if RETURNING then
+    u = math.random(0, USERS - 1)
+  else  -- a step coprime with USERS: every user once before any repeats
+    u = (counter * 7919 + tid * 104729) % USERS
+  end
+  local body = string.format(
+    '{"userId":"u%d","numResults":25,"filterName":"not-genre","filterValues":{"G":"g%d"}}',
+    u, u % GENRES)
+  return wrk.format("POST", nil, HEADERS, body)
+end
+"""
+EVENTS_LUA = """
+local counter = 0
+function request()
+  counter = counter + 1
+  local body = string.format(
+    '{"userId":"u%d","eventList":[{"eventId":"%s-%d","itemId":"i%d","eventType":"click",'
+    .. '"sentAt":%d}]}', math.random(0, USERS - 1), RUN, counter, math.random(0, ITEMS - 1),
+    1800000000 + counter)
+  return wrk.format("POST", nil, HEADERS, body)
+end
+"""
 
 
-def body(user: int) -> bytes:
-    return json.dumps({"userId": f"u{user}", "numResults": 25, "filterName": "not-genre",
-                       "filterValues": {"G": f"g{user % GENRES}"}}).encode()  # fmt: skip
+def lua_script(folder: Path, name: str, template: str, token: str, **values: Any) -> Path:
+    headers = f'{{["Authorization"]="Bearer {token}", ["Content-Type"]="application/json"}}'
+    lines = [f"HEADERS = {headers}", f"GENRES = {GENRES}", f"ITEMS = {N_ITEMS}"]
+    lines += [f"{k} = {json.dumps(v) if isinstance(v, str) else str(v).lower()}"
+              for k, v in values.items()]  # fmt: skip
+    script = folder / f"{name}.lua"
+    script.write_text("\n".join(lines) + "\n" + template)
+    return script
 
 
-async def open_loop(port: int, token: str, rate: float, seconds: float,
-                    users: int) -> dict[str, float]:  # fmt: skip
-    """Requests sent at fixed times over keep-alive connections; latency from the intended
-    send time (no coordinated omission)."""
+def set_cache(url: str, headers: dict[str, str], ttl: float) -> None:
+    with httpx.Client(base_url=url, headers=headers) as http:
+        answer = http.patch(f"/v1/dataset-groups/{GROUP}/campaigns/{CAMPAIGN}",
+                            json={"config": {"cacheTtlSeconds": ttl}})  # fmt: skip
+        answer.raise_for_status()
+    time.sleep(1.5)  # every worker re-reads the campaign within a second
+
+
+def warm_answers(url: str, headers: dict[str, str], users: int) -> None:
+    """One answer per returning user, so the cached phase starts with a warm cache."""
     path = f"/v1/dataset-groups/{GROUP}/campaigns/{CAMPAIGN}/recommendations"
-    free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-    for _ in range(64):
-        free.put_nowait(await asyncio.open_connection("127.0.0.1", port))
-    latencies: list[float] = []
-    errors = 0
-
-    async def one(due: float, user: int) -> None:
-        nonlocal errors
-        reader, writer = await free.get()
-        payload = body(user)
-        writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
-                     .encode() + payload)  # fmt: skip
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-        await reader.readexactly(length)
-        latencies.append(time.perf_counter() - due)
-        errors += not head.startswith(b"HTTP/1.1 200")
-        free.put_nowait((reader, writer))
-
-    loop_start = time.perf_counter()
-    tasks = []
-    rng = random.Random(1)
-    for n in range(int(rate * seconds)):
-        due = loop_start + n / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(due, rng.randrange(users))))
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - loop_start
-    ms = np.array(latencies) * 1000
-    return {"sent": len(tasks), "achieved_rps": len(tasks) / elapsed, "errors": errors,
-            "client_p50_ms": float(np.percentile(ms, 50)),
-            "client_p99_ms": float(np.percentile(ms, 99)),
-            "client_p999_ms": float(np.percentile(ms, 99.9))}  # fmt: skip
+    with httpx.Client(base_url=url, headers=headers) as http:
+        for u in range(users):
+            http.post(
+                path,
+                json={
+                    "userId": f"u{u}",
+                    "numResults": 25,
+                    "filterName": "not-genre",
+                    "filterValues": {"G": f"g{u % GENRES}"},
+                },
+            ).raise_for_status()
 
 
-def server_side(log: Path, since_line: int) -> tuple[dict[str, float], int]:
-    lines = log.read_text().splitlines()
-    durations = []
-    for line in lines[since_line:]:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if str(record.get("route", "")).endswith("/recommendations"):
-            durations.append(float(record["duration_ms"]))
-    ms = np.array(durations or [float("nan")])
-    return ({"server_p50_ms": float(np.percentile(ms, 50)),
-             "server_p99_ms": float(np.percentile(ms, 99)), "server_requests": len(durations)},
-            len(lines))  # fmt: skip
+class Measured:
+    """The server's (and PostgreSQL's) CPU over one phase."""
+
+    def __init__(self, server: int, database: str | None) -> None:
+        self.server, self.database = server, database
+        self.cpu, self.pg = server_cpu(server), sum(postgres_ticks(database).values())
+
+    def done(self, requests: int) -> dict[str, Any]:
+        cpu = server_cpu(self.server)
+        seconds = total_seconds(cpu) - total_seconds(self.cpu)
+        figures: dict[str, Any] = {
+            "server_cpu_s": cpu_used(self.cpu, cpu),
+            "server_cpu_us_per_request": round(seconds / max(requests, 1) * 1e6),
+        }
+        if self.database is not None:
+            pg = (sum(postgres_ticks(self.database).values()) - self.pg) / os.sysconf("SC_CLK_TCK")
+            figures["postgres_cpu_us_per_request"] = round(pg / max(requests, 1) * 1e6)
+        return figures
 
 
-def wrk_peak(port: int, token: str, folder: Path, seconds: int = 15) -> float | None:
-    script = folder / "post.lua"
-    payload = body(1).decode().replace('"', '\\"')
-    script.write_text(f'wrk.method = "POST"\nwrk.body = "{payload}"\n'
-                      f'wrk.headers["Content-Type"] = "application/json"\n'
-                      f'wrk.headers["Authorization"] = "Bearer {token}"\n')  # fmt: skip
-    url = f"http://127.0.0.1:{port}/v1/dataset-groups/{GROUP}/campaigns/{CAMPAIGN}/recommendations"
-    try:
-        out = subprocess.run(["wrk", "-t1", "-c16", f"-d{seconds}s", "-s", str(script), url],
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
-    except (FileNotFoundError, subprocess.CalledProcessError):
-        return None
-    return float(out.split("Requests/sec:")[1].split()[0])
+def phase(
+    name: str, url: str, script: Path, seconds: int, server: int, database: str | None, *,
+    connections: int, rate: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    measured = Measured(server, database)
+    load_before = os.getloadavg()[0]
+    result = run_wrk(url, script, seconds, connections=connections, rate=rate)
+    result |= measured.done(result["requests"])
+    result |= {"offered_rps": rate, "load_before_after": [load_before, os.getloadavg()[0]]}
+    result["generator_cpu_share"] = round(result["generator_cpu_s"] / result["seconds"], 3)
+    print(f"{name}:", json.dumps(result), flush=True)
+    return result
 
 
 def reflection(url: str, headers: dict[str, str], count: int) -> dict[str, float]:
-    """Event accepted -> first campaign answer that differs, for new and returning users."""
+    """Event accepted -> first campaign answer that differs. Each user clicks the first item of
+    its answer (which must then leave it: seen items are excluded) and two others."""
     times = []
     with httpx.Client(base_url=url, headers=headers) as http:
         for n in range(count):
-            user = f"u{n * 7 % N_USERS}"
+            user = f"u{RETURNING + n * 7 % (N_USERS - RETURNING)}"  # not in the load's users
             ask = {"userId": user, "numResults": 25}
             path = f"/v1/dataset-groups/{GROUP}/campaigns/{CAMPAIGN}/recommendations"
             before = http.post(path, json=ask).json()["itemList"]
-            items = [f"i{2_000 + n * 3 + k}" for k in range(3)]  # known to the model, unseen
+            items = [before[0]["itemId"], *(f"i{2_000 + n * 3 + k}" for k in range(2))]
             events = {
                 "userId": user,
                 "eventList": [
@@ -235,83 +266,148 @@ def reflection(url: str, headers: dict[str, str], count: int) -> dict[str, float
     }
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def rss_mb(root: int) -> float:
+    """Resident memory of the server's processes (supervisor and workers), in MB."""
+    total = 0
+    for pid in server_cpu(root):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--workers", type=int, default=2, help="API worker processes")
+    parser.add_argument("--rate", type=float, default=1000.0, help="requests/s, cache on")
+    parser.add_argument("--uncached-rate", type=float, default=600.0,
+                        help="requests/s, cache off")  # fmt: skip
+    parser.add_argument(
+        "--event-rate",
+        type=float,
+        default=100.0,
+        help="PutEvents requests/s (one event each) during the cached phase",
+    )
+    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--reflections", type=int, default=200)
+    parser.add_argument("--home", type=Path, help="keep the prepared store here for next time")
+    parser.add_argument("--in-process", action="store_true",
+                        help="also measure the compute per request and the approximate index's "
+                        "recall in this process")  # fmt: skip
+    parser.add_argument("--approximate", action="store_true",
+                        help="serve top-k from the faiss index (exact by default)")  # fmt: skip
+    return parser.parse_args()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rate", type=float, default=1000.0, help="requests/s, cache on")
-    parser.add_argument("--uncached-rate", type=float, default=300.0, help="requests/s, cache off")
-    parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--reflections", type=int, default=200)
-    parser.add_argument("--approximate", action="store_true",
-                        help="serve top-k from the faiss index (exact by default)")  # fmt: skip
-    args = parser.parse_args()
-    results: dict[str, Any] = {"machine": f"{platform.node()} {os.cpu_count()} cpus",
-                               "load_before": os.getloadavg()}  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
-        home, folder = Path(tmp) / "home", Path(tmp)
-        token = prepare(home, folder)
-        results["in_process"] = recall_and_compute(home)
+    args = parse_args()
+    require("wrk", "apt-get install wrk")
+    require("wrk2", "build https://github.com/giltene/wrk2 (make) and put its wrk on PATH as wrk2")
+    home = args.home or Path(tempfile.mkdtemp(prefix="tastebud-serving-"))
+    home.mkdir(parents=True, exist_ok=True)
+    database = None
+    if args.backend == "postgres":  # one kept database per kept home
+        database = "tastebud_bench_" + hashlib.sha1(str(home.resolve()).encode()).hexdigest()[:8]
+    databases = (postgres_database(None, database if args.home else None) if database
+                 else contextlib.nullcontext())  # fmt: skip
+    try:
+        with databases as database_url:
+            run(args, home, database_url)
+    finally:
+        if args.home is None:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, home: Path, database_url: str | None) -> None:
+    redis_url = "redis://127.0.0.1:6379/0" if database_url else None
+    settings = Settings(home=home / "home", default_group=GROUP, database_url=database_url,
+                        redis_url=redis_url)  # fmt: skip
+    marker = home / "prepared.json"
+    if not marker.exists():
+        token = prepare(settings, home)
+        marker.write_text(json.dumps({"token": token}))
+    token = json.loads(marker.read_text())["token"]
+    results: dict[str, Any] = {
+        "machine": f"{platform.node()} {os.cpu_count()} cpus", "backend": args.backend,
+        "workers": args.workers, "approximate": args.approximate,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }  # fmt: skip
+    if args.in_process:
+        results["in_process"] = recall_and_compute(settings)
         print("in process:", json.dumps(results["in_process"]), flush=True)
-        port = free_port()
-        log = folder / "server.log"
-        env = {**os.environ, "TASTEBUD_HOME": str(home), "TASTEBUD_DEFAULT_GROUP": GROUP}
-        if args.approximate:
-            env["TASTEBUD_SERVING__APPROXIMATE_FROM_ITEMS"] = str(N_ITEMS)
-        results["approximate"] = args.approximate
-        with log.open("w") as stderr:
-            server = subprocess.Popen([sys.executable, "-m", "tastebud", "serve", "--port",
-                                       str(port)], env=env, stdout=subprocess.DEVNULL,
-                                      stderr=stderr)  # fmt: skip
-        url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{url}/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            results["rss_mb_idle"] = rss_mb(server.pid)
-            asyncio.run(open_loop(port, token, 200, 3, N_USERS))  # warm: loads the version
-            results["rss_mb_campaign_loaded"] = rss_mb(server.pid)
-            lines = len(log.read_text().splitlines())
-            results["light_cache_off"] = asyncio.run(open_loop(port, token, 50, 10, N_USERS))
-            results["light_cache_off"] |= (measured := server_side(log, lines))[0]
-            print("light, cache off:", json.dumps(results["light_cache_off"]), flush=True)
-            lines = measured[1]
-            results["cache_off"] = asyncio.run(
-                open_loop(port, token, args.uncached_rate, args.seconds, N_USERS)
+    if redis_url:
+        import redis
+
+        redis.Redis.from_url(redis_url).flushdb()  # no answers of an earlier run
+    port = free_port()
+    url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
+    path = f"{url}/v1/dataset-groups/{GROUP}/campaigns/{CAMPAIGN}/recommendations"
+    env = {**os.environ, "TASTEBUD_HOME": str(settings.home), "TASTEBUD_DEFAULT_GROUP": GROUP}
+    env.pop("TASTEBUD_DATABASE_URL", None)
+    if database_url:
+        env |= {"TASTEBUD_DATABASE_URL": database_url, "TASTEBUD_REDIS_URL": str(redis_url)}
+    if args.approximate:
+        env["TASTEBUD_SERVING__APPROXIMATE_FROM_ITEMS"] = str(N_ITEMS)
+    scripts = home / "scripts"
+    scripts.mkdir(exist_ok=True)
+    different = lua_script(scripts, "different", RECOMMEND_LUA, token, USERS=N_USERS,
+                           RETURNING=False)  # fmt: skip
+    returning = lua_script(scripts, "returning", RECOMMEND_LUA, token, USERS=RETURNING,
+                           RETURNING=True)  # fmt: skip
+    events = lua_script(scripts, "events", EVENTS_LUA, token, USERS=RETURNING,
+                        RUN=f"r{os.getpid()}-{int(time.time())}")  # fmt: skip
+    log = home / "server.log"
+    with log.open("w") as stderr:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tastebud", "serve", "--port", str(port),
+             "--workers", str(args.workers)],
+            env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
+    pid = server.pid
+    try:
+        wait_ready(url)
+        results["rss_mb_idle"] = rss_mb(pid)
+        set_cache(url, headers, 0)
+        run_wrk(path, different, 5, connections=8, rate=200)  # every worker loads the version
+        results["rss_mb_campaign_loaded"] = rss_mb(pid)
+        results["light"] = phase("light, cache off", path, different, 10, pid, database_url,
+                                 connections=4, rate=50)  # fmt: skip
+        results["uncached"] = phase("uncached", path, different, args.seconds, pid, database_url,
+                                    connections=32, rate=args.uncached_rate)  # fmt: skip
+        set_cache(url, headers, 600)
+        warm_answers(url, headers, RETURNING)
+        reflected: dict[str, float] = {}
+        probe = threading.Thread(target=lambda: reflected.update(
+            reflection(url, headers, args.reflections)))  # fmt: skip
+        events_url = f"{url}/v1/dataset-groups/{GROUP}/events"
+        event_load: dict[str, Any] = {}
+        feeder = threading.Thread(
+            target=lambda: event_load.update(
+                run_wrk(events_url, events, args.seconds, connections=4, rate=args.event_rate)
             )
-            results["cache_off"] |= (measured := server_side(log, lines))[0]
-            print("cache off:", json.dumps(results["cache_off"]), flush=True)
-            with httpx.Client(base_url=url, headers=headers) as http:
-                http.patch(f"/v1/dataset-groups/{GROUP}/campaigns/{CAMPAIGN}",
-                           json={"config": {"cacheTtlSeconds": 600}})  # fmt: skip
-            results["cache_on"] = asyncio.run(open_loop(port, token, args.rate, args.seconds,
-                                                        2_000))  # fmt: skip
-            results["cache_on"] |= server_side(log, measured[1])[0]
-            print("cache on:", json.dumps(results["cache_on"]), flush=True)
-            with httpx.Client(base_url=url, headers=headers) as http:
-                http.patch(f"/v1/dataset-groups/{GROUP}/campaigns/{CAMPAIGN}",
-                           json={"config": {"cacheTtlSeconds": 0}})  # fmt: skip
-            results["peak_rps_wrk_16_connections"] = wrk_peak(port, token, folder)
-            print("peak:", results["peak_rps_wrk_16_connections"], flush=True)
-            results |= reflection(url, headers, args.reflections)
-            results["rss_mb_end"] = rss_mb(server.pid)
-        finally:
-            server.terminate()
-            server.wait(30)
-    results["load_after"] = os.getloadavg()
+        )
+        feeder.start()
+        probe.start()
+        results["cached"] = phase("cached, live events", path, returning, args.seconds, pid,
+                                  database_url, connections=32, rate=args.rate)  # fmt: skip
+        feeder.join()
+        probe.join()
+        results["cached"]["events"] = event_load
+        results["reflection"] = reflected
+        print("events:", json.dumps(event_load), "\nreflection:", json.dumps(reflected))
+        results["peak_cached"] = phase("peak, cached", path, returning, 15, pid, database_url,
+                                       connections=32)  # fmt: skip
+        set_cache(url, headers, 0)
+        results["peak_uncached"] = phase("peak, uncached", path, different, 15, pid,
+                                         database_url, connections=32)  # fmt: skip
+        results["rss_mb_end"] = rss_mb(pid)
+    finally:
+        server.terminate()
+        server.wait(30)
+    name = f"serving_latency-{args.backend}{'-approximate' if args.approximate else ''}.json"
+    (Path(__file__).parent / "results" / name).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
-    out = Path(__file__).with_name(
-        "serving_latency_approximate.json" if args.approximate else "serving_latency.json"
-    )
-    out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,11 @@ class ApiSettings(BaseModel):
     rate_limit_burst: float | None = Field(
         default=None, ge=1, description="Token bucket size (default: one second's worth)."
     )
+    answer_threads: int = Field(
+        default=2, ge=1, le=64,
+        description="Per process: campaign answers computed at once (cached ones never wait); "
+        "more only make them share the cores and the interpreter with the event loop.",
+    )  # fmt: skip
     metrics_public: bool = Field(default=False, description="Serve /metrics without a token.")
     access_log: bool = Field(default=True, description="One JSON log line per request.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(

@@ -179,6 +179,36 @@ def test_als_fold_in_matches_implicit() -> None:
     assert users.shape == expected.shape
 
 
+@pytest.mark.parametrize("alpha", [1.0, 4.0])
+def test_one_als_query_scores_as_a_batch_does(alpha: float, clustered_data: TrainingData) -> None:
+    """A real-time request (one query) takes a path without sparse matrices: same scores."""
+    model = fit(clustered_data, **PARAMS["als"], alpha=alpha)
+    histories = [[1, 2, 2, 5], [], [], [3, 7, 39, 1_000, -1]]  # known and unknown items
+    users = np.array([0, 4, -1, -1], np.int32)  # known, known without history, cold, cold
+    batch = Query(users=users, history_indptr=np.cumsum([0, *map(len, histories)]),
+                  history_items=np.concatenate(histories).astype(np.int32))  # fmt: skip
+    together = model.score(batch)
+    for row in range(len(users)):
+        alone = model.score(batch.rows(row, row + 1))
+        np.testing.assert_allclose(alone, together[row : row + 1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_mapped_model_scores_as_the_fitted_one(
+    algorithm: str, clustered_data: TrainingData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tastebud.recipes.mapped.MAP_FROM_BYTES", 0)  # map every array
+    model = fit(clustered_data, **PARAMS[algorithm])
+    model.save(tmp_path)
+    loaded = get_recipe(NAME).load(tmp_path)
+    mapped = [a for a in loaded.arrays.values() if isinstance(a, np.ndarray) and a.size > 1]
+    assert mapped and all(isinstance(a.base, np.memmap) for a in mapped)
+    query = Query.single(0, np.array([1, 2, 3], np.int32))
+    np.testing.assert_array_equal(loaded.score(query), model.score(query))
+    again = get_recipe(NAME).load(tmp_path)  # a second process maps what the first derived
+    np.testing.assert_array_equal(again.score(query), model.score(query))
+
+
 def test_ease_refuses_a_huge_catalogue() -> None:
     data = TrainingData(
         users=np.array([0, 1], np.int32),

@@ -65,9 +65,12 @@ async def require_admin(token: TokenDep) -> TokenRecord:
 AdminDep = Annotated[TokenRecord, Depends(require_admin)]
 
 
+READER_SCOPES = frozenset({"admin", "recommend"})
+
+
 async def require_reader(token: TokenDep) -> TokenRecord:
     """Tokens that may read recommendations: admin and recommend; ingest-only may not."""
-    if token.scope not in ("admin", "recommend"):
+    if token.scope not in READER_SCOPES:
         raise Forbidden(
             f"token {token.name!r} has scope {token.scope!r}; reading recommendations needs "
             "'recommend' or 'admin'"

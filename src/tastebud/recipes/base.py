@@ -18,6 +18,8 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict
 
+from tastebud.recipes.mapped import read_npz
+
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int32]
 Int64Array = npt.NDArray[np.int64]
@@ -363,15 +365,15 @@ def save_arrays(folder: Path, meta: dict[str, Any], arrays: dict[str, Any]) -> N
 
 
 def load_arrays(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read what :func:`save_arrays` wrote: ``(metadata, arrays)``; no pickles involved."""
+    """Read what :func:`save_arrays` wrote: ``(metadata, arrays)``; no pickles involved. Large
+    dense arrays are read-only views of the file's pages, shared by every process."""
     meta = json.loads((folder / "model.json").read_text())
     if int(meta.get("format", 0)) > ARTIFACT_FORMAT:
         raise ValueError(
             f"{folder}: artifact format {meta['format']} is newer than this tastebud "
             f"understands ({ARTIFACT_FORMAT}); upgrade tastebud"
         )
-    with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
-        raw = {name: npz[name] for name in npz.files}
+    raw = read_npz(folder / "arrays.npz")  # large arrays memory-mapped (recipes/mapped.py)
     arrays: dict[str, Any] = {}
     for name in meta.get("sparse", []):
         arrays[name] = sp.csr_matrix(

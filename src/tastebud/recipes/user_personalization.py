@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -48,6 +49,7 @@ from tastebud.recipes.base import (
     load_arrays,
     save_arrays,
 )
+from tastebud.recipes.mapped import derived_array
 
 if TYPE_CHECKING:
     import optuna
@@ -126,14 +128,21 @@ class UserPersonalizationModel:
         arrays: dict[str, Any],
         *,
         recipe: str = "user-personalization",
+        folder: Path | None = None,
     ) -> None:
+        """``folder``: where the model was loaded from; arrays derived at load are kept there,
+        mapped by every process (``recipes/mapped.py``)."""
         self.config = config
         self.algorithm = algorithm
         self.recipe = recipe
-        if "weights" in arrays:
+        weights = arrays.get("weights")
+        if weights is not None and not (weights.flags.c_contiguous and weights.dtype == np.float32):
             # EASE's B row-major: sparse @ dense ravels its right side, and a column-major B
             # (as the solver returns it) was copied whole on every call (~60 ms at 3,416 items).
-            arrays = arrays | {"weights": np.ascontiguousarray(arrays["weights"], np.float32)}
+            rows = _derived(
+                folder, "weights_rows", lambda: np.ascontiguousarray(weights, np.float32)
+            )
+            arrays = arrays | {"weights": rows}
         self.arrays = arrays
         self.popularity: FloatArray = arrays["popularity"]
         self.exploration_bonus: FloatArray = arrays["exploration_bonus"]
@@ -147,12 +156,18 @@ class UserPersonalizationModel:
         # Item vectors as contiguous columns: a user's scores are one pass over them (2x faster
         # than multiplying by the transposed view).
         factors = arrays.get("item_factors")
-        self._item_columns: FloatArray = np.ascontiguousarray(
-            factors.T if factors is not None else np.zeros((0, 0), np.float32)
+        self._item_columns: FloatArray = _derived(
+            folder,
+            "item_columns",
+            lambda: np.ascontiguousarray(
+                factors.T if factors is not None else np.zeros((0, 0), np.float32)
+            ),
         )
 
     def score(self, query: Query) -> FloatArray:
         """(len(query) x n_items) float32 scores from each query's history; seen items stay."""
+        if self.algorithm == "als" and len(query) == 1 and not self.impressions.nnz:
+            return self._score_one_als(query)
         history = query.history_matrix(self.n_items)
         known = fz.known_users(query.users, self.n_users)
         negatives = self._negatives(query, history, known)
@@ -167,6 +182,23 @@ class UserPersonalizationModel:
         has_vector = known if self.algorithm != "ease" else np.zeros(len(query), bool)
         nothing = (history.getnnz(axis=1) == 0) & ~has_vector
         scores[nothing] = self.popularity
+        return blend_exploration(scores, self.exploration_bonus, self.config.exploration_weight)
+
+    def _score_one_als(self, query: Query) -> FloatArray:
+        """:meth:`score` of one ALS query when no impressions were logged (every real-time
+        request then): the same scores, from the history's item vectors alone."""
+        assert self._gram is not None
+        items = query.history(0)
+        items = np.unique(items[(items >= 0) & (items < self.n_items)])
+        user = int(query.users[0])
+        if len(items):
+            vector = fz.als_fold_in(items, self.config.alpha, self.arrays["item_factors"],
+                                    self._gram)  # fmt: skip
+            scores = (vector @ self._item_columns)[None, :]
+        elif 0 <= user < self.n_users:
+            scores = (self.arrays["user_factors"][user] @ self._item_columns)[None, :]
+        else:  # nothing known of the user
+            scores = self.popularity[None, :].astype(np.float32)
         return blend_exploration(scores, self.exploration_bonus, self.config.exploration_weight)
 
     def history_contributions(self, query: Query, items: IntArray) -> tuple[IntArray, FloatArray]:
@@ -281,6 +313,11 @@ class UserPersonalizationModel:
         share = np.where(known, np.where(with_history, BPR_HISTORY_BLEND, 0.0), 1.0)[:, None]
         users: FloatArray = ((1.0 - share) * trained + share * from_history).astype(np.float32)
         return users
+
+
+def _derived(folder: Path | None, name: str, make: Callable[[], FloatArray]) -> FloatArray:
+    """``make()``, kept in ``folder`` and mapped when the model was loaded from one."""
+    return make() if folder is None else derived_array(folder, name, make)
 
 
 def penalise(scores: FloatArray, negatives: sp.csr_matrix, weight: float) -> FloatArray:
@@ -420,7 +457,8 @@ class UserPersonalization:
         """Read a model written by :meth:`UserPersonalizationModel.save`."""
         meta, arrays = load_arrays(folder)
         config = UserPersonalizationConfig(**meta["config"])
-        return UserPersonalizationModel(config, meta["algorithm"], arrays, recipe=self.name)
+        return UserPersonalizationModel(config, meta["algorithm"], arrays, recipe=self.name,
+                                        folder=folder)  # fmt: skip
 
     def search_space(self, trial: optuna.Trial) -> dict[str, object]:
         """Optuna search space: the algorithm, then that algorithm's own hyperparameters."""

@@ -179,6 +179,27 @@ class CampaignServer:
         source, version = self.source(group, deployment)
         return self._answer(group, name, source, version, deployment, request)
 
+    def cached(self, group: str, name: str, request: CampaignRequest) -> bytes | None:
+        """The model's cached answer to ``request`` as the API returns it (JSON), when one is
+        valid now; None otherwise, then :meth:`recommend` answers. It never loads a version or
+        computes an answer, so the server can call it on its event loop: reads of the store and
+        of Redis stay as :meth:`recommend` makes them (one record a second, the tail of new
+        events every few milliseconds, one Redis round trip)."""
+        deployment = self.deployment(group, name)
+        config, version_id = deployment.config, deployment.version_id
+        if (config.cache_ttl_seconds <= 0 or config.precomputed is not None
+                or version_id is None or not self.recommender.versions.is_loaded(version_id)
+                or not (config.min_interactions <= 0
+                        or self._enough.get((group, config.min_interactions)))):  # fmt: skip
+            return None  # no cache, a fallback to consider, or the rules: the full path decides
+        key = _cache_key(name, version_id, deployment, request)
+        self.cache.sync(group)
+        hit = self.cache.get(group, request.user_id or "", key)
+        if hit is None:
+            return None  # counted as a miss by `recommend`
+        observability.cache_hit("campaign_answers")
+        return hit[:-1] + b',"cache":"hit"}'  # the stored object, closed with its marker
+
     def _answer(
         self, group: str, name: str, source: Source, version: LoadedVersion,
         deployment: Deployment, request: CampaignRequest,

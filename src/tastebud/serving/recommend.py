@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from tastebud.errors import InvalidInput, NotFound
 from tastebud.filters import Selection
@@ -63,6 +64,9 @@ def _best(scores: FloatArray, k: int) -> IntArray:
     k = min(k, finite)
     if k <= 0:
         return np.zeros(0, dtype=np.int32)
+    pool = _pool(scores, k)
+    if pool is not None:  # the same answer from the few scores that can be in it
+        return pool[_best(scores[pool], k)].astype(np.int32)
     best = np.argpartition(-scores, k - 1)[:k]
     # Ties (e.g. equal popularity) break by index, so answers are stable across calls; at the
     # cut too, where argpartition keeps any of the tied items: the lowest indexes stay, as in
@@ -73,6 +77,28 @@ def _best(scores: FloatArray, k: int) -> IntArray:
     best = np.concatenate([above, tied])
     best = best[np.lexsort((best, -scores[best]))]
     return best.astype(np.int32)
+
+
+def _pool(scores: FloatArray, k: int) -> npt.NDArray[np.intp] | None:
+    """The indexes (ascending) of every score at or above a cut that at least ``k`` finite
+    scores reach — a superset of the top k and of every score tied with the k-th — or None when
+    there is no cheap cut. The cut is read off every ``_SAMPLE_STEP``-th score, set to keep
+    about a thousand of a large catalogue: selecting from those costs a fraction of a full
+    ``argpartition`` (which took ~1 ms of each answer over 100k items), and the answer is the
+    same since the pool holds everything that could be in it."""
+    if len(scores) < _POOL_FROM or k * _SAMPLE_STEP * 4 > len(scores):
+        return None
+    sample = scores[::_SAMPLE_STEP]
+    rank = len(sample) - 1 - min(len(sample) - 1, 4 * (k // _SAMPLE_STEP) + 32)
+    cut = np.partition(sample, rank)[rank]
+    if not np.isfinite(cut):
+        return None
+    pool = np.flatnonzero(scores >= cut)
+    return pool if len(pool) >= k else None
+
+
+_POOL_FROM = 16_384
+_SAMPLE_STEP = 32
 
 
 def check_k(k: int) -> int:

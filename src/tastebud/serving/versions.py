@@ -8,6 +8,7 @@ recipe's own ``model/`` folder. Nothing is pickled, so a newer tastebud reads ol
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import threading
 import time
@@ -174,6 +175,11 @@ class VersionCache:
                 self._loading.pop(version_id, None)
             return version
 
+    def is_loaded(self, version_id: str) -> bool:
+        """Whether :meth:`get` would answer without loading (no I/O, no wait)."""
+        with self._lock:
+            return version_id in self._loaded
+
     def clear(self) -> None:
         with self._lock:
             self._loaded.clear()
@@ -193,6 +199,10 @@ class VersionCache:
                 self._refreshing.discard(version_id)
 
     def _keep(self, version_id: str, version: LoadedVersion) -> None:
+        if gc.get_freeze_count():
+            # A server froze its long-lived objects (api/app.py); a version's vocabularies
+            # (~100k objects a catalogue) join them, or every full collection walks them again.
+            gc.freeze()
         with self._lock:
             self._loaded[version_id] = (time.monotonic(), version)
             self._loaded.move_to_end(version_id)

@@ -186,3 +186,38 @@ def test_precomputed_source_over_http(trained: Api, prefix: str) -> None:  # noq
     api.engine.update_campaign(api.group, "home", config={"precomputed": None})
     gone = ask(api, userId="u1", numResults=2)
     assert gone.status_code == 404 and "has no artifacts" in gone.text  # the error as before
+
+
+def test_the_fast_path_answers_as_the_route(trained: Api) -> None:  # noqa: F811
+    """Once a token is verified, answers skip FastAPI (api/routes/campaigns.py): a cached one
+    is sent from the event loop without the engine computing anything; errors read the same."""
+    api = trained
+    assert deploy(api).status_code == 201
+    first = ask(api, userId="u1", numResults=5)  # the admin token is verified (and remembered)
+    assert first.status_code == 200 and first.json()["cache"] == "miss"
+    computed: list[str] = []
+    answer = api.engine.campaign_answer
+    api.engine.campaign_answer = lambda *a, **k: computed.append("x") or answer(*a, **k)  # type: ignore[method-assign]
+    try:
+        hit = ask(api, userId="u1", numResults=5)
+        assert hit.status_code == 200 and hit.headers["content-type"] == "application/json"
+        assert hit.json() == {**first.json(), "cache": "hit"} and computed == []
+        other = ask(api, userId="u2", numResults=5)
+        assert other.json()["cache"] == "miss" and computed == ["x"]  # computed in a thread
+    finally:
+        del api.engine.campaign_answer
+    # the ingest token verified by an event first: the route still refuses it, as before
+    click = {"itemId": "i1", "eventType": "click", "sentAt": 1_700_000_000}
+    sent = api.http.post(api.url("/events"), headers=api.ingest,
+                         json={"userId": "u1", "eventList": [click]})  # fmt: skip
+    assert sent.status_code == 200, sent.text
+    refused = ask(api, api.ingest, userId="u1")
+    assert refused.status_code == 403 and "'recommend' or 'admin'" in refused.text
+    bad = ask(api, userId="u1", numResults=0)
+    assert bad.status_code == 422 and bad.json()["error"]["type"] == "InvalidInput"
+    assert "numResults" in bad.text
+    missing = ask(api, name="nope", userId="u1")
+    assert missing.status_code == 404 and "campaign 'nope'" in missing.text
+    metrics = api.http.get("/metrics", headers=api.admin).text
+    route = 'route="/v1/dataset-groups/{group}/campaigns/{name}/recommendations"'
+    assert route in metrics and 'route="(unmatched)"' not in metrics

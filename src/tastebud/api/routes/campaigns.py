@@ -2,16 +2,30 @@
 
 A campaign's answers come from its deployed version, or from the rule engine while the group has
 too little data or no trained version; the response's ``source`` says which.
+
+``POST …/recommendations`` also has a pure-ASGI way in (:class:`CampaignFastPath`, see
+``api/asgi.py``): a cached answer is sent from the event loop as the bytes stored, and an answer
+to compute goes to a worker thread without FastAPI's routing and dependency solving.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import orjson
+import pydantic
 from fastapi import APIRouter, Depends, Response
+from fastapi.routing import APIRoute
+from starlette.datastructures import State
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tastebud.api.deps import EngineDep, require_admin, require_reader
+from tastebud.api.asgi import post_path, read_body, read_headers, replay, send_json
+from tastebud.api.auth import TokenVerifier
+from tastebud.api.deps import READER_SCOPES, EngineDep, require_admin, require_reader
+from tastebud.api.errors import error_response
 from tastebud.api.models import (
     CampaignAnswer,
     CampaignIn,
@@ -22,6 +36,7 @@ from tastebud.api.models import (
     CampaignUpdateIn,
 )
 from tastebud.engine import Engine
+from tastebud.errors import TastebudError
 from tastebud.serving.campaigns import CampaignRequest, Promotion
 
 PREFIX = "/v1/dataset-groups/{group}/campaigns"
@@ -88,7 +103,11 @@ def delete(group: str, name: str, engine: EngineDep) -> Response:
 def recommend(group: str, name: str, body: CampaignRecommendIn, engine: EngineDep) -> Response:
     """Items for ``userId`` (or like ``itemId``), reflecting the user's latest events; a share
     may come from a promotion (``promotions``), placed at random positions."""
-    request = CampaignRequest(
+    return _answer(engine.campaign_answer(group, name, recommend_request(body)))
+
+
+def recommend_request(body: CampaignRecommendIn) -> CampaignRequest:
+    return CampaignRequest(
         user_id=body.user_id, item_id=body.item_id, k=body.num_results,
         exclude_seen=body.exclude_seen, filter_name=body.filter, filter_values=body.filter_values,
         context=body.context,
@@ -96,7 +115,6 @@ def recommend(group: str, name: str, body: CampaignRecommendIn, engine: EngineDe
                          for p in body.promotions),
         explain=body.explain,
     )  # fmt: skip
-    return _answer(engine.campaign_answer(group, name, request))
 
 
 @readers.post("/{name}/personalized-ranking", response_model=CampaignAnswer)
@@ -119,3 +137,65 @@ def _answer(answer: dict[str, Any]) -> Response:
 router = APIRouter()
 router.include_router(readers)  # the hot path first
 router.include_router(admin)
+
+# The route the fast path answers for, named in the scope so metrics and logs label it as usual.
+_RECOMMEND_ROUTE = next(r for r in readers.routes
+                        if isinstance(r, APIRoute) and r.endpoint is recommend)  # fmt: skip
+_RECOMMEND_PATH = re.compile(r"/v1/dataset-groups/([^/]+)/campaigns/([^/]+)/recommendations")
+
+
+class CampaignFastPath:
+    """Pure ASGI middleware serving ``POST …/campaigns/{name}/recommendations`` when it can
+    (a reader token verified within the cache delay, a JSON body that validates), else the
+    wrapped app. A cached answer never leaves the event loop; any other is computed by one of
+    ``threads`` threads (``api.answer_threads``): the rest wait their turn, so that answers
+    computed at once never starve the event loop of the interpreter.
+
+    Args:
+        app: the wrapped ASGI app (FastAPI's router and error handlers, further in).
+        state: the FastAPI app's state, where its lifespan puts the engine and token verifier.
+    """
+
+    def __init__(self, app: ASGIApp, *, state: State, threads: int) -> None:
+        self.app = app
+        self.state = state
+        self.threads = threads
+        self._limiter: anyio.CapacityLimiter | None = None  # made in the server's event loop
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = post_path(scope)
+        match = _RECOMMEND_PATH.fullmatch(path) if path is not None else None
+        engine: Engine | None = getattr(self.state, "engine", None)
+        verifier: TokenVerifier | None = getattr(self.state, "verifier", None)
+        if match is None or engine is None or verifier is None:
+            await self.app(scope, receive, send)
+            return
+        authorization, json_body = read_headers(scope)
+        token = verifier.cached(authorization)
+        if not json_body or token is None or token.scope not in READER_SCOPES:
+            await self.app(scope, receive, send)  # the route words 401s and 403s
+            return
+        body = await read_body(receive)
+        if body is None:  # the client left: nobody to answer
+            return
+        try:
+            request = recommend_request(CampaignRecommendIn.model_validate_json(body))
+        except pydantic.ValidationError:
+            await self.app(scope, replay(body, receive), send)
+            return
+        scope["route"] = _RECOMMEND_ROUTE
+        group, name = match.group(1), match.group(2)
+        try:
+            answer = engine.campaigns.cached(group, name, request)
+            if answer is None:
+                self._limiter = self._limiter or anyio.CapacityLimiter(self.threads)
+                computed = await anyio.to_thread.run_sync(
+                    engine.campaign_answer, group, name, request, limiter=self._limiter
+                )
+                answer = orjson.dumps(computed)
+        except TastebudError as exc:  # unknown campaign or filter, bad values, not ready …
+            # (anything else propagates to the app's outermost handler: a logged 500)
+            response = error_response(exc.status_code, type(exc).__name__, exc.message)
+            await response(scope, receive, send)
+            return
+        await send_json(send, answer)

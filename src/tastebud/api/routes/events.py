@@ -19,8 +19,9 @@ import orjson
 import pydantic
 from fastapi import APIRouter, Depends
 from starlette.datastructures import State
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tastebud.api.asgi import post_path, read_body, read_headers, replay, send_json
 from tastebud.api.auth import TokenVerifier
 from tastebud.api.deps import EngineDep, require_token
 from tastebud.api.errors import error_response
@@ -42,7 +43,6 @@ async def put_events(group: str, body: PutEventsRequest, engine: EngineDep) -> P
 
 # The route's path as Starlette matches it (a path parameter is one segment).
 _EVENTS_PATH = re.compile(r"/v1/dataset-groups/([^/]+)/events")
-_JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class EventsFastPath:
@@ -64,12 +64,12 @@ class EventsFastPath:
         if group is None or engine is None or verifier is None:
             await self.app(scope, receive, send)
             return
-        authorization, json_body = _read_headers(scope)
+        authorization, json_body = read_headers(scope)
         # Any token may write events (as `require_token` on the route): only its validity counts.
         if not json_body or verifier.cached(authorization) is None:
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is not None:  # else the client left: nobody to answer
             await self._put_events(engine, group, body, scope, receive, send)
 
@@ -80,7 +80,7 @@ class EventsFastPath:
             request = PutEventsRequest.from_json(body)
         except pydantic.ValidationError:
             # The route words the error as the API always has (rare, so parsing twice is fine).
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         try:
             result = await engine.put_events_async(group, request)
@@ -88,61 +88,12 @@ class EventsFastPath:
             response = error_response(exc.status_code, type(exc).__name__, exc.message)
             await response(scope, receive, send)
             return
-        await _send_json(send, {"accepted": result.accepted, "duplicates": result.duplicates})
+        answer: PutEventsOut = {"accepted": result.accepted, "duplicates": result.duplicates}
+        await send_json(send, orjson.dumps(answer))
 
 
 def _events_group(scope: Scope) -> str | None:
     """The group of a ``POST /v1/dataset-groups/{group}/events`` request; None for others."""
-    if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
-        return None
-    match = _EVENTS_PATH.fullmatch(scope["path"])
+    path = post_path(scope)
+    match = _EVENTS_PATH.fullmatch(path) if path is not None else None
     return match.group(1) if match else None
-
-
-def _read_headers(scope: Scope) -> tuple[str | None, bool]:
-    """The ``Authorization`` header, and whether the body is declared JSON as FastAPI reads it
-    (``application/json`` or ``application/*+json``; without a content type it is not)."""
-    authorization: str | None = None
-    json_body = False
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            authorization = value.decode("latin-1")
-        elif name == b"content-type":
-            media_type = value.split(b";", 1)[0].strip().lower()
-            json_body = media_type == b"application/json" or (
-                media_type.startswith(b"application/") and media_type.endswith(b"+json")
-            )
-    return authorization, json_body
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body; None if the client disconnects first."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that hands the already read body over again, then listens as before."""
-    pending = True
-
-    async def replayed() -> Message:
-        nonlocal pending
-        if pending:
-            pending = False
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
-
-
-async def _send_json(send: Send, content: PutEventsOut) -> None:
-    body = orjson.dumps(content)
-    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
