@@ -1,11 +1,12 @@
-"""Sustained ingestion through the HTTP API: batches of 10 events, committed before the answer.
+"""Sustained ingestion through the HTTP API: batches of events, committed before the answer.
 
     ./dev bench ingest_http [--seconds 20] [--connections 32] [--workers 1] [--backend sqlite]
 
 Starts `tastebud serve` in its own process on 127.0.0.1, drives it with wrk (C load generator,
-`apt-get install wrk`) whose Lua script sends PutEvents bodies of 10 events with unique event ids
-(of 20,000 users and sessions, 5,000 items), first for ``--warmup`` seconds, then for the measured
-``--seconds``. It then checks durability: the run added at least 10 x (answered requests) events
+`apt-get install wrk`) whose Lua script sends PutEvents bodies of ``--batch`` events (10) with
+unique event ids (of 20,000 users and sessions, 5,000 items), first for ``--warmup`` seconds,
+then for the measured ``--seconds``. It then checks durability: the run added at least
+batch x (answered requests) events
 to the store, and no more than the requests still in flight when wrk stopped on top of those.
 PostgreSQL runs get a database of their own (see ``postgres_database``).
 
@@ -52,7 +53,7 @@ function request()
   counter = counter + 1
   local prefix = RUN .. tid .. "-" .. counter
   local events = {}
-  for k = 1, 10 do
+  for k = 1, BATCH do
     events[k] = string.format(
       '{"eventId":"%s-%d","itemId":"i%d","eventType":"click","sentAt":%d}',
       prefix, k, (counter * 7 + k * 13) % 5000, 1700000000 + counter)
@@ -81,6 +82,7 @@ def parse_args() -> argparse.Namespace:
         help="seconds of load before the measured run (ids and sessions get known, plans made)",
     )  # fmt: skip
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=10, help="events per request")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--workers", type=int, default=1, help="API worker processes")
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
@@ -101,11 +103,11 @@ def run_wrk(args: argparse.Namespace, url: str, script: Path, seconds: int) -> s
     return wrk.stdout
 
 
-def write_script(home: Path, token: str, run: str) -> Path:
+def write_script(home: Path, token: str, run: str, batch: int) -> Path:
     """The Lua script of one wrk run; ``run`` prefixes its event ids (unique across runs)."""
     script = home / f"events-{run}.lua"
     headers = f'{{["Authorization"]="Bearer {token}", ["Content-Type"]="application/json"}}'
-    script.write_text(f'HEADERS = {headers}\nRUN = "{run}"\n{LUA}')
+    script.write_text(f'HEADERS = {headers}\nRUN = "{run}"\nBATCH = {batch}\n{LUA}')
     return script
 
 
@@ -117,7 +119,7 @@ def warm_up(
     On PostgreSQL, ANALYZE then stands in for autovacuum (the test server runs without it):
     with no statistics, the id lookups of a fresh database scan a whole group per commit."""
     if args.warmup > 0:
-        run_wrk(args, url, write_script(home, token, "w"), args.warmup)
+        run_wrk(args, url, write_script(home, token, "w", args.batch), args.warmup)
         time.sleep(1)
     if database is not None:
         import psycopg
@@ -138,15 +140,16 @@ def summarize(args: argparse.Namespace, output: str, stored: int) -> dict[str, A
     latency = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", output, re.M))
     ok = requests - failed
     # Requests wrk had sent but not seen answered when it stopped may be stored, no more.
-    in_flight = args.connections * 10
+    batch = args.batch
+    in_flight = args.connections * batch
     return {
         "backend": args.backend, "workers": args.workers, "connections": args.connections,
         "seconds": round(seconds, 2), "requests_ok": ok, "requests_failed": failed,
         "socket_errors": socket_errors.group(1) if socket_errors else None,
-        "events_per_second": round(ok * 10 / seconds),
+        "batch": batch, "events_per_second": round(ok * batch / seconds),
         "requests_per_second": round(ok / seconds), "latency": latency,
-        "stored_events": stored, "acknowledged_events": ok * 10,
-        "durable": ok * 10 <= stored <= ok * 10 + in_flight,
+        "stored_events": stored, "acknowledged_events": ok * batch,
+        "durable": ok * batch <= stored <= ok * batch + in_flight,
     }  # fmt: skip
 
 
@@ -187,7 +190,7 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
         load_before = os.getloadavg()
         cpu_before, wrk_before = server_cpu(server.pid), children_cpu()
         pg_before = postgres_ticks(database_url)
-        output = run_wrk(args, path, write_script(home, token, "r"), args.seconds)
+        output = run_wrk(args, path, write_script(home, token, "r", args.batch), args.seconds)
         cpu_after, wrk_after = server_cpu(server.pid), children_cpu()
         pg_ticks = sum(postgres_ticks(database_url).values()) - sum(pg_before.values())
         load_after = os.getloadavg()

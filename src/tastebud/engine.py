@@ -541,7 +541,9 @@ class Engine:
 def _answer_store(settings: Settings) -> LocalAnswers | RedisAnswers:
     """Shared answers through Redis when configured (several workers), else this process's."""
     if settings.redis_url:
-        return RedisAnswers(settings.redis_url)
+        return RedisAnswers(
+            settings.redis_url, local=LocalAnswers(capacity=settings.serving.cached_answers)
+        )
     return LocalAnswers(capacity=settings.serving.cached_answers)
 
 

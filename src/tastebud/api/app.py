@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import re
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -38,7 +37,6 @@ from tastebud.api.shutdown import DrainOnSignal
 from tastebud.engine import Engine
 from tastebud.settings import Settings
 
-SWITCH_INTERVAL_SECONDS = 0.001
 UPLOAD_PATH = re.compile(r"/v1/dataset-groups/[^/]+/import-jobs/upload")
 # The hot path first: a request is matched against the routers in this order.
 ROUTERS = (
@@ -72,7 +70,6 @@ def create_app(
         if settings.schedules.run_in_serve:  # stopped by owned.close(), after the drain
             owned.scheduler.start()
         _spare_the_collector()
-        switch_interval = sys.getswitchinterval()
         _one_thread_per_request()
         # A server process: /ready turns 503 on SIGTERM, before uvicorn stops accepting.
         drain = DrainOnSignal(app.state, settings.api.shutdown_delay_seconds)
@@ -81,7 +78,6 @@ def create_app(
         finally:
             drain.restore()
             gc.unfreeze()
-            sys.setswitchinterval(switch_interval)
             # After uvicorn's drain: what the tracker accepted is committed before it stops.
             await run_in_threadpool(owned.close)
             observability.process_stopped()
@@ -122,13 +118,14 @@ def create_app(
 def _one_thread_per_request() -> None:
     """Single-threaded BLAS/OpenMP in a server process: requests already run in parallel, and
     each spawning its own BLAS threads on two cores made them wait on one another (training
-    jobs set their own limits). And a shorter interpreter switch interval: the event loop,
-    answering cached requests in ~0.1 ms, waited up to 5 ms (the default) for the interpreter
-    whenever a thread computing an answer held it."""
+    jobs set their own limits).
+
+    The interpreter's switch interval stays at its default (5 ms): 1 ms cost ingestion a quarter
+    of its throughput (the event loop and the events writer thread handing the interpreter to
+    each other), measured with ``./dev bench ingest_http``."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)
-    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
 
 
 def _spare_the_collector() -> None:

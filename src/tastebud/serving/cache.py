@@ -125,26 +125,39 @@ class LocalAnswers:
 
 class RedisAnswers:
     """Answers shared by every worker through Redis: ``tb:a:{group}:{user}:{key}`` holds
-    ``watermark|answer`` with the TTL; ``tb:u:{group}:{user}`` the user's newest arrival
-    number, written by every worker that sees it (the same value, so order does not matter)."""
+    ``watermark|expires at|answer`` with the TTL; ``tb:u:{group}:{user}`` the user's newest
+    arrival number, written by every worker that sees it (the same value, so order does not
+    matter).
 
-    def __init__(self, url: str) -> None:
+    Each process keeps the answers it has read or written in front of Redis (``local``): a
+    repeated request then costs no round trip, and it is invalidated exactly as Redis's copy is
+    (this process tails the same store, so it sees the user's events as soon as any worker)."""
+
+    def __init__(self, url: str, *, local: LocalAnswers | None = None) -> None:
         import redis
 
         self._redis: Any = redis.Redis.from_url(url, socket_timeout=1.0)
+        self._local = local if local is not None else LocalAnswers()
 
     def get(self, group: str, user: str, key: str, changes: UserChanges) -> bytes | None:
+        if (near := self._local.get(group, user, key, changes)) is not None:
+            return near
         value, newest = self._redis.mget(_answer_key(group, user, key), _user_key(group, user))
         if value is None:
             return None
-        mark, _, answer = bytes(value).partition(b"|")
-        newest_seen = max(int(newest or 0), changes.latest(group, user))
-        return None if int(mark) < newest_seen else answer
+        mark, expires, answer = _unpack(bytes(value))
+        if mark < max(int(newest or 0), changes.latest(group, user)):
+            return None
+        left = expires - time.time()
+        if left > 0:
+            self._local.put(group, user, key, answer, ttl=left, watermark=mark)
+        return answer
 
     def put(
         self, group: str, user: str, key: str, value: bytes, *, ttl: float, watermark: int
     ) -> None:
-        payload = str(watermark).encode() + b"|" + value
+        self._local.put(group, user, key, value, ttl=ttl, watermark=watermark)
+        payload = b"%d|%.3f|" % (watermark, time.time() + ttl) + value
         self._redis.set(_answer_key(group, user, key), payload, px=max(1, int(ttl * 1000)))
 
     def note_changes(self, group: str, changed: list[tuple[str, int]]) -> None:
@@ -157,11 +170,19 @@ class RedisAnswers:
             pipe.execute()
 
     def clear(self) -> None:
+        self._local.clear()
         for key in self._redis.scan_iter(match="tb:a:*", count=1000):
             self._redis.delete(key)
 
     def ping(self) -> bool:
         return bool(self._redis.ping())
+
+
+def _unpack(payload: bytes) -> tuple[int, float, bytes]:
+    """``(watermark, expires at, answer)`` of a stored answer."""
+    mark, _, rest = payload.partition(b"|")
+    expires, _, answer = rest.partition(b"|")
+    return int(mark), float(expires), answer
 
 
 def _answer_key(group: str, user: str, key: str) -> str:
