@@ -18,9 +18,12 @@ import typer
 from rich.progress import TaskID
 from rich.table import Table
 
-from tastebud.cli._common import console, engine, fail_cleanly, progress_bar, state
+from tastebud.cli._common import console, die, engine, fail_cleanly, progress_bar, state
 from tastebud.cli.serve import start_server, stop_server
+from tastebud.demo.scenarios import DEFAULT, SCENARIOS
+from tastebud.demo.scenarios import run as run_scenario
 from tastebud.engine import Engine
+from tastebud.errors import InvalidInput
 from tastebud.schema import DatasetKind
 
 DEMO_GROUP = "demo"
@@ -51,6 +54,9 @@ def demo(
     items: Annotated[int, typer.Option(help="Synthetic items.")] = 800,
     seed: Annotated[int, typer.Option(help="Random seed of the generator.")] = 0,
     port: Annotated[int | None, typer.Option(help="API port (default 8765).")] = None,
+    scenario: Annotated[
+        str, typer.Option(help="The deployment to show: " + ", ".join(SCENARIOS) + ".")
+    ] = DEFAULT,
 ) -> None:
     """Generate data, import it, train, serve the API and show live recommendations."""
     from tastebud.api.app import create_app
@@ -58,6 +64,11 @@ def demo(
     from tastebud.demo import generate
 
     settings = state(ctx).settings()
+    try:
+        if run_scenario(scenario, settings, seed=seed, serve=keep_serving):
+            return
+    except InvalidInput as error:
+        die(error.message)
     port = port or settings.api.port
     console.rule("[bold]tastebud demo")
     started = time.perf_counter()
