@@ -39,6 +39,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from tastebud.recipes import factorization as fz
+from tastebud.recipes import shortlists
 from tastebud.recipes.base import (
     FloatArray,
     IntArray,
@@ -96,6 +97,11 @@ class UserPersonalizationConfig(RecipeConfig):
     impression_negative_weight: float = Field(
         default=1.0, ge=0.0, le=1_000.0, description="how strongly shown-not-clicked items count"
     )
+    shortlist_length: int = Field(
+        default=200, ge=0, le=2_000,
+        description="user-personalization from 20,000 items: each user's best items scored at "
+        "training, answering exactly until the user's next event (0: off; recipes/shortlists.py)",
+    )  # fmt: skip
 
     def resolved_algorithm(self, n_items: int) -> Literal["ease", "als", "bpr"]:
         """The algorithm ``auto`` stands for with a catalogue of ``n_items``."""
@@ -183,6 +189,11 @@ class UserPersonalizationModel:
         nothing = (history.getnnz(axis=1) == 0) & ~has_vector
         scores[nothing] = self.popularity
         return blend_exploration(scores, self.exploration_bonus, self.config.exploration_weight)
+
+    def shortlist(self, query: Query) -> tuple[IntArray, FloatArray] | None:
+        """The user's items scored at training time, best first, while its history is the
+        one they were scored from (see ``recipes/shortlists.py``); None otherwise."""
+        return shortlists.lookup(self.arrays, query)
 
     def _score_one_als(self, query: Query) -> FloatArray:
         """:meth:`score` of one ALS query when no impressions were logged (every real-time
@@ -451,7 +462,11 @@ class UserPersonalization:
             InvalidInput: EASE asked for on more than 40,000 items.
         """
         settings = UserPersonalizationConfig.model_validate(config.model_dump())
-        return fit_user_model(data, settings, seed=seed, progress=progress, recipe=self.name)
+        model = fit_user_model(data, settings, seed=seed, progress=progress, recipe=self.name)
+        if settings.shortlist_length and data.n_items >= shortlists.SHORTLIST_FROM_ITEMS:
+            model.arrays |= shortlists.build(model.score, data, settings.shortlist_length,
+                                             progress)  # fmt: skip
+        return model
 
     def load(self, folder: Path) -> UserPersonalizationModel:
         """Read a model written by :meth:`UserPersonalizationModel.save`."""

@@ -13,12 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from tastebud.errors import InvalidInput, NotFound
 from tastebud.filters import Selection
 from tastebud.recipes import ItemSimilarity, Query, UserAffinity, UserSimilarity
 from tastebud.recipes.base import FloatArray, IntArray
+from tastebud.recipes.topk import best
 from tastebud.serving.explain import Reason
 from tastebud.serving.nearest import UserVectors
 from tastebud.serving.versions import LoadedVersion
@@ -47,58 +47,15 @@ def top_k(
         chosen = np.array(scores, dtype=np.float32)
         if exclude is not None and len(exclude):
             chosen[exclude] = -np.inf
-        return _best(chosen, k)
+        return best(chosen, k)
     chosen = np.asarray(scores, dtype=np.float32)[candidates]  # a copy of the candidates only
     if exclude is not None and len(exclude) and len(candidates):
         at = np.searchsorted(candidates, exclude)
         inside = at < len(candidates)
         at = at[inside]
         chosen[at[candidates[at] == exclude[inside]]] = -np.inf
-    picked: IntArray = candidates[_best(chosen, k)].astype(np.int32)
+    picked: IntArray = candidates[best(chosen, k)].astype(np.int32)
     return picked
-
-
-def _best(scores: FloatArray, k: int) -> IntArray:
-    """Top-k of a private copy of scores."""
-    finite = int(np.isfinite(scores).sum())
-    k = min(k, finite)
-    if k <= 0:
-        return np.zeros(0, dtype=np.int32)
-    pool = _pool(scores, k)
-    if pool is not None:  # the same answer from the few scores that can be in it
-        return pool[_best(scores[pool], k)].astype(np.int32)
-    best = np.argpartition(-scores, k - 1)[:k]
-    # Ties (e.g. equal popularity) break by index, so answers are stable across calls; at the
-    # cut too, where argpartition keeps any of the tied items: the lowest indexes stay, as in
-    # ``evaluation.rank_top_k``, so served answers equal evaluated ones (issue 14).
-    threshold = scores[best].min()
-    above = np.flatnonzero(scores > threshold)
-    tied = np.flatnonzero(scores == threshold)[: k - len(above)]
-    best = np.concatenate([above, tied])
-    best = best[np.lexsort((best, -scores[best]))]
-    return best.astype(np.int32)
-
-
-def _pool(scores: FloatArray, k: int) -> npt.NDArray[np.intp] | None:
-    """The indexes (ascending) of every score at or above a cut that at least ``k`` finite
-    scores reach — a superset of the top k and of every score tied with the k-th — or None when
-    there is no cheap cut. The cut is read off every ``_SAMPLE_STEP``-th score, set to keep
-    about a thousand of a large catalogue: selecting from those costs a fraction of a full
-    ``argpartition`` (which took ~1 ms of each answer over 100k items), and the answer is the
-    same since the pool holds everything that could be in it."""
-    if len(scores) < _POOL_FROM or k * _SAMPLE_STEP * 4 > len(scores):
-        return None
-    sample = scores[::_SAMPLE_STEP]
-    rank = len(sample) - 1 - min(len(sample) - 1, 4 * (k // _SAMPLE_STEP) + 32)
-    cut = np.partition(sample, rank)[rank]
-    if not np.isfinite(cut):
-        return None
-    pool = np.flatnonzero(scores >= cut)
-    return pool if len(pool) >= k else None
-
-
-_POOL_FROM = 16_384
-_SAMPLE_STEP = 32
 
 
 def check_k(k: int) -> int:
@@ -280,6 +237,37 @@ def users_for_item(
         [version.deleted_users, blocked])  # fmt: skip
     best = top_k(scores, check_k(k), exclude=excluded, candidates=candidates)
     return _scored(version.users.ids(best), scores[best])
+
+
+def shortlisted_items(
+    version: LoadedVersion,
+    query: Query,
+    *,
+    k: int,
+    seen: IntArray | None = None,
+    selection: Selection | None = None,
+) -> list[Scored] | None:
+    """Top-k from the user's shortlist (``recipes/shortlists.py``) when it gives exactly what
+    the full scan would: seen items excluded (the shortlist never holds the history it came
+    from), at least ``k`` items left after ``seen``, deleted items and the filter, the k-th
+    scoring strictly above the shortlist's last. None otherwise (or without one)."""
+    lookup = getattr(version.model, "shortlist", None)
+    found = lookup(query) if lookup is not None and seen is not None else None
+    if found is None or seen is None:
+        return None
+    items, scores = found
+    blocked = [version.deleted_items, seen]
+    keep = np.isfinite(scores)
+    if selection is not None:
+        candidates, excluded = selection.first(version.model.n_items)
+        blocked.append(excluded)
+        if candidates is not None:
+            keep &= np.isin(items, candidates)
+    keep &= ~np.isin(items, np.concatenate(blocked))
+    kept = np.flatnonzero(keep)[:k]
+    if len(kept) < k or not scores[kept[-1]] > scores[-1]:
+        return None
+    return _scored(version.items.ids(items[kept]), scores[kept])
 
 
 def nearest_items(

@@ -33,6 +33,7 @@ from tastebud.serving.recommend import (
     check_k,
     nearest_items,
     rank_by_scores,
+    shortlisted_items,
     similar_items,
     similar_users,
     users_for_item,
@@ -147,6 +148,8 @@ class Recommender:
         items = nearest_items(
             version, query, k=k, exclude_seen=exclude_seen, seen=seen, selection=selection
         ) if version.nearest is not None else None  # fmt: skip
+        if items is None:
+            items = shortlisted_items(version, query, k=k, seen=seen, selection=selection)
         if items is None:
             scores = version.model.score(query)[0]
             items = answer_from_scores(version, scores, k, seen, selection)
