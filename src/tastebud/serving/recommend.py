@@ -256,14 +256,20 @@ def shortlisted_items(
     if found is None or seen is None:
         return None
     items, scores = found
-    blocked = [version.deleted_items, seen]
+    n_items = version.model.n_items
+    # Masks over the catalogue: a few µs, where np.isin sorted or hashed every list (~1 ms).
+    blocked = np.zeros(n_items, np.bool_)
+    blocked[version.deleted_items] = True
+    blocked[seen] = True
     keep = np.isfinite(scores)
     if selection is not None:
-        candidates, excluded = selection.first(version.model.n_items)
-        blocked.append(excluded)
+        candidates, excluded = selection.first(n_items)
+        blocked[excluded] = True
         if candidates is not None:
-            keep &= np.isin(items, candidates)
-    keep &= ~np.isin(items, np.concatenate(blocked))
+            allowed = np.zeros(n_items, np.bool_)
+            allowed[candidates] = True
+            keep &= allowed[items]
+    keep &= ~blocked[items]
     kept = np.flatnonzero(keep)[:k]
     if len(kept) < k or not scores[kept[-1]] > scores[-1]:
         return None
