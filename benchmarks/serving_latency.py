@@ -266,6 +266,31 @@ def reflection(url: str, headers: dict[str, str], count: int) -> dict[str, float
     }
 
 
+def cached_phase(
+    args: argparse.Namespace, url: str, headers: dict[str, str], path: str, returning: Path,
+    events: Path, pid: int, database_url: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Returning users at ``--rate`` while ``--event-rate`` events arrive for them and the
+    reflection probe runs beside."""
+    reflected: dict[str, float] = {}
+    probe = threading.Thread(target=lambda: reflected.update(
+        reflection(url, headers, args.reflections)))  # fmt: skip
+    event_load: dict[str, Any] = {}
+    events_url = f"{url}/v1/dataset-groups/{GROUP}/events"
+    feeder = threading.Thread(target=lambda: event_load.update(run_wrk(
+        events_url, events, args.seconds, connections=4, rate=args.event_rate)))  # fmt: skip
+    if args.event_rate > 0:
+        feeder.start()
+    probe.start()
+    result = phase("cached, live events", path, returning, args.seconds, pid, database_url,
+                   connections=32, rate=args.rate)  # fmt: skip
+    if args.event_rate > 0:
+        feeder.join()
+    probe.join()
+    print("events:", json.dumps(event_load), "\nreflection:", json.dumps(reflected))
+    return result | {"events": event_load, "reflection": reflected}
+
+
 def rss_mb(root: int) -> float:
     """Resident memory of the server's processes (supervisor and workers), in MB."""
     total = 0
@@ -292,6 +317,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--reflections", type=int, default=200)
     parser.add_argument("--home", type=Path, help="keep the prepared store here for next time")
+    parser.add_argument("--phases", type=lambda text: set(text.split(",")),
+                        default={"light", "uncached", "cached", "peak"},
+                        help="comma-separated subset of light,uncached,cached,peak")  # fmt: skip
     parser.add_argument("--in-process", action="store_true",
                         help="also measure the compute per request and the approximate index's "
                         "recall in this process")  # fmt: skip
@@ -371,36 +399,25 @@ def run(args: argparse.Namespace, home: Path, database_url: str | None) -> None:
         set_cache(url, headers, 0)
         run_wrk(path, different, 5, connections=8, rate=200)  # every worker loads the version
         results["rss_mb_campaign_loaded"] = rss_mb(pid)
-        results["light"] = phase("light, cache off", path, different, 10, pid, database_url,
-                                 connections=4, rate=50)  # fmt: skip
-        results["uncached"] = phase("uncached", path, different, args.seconds, pid, database_url,
-                                    connections=32, rate=args.uncached_rate)  # fmt: skip
+        if "light" in args.phases:
+            results["light"] = phase("light, cache off", path, different, 10, pid, database_url,
+                                     connections=4, rate=50)  # fmt: skip
+        if "uncached" in args.phases:
+            results["uncached"] = phase("uncached", path, different, args.seconds, pid,
+                                        database_url, connections=32,
+                                        rate=args.uncached_rate)  # fmt: skip
         set_cache(url, headers, 600)
-        warm_answers(url, headers, RETURNING)
-        reflected: dict[str, float] = {}
-        probe = threading.Thread(target=lambda: reflected.update(
-            reflection(url, headers, args.reflections)))  # fmt: skip
-        events_url = f"{url}/v1/dataset-groups/{GROUP}/events"
-        event_load: dict[str, Any] = {}
-        feeder = threading.Thread(
-            target=lambda: event_load.update(
-                run_wrk(events_url, events, args.seconds, connections=4, rate=args.event_rate)
-            )
-        )
-        feeder.start()
-        probe.start()
-        results["cached"] = phase("cached, live events", path, returning, args.seconds, pid,
-                                  database_url, connections=32, rate=args.rate)  # fmt: skip
-        feeder.join()
-        probe.join()
-        results["cached"]["events"] = event_load
-        results["reflection"] = reflected
-        print("events:", json.dumps(event_load), "\nreflection:", json.dumps(reflected))
-        results["peak_cached"] = phase("peak, cached", path, returning, 15, pid, database_url,
-                                       connections=32)  # fmt: skip
-        set_cache(url, headers, 0)
-        results["peak_uncached"] = phase("peak, uncached", path, different, 15, pid,
-                                         database_url, connections=32)  # fmt: skip
+        # Every worker answers every returning user once before measuring (steady state).
+        run_wrk(path, returning, 10, connections=32, rate=args.rate)
+        if "cached" in args.phases:
+            results["cached"] = cached_phase(args, url, headers, path, returning, events, pid,
+                                             database_url)  # fmt: skip
+        if "peak" in args.phases:
+            results["peak_cached"] = phase("peak, cached", path, returning, 15, pid,
+                                           database_url, connections=32)  # fmt: skip
+            set_cache(url, headers, 0)
+            results["peak_uncached"] = phase("peak, uncached", path, different, 15, pid,
+                                             database_url, connections=32)  # fmt: skip
         results["rss_mb_end"] = rss_mb(pid)
     finally:
         server.terminate()
