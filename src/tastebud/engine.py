@@ -97,6 +97,7 @@ class Engine:
 
     def close(self) -> None:
         self.scheduler.stop()
+        self.cache.close()
         self.tracker.close()
         self.jobs.close()
         self.store.close()

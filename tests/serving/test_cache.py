@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -9,7 +10,7 @@ import redis
 
 from tastebud.engine import Engine
 from tastebud.ingest import PutEventsRequest
-from tastebud.serving.cache import RedisAnswers, UserChanges
+from tastebud.serving.cache import LocalAnswers, RedisAnswers, ResultCache, UserChanges
 from tests.serving.test_precomputed import REDIS_URL
 
 
@@ -48,3 +49,33 @@ def test_an_answer_read_from_redis_expires_with_it(engine: Engine, group: str) -
     time.sleep(0.08)
     assert reader.get(group, "u1", key, changes) is None
     assert writer.get(group, "u1", key, changes) is None
+
+
+def test_sync_soon_reads_in_the_background_only_while_the_last_read_is_recent(
+    engine: Engine, group: str
+) -> None:
+    cache = ResultCache(engine.store, LocalAnswers(), interval=0.3)
+    cache.sync(group)
+    click = {"itemId": "i1", "eventType": "click", "sentAt": 1_700_000_000}
+    try:
+        engine.put_events(group, events("u1", click))
+        cache.sync_soon(group)  # read under one interval ago: nothing to do yet
+        assert cache.changes.latest(group, "u1") == 0
+        time.sleep(0.35)  # due, and the last read is recent: a background thread reads
+        cache.sync_soon(group)
+        assert any(t.name.startswith("tastebud-cache") for t in threading.enumerate())
+        deadline = time.monotonic() + 5
+        while cache.changes.latest(group, "u1") == 0:
+            assert time.monotonic() < deadline, "the background sync never read the event"
+            time.sleep(0.01)
+
+        engine.put_events(group, events("u2", click))
+        time.sleep(0.65)  # a quiet server: the last read is two intervals old
+        cache.sync_soon(group)
+        assert cache.changes.latest(group, "u2") > 0  # read before returning
+    finally:
+        cache.close()
+
+
+def events(user: str, *clicks: dict[str, object]) -> PutEventsRequest:
+    return PutEventsRequest.model_validate({"userId": user, "eventList": list(clicks)})

@@ -13,14 +13,18 @@ round trip per lookup); without it each process keeps its own.
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from tastebud.store import Store
 
 TAIL_BATCH = 10_000
+_log = logging.getLogger(__name__)
 _USER_MARK_SECONDS = 86_400  # a user's latest arrival number outlives any answer TTL
 
 
@@ -64,6 +68,15 @@ class UserChanges:
             return seq, changed
         finally:
             self._lock.release()
+
+    @property
+    def interval(self) -> float:
+        return self._interval
+
+    def age(self, group: str) -> float:
+        """Seconds since the store's tail was last read for ``group`` (inf: never)."""
+        checked = self._seen.get(group)
+        return math.inf if checked is None else time.monotonic() - checked[0]
 
     def latest(self, group: str, user: str) -> int:
         """The user's newest arrival number this process has seen (0: none since it started)."""
@@ -199,12 +212,51 @@ class ResultCache:
     def __init__(self, store: Store, answers: AnswerStore, *, interval: float = 0.005) -> None:
         self.changes = UserChanges(store, interval=interval)
         self.answers = answers
+        self._background: ThreadPoolExecutor | None = None
+        self._pending: set[str] = set()  # groups with a background sync queued or running
+        self._lock = threading.Lock()
 
     def sync(self, group: str) -> int:
         """Catch up with new events; returns the watermark for answers computed now."""
         watermark, changed = self.changes.sync(group)
         self.answers.note_changes(group, changed)
         return watermark
+
+    def sync_soon(self, group: str) -> None:
+        """:meth:`sync`, for the server's event loop, which should not wait on the store (a
+        PostgreSQL round trip every few milliseconds stalled every request queued behind it).
+        A sync that is due goes to a background thread while the events last read are recent
+        (under two intervals old: a busy server); lookups meanwhile judge answers by those, as
+        between any two syncs. Older than that (a quiet server), it reads now: an event
+        accepted a while ago is always reflected by the next answer."""
+        age = self.changes.age(group)
+        if age < self.changes.interval:
+            return
+        if age >= 2 * self.changes.interval:
+            self.sync(group)
+            return
+        with self._lock:
+            if group in self._pending:
+                return
+            self._pending.add(group)
+            if self._background is None:
+                self._background = ThreadPoolExecutor(1, thread_name_prefix="tastebud-cache")
+        self._background.submit(self._sync_in_background, group)
+
+    def _sync_in_background(self, group: str) -> None:
+        try:
+            self.sync(group)
+        except Exception:  # the next request's sync tries again; this one is only a head start
+            _log.warning("background cache sync failed group=%s", group, exc_info=True)
+        finally:
+            with self._lock:
+                self._pending.discard(group)
+
+    def close(self) -> None:
+        with self._lock:
+            background, self._background = self._background, None
+        if background is not None:
+            background.shutdown(wait=True)
 
     def get(self, group: str, user: str, key: str) -> bytes | None:
         return self.answers.get(group, user, key, self.changes)

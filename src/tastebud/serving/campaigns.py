@@ -182,9 +182,9 @@ class CampaignServer:
     def cached(self, group: str, name: str, request: CampaignRequest) -> bytes | None:
         """The model's cached answer to ``request`` as the API returns it (JSON), when one is
         valid now; None otherwise, then :meth:`recommend` answers. It never loads a version or
-        computes an answer, so the server can call it on its event loop: reads of the store and
-        of Redis stay as :meth:`recommend` makes them (one record a second, the tail of new
-        events every few milliseconds, one Redis round trip)."""
+        computes an answer, so the server can call it on its event loop; the tail of new events
+        is read on a background thread (:meth:`ResultCache.sync_soon`), the campaign's record
+        once a second, Redis only when this process has no copy of the answer."""
         deployment = self.deployment(group, name)
         config, version_id = deployment.config, deployment.version_id
         if (config.cache_ttl_seconds <= 0 or config.precomputed is not None
@@ -193,7 +193,7 @@ class CampaignServer:
                         or self._enough.get((group, config.min_interactions)))):  # fmt: skip
             return None  # no cache, a fallback to consider, or the rules: the full path decides
         key = _cache_key(name, version_id, deployment, request)
-        self.cache.sync(group)
+        self.cache.sync_soon(group)
         hit = self.cache.get(group, request.user_id or "", key)
         if hit is None:
             return None  # counted as a miss by `recommend`
