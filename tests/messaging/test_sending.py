@@ -98,6 +98,10 @@ def test_bad_input_is_named(marketing: Engine, group: str) -> None:
     with pytest.raises(AlreadyExists):
         create_email(marketing, group, "taken")
     assert [m.name for m in marketing.messaging.list(group)] == ["late", "taken"]
+    # at send time, the same problem fails that user's message only, and says why
+    assert marketing.messaging.send(group, "late").counts == {"failed": 5}
+    detail = marketing.store.list_deliveries(group, "late")[0].detail
+    assert detail is not None and "'NOPE'" in detail["problems"][0]
 
 
 def test_a_draft_that_fails_its_checks_is_not_sent(

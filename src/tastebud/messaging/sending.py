@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tastebud.errors import InvalidInput
 from tastebud.messaging.channels import (
     Channel,
     Envelope,
@@ -115,7 +116,10 @@ class Sender:
         if self.store.opted_out(self.group, token.user_id,
                                 [TRACKED[self.spec.channel]["unsubscribe"]]):  # fmt: skip
             return "skipped", 0, {"reason": "unsubscribed"}
-        outcome = self.draft(token)
+        try:
+            outcome = self.draft(token)
+        except InvalidInput as error:  # e.g. a field this user's profile lacks: this user only
+            return "failed", 0, {"problems": [error.message]}
         detail: dict[str, Any] = {"provider": outcome.provider, "fallback": outcome.fallback}
         if outcome.problems:
             return "failed", 0, detail | {"problems": outcome.problems}
