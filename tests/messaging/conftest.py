@@ -29,10 +29,14 @@ def webhook() -> Iterator[Receiver]:
         yield receiver
 
 
-def make_engine(store: Store, store_url: str, group: str, home: Path, **messaging: object) -> Engine:
-    options: dict[str, object] = {"rate_per_second": {"email": 1000.0, "sms": 1000.0,
-                                                      "webhook": 1000.0},
-                                  "retry_backoff_seconds": 0.0, "machine_open_seconds": 0.0}
+def make_engine(
+    store: Store, store_url: str, group: str, home: Path, **messaging: object
+) -> Engine:
+    options: dict[str, object] = {
+        "rate_per_second": {"email": 1000.0, "sms": 1000.0, "webhook": 1000.0},
+        "retry_backoff_seconds": 0.0,
+        "machine_open_seconds": 0.0,
+    }
     settings = Settings(home=home, default_group=group, database_url=store_url,
                         messaging=MessagingSettings(**(options | messaging)))  # fmt: skip
     return Engine(settings, store=store)
@@ -44,13 +48,21 @@ def load_marketing_data(engine: Engine, group: str, folder: Path) -> None:
     engine.put_schema(group, "items", {"GENRES": "categorical", "NAME": "string"})
     engine.put_schema(group, "users", {"NAME": "string", "EMAIL": "string", "PHONE": "string"})
     engine.import_file(group, "interactions", interactions, mode="full")
-    engine.put_items(group, [ItemIn(item_id=f"i{i}", properties={
-        "GENRES": "a" if i < 20 else "b", "NAME": f"Route {i}"}) for i in range(40)])
+    engine.put_items(
+        group,
+        [
+            ItemIn(
+                item_id=f"i{i}", properties={"GENRES": "a" if i < 20 else "b", "NAME": f"Route {i}"}
+            )
+            for i in range(40)
+        ],
+    )
     engine.put_users(group, [UserIn(user_id=f"u{u}", properties={
         "NAME": f"<b>User {u}</b>", "EMAIL": f"u{u}@example.com", "PHONE": f"+4470000{u:04d}"})
         for u in range(60)])  # fmt: skip
-    engine.create_solution(group, "affinity", {"recipe": "item-affinity",
-                                               "params": {"algorithm": "ease"}})
+    engine.create_solution(
+        group, "affinity", {"recipe": "item-affinity", "params": {"algorithm": "ease"}}
+    )
     engine.train(group, "affinity")
 
 
@@ -62,7 +74,7 @@ def marketing(
     """An engine over the loaded group, sending to the test's SMTP server and webhook."""
     engine = make_engine(store, store_url, group, tmp_path / "home",
                          smtp_port=smtp[0], webhook_url=webhook.url,
-                         rate_per_second={"email": 1000.0, "sms": 20.0, "webhook": 1000.0})  # fmt: skip
+                         rate_per_second={"email": 1e3, "sms": 20.0, "webhook": 1e3})  # fmt: skip
     load_marketing_data(engine, group, tmp_path)
     yield engine
     engine.close()
@@ -70,6 +82,8 @@ def marketing(
 
 EMAIL_TEMPLATE = """Subject: {{ user.NAME }}, fly {{ item.NAME }}
 <p>Hello {{ user.NAME }}, {{ item.NAME }} is waiting.</p>
-<ul>{% for r in recommendations %}<li><a href="{{ track('https://example.com/' ~ r.id) }}">{{ r.NAME }}</a></li>{% endfor %}</ul>
+<ul>{% for r in recommendations %}
+<li><a href="{{ track('https://example.com/' ~ r.id) }}">{{ r.NAME }}</a></li>
+{% endfor %}</ul>
 <p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>
 """

@@ -26,7 +26,8 @@ def test_checks_name_each_problem() -> None:
     assert problems("Cheap! https://u") == ["banned word 'cheap'"]
     assert problems("cheapest https://u") == []  # whole words only
     assert problems("Hi {first_name} https://u") == [
-        "unknown placeholder '{first_name}' left in the draft"]
+        "unknown placeholder '{first_name}' left in the draft"
+    ]
     assert problems("Hi [FIRST_NAME] https://u")[0].startswith("unknown placeholder")
     assert problems("no link") == ["email: no unsubscribe link ({{ unsubscribe_url }})"]
     assert problems("https://u", subject="")[0].startswith("subject: missing")

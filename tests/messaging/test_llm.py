@@ -25,9 +25,17 @@ def test_llm_drafts_are_checked_cached_and_replaced_when_bad(
     with http_receiver(respond) as llm:
         engine = make_engine(store, store_url, group, tmp_path / "home", smtp_port=smtp[0],
                              llm_url=llm.url, banned_words=["free"])  # fmt: skip
-        engine.messaging.create(group, "ai", {
-            "channel": "email", "provider": "llm", "users": ["u1", "u2"], "item_id": "i3",
-            "templates": {"default": TEMPLATE}})
+        engine.messaging.create(
+            group,
+            "ai",
+            {
+                "channel": "email",
+                "provider": "llm",
+                "users": ["u1", "u2"],
+                "item_id": "i3",
+                "templates": {"default": TEMPLATE},
+            },
+        )
         first = engine.messaging.preview(group, "ai", user_id="u1")
         again = engine.messaging.preview(group, "ai", user_id="u1")
         calls_for_u1 = len(llm.received)

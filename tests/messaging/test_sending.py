@@ -119,9 +119,15 @@ def test_sms_over_the_webhook_retries_transient_errors(
     marketing: Engine, group: str, webhook: Receiver
 ) -> None:
     webhook.statuses = [503, 200, 200, 200, 429]
-    marketing.messaging.create(group, "sms", {
-        "channel": "sms", "users": ["u1", "u2", "u3", "u4"],
-        "templates": {"default": "Hi {{ user.PHONE }}, fares are down. Reply STOP to opt out"}})
+    marketing.messaging.create(
+        group,
+        "sms",
+        {
+            "channel": "sms",
+            "users": ["u1", "u2", "u3", "u4"],
+            "templates": {"default": "Hi {{ user.PHONE }}, fares are down. Reply STOP to opt out"},
+        },
+    )
     started = time.monotonic()
     result = marketing.messaging.send(group, "sms")
     elapsed = time.monotonic() - started
@@ -137,8 +143,9 @@ def test_sms_over_the_webhook_retries_transient_errors(
 
 
 def test_sms_too_long_fails_its_length_check(marketing: Engine, group: str) -> None:
-    marketing.messaging.create(group, "long", {
-        "channel": "sms", "users": ["u1"], "templates": {"default": "€" * 81}})
+    marketing.messaging.create(
+        group, "long", {"channel": "sms", "users": ["u1"], "templates": {"default": "€" * 81}}
+    )
     problems = marketing.messaging.preview(group, "long")["problems"]
     assert problems == ["length: 162 GSM-7 characters make 2 SMS parts; at most 1 allowed "
                         "(160 characters per part)"]  # fmt: skip
@@ -147,8 +154,11 @@ def test_sms_too_long_fails_its_length_check(marketing: Engine, group: str) -> N
 def test_push_payload_carries_the_attribution(
     marketing: Engine, group: str, webhook: Receiver
 ) -> None:
-    marketing.messaging.create(group, "push", {
-        "channel": "webhook", "users": ["u7"], "templates": {"default": "Subject: New\nHi!"}})
+    marketing.messaging.create(
+        group,
+        "push",
+        {"channel": "webhook", "users": ["u7"], "templates": {"default": "Subject: New\nHi!"}},
+    )
     assert marketing.messaging.send(group, "push").counts == {"sent": 1}
     payload = webhook.received[0]
     assert payload["channel"] == "push" and payload["to"] == "u7" and payload["title"] == "New"

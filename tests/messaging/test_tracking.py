@@ -45,9 +45,19 @@ def sent_links(smtp: Any) -> dict[str, list[str]]:
 
 def send_over_http(http: TestClient, admin: dict[str, str], group: str) -> None:
     url = f"/v1/dataset-groups/{group}/messages"
-    created = http.post(url, headers=admin, json={
-        "name": "spring", "channel": "email", "itemId": "i0", "solution": "affinity",
-        "topUsers": 4, "templates": {"default": EMAIL_TEMPLATE}, "html": True})
+    created = http.post(
+        url,
+        headers=admin,
+        json={
+            "name": "spring",
+            "channel": "email",
+            "itemId": "i0",
+            "solution": "affinity",
+            "topUsers": 4,
+            "templates": {"default": EMAIL_TEMPLATE},
+            "html": True,
+        },
+    )
     assert created.status_code == 201, created.text
     assert created.json()["users"] == 4
     assert http.post(f"{url}/spring/send", headers=admin, json={}).json()["counts"] == {"sent": 4}
@@ -73,7 +83,7 @@ def test_opens_clicks_and_unsubscribe(
     assert answer.headers["location"].startswith("https://example.com/i")
 
     unsubscribe = next(p for p in links[users[2]] if "/unsubscribe/" in p)
-    assert "<form method=\"post\"" in http.get(unsubscribe).text  # a GET changes nothing
+    assert '<form method="post"' in http.get(unsubscribe).text  # a GET changes nothing
     report = http.get(f"/v1/dataset-groups/{group}/messages/spring/report", headers=admin).json()
     assert report["total"]["unsubscribes"] == 0
     assert http.post(unsubscribe).status_code == 200
@@ -95,9 +105,16 @@ def test_an_unsubscribed_user_gets_no_more_mail(
     send_over_http(http, admin, group)
     user, paths = next(iter(sent_links(smtp).items()))
     http.post(next(p for p in paths if "/unsubscribe/" in p))
-    marketing.messaging.create(group, "again", {
-        "channel": "email", "users": [user], "item_id": "i2",
-        "templates": {"default": EMAIL_TEMPLATE}})
+    marketing.messaging.create(
+        group,
+        "again",
+        {
+            "channel": "email",
+            "users": [user],
+            "item_id": "i2",
+            "templates": {"default": EMAIL_TEMPLATE},
+        },
+    )
     assert marketing.messaging.send(group, "again").counts == {"skipped": 1}
 
 
@@ -121,21 +138,32 @@ def test_tampered_tokens_are_refused(
 
 def test_an_open_within_two_seconds_is_a_machine(marketing: Engine, group: str, smtp: Any) -> None:
     marketing.messaging.settings = marketing.messaging.settings.model_copy(
-        update={"machine_open_seconds": 2.0})
-    marketing.messaging.create(group, "fast", {
-        "channel": "email", "users": ["u1"], "item_id": "i1", "html": True,
-        "templates": {"default": EMAIL_TEMPLATE}})
+        update={"machine_open_seconds": 2.0}
+    )
+    marketing.messaging.create(
+        group,
+        "fast",
+        {
+            "channel": "email",
+            "users": ["u1"],
+            "item_id": "i1",
+            "html": True,
+            "templates": {"default": EMAIL_TEMPLATE},
+        },
+    )
     marketing.messaging.send(group, "fast")
-    token = re.search(r'/v1/track/open/([^"]+)\.gif"',
-                      smtp[1].messages[0].get_body(("html",)).get_content())
+    token = re.search(
+        r'/v1/track/open/([^"]+)\.gif"', smtp[1].messages[0].get_body(("html",)).get_content()
+    )
     assert token is not None
     marketing.messaging.track(token.group(1), "open", {k.lower(): v for k, v in HUMAN.items()})
     assert marketing.messaging.report(group, "fast")["total"]["opens"] == {"unique": 0, "total": 1}
 
 
 def app_event(user: str, event_id: str, event_type: str, properties: dict[str, Any]) -> dict:
-    return {"userId": user, "eventList": [{"eventId": event_id, "itemId": "i0",
-            "eventType": event_type, "sentAt": 1_700_000_000, "properties": properties}]}  # fmt: skip
+    event = {"eventId": event_id, "itemId": "i0", "eventType": event_type,
+             "sentAt": 1_700_000_000, "properties": properties}  # fmt: skip
+    return {"userId": user, "eventList": [event]}
 
 
 def test_app_events_attribute_flat_and_nested_alike(
@@ -145,13 +173,24 @@ def test_app_events_attribute_flat_and_nested_alike(
     android = {"campaign_id": "c9", "campaign_activity_id": "a1", "treatment_id": "0"}
     ios = {"data": {"pinpoint": {"campaign": android}}}
     batch = [
-        app_event("u1", "s1", "_campaign.send", {"pinpoint.campaign.campaign_id": "c9",
-                                                 "pinpoint.campaign.campaign_activity_id": "a1",
-                                                 "pinpoint.campaign.treatment_id": "0"}),
+        app_event(
+            "u1",
+            "s1",
+            "_campaign.send",
+            {
+                "pinpoint.campaign.campaign_id": "c9",
+                "pinpoint.campaign.campaign_activity_id": "a1",
+                "pinpoint.campaign.treatment_id": "0",
+            },
+        ),
         app_event("u1", "r1", "_campaign.received_foreground", android),
         app_event("u1", "o1", "_campaign.opened_notification", ios),
-        app_event("u2", "s2", "_campaign.send", {"campaignId": "c9", "activityId": "a1",
-                                                 "treatmentId": "0"}),
+        app_event(
+            "u2",
+            "s2",
+            "_campaign.send",
+            {"campaignId": "c9", "activityId": "a1", "treatmentId": "0"},
+        ),
         app_event("u2", "o2", "_campaign.opened_notification", ios),
         app_event("u3", "o3", "_campaign.opened_notification", android),  # never sent
         app_event("u4", "j1", "_journey.send", {"journey_id": "j7", "journey_activity_id": "x"}),
@@ -176,14 +215,29 @@ def test_app_events_attribute_flat_and_nested_alike(
 def test_an_open_feeds_the_next_recommendation(
     http: TestClient, admin: dict[str, str], group: str, smtp: Any, marketing: Engine
 ) -> None:
-    marketing.create_solution(group, "for-you", {
-        "recipe": "user-personalization", "params": {"algorithm": "ease"},
-        "data": {"event_weights": {"click": 1.0, "_email.open": 1.0}}})
+    marketing.create_solution(
+        group,
+        "for-you",
+        {
+            "recipe": "user-personalization",
+            "params": {"algorithm": "ease"},
+            "data": {"event_weights": {"click": 1.0, "_email.open": 1.0}},
+        },
+    )
     marketing.train(group, "for-you")
     newcomer = "n1"  # no history: the cold answer (popularity) mixes both clusters
-    marketing.messaging.create(group, "route-30", {
-        "channel": "email", "users": [newcomer], "item_id": "i30", "html": True,
-        "templates": {"default": EMAIL_TEMPLATE}, "address_field": "NAME"})
+    marketing.messaging.create(
+        group,
+        "route-30",
+        {
+            "channel": "email",
+            "users": [newcomer],
+            "item_id": "i30",
+            "html": True,
+            "templates": {"default": EMAIL_TEMPLATE},
+            "address_field": "NAME",
+        },
+    )
     from tastebud.ingest import UserIn
 
     marketing.put_users(group, [UserIn(user_id=newcomer, properties={"NAME": "n1@example.com"})])

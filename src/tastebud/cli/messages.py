@@ -34,18 +34,22 @@ def create(
     channel: Annotated[str, typer.Option(help="email, sms or webhook (push).")],
     item: Annotated[str | None, typer.Option(help="The item the message is about.")] = None,
     segment_file: Annotated[
-        Path | None, typer.Option(help="JSON Lines: `batch segment` answers or {\"userId\"}.")
+        Path | None, typer.Option(help='JSON Lines: `batch segment` answers or {"userId"}.')
     ] = None,
     solution: Annotated[
         str | None, typer.Option(help="Item-affinity solution: the segment and recommendations.")
     ] = None,
     top_users: Annotated[int, typer.Option(help="Users in the item's segment.")] = 100,
-    provider: Annotated[str, typer.Option(help="template, or llm (TASTEBUD_MESSAGING__LLM_URL).")] = "template",  # noqa: E501
+    provider: Annotated[
+        str, typer.Option(help="template, or llm (TASTEBUD_MESSAGING__LLM_URL).")
+    ] = "template",
     treatment: Annotated[
         list[str] | None, typer.Option(help="NAME=FILE.j2: another variant (A/B).")
     ] = None,
     banned_word: Annotated[list[str] | None, typer.Option(help="Drafts with it fail.")] = None,
-    activity: Annotated[str | None, typer.Option(help="Activity id (default: the channel).")] = None,  # noqa: E501
+    activity: Annotated[
+        str | None, typer.Option(help="Activity id (default: the channel).")
+    ] = None,
     address_field: Annotated[
         str | None, typer.Option(help="User field with the address (default EMAIL / PHONE).")
     ] = None,
@@ -166,8 +170,17 @@ def report(
 
 
 def print_report(result: dict[str, Any]) -> None:
-    table = Table("", "sends", "deliveries", "opens (unique/total)", "clicks (unique/total)",
-                  "open rate", "click rate", "unsubscribes", title=f"campaign {result['campaign']}")
+    table = Table(
+        "",
+        "sends",
+        "deliveries",
+        "opens (unique/total)",
+        "clicks (unique/total)",
+        "open rate",
+        "click rate",
+        "unsubscribes",
+        title=f"campaign {result['campaign']}",
+    )
     rows = [("total", result["total"])]
     rows += [(f"activity {k}", v) for k, v in result["activities"].items()]
     rows += [(f"treatment {k}", v) for k, v in result["treatments"].items()]

@@ -7,6 +7,7 @@ connection lost, SMTP 4xx, HTTP 429/5xx) or :class:`PermanentError` (never: SMTP
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 import smtplib
@@ -87,10 +88,8 @@ class EmailChannel:
 
     def close(self) -> None:
         if self._smtp is not None:
-            try:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
                 self._smtp.quit()
-            except (smtplib.SMTPException, OSError):
-                pass
             self._smtp = None
 
 

@@ -31,9 +31,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from tastebud.errors import InvalidInput
 
-PLACEHOLDERS = frozenset(
-    {"user", "item", "recommendations", "unsubscribe_url", "track", "message"}
-)
+PLACEHOLDERS = frozenset({"user", "item", "recommendations", "unsubscribe_url", "track", "message"})
 
 
 @dataclass(frozen=True, slots=True)

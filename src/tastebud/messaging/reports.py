@@ -55,7 +55,9 @@ def build_report(
     campaign: str, counts: Iterable[EngagementCount], deliveries: Sequence[DeliveryRecord] = ()
 ) -> dict[str, Any]:
     """The report of one campaign (a message's name, or a journey id)."""
-    total, by_activity, by_treatment = _Tally(), defaultdict(_Tally), defaultdict(_Tally)
+    total = _Tally()
+    by_activity: defaultdict[str, _Tally] = defaultdict(_Tally)
+    by_treatment: defaultdict[str, _Tally] = defaultdict(_Tally)
     for count in counts:
         total.add(count)
         by_activity[count.activity].add(count)

@@ -118,19 +118,19 @@ class Sender:
             return "skipped", 0, {"reason": "unsubscribed"}
         try:
             outcome = self.draft(token)
-        except InvalidInput as error:  # e.g. a field this user's profile lacks: this user only
-            return "failed", 0, {"problems": [error.message]}
+        except InvalidInput as exc:  # e.g. a field this user's profile lacks: this user only
+            return "failed", 0, {"problems": [exc.message]}
         detail: dict[str, Any] = {"provider": outcome.provider, "fallback": outcome.fallback}
         if outcome.problems:
             return "failed", 0, detail | {"problems": outcome.problems}
         envelope = self._envelope(address, token, outcome)
-        error = ""
+        last_error = ""
         for attempt in range(1, self.settings.max_attempts + 1):
             limiter.wait()
             try:
                 channel.deliver(envelope)
             except TransientError as exc:
-                error = str(exc)
+                last_error = str(exc)
                 if attempt < self.settings.max_attempts:
                     time.sleep(self.settings.retry_backoff_seconds * 2 ** (attempt - 1))
                 continue
@@ -139,7 +139,7 @@ class Sender:
                 return "failed", attempt, detail | {"error": str(exc)}
             self.record(token, SEND_EVENT[self.spec.channel], None)
             return "sent", attempt, detail
-        return "pending", self.settings.max_attempts, detail | {"error": error}
+        return "pending", self.settings.max_attempts, detail | {"error": last_error}
 
     def _address(self, user_id: str) -> str | None:
         field_name = self.spec.address

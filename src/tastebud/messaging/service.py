@@ -125,8 +125,9 @@ class MessagingService:
         journey id that engagement events named) per activity and treatment."""
         counts = self.store.engagement_counts(group, campaign)
         try:
-            deliveries = self.store.list_deliveries(group, self.store.get_message(group,
-                                                                                  campaign).name)
+            deliveries = self.store.list_deliveries(
+                group, self.store.get_message(group, campaign).name
+            )
         except NotFound:
             if not counts:
                 raise NotFound(f"no message or campaign {campaign!r} in group {group!r}") from None

@@ -60,9 +60,7 @@ class MessageSpec(BaseModel):
                 f"channel: expected one of {', '.join(CHANNELS)}, got {body.get('channel')!r}"
             )
         if body.get("provider", "template") not in PROVIDERS:
-            raise InvalidInput(
-                f"provider: expected template or llm, got {body.get('provider')!r}"
-            )
+            raise InvalidInput(f"provider: expected template or llm, got {body.get('provider')!r}")
         try:
             return cls.model_validate(body)
         except ValidationError as error:
@@ -102,7 +100,7 @@ def read_segment(lines: Iterable[str], *, source: str) -> tuple[str | None, list
         found = _users_of(row)
         if found is None:
             raise InvalidInput(
-                f"{source}: line {number}: expected {{\"userId\": …}} or a batch segment "
+                f'{source}: line {number}: expected {{"userId": …}} or a batch segment '
                 "answer with output.usersList"
             )
         users.update(dict.fromkeys(found))

@@ -115,5 +115,3 @@ def send(group: str, name: str, engine: EngineDep, body: SendIn | None = None) -
 def report(group: str, name: str, engine: EngineDep) -> dict[str, Any]:
     """Sends, deliveries, unique and total opens and clicks, rates, per activity and treatment."""
     return engine.messaging.report(group, name)
-
-
