@@ -590,6 +590,48 @@ class Client:
     def _schedule(self, name: str) -> str:
         return self._path(f"/schedules/{quote(name, safe='')}")
 
+    # messages (docs/messaging.md) -----------------------------------------------------------
+    def create_message(
+        self, name: str, *, channel: str, templates: Mapping[str, str],
+        item_id: str | None = None, solution: str | None = None, top_users: int = 100,
+        segment: Sequence[Mapping[str, Any]] | None = None, provider: str = "template",
+        html: bool = False, **options: Any,
+    ) -> dict[str, Any]:  # fmt: skip
+        """A message for the top ``top_users`` of ``item_id`` by the item-affinity ``solution``,
+        or for a ``segment`` (the lines of a segment file); ``templates`` by treatment
+        (``{"default": "Subject: …\\n…"}``). ``options``: ``recommendations``, ``activity``,
+        ``address_field``, ``banned_words``."""
+        body = {"name": name, "channel": channel, "templates": dict(templates),
+                "itemId": item_id, "solution": solution, "topUsers": top_users,
+                "segment": None if segment is None else [dict(row) for row in segment],
+                "provider": provider, "html": html,
+                **{_camel(k): v for k, v in options.items()}}  # fmt: skip
+        return cast(dict[str, Any], self._json("POST", self._path("/messages"), json=body))
+
+    def list_messages(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._json("GET", self._path("/messages")))
+
+    def get_message(self, name: str) -> dict[str, Any]:
+        return cast(dict[str, Any], self._json("GET", self._message(name)))
+
+    def preview_message(self, name: str, *, user_id: str | None = None) -> dict[str, Any]:
+        params = {} if user_id is None else {"user": user_id}
+        return cast(dict[str, Any], self._json("GET", self._message(name) + "/preview",
+                                               params=params))  # fmt: skip
+
+    def send_message(self, name: str, *, dry_run: bool = False) -> dict[str, Any]:
+        """Send to every user not sent to yet; a re-run never sends twice."""
+        body = {"dryRun": dry_run}
+        return cast(dict[str, Any], self._json("POST", self._message(name) + "/send", json=body))
+
+    def message_report(self, name: str) -> dict[str, Any]:
+        """Sends, deliveries, opens, clicks and rates per activity and treatment; ``name`` may
+        also be a campaign or journey id named by app events."""
+        return cast(dict[str, Any], self._json("GET", self._message(name) + "/report"))
+
+    def _message(self, name: str) -> str:
+        return self._path(f"/messages/{quote(name, safe='')}")
+
     # tokens -----------------------------------------------------------------------------------
     def create_token(self, name: str, *, scope: TokenScope = "ingest") -> TokenCreated:
         """A new token; its secret (``["token"]``) is shown only in this answer."""
@@ -632,6 +674,11 @@ def _filter(name: str | None, values: Mapping[str, Sequence[str]] | None) -> dic
 
 def _explain(explain: bool) -> dict[str, Any]:
     return {"explain": True} if explain else {}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 def _group_path(group: str) -> str:

@@ -32,6 +32,7 @@ from tastebud.jobs.runner import JobRunner
 from tastebud.jobs.scheduler import Scheduler
 from tastebud.jobs.schedules import Schedules
 from tastebud.jobs.training import SolutionSpec, VersionTrainer
+from tastebud.messaging import MessagingService, engagement_records, split_engagement
 from tastebud.schema import DATASETS, DatasetKind, DatasetSchema
 from tastebud.serving.cache import LocalAnswers, RedisAnswers, ResultCache
 from tastebud.serving.campaigns import (
@@ -85,6 +86,7 @@ class Engine:
         self.batch = BatchService(self.store, self.recommender, self.jobs, settings)
         self.training = VersionTrainer(self.store, settings.artifacts)
         self.schedules = Schedules(self.store)
+        self.messaging = MessagingService(self.store, self.tracker, self.recommender, settings)
         # Started by `tastebud serve` and `tastebud worker`, never by other commands.
         self.scheduler = Scheduler(
             self.store, self.training.train_new, self.jobs,
@@ -259,7 +261,13 @@ class Engine:
             raise PayloadTooLarge(
                 f"eventList: {len(request.event_list)} events, at most {limit} per request"
             )
-        return events_from_request(self.get_schema(group, "interactions"), request)
+        # Engagement events (`_email.open` …) lose their attribution keys before validation,
+        # and are recorded for reports now: idempotent, so a retried request counts once.
+        request, attributions = split_engagement(request)
+        events = events_from_request(self.get_schema(group, "interactions"), request)
+        if attributions:
+            self.messaging.record(group, engagement_records(events, attributions))
+        return events
 
     def put_events(self, group: str, request: PutEventsRequest) -> WriteResult:
         """Validate and store events; returns once they are committed."""

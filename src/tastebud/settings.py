@@ -129,6 +129,50 @@ class ScheduleSettings(BaseModel):
     )
 
 
+class MessagingSettings(BaseModel):
+    """Messages, channels and engagement tracking (docs/messaging.md)."""
+
+    public_url: str = Field(
+        default="http://127.0.0.1:8765",
+        description="Where recipients reach the tracking endpoints (pixel, clicks, unsubscribe).",
+    )
+    secret: str | None = Field(
+        default=None,
+        description="Key that signs tracking tokens; default: one made once in home/messaging.key "
+        "(set it when several hosts serve the tracking endpoints).",
+    )  # fmt: skip
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_sender: str = "tastebud <noreply@localhost>"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    webhook_url: str | None = Field(
+        default=None, description="SMS and push provider: messages are POSTed here as JSON."
+    )
+    llm_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible chat completions endpoint (…/v1/chat/completions); "
+        "unset: the llm content provider is off.",
+    )  # fmt: skip
+    llm_model: str = "gpt-4o-mini"
+    llm_api_key: str | None = None
+    llm_timeout_seconds: float = Field(default=30.0, gt=0)
+    rate_per_second: dict[str, float] = Field(
+        default={"email": 20.0, "sms": 5.0, "webhook": 50.0},
+        description="Messages sent per second at most, per channel.",
+    )
+    max_attempts: int = Field(default=3, ge=1, description="Tries per message (transient errors).")
+    retry_backoff_seconds: float = Field(default=0.5, ge=0, description="Doubled each retry.")
+    max_sms_parts: int = Field(default=1, ge=1, le=10, description="SMS longer than this fail.")
+    banned_words: list[str] = Field(
+        default_factory=list, description="Drafts containing one of these fail their checks."
+    )
+    machine_open_seconds: float = Field(
+        default=2.0, ge=0, description="Opens and clicks this soon after sending are machines'."
+    )
+
+
 class Settings(BaseSettings):
     """Every setting has one default, here; env vars `TASTEBUD_*` (nested with `__`) override."""
 
@@ -148,6 +192,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     stream: StreamSettings = StreamSettings()
     schedules: ScheduleSettings = ScheduleSettings()
+    messaging: MessagingSettings = MessagingSettings()
 
     @property
     def store_url(self) -> str:

@@ -26,11 +26,13 @@ from tastebud.api.routes import (
     imports,
     items,
     jobs,
+    messages,
     recommendations,
     schedules,
     schemas,
     solutions,
     tokens,
+    tracking,
     users,
 )
 from tastebud.api.shutdown import DrainOnSignal
@@ -42,6 +44,7 @@ UPLOAD_PATH = re.compile(r"/v1/dataset-groups/[^/]+/import-jobs/upload")
 ROUTERS = (
     events, items, users, campaigns, recommendations, health, groups, schemas, imports, exports,
     batch_jobs, tokens, solutions, filters, jobs, schedules,
+    messages, tracking,
 )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from tastebud.cli import (
     demo,
     evaluate,
     filters,
+    messages,
     recipes,
     recommend,
     schedules,
@@ -76,6 +77,7 @@ app.add_typer(admin.tokens_app, name="tokens")
 app.add_typer(admin.jobs_app, name="jobs")
 app.add_typer(consume_app, name="consume")
 app.add_typer(batch.batch_app, name="batch")
+app.add_typer(messages.messages_app, name="messages")
 
 
 def main() -> None:

@@ -158,6 +158,69 @@ class ScheduleRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """A message to send (issue 16): audience, templates, channel … in ``body`` (see
+    :class:`tastebud.messaging.spec.MessageSpec`)."""
+
+    group: str
+    name: str
+    body: Mapping[str, Any]
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """Where one (message, user) stands: ``sending`` (claimed), ``sent``, ``failed``
+    (permanent), ``pending`` (transient errors exhausted: the next run tries again) or
+    ``skipped`` (no address). ``detail`` says why, and notes a draft replaced by the template."""
+
+    message: str
+    user_id: str
+    message_id: str
+    treatment: str
+    status: str
+    attempts: int = 0
+    detail: Mapping[str, Any] | None = None
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class EngagementRecord:
+    """One engagement event attributed to its campaign (or journey), activity and treatment.
+
+    ``dedup_key`` is unique per group: a replayed event is stored once. ``message_key`` names
+    the message it is about (its ``messageId``, or the endpoint and attribution of an app
+    event), which makes unique opens and clicks countable. ``category`` is one of ``send``,
+    ``delivery``, ``open``, ``click``, ``bounce``, ``complaint``, ``unsubscribe``, ``failure``.
+    """
+
+    dedup_key: str
+    message_key: str
+    campaign: str
+    activity: str
+    treatment: str
+    kind: Literal["campaign", "journey"]
+    category: str
+    event_type: str
+    timestamp: float
+    user_id: str | None = None
+    url: str | None = None
+    machine: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EngagementCount:
+    """Engagement events of one message in one category, for reports."""
+
+    activity: str
+    treatment: str
+    category: str
+    message_key: str
+    total: int
+    human: bool  # at least one of them was not a likely machine
+
+
+@dataclass(frozen=True, slots=True)
 class TokenRecord:
     name: str
     scope: Scope
@@ -385,6 +448,52 @@ class Store(Protocol):
 
     def get_user(self, group: str, user_id: str) -> Record | None:
         """One user's profile (the ``CurrentUser`` of filters); None when it has none."""
+        ...
+
+    def get_item(self, group: str, item_id: str) -> Record | None:
+        """One item's metadata (message content); None when it has none."""
+        ...
+
+    # messages and engagement (issue 16)
+    def put_message(self, record: MessageRecord) -> None:
+        """Create a message; AlreadyExists when the name is taken."""
+        ...
+
+    def get_message(self, group: str, name: str) -> MessageRecord: ...
+    def list_messages(self, group: str) -> list[MessageRecord]: ...
+
+    def delete_message(self, group: str, name: str) -> None:
+        """Remove a message and its delivery rows (its engagement events stay for reports)."""
+        ...
+
+    def claim_delivery(
+        self, group: str, message: str, user_id: str, *, message_id: str, treatment: str,
+        stale_before: float,
+    ) -> bool:  # fmt: skip
+        """Take (message, user) for sending: True when no row existed, or it was ``pending``,
+        or ``sending`` since before ``stale_before`` (a crashed run); False when it was sent,
+        failed for good, skipped, or another sender holds it."""
+        ...
+
+    def finish_delivery(
+        self, group: str, message: str, user_id: str, *, status: str, attempts: int,
+        detail: Mapping[str, Any] | None,
+    ) -> None: ...  # fmt: skip
+
+    def list_deliveries(self, group: str, message: str) -> list[DeliveryRecord]: ...
+
+    def put_engagement(self, group: str, records: Sequence[EngagementRecord]) -> int:
+        """Store engagement events in one transaction, each ``dedup_key`` once; returns how
+        many were new."""
+        ...
+
+    def engagement_counts(self, group: str, campaign: str) -> list[EngagementCount]:
+        """The campaign's (or journey's) events counted per activity, treatment, category
+        and message."""
+        ...
+
+    def opted_out(self, group: str, user_id: str, event_types: Sequence[str]) -> bool:
+        """Whether the user has an engagement event of one of these types (unsubscribes)."""
         ...
 
     def add_token(self, token_hash: str, *, name: str, scope: Scope) -> None: ...

@@ -79,3 +79,18 @@ class FiltersSql(SqlMixin):
             return None
         fields = {k: v for k, v in json.loads(row[0]).items() if v is not None}
         return Record(id=user_id, fields=fields)
+
+    def get_item(self, group: str, item_id: str) -> Record | None:
+        with self._transaction(write=False) as cur:
+            group_id = self._group_id(cur, group)
+            row = self._run(
+                cur,
+                "SELECT i.fields, i.creation_ts FROM id_map m JOIN items i "
+                "ON i.group_id = m.group_id AND i.item_idx = m.idx WHERE m.group_id = ? "
+                "AND m.kind = 'item' AND m.external_id = ?",
+                (group_id, item_id),
+            ).fetchone()
+        if row is None:
+            return None
+        fields = {k: v for k, v in json.loads(row[0]).items() if v is not None}
+        return Record(id=item_id, fields=fields, creation_timestamp=row[1])

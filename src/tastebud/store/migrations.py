@@ -121,7 +121,30 @@ def _v5(dialect: Dialect) -> list[str]:
     ]
 
 
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
+def _v6(dialect: Dialect) -> list[str]:
+    """Messages (issue 16): their definitions, one delivery row per (message, user) — what
+    makes a re-run never send twice — and engagement events, unique per dedup key."""
+    return [
+        """CREATE TABLE messages (
+            group_id INTEGER NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (group_id, name))""",
+        """CREATE TABLE message_deliveries (
+            group_id INTEGER NOT NULL, message TEXT NOT NULL, user_id TEXT NOT NULL,
+            message_id TEXT NOT NULL, treatment TEXT NOT NULL, status TEXT NOT NULL,
+            attempts INTEGER NOT NULL, detail TEXT, updated_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (group_id, message, user_id))""",
+        """CREATE TABLE engagement_events (
+            group_id INTEGER NOT NULL, dedup_key TEXT NOT NULL, message_key TEXT NOT NULL,
+            campaign TEXT NOT NULL, activity TEXT NOT NULL, treatment TEXT NOT NULL,
+            kind TEXT NOT NULL, category TEXT NOT NULL, event_type TEXT NOT NULL, url TEXT,
+            user_id TEXT, machine INTEGER NOT NULL, ts DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (group_id, dedup_key))""",
+        "CREATE INDEX engagement_by_campaign ON engagement_events (group_id, campaign)",
+        "CREATE INDEX engagement_by_user ON engagement_events (group_id, user_id, event_type)",
+    ]
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
 LATEST = max(MIGRATIONS)
 
 

@@ -19,3 +19,6 @@ class SqlMixin:
 
     def _group_id(self, cur: Any, name: str) -> int:
         raise NotImplementedError
+
+    def _sql(self, query: str) -> str:
+        raise NotImplementedError

@@ -32,6 +32,7 @@ from tastebud.store.base import (
 )
 from tastebud.store.campaigns import CampaignsSql
 from tastebud.store.filters import FiltersSql
+from tastebud.store.messaging import MessagingSql
 from tastebud.store.migrations import LATEST, Dialect, statements
 from tastebud.store.schedules import SchedulesSql
 from tastebud.store.solutions import SolutionsSql
@@ -62,7 +63,7 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
-class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, ABC):
+class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, MessagingSql, ABC):
     """Shared SQL; subclasses implement the abstract dialect hooks."""
 
     dialect: Dialect
@@ -161,7 +162,7 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, ABC):
             for table in (
                 "interactions", "items", "users", "sessions", "id_map", "id_counters",
                 "dataset_schemas", "solutions", "solution_versions", "filters", "campaigns",
-                "schedules",
+                "schedules", "messages", "message_deliveries", "engagement_events",
             ):  # fmt: skip
                 self._run(cur, f"DELETE FROM {table} WHERE group_id = ?", (group_id,))
             self._run(cur, "DELETE FROM jobs WHERE group_name = ?", (name,))
@@ -578,6 +579,7 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, ABC):
                     continue
                 found += 1
                 user_idx = int(row[0])
+                self._erase_messaging(cur, group_id, user_id)
                 for table in ("interactions", "users", "sessions"):
                     self._run(
                         cur,
