@@ -32,6 +32,7 @@ from tastebud.jobs.runner import JobRunner
 from tastebud.jobs.scheduler import Scheduler
 from tastebud.jobs.schedules import Schedules
 from tastebud.jobs.training import SolutionSpec, VersionTrainer
+from tastebud.reels import ReelService
 from tastebud.schema import DATASETS, DatasetKind, DatasetSchema
 from tastebud.serving.cache import LocalAnswers, RedisAnswers, ResultCache
 from tastebud.serving.campaigns import (
@@ -83,6 +84,7 @@ class Engine:
                                  interval=settings.serving.cache_sync_seconds)  # fmt: skip
         self.campaigns = CampaignServer(self.store, self.recommender, self.cache)
         self.batch = BatchService(self.store, self.recommender, self.jobs, settings)
+        self.reels = ReelService(self.store, self.recommender)
         self.training = VersionTrainer(self.store, settings.artifacts)
         self.schedules = Schedules(self.store)
         # Started by `tastebud serve` and `tastebud worker`, never by other commands.

@@ -27,6 +27,7 @@ from tastebud.api.routes import (
     items,
     jobs,
     recommendations,
+    reels,
     schedules,
     schemas,
     solutions,
@@ -41,7 +42,7 @@ UPLOAD_PATH = re.compile(r"/v1/dataset-groups/[^/]+/import-jobs/upload")
 # The hot path first: a request is matched against the routers in this order.
 ROUTERS = (
     events, items, users, campaigns, recommendations, health, groups, schemas, imports, exports,
-    batch_jobs, tokens, solutions, filters, jobs, schedules,
+    batch_jobs, tokens, solutions, filters, jobs, schedules, reels,
 )  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from tastebud.cli import (
     filters,
     recipes,
     recommend,
+    reels,
     schedules,
     serve,
     solutions,
@@ -76,6 +77,7 @@ app.add_typer(admin.tokens_app, name="tokens")
 app.add_typer(admin.jobs_app, name="jobs")
 app.add_typer(consume_app, name="consume")
 app.add_typer(batch.batch_app, name="batch")
+app.add_typer(reels.reels_app, name="reels")
 
 
 def main() -> None:
