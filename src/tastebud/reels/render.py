@@ -98,13 +98,15 @@ def probe(path: str, shots: Sequence[Shot], fps: Fraction) -> Source:
 def _copy_command(plan: Plan, sources: dict[str, Source], output: Path) -> list[str]:
     # The concat demuxer starts each file at the keyframe at or before `inpoint` (every frame,
     # here: a quarter frame past the in-point lands on it whatever the rounding) and stops
-    # before the first packet at or past `outpoint` (half a frame before the out-point).
+    # before the first packet at or past `outpoint` (half a frame before the out-point). The
+    # explicit `duration` places the next shot exactly one frame after this one's last.
     lines = ["ffconcat version 1.0"]
     for shot in plan.shots:
         inpoint = (shot.source_in + Fraction(1, 4)) / plan.fps
         outpoint = (shot.source_out - Fraction(1, 2)) / plan.fps
         lines += [f"file {_quote(shot.clip.source)}", f"inpoint {float(inpoint):.6f}",
-                  f"outpoint {float(outpoint):.6f}"]  # fmt: skip
+                  f"outpoint {float(outpoint):.6f}",
+                  f"duration {float(shot.frames / plan.fps):.6f}"]  # fmt: skip
     listing = output.with_name(output.name + ".ffconcat")
     listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return [_tool("ffmpeg"), "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i",
