@@ -74,8 +74,8 @@ def _train(engine: Engine, folder: Path, seed: int) -> None:
         genre = user % 2
         watched = rng.choice(TITLES_PER_GENRE, size=4, replace=False)
         rows += [(f"u{user}", _title(genre, int(t)), 1_000 + len(rows)) for t in watched]
-    for fan, genre in FANS.items():
-        rows += [(fan, _title(GENRES.index(genre), t), 10_000 + t) for t in (4, 5)]
+    for fan, taste in FANS.items():
+        rows += [(fan, _title(GENRES.index(taste), t), 10_000 + t) for t in (4, 5)]
     interactions = folder / "interactions.csv"
     users, items, times = zip(*rows, strict=True)
     pl.DataFrame({"USER_ID": users, "ITEM_ID": items, "TIMESTAMP": times}).write_csv(interactions)
