@@ -117,13 +117,13 @@ def plan_reel(
     if run is None:
         raise InvalidInput(_short_message(letters, titles, clips, catalogue.fps, frames))
     chain = sorted({rank for rank, _ in run})  # the titles the run shows, best first
-    footage = [sum(clips[titles[r]][i].frames for q, i in run if q == r) for r in chain]
-    counts = [sum(1 for q, _ in run if q == r) for r in chain]
-    budgets = water_fill(frames, list(accumulate(footage, min)), list(accumulate(counts, min)))
-    lengths: dict[int, Iterator[int]] = {}
-    for r, budget in zip(chain, budgets, strict=True):
-        caps = [clips[titles[r]][i].frames for q, i in run if q == r]
-        lengths[r] = iter(water_fill(budget, caps, [1] * len(caps)))
+    caps = {r: [clips[titles[r]][i].frames for q, i in run if q == r] for r in chain}
+    budgets = water_fill(frames, list(accumulate((sum(caps[r]) for r in chain), min)),
+                         list(accumulate((len(caps[r]) for r in chain), min)))  # fmt: skip
+    lengths: dict[int, Iterator[int]] = {
+        r: iter(water_fill(budget, caps[r], [1] * len(caps[r])))
+        for r, budget in zip(chain, budgets, strict=True)
+    }
     shots = (Shot(clips[titles[r]][i], r + 1, LETTERS[r], next(lengths[r])) for r, i in run)
     return Plan(catalogue.fps, letters, titles, tuple(s for s in shots if s.frames))
 
