@@ -21,7 +21,10 @@ def test_compose_reel_through_the_sdk(client: Client, tmp_path: Path) -> None:  
               "end": c * 2 + 1.5} for t in range(6) for c in range(2)]  # fmt: skip
     reel = client.compose_reel("u0", clips, seconds=4, cadence="ABAC", solution="popular")
     assert reel["frames"] == 100 and reel["cadence"] == "ABAC"
-    assert [c["letter"] for c in reel["clips"]][:4] == ["A", "B", "A", "C"]
+    # 38-frame clips: A, B, A already hold 114 frames; shots of 33 frames plus one left over
+    # for the best title (A has two shots, B one).
+    assert [c["letter"] for c in reel["clips"]] == ["A", "B", "A"]
+    assert [t["frames"] for t in reel["titles"]] == [67, 33]
     with pytest.raises(NotFound, match="user 'nobody'"):
         client.compose_reel("nobody", clips, solution="popular")
     with pytest.raises(InvalidInput, match="cadence: letter Z"):
