@@ -24,6 +24,7 @@ class Scenario:
 
 SCENARIOS: dict[str, Scenario] = {
     DEFAULT: Scenario("a streaming service: import, train, serve, live events, batch", None),
+    "reels": Scenario("personalized trailer reels for two users", "tastebud.reels.demo:run"),
 }
 
 
