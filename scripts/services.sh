@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start the local services the tests use, where installed but not running:
-# PostgreSQL 127.0.0.1:5432 (database `test`, trust auth), Redis 6379, NATS JetStream 4222.
+# PostgreSQL 127.0.0.1:5432 (database `test`, trust auth), Redis 6379, NATS JetStream 4222;
+# and installs ffmpeg (the reel tests) when it is missing and apt can.
 # The tests never skip PostgreSQL: if it cannot be reached they fail.
 set -uo pipefail
 
@@ -27,6 +28,11 @@ if ! port_open 4222 && [ -x /usr/sbin/nats-server ]; then
   start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
     -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
   wait_port 4222 NATS
+fi
+if ! command -v ffmpeg >/dev/null; then
+  # The reel tests cut real footage; without ffmpeg they fail (never skip).
+  echo "installing ffmpeg" >&2
+  apt-get install -y -q ffmpeg >/dev/null 2>&1 || echo "warning: could not install ffmpeg; the reel tests will fail" >&2
 fi
 if command -v psql >/dev/null && port_open 5432; then
   # The tests use database `test`; create it when missing.

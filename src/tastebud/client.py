@@ -48,6 +48,7 @@ from tastebud.api.models import (
     JobList,
     JobOut,
     PutEventsOut,
+    ReelOut,
     ScheduleList,
     ScheduleOut,
     SchemaOut,
@@ -491,6 +492,25 @@ class Client:
         body = {"itemId": item_id, "attribute": attribute, "numResults": num_results}
         body |= _filter(filter_name, filter_values)
         return cast(UsersAnswer, self._ask("/users-for-item", solution, version_id, body))
+
+    def compose_reel(
+        self,
+        user_id: str,
+        clips: Sequence[Mapping[str, Any]],
+        *,
+        seconds: float = 30.0,
+        cadence: str | None = None,
+        fps: str = "25",
+        solution: str | None = None,
+        version_id: str | None = None,
+        filter_name: str | None = None,
+        filter_values: Mapping[str, Sequence[str]] | None = None,
+    ) -> ReelOut:
+        """A reel of the user's ranked titles from ``clips`` (``{"title", "clip", "source",
+        "start", "end"}`` each): its edit list (``clips``) and OTIO ``timeline`` (docs/reels.md)."""
+        body = {"userId": user_id, "clips": list(clips), "seconds": seconds, "cadence": cadence,
+                "fps": fps} | _filter(filter_name, filter_values)  # fmt: skip
+        return cast(ReelOut, self._ask("/reels", solution, version_id, body))
 
     def _ask(
         self, suffix: str, solution: str | None, version_id: str | None, body: dict[str, Any]

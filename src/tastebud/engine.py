@@ -33,6 +33,7 @@ from tastebud.jobs.scheduler import Scheduler
 from tastebud.jobs.schedules import Schedules
 from tastebud.jobs.training import SolutionSpec, VersionTrainer
 from tastebud.messaging import MessagingService, engagement_records, split_engagement
+from tastebud.reels import ReelService
 from tastebud.schema import DATASETS, DatasetKind, DatasetSchema
 from tastebud.serving.cache import LocalAnswers, RedisAnswers, ResultCache
 from tastebud.serving.campaigns import (
@@ -84,6 +85,7 @@ class Engine:
                                  interval=settings.serving.cache_sync_seconds)  # fmt: skip
         self.campaigns = CampaignServer(self.store, self.recommender, self.cache)
         self.batch = BatchService(self.store, self.recommender, self.jobs, settings)
+        self.reels = ReelService(self.store, self.recommender)
         self.training = VersionTrainer(self.store, settings.artifacts)
         self.schedules = Schedules(self.store)
         self.messaging = MessagingService(self.store, self.tracker, self.recommender, settings)

@@ -28,6 +28,7 @@ from tastebud.api.routes import (
     jobs,
     messages,
     recommendations,
+    reels,
     schedules,
     schemas,
     solutions,
@@ -44,7 +45,7 @@ UPLOAD_PATH = re.compile(r"/v1/dataset-groups/[^/]+/import-jobs/upload")
 ROUTERS = (
     events, items, users, campaigns, recommendations, health, groups, schemas, imports, exports,
     batch_jobs, tokens, solutions, filters, jobs, schedules,
-    messages, tracking,
+    messages, tracking, reels,
 )  # fmt: skip
 
 

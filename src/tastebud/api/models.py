@@ -563,3 +563,53 @@ class ScheduleOut(TypedDict):
 
 class ScheduleList(TypedDict):
     schedules: list[ScheduleOut]
+
+
+# reels ---------------------------------------------------------------------------------------
+class ClipIn(_Body):
+    """One clip of the catalogue (docs/reels.md): timecodes as HH:MM:SS:FF, seconds, 300f, …"""
+
+    title: Id
+    clip: int = Field(ge=0, description="The clip's number within its title.")
+    source: str = Field(min_length=1, max_length=4096, description="The asset's path or URL.")
+    start: str | float
+    end: str | float
+    duration_class: str | None = Field(default=None, max_length=32)
+
+
+class ReelIn(FilteredIn):
+    user_id: Id
+    clips: list[ClipIn] = Field(min_length=1, description="The clip catalogue.")
+    seconds: float = Field(default=30.0, gt=0, le=600, description="Length of the reel.")
+    cadence: str | None = Field(
+        default=None, max_length=260, description="Order of the ranked titles, e.g. ABCADBE."
+    )
+    fps: str = Field(default="25", max_length=32, description="Rate of the timecodes.")
+
+
+class ReelTitleOut(TypedDict):
+    title: str
+    rank: int
+    frames: int
+
+
+# "in" is a keyword: the functional form names it.
+ReelClipOut = TypedDict(
+    "ReelClipOut",
+    {"title": str, "rank": int, "letter": str, "clip": int, "source": str, "in": int,
+     "out": int, "frames": int, "inTimecode": str, "outTimecode": str,
+     "durationClass": str | None},
+)  # fmt: skip
+
+
+class ReelOut(TypedDict):
+    userId: str
+    solutionVersionId: str
+    recommendationId: str
+    fps: str
+    frames: int
+    seconds: float
+    cadence: str
+    titles: list[ReelTitleOut]
+    clips: list[ReelClipOut]
+    timeline: dict[str, Any]  # OpenTimelineIO JSON

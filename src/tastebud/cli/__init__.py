@@ -18,6 +18,7 @@ from tastebud.cli import (
     messages,
     recipes,
     recommend,
+    reels,
     schedules,
     serve,
     solutions,
@@ -78,6 +79,7 @@ app.add_typer(admin.jobs_app, name="jobs")
 app.add_typer(consume_app, name="consume")
 app.add_typer(batch.batch_app, name="batch")
 app.add_typer(messages.messages_app, name="messages")
+app.add_typer(reels.reels_app, name="reels")
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ SCENARIOS: dict[str, Scenario] = {
         "tracked, the report",
         "tastebud.messaging.demo:run",
     ),
+    "reels": Scenario("personalized trailer reels for two users", "tastebud.reels.demo:run"),
 }
 
 

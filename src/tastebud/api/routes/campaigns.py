@@ -11,7 +11,6 @@ to compute goes to a worker thread without FastAPI's routing and dependency solv
 from __future__ import annotations
 
 import re
-import sys
 from typing import Any
 
 import anyio
@@ -142,7 +141,6 @@ router.include_router(admin)
 # The route the fast path answers for, named in the scope so metrics and logs label it as usual.
 _RECOMMEND_ROUTE = next(r for r in readers.routes
                         if isinstance(r, APIRoute) and r.endpoint is recommend)  # fmt: skip
-COMPUTING_SWITCH_INTERVAL = 0.0005  # seconds, while an answer is being computed
 _RECOMMEND_PATH = re.compile(r"/v1/dataset-groups/([^/]+)/campaigns/([^/]+)/recommendations")
 
 
@@ -163,8 +161,6 @@ class CampaignFastPath:
         self.state = state
         self.threads = threads
         self._limiter: anyio.CapacityLimiter | None = None  # made in the server's event loop
-        self._computing = 0  # answers being computed now (read and written on the loop only)
-        self._switch_interval = sys.getswitchinterval()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = post_path(scope)
@@ -203,21 +199,8 @@ class CampaignFastPath:
     async def _compute(
         self, engine: Engine, group: str, name: str, request: CampaignRequest
     ) -> bytes:
-        """The answer computed on a thread. While any is, the interpreter's switch interval is
-        shortened: a computing thread holds the interpreter between numpy calls, and the event
-        loop, answering cached requests meanwhile, waited up to the default 5 ms to get it back
-        each time (the tail of cached answers under live events). Restored when none computes:
-        ingestion alone lost a quarter of its throughput to the shorter interval."""
         self._limiter = self._limiter or anyio.CapacityLimiter(self.threads)
-        self._computing += 1
-        if self._computing == 1:
-            sys.setswitchinterval(COMPUTING_SWITCH_INTERVAL)
-        try:
-            computed = await anyio.to_thread.run_sync(
-                engine.campaign_answer, group, name, request, limiter=self._limiter
-            )
-        finally:
-            self._computing -= 1
-            if self._computing == 0:
-                sys.setswitchinterval(self._switch_interval)
+        computed = await anyio.to_thread.run_sync(
+            engine.campaign_answer, group, name, request, limiter=self._limiter
+        )
         return orjson.dumps(computed)
