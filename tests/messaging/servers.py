@@ -3,50 +3,21 @@ webhook provider, and an HTTP server that answers like an OpenAI-compatible chat
 
 from __future__ import annotations
 
-import email
 import json
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from email.message import EmailMessage
-from email.policy import default
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from aiosmtpd.controller import Controller
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class _Inbox:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.recipients: list[list[str]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        parsed = email.message_from_bytes(envelope.content, policy=default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        self.recipients.append(list(envelope.rcpt_tos))
-        return "250 OK"
+from tastebud.messaging.inbox import Inbox, smtp_inbox
 
 
 @contextmanager
-def smtp_server() -> Iterator[tuple[int, _Inbox]]:
+def smtp_server() -> Iterator[tuple[int, Inbox]]:
     """An SMTP server on localhost; yields its port and the inbox it fills."""
-    inbox = _Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, inbox
-    finally:
-        controller.stop()
+    with smtp_inbox() as inbox:
+        yield inbox.port, inbox
 
 
 Responder = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]

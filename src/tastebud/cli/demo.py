@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,12 +65,15 @@ def demo(
     from tastebud.demo import generate
 
     settings = state(ctx).settings()
+    if port is not None:  # every scenario serves where --port says
+        api = settings.api.model_copy(update={"port": port})
+        settings = settings.model_copy(update={"api": api})
     try:
         if run_scenario(scenario, settings, seed=seed, serve=keep_serving):
             return
     except InvalidInput as error:
         die(error.message)
-    port = port or settings.api.port
+    port = settings.api.port
     console.rule("[bold]tastebud demo")
     started = time.perf_counter()
     data = generate(n_users=users, n_items=items, seed=seed)
@@ -81,9 +85,9 @@ def demo(
     )
     with engine(ctx) as eng:
         eng.init()
-        token = _demo_token(eng)
-        _load(eng, files)
-        _train(eng)
+        token = demo_token(eng, "demo")
+        load_files(eng, DEMO_GROUP, DEMO_SCHEMAS, files)
+        train_solutions(eng, DEMO_GROUP, DEMO_SOLUTIONS)
         eng.create_campaign(DEMO_GROUP, CAMPAIGN, "for-you", replace=True)
         console.print(f"campaign [bold]{CAMPAIGN}[/] deploys for-you (its newest version)")
         server = start_server(create_app(settings, engine=eng), settings.api.host, port)
@@ -93,23 +97,27 @@ def demo(
                 _tour(client, data.items, data.interactions)
                 _batch(client, data.users, data.items, settings.home / "demo-data")
             if keep_serving:
-                _serve_until_interrupted(url, token, server.is_alive)
+                serve_until_interrupted(url, server.is_alive, _try(url, token), token=token)
         except KeyboardInterrupt:
             console.print("stopping")
         finally:
             stop_server(server)
 
 
-def _demo_token(eng: Engine) -> str:
-    if any(t.name == "demo" for t in eng.list_tokens()):
-        eng.revoke_token("demo")
-    return eng.create_token("demo", scope="admin")
+def demo_token(eng: Engine, name: str) -> str:
+    """A fresh admin token ``name`` (an older one of that name is revoked)."""
+    if any(t.name == name for t in eng.list_tokens()):
+        eng.revoke_token(name)
+    return eng.create_token(name, scope="admin")
 
 
-def _load(eng: Engine, files: dict[str, Path]) -> None:
-    eng.ensure_group(DEMO_GROUP)
-    for dataset, fields in DEMO_SCHEMAS.items():
-        eng.put_schema(DEMO_GROUP, dataset, fields)  # type: ignore[arg-type]
+def load_files(
+    eng: Engine, group: str, schemas: dict[str, dict[str, str]], files: dict[str, Path]
+) -> None:
+    """Declare ``schemas`` in ``group`` and import ``files`` (FULL), items and users first."""
+    eng.ensure_group(group)
+    for dataset, fields in schemas.items():
+        eng.put_schema(group, dataset, fields)  # type: ignore[arg-type]
     with progress_bar() as bar:
         datasets: tuple[DatasetKind, ...] = ("items", "users", "interactions")
         for dataset in datasets:
@@ -119,24 +127,25 @@ def _load(eng: Engine, files: dict[str, Path]) -> None:
                 bar.update(task, completed=fraction, note=message)
 
             result = eng.import_file(
-                DEMO_GROUP, dataset, files[dataset], mode="full", on_progress=on_progress
+                group, dataset, files[dataset], mode="full", on_progress=on_progress
             )
             bar.update(task, completed=1.0, note=f"{result.accepted:,} rows, {result.seconds}s")
 
 
-def _train(eng: Engine) -> None:
+def train_solutions(eng: Engine, group: str, solutions: dict[str, dict[str, Any]]) -> None:
+    """Create (or replace) and train each solution; print their offline metrics."""
     table = Table(title="trained solutions (offline metrics: leave-last-out, full ranking)")
     for column in ("solution", "recipe", "ndcg@10", "hr@10", "fit s"):
         table.add_column(column)
     with progress_bar() as bar:
-        for name, body in DEMO_SOLUTIONS.items():
-            eng.create_solution(DEMO_GROUP, name, body, replace=True)
+        for name, body in solutions.items():
+            eng.create_solution(group, name, body, replace=True)
             task = bar.add_task(f"train {name}", total=1.0, note="")
 
             def on_progress(fraction: float, message: str, task: TaskID = task) -> None:
                 bar.update(task, completed=fraction, note=message)
 
-            version = eng.train(DEMO_GROUP, name, on_progress=on_progress)
+            version = eng.train(group, name, on_progress=on_progress)
             bar.update(task, completed=1.0, note="active")
             metrics = version.body.get("metrics") or {}
             scores = [f"{metrics.get(k, 0):.3f}" for k in ("ndcg@10", "hr@10")]
@@ -241,14 +250,19 @@ def _reasons_table(title: str, answer: Any, titles: dict[str, str]) -> None:
     console.print(table)
 
 
-def _serve_until_interrupted(url: str, token: str, alive: Any) -> None:
-    console.rule()
-    console.print(f"API: {url}   docs: {url}/docs   token: {token}")
-    console.print(
+def _try(url: str, token: str) -> str:
+    return (
         f"try: curl -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' "
         f'-d \'{{"userId": "u1"}}\' '
         f"{url}/v1/dataset-groups/{DEMO_GROUP}/campaigns/{CAMPAIGN}/recommendations"
     )
+
+
+def serve_until_interrupted(url: str, alive: Callable[[], bool], hint: str, *, token: str) -> None:
+    """Say where the API is and what to try (``hint``), then wait while it serves."""
+    console.rule()
+    console.print(f"API: {url}   docs: {url}/docs   token: {token}")
+    console.print(hint, highlight=False, markup=False, soft_wrap=True)
     console.print("serving until Ctrl-C")
     while alive():
         time.sleep(0.5)

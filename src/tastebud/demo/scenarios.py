@@ -24,6 +24,11 @@ class Scenario:
 
 SCENARIOS: dict[str, Scenario] = {
     DEFAULT: Scenario("a streaming service: import, train, serve, live events, batch", None),
+    "marketing": Scenario(
+        "a travel marketer: a segment for one route, an email campaign sent, opens and clicks "
+        "tracked, the report",
+        "tastebud.messaging.demo:run",
+    ),
     "reels": Scenario("personalized trailer reels for two users", "tastebud.reels.demo:run"),
 }
 

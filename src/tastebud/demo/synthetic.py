@@ -89,12 +89,17 @@ class SyntheticData:
 
     def write_csv(self, folder: Path) -> dict[str, Path]:
         """Write ``interactions.csv``, ``items.csv`` and ``users.csv`` into ``folder``."""
-        folder.mkdir(parents=True, exist_ok=True)
         frames = {"interactions": self.interactions, "items": self.items, "users": self.users}
-        paths = {name: folder / f"{name}.csv" for name in frames}
-        for name, frame in frames.items():
-            frame.write_csv(paths[name])
-        return paths
+        return write_csv(folder, frames)
+
+
+def write_csv(folder: Path, frames: dict[str, pl.DataFrame]) -> dict[str, Path]:
+    """Write each frame to ``folder/<name>.csv``; returns the paths by name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {name: folder / f"{name}.csv" for name in frames}
+    for name, frame in frames.items():
+        frame.write_csv(paths[name])
+    return paths
 
 
 @dataclass(frozen=True)
