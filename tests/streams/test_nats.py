@@ -296,3 +296,36 @@ def test_cli_consumes_and_reports(tmp_path: Path, stream: StreamSettings) -> Non
     )  # fmt: skip
     assert unreachable.exit_code == 1
     assert "cannot reach NATS at nats://127.0.0.1:1" in unreachable.output
+
+
+def test_engagement_events_arrive_attributed_as_over_http(
+    engine: Engine, group: str, stream: StreamSettings
+) -> None:
+    """Push engagement from NATS: Android flat keys and iOS nested payloads name one campaign;
+    a redelivered message counts once (docs/messaging.md)."""
+    android = {"campaign_id": "c9", "campaign_activity_id": "a1", "treatment_id": "0"}
+    ios = {"data": {"pinpoint": {"campaign": android}}}
+
+    def event(event_id: str, event_type: str, properties: dict[str, Any]) -> dict[str, Any]:
+        return {"eventId": event_id, "itemId": "i0", "eventType": event_type,
+                "sentAt": 1_700_000_000, "properties": properties}  # fmt: skip
+
+    message = {
+        "userId": "u1",
+        "eventList": [
+            event("s1", "_campaign.send", android),
+            event("o1", "_campaign.opened_notification", ios),
+        ],
+    }
+
+    async def scenario() -> ConsumeStats:
+        await consume(engine, stream, 0)
+        await publish(stream, group, message, message)  # the same message twice
+        return await consume(engine, stream, 2)
+
+    stats = asyncio.run(scenario())
+    assert (stats.stored, stats.duplicates, stats.rejected) == (2, 2, 0)
+    report = engine.messaging.report(group, "c9")
+    assert report["total"]["sends"] == 1
+    assert report["total"]["opens"] == {"unique": 1, "total": 1}
+    assert list(report["treatments"]) == ["0"]
