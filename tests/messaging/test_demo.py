@@ -66,6 +66,11 @@ def test_the_marketing_demo_sends_tracks_and_reports(tmp_path: Path) -> None:
     treatments = report["treatments"]
     assert treatments["price"]["rates"]["open"] > treatments["default"]["rates"]["open"]
 
+    # and the portal's reel for two members of different tastes (tests/reels/test_demo.py)
+    assert "the two edit lists differ" in output
+    assert all((tmp_path / "reels-demo" / f"{fan}.json").exists()
+               for fan in ("action-fan", "comedy-fan"))  # fmt: skip
+
     [smtp_port] = numbers(r"local SMTP server \(aiosmtpd\) on 127\.0\.0\.1:(\d+)", output)
     assert not listening(port) and not listening(smtp_port)
     assert not any(t.name == "tastebud-api" and t.is_alive() for t in threading.enumerate())

@@ -33,6 +33,7 @@ from tastebud.client import Client
 from tastebud.demo import travel
 from tastebud.engine import Engine
 from tastebud.messaging.inbox import Inbox, smtp_inbox
+from tastebud.reels import demo as reels_demo
 from tastebud.settings import Settings
 
 GROUP = "marketing"
@@ -98,8 +99,9 @@ class Planted:
 
 
 def run(settings: Settings, *, seed: int, serve: bool) -> None:
-    """Generate, import, train, segment, send, simulate engagement, report; with ``serve``,
-    keep the API (and the SMTP server) up until Ctrl+C. Both are stopped on return."""
+    """Generate, import, train, segment, send, simulate engagement, report, then compose a
+    reel for two users of different tastes (``reels/demo.py``); with ``serve``, keep the API
+    (and the SMTP server) up until Ctrl+C. Both are stopped on return."""
     console.rule("[bold]tastebud demo: a travel marketer's email campaign")
     folder = settings.home / "marketing-data"
     data = travel.generate(seed=seed)
@@ -124,6 +126,8 @@ def run(settings: Settings, *, seed: int, serve: bool) -> None:
         planted = _engage(mails, random.Random(seed), sent_until,
                           eng.settings.messaging.machine_open_seconds)  # fmt: skip
         _report(eng.messaging.report(GROUP, MESSAGE), planted)
+        # The portal's other half (issue 16): a trailer reel for two members of other tastes.
+        reels_demo.run(settings, seed=seed, serve=False)
         if serve:
             report = f"{url}/v1/dataset-groups/{GROUP}/messages/{MESSAGE}/report"
             hint = (f"try: curl -H 'Authorization: Bearer {token}' {report}\n"
