@@ -273,11 +273,15 @@ class Engine:
 
     def put_events(self, group: str, request: PutEventsRequest) -> WriteResult:
         """Validate and store events; returns once they are committed."""
-        return self.tracker.put(group, self.validate_events(group, request))
+        result = self.tracker.put(group, self.validate_events(group, request))
+        self.cache.changes.expire(group)  # this process's next answer reflects them
+        return result
 
     async def put_events_async(self, group: str, request: PutEventsRequest) -> WriteResult:
         events = self.validate_events(group, request)
-        return await self.tracker.submit_async(group, events)
+        result = await self.tracker.submit_async(group, events)
+        self.cache.changes.expire(group)
+        return result
 
     def put_items(self, group: str, items: Sequence[ItemIn]) -> int:
         records = records_from_items(self.get_schema(group, "items"), items)

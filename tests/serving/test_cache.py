@@ -79,3 +79,17 @@ def test_sync_soon_reads_in_the_background_only_while_the_last_read_is_recent(
 
 def events(user: str, *clicks: dict[str, object]) -> PutEventsRequest:
     return PutEventsRequest.model_validate({"userId": user, "eventList": list(clicks)})
+
+
+def test_events_accepted_here_are_read_before_the_next_answer(engine: Engine, group: str) -> None:
+    """However recent the last read of the tail: the accepting process's next lookup reads."""
+    serving = engine.settings.serving.model_copy(update={"cache_sync_seconds": 60.0})
+    with Engine(engine.settings.model_copy(update={"serving": serving})) as here:
+        here.cache.sync(group)
+        click = {"itemId": "i1", "eventType": "click", "sentAt": 1_700_000_000}
+        here.put_events(group, events("u1", click))
+        here.cache.sync_soon(group)  # the event loop's lookup, a moment after the last read
+        assert here.cache.changes.latest(group, "u1") > 0
+        engine.put_events(group, events("u2", click))  # accepted by another process
+        here.cache.sync_soon(group)
+        assert here.cache.changes.latest(group, "u2") == 0  # seen within cache_sync_seconds

@@ -36,20 +36,23 @@ class UserChanges:
         self._interval = interval
         self._seen: dict[str, tuple[float, int]] = {}  # group -> (checked at, arrival number)
         self._latest: dict[tuple[str, str], int] = {}  # (group, user) -> newest arrival number
+        self._expired: dict[str, float] = {}  # group -> when this process last committed events
         self._lock = threading.Lock()
 
     def sync(self, group: str) -> tuple[int, list[tuple[str, int]]]:
-        """Catch up with the store (unless done less than ``interval`` ago); returns the
-        arrival number seen (a watermark for answers computed now) and the users that changed."""
-        now = time.monotonic()
+        """Catch up with the store (unless done less than ``interval`` ago, and not expired
+        since); returns the arrival number seen (a watermark for answers computed now) and the
+        users that changed."""
         checked = self._seen.get(group)
-        if checked is not None and now - checked[0] < self._interval:
+        fresh = checked is not None and self._fresh(group, checked[0])
+        if checked is not None and fresh and time.monotonic() - checked[0] < self._interval:
             return checked[1], []
-        if checked is not None and not self._lock.acquire(blocking=False):
+        if checked is not None and fresh and not self._lock.acquire(blocking=False):
             return checked[1], []  # another request is reading the tail right now
-        if checked is None:
-            self._lock.acquire()
+        if not fresh:
+            self._lock.acquire()  # wait for a read under way: it may have begun too early
         try:
+            now = time.monotonic()
             checked = self._seen.get(group)
             if checked is None:  # nothing before this process started is newer than its cache
                 self._seen[group] = (now, self._store.last_seq(group))
@@ -69,14 +72,26 @@ class UserChanges:
         finally:
             self._lock.release()
 
+    def expire(self, group: str) -> None:
+        """Make the next :meth:`sync` read the store, whenever it last did: this process has
+        just committed events, and its next answer must reflect them."""
+        self._expired[group] = time.monotonic()
+
+    def _fresh(self, group: str, checked_at: float) -> bool:
+        """Whether a read begun at ``checked_at`` came after the group's last expiry."""
+        return checked_at > self._expired.get(group, -math.inf)
+
     @property
     def interval(self) -> float:
         return self._interval
 
     def age(self, group: str) -> float:
-        """Seconds since the store's tail was last read for ``group`` (inf: never)."""
+        """Seconds since the store's tail was last read for ``group`` (inf: never, or expired
+        since)."""
         checked = self._seen.get(group)
-        return math.inf if checked is None else time.monotonic() - checked[0]
+        if checked is None or not self._fresh(group, checked[0]):
+            return math.inf
+        return time.monotonic() - checked[0]
 
     def latest(self, group: str, user: str) -> int:
         """The user's newest arrival number this process has seen (0: none since it started)."""
