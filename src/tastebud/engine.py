@@ -273,14 +273,15 @@ class Engine:
 
     def put_events(self, group: str, request: PutEventsRequest) -> WriteResult:
         """Validate and store events; returns once they are committed."""
-        result = self.tracker.put(group, self.validate_events(group, request))
-        self.cache.changes.expire(group)  # this process's next answer reflects them
+        events = self.validate_events(group, request)
+        result = self.tracker.put(group, events)
+        self.cache.changes.touch(group, _users(events))  # their cached answers are stale now
         return result
 
     async def put_events_async(self, group: str, request: PutEventsRequest) -> WriteResult:
         events = self.validate_events(group, request)
         result = await self.tracker.submit_async(group, events)
-        self.cache.changes.expire(group)
+        self.cache.changes.touch(group, _users(events))
         return result
 
     def put_items(self, group: str, items: Sequence[ItemIn]) -> int:
@@ -551,6 +552,10 @@ class Engine:
 
     def revoke_token(self, name: str) -> None:
         self.store.revoke_token(name)
+
+
+def _users(events: Sequence[Event]) -> set[str]:
+    return {e.user_id for e in events if e.user_id}
 
 
 def _answer_store(settings: Settings) -> LocalAnswers | RedisAnswers:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
@@ -77,19 +78,34 @@ def test_sync_soon_reads_in_the_background_only_while_the_last_read_is_recent(
         cache.close()
 
 
-def events(user: str, *clicks: dict[str, object]) -> PutEventsRequest:
-    return PutEventsRequest.model_validate({"userId": user, "eventList": list(clicks)})
-
-
-def test_events_accepted_here_are_read_before_the_next_answer(engine: Engine, group: str) -> None:
-    """However recent the last read of the tail: the accepting process's next lookup reads."""
+def test_events_accepted_here_drop_their_users_answers_at_once(engine: Engine, group: str) -> None:
+    """However recent the last read of the tail: no read needed in the accepting process."""
     serving = engine.settings.serving.model_copy(update={"cache_sync_seconds": 60.0})
     with Engine(engine.settings.model_copy(update={"serving": serving})) as here:
-        here.cache.sync(group)
+        watermark = here.cache.sync(group)
+        here.cache.put(group, "u1", "k", b"{}", ttl=60, watermark=watermark)
         click = {"itemId": "i1", "eventType": "click", "sentAt": 1_700_000_000}
         here.put_events(group, events("u1", click))
-        here.cache.sync_soon(group)  # the event loop's lookup, a moment after the last read
-        assert here.cache.changes.latest(group, "u1") > 0
+        assert here.cache.get(group, "u1", "k") is None
         engine.put_events(group, events("u2", click))  # accepted by another process
-        here.cache.sync_soon(group)
         assert here.cache.changes.latest(group, "u2") == 0  # seen within cache_sync_seconds
+
+
+def test_a_touch_lasts_until_a_read_of_the_tail_begun_after_it(engine: Engine, group: str) -> None:
+    changes = UserChanges(engine.store, interval=0.0)
+    changes.sync(group)
+    click = {"itemId": "i1", "eventType": "click", "sentAt": 1_700_000_000}
+    engine.put_events(group, events("u1", click))
+    changes.touch(group, ["u1"])
+    assert changes.latest(group, "u1") == sys.maxsize  # newer than any answer
+    changes.sync(group)
+    arrived = changes.latest(group, "u1")
+    assert 0 < arrived < sys.maxsize  # the tail's arrival number replaces it
+    changes.touch(group, ["u1"])  # a touch whose events a read had already seen
+    assert changes.latest(group, "u1") == sys.maxsize
+    changes.sync(group)  # reads nothing new, yet clears it: it began after the touch
+    assert changes.latest(group, "u1") == arrived
+
+
+def events(user: str, *clicks: dict[str, object]) -> PutEventsRequest:
+    return PutEventsRequest.model_validate({"userId": user, "eventList": list(clicks)})

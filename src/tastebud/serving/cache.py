@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -26,6 +28,8 @@ from tastebud.store import Store
 TAIL_BATCH = 10_000
 _log = logging.getLogger(__name__)
 _USER_MARK_SECONDS = 86_400  # a user's latest arrival number outlives any answer TTL
+# A user's newest arrival number while only known to be newer than any answer (see `touch`).
+_COMMITTED_HERE = sys.maxsize
 
 
 class UserChanges:
@@ -36,21 +40,19 @@ class UserChanges:
         self._interval = interval
         self._seen: dict[str, tuple[float, int]] = {}  # group -> (checked at, arrival number)
         self._latest: dict[tuple[str, str], int] = {}  # (group, user) -> newest arrival number
-        self._expired: dict[str, float] = {}  # group -> when this process last committed events
+        self._touched: dict[tuple[str, str], float] = {}  # (group, user) -> when (see `touch`)
         self._lock = threading.Lock()
 
     def sync(self, group: str) -> tuple[int, list[tuple[str, int]]]:
-        """Catch up with the store (unless done less than ``interval`` ago, and not expired
-        since); returns the arrival number seen (a watermark for answers computed now) and the
-        users that changed."""
+        """Catch up with the store (unless done less than ``interval`` ago); returns the
+        arrival number seen (a watermark for answers computed now) and the users that changed."""
         checked = self._seen.get(group)
-        fresh = checked is not None and self._fresh(group, checked[0])
-        if checked is not None and fresh and time.monotonic() - checked[0] < self._interval:
+        if checked is not None and time.monotonic() - checked[0] < self._interval:
             return checked[1], []
-        if checked is not None and fresh and not self._lock.acquire(blocking=False):
+        if checked is not None and not self._lock.acquire(blocking=False):
             return checked[1], []  # another request is reading the tail right now
-        if not fresh:
-            self._lock.acquire()  # wait for a read under way: it may have begun too early
+        if checked is None:
+            self._lock.acquire()
         try:
             now = time.monotonic()
             checked = self._seen.get(group)
@@ -68,39 +70,44 @@ class UserChanges:
                 if len(rows) < TAIL_BATCH:
                     break
             self._seen[group] = (now, seq)
+            # Touches before this read are in it (their events were committed first).
+            self._touched = {k: t for k, t in self._touched.items() if k[0] != group or t >= now}
             return seq, changed
         finally:
             self._lock.release()
 
-    def expire(self, group: str) -> None:
-        """Make the next :meth:`sync` read the store, whenever it last did: this process has
-        just committed events, and its next answer must reflect them."""
-        self._expired[group] = time.monotonic()
-
-    def _fresh(self, group: str, checked_at: float) -> bool:
-        """Whether a read begun at ``checked_at`` came after the group's last expiry."""
-        return checked_at > self._expired.get(group, -math.inf)
+    def touch(self, group: str, users: Iterable[str]) -> None:
+        """Users whose events this process has just committed: their cached answers are stale
+        from now on, with no read of the store, until a read of the tail begun after this call
+        (which holds those events) gives their arrival numbers."""
+        now = time.monotonic()
+        for user in users:
+            self._touched[(group, user)] = now
 
     @property
     def interval(self) -> float:
         return self._interval
 
     def age(self, group: str) -> float:
-        """Seconds since the store's tail was last read for ``group`` (inf: never, or expired
-        since)."""
+        """Seconds since the store's tail was last read for ``group`` (inf: never)."""
         checked = self._seen.get(group)
-        if checked is None or not self._fresh(group, checked[0]):
-            return math.inf
-        return time.monotonic() - checked[0]
+        return math.inf if checked is None else time.monotonic() - checked[0]
 
     def latest(self, group: str, user: str) -> int:
-        """The user's newest arrival number this process has seen (0: none since it started)."""
+        """The user's newest arrival number this process has seen (0: none since it started;
+        larger than any while only :meth:`touch` knows of its newest events)."""
+        touched = self._touched.get((group, user))
+        if touched is not None:
+            checked = self._seen.get(group)
+            if checked is None or checked[0] <= touched:
+                return _COMMITTED_HERE
         return self._latest.get((group, user), 0)
 
     def forget(self, group: str) -> None:
         with self._lock:
             self._seen.pop(group, None)
             self._latest = {k: v for k, v in self._latest.items() if k[0] != group}
+            self._touched = {k: t for k, t in self._touched.items() if k[0] != group}
 
 
 class AnswerStore(Protocol):
