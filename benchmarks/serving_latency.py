@@ -58,6 +58,7 @@ from tastebud.settings import ServingSettings, Settings
 
 N_ITEMS, N_USERS, PER_USER, GENRES = 100_000, 20_000, 25, 20
 RETURNING = 2_000  # the users of the cached phase
+ALL_PHASES = frozenset({"light", "uncached", "cached", "peak"})
 GROUP, CAMPAIGN = "bench", "home"
 
 
@@ -318,7 +319,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--reflections", type=int, default=200)
     parser.add_argument("--home", type=Path, help="keep the prepared store here for next time")
     parser.add_argument("--phases", type=lambda text: set(text.split(",")),
-                        default={"light", "uncached", "cached", "peak"},
+                        default=ALL_PHASES,
                         help="comma-separated subset of light,uncached,cached,peak")  # fmt: skip
     parser.add_argument("--in-process", action="store_true",
                         help="also measure the compute per request and the approximate index's "
@@ -422,7 +423,10 @@ def run(args: argparse.Namespace, home: Path, database_url: str | None) -> None:
     finally:
         server.terminate()
         server.wait(30)
-    name = f"serving_latency-{args.backend}{'-approximate' if args.approximate else ''}.json"
+    subset = "" if args.phases >= ALL_PHASES else "-" + "-".join(sorted(args.phases))
+    name = (
+        f"serving_latency-{args.backend}{'-approximate' if args.approximate else ''}{subset}.json"
+    )
     (Path(__file__).parent / "results" / name).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
