@@ -23,7 +23,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from tastebud.reels import Catalogue, Clip, plan_reel
-from tastebud.reels.render import count_frames, render
+from tastebud.reels.render import count_frames, pattern_footage, render
 from tastebud.reels.timeline import edit_list
 
 RESULTS = Path(__file__).resolve().parent / "results" / "reels.json"
@@ -73,13 +73,7 @@ def _clip(rng: random.Random, title: str, number: int, source: str) -> Clip:
 
 
 def _footage(path: Path) -> str:
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25",
-         "-t", "60", "-c:v", "libx264", "-preset", "ultrafast", "-x264-params", "keyint=1",
-         "-pix_fmt", "yuv420p", str(path)],
-        check=True,
-    )  # fmt: skip
-    return str(path)
+    return str(pattern_footage(path, size="640x360", seconds=60))
 
 
 def _ffmpeg_version() -> str:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tastebud.engine import Engine
+from tastebud.reels.render import pattern_footage
 from tests.api.conftest import api  # noqa: F401 (the API fixture, for tests/reels)
 from tests.serving.conftest import write_clustered
 
@@ -17,13 +17,7 @@ def make_footage(path: Path, *, seconds: int = 8, gop: int = 1) -> Path:
     """160x90 25 fps ``testsrc2`` in H.264; ``gop=1``: all-intra, so cuts are frame exact."""
     if shutil.which("ffmpeg") is None:  # scripts/services.sh installs it; never skip
         pytest.fail("ffmpeg is not installed; the reel tests need it (apt-get install ffmpeg)")
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25",
-         "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-x264-params",
-         f"keyint={gop}", "-pix_fmt", "yuv420p", str(path)],
-        check=True,
-    )  # fmt: skip
-    return path
+    return pattern_footage(path, size="160x90", seconds=seconds, gop=gop)
 
 
 @pytest.fixture(scope="session")

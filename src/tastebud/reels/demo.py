@@ -9,7 +9,6 @@ because their rankings do.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from rich.table import Table
 
 from tastebud.engine import Engine
 from tastebud.reels.catalogue import read_catalogue
-from tastebud.reels.render import render
+from tastebud.reels.render import pattern_footage, render
 from tastebud.reels.service import Reel, ReelRequest
 from tastebud.reels.timeline import write_outputs
 from tastebud.settings import Settings
@@ -113,12 +112,7 @@ def _generate(path: Path) -> None:
     if path.is_file():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
-         "-t", "12", "-c:v", "libx264", "-preset", "ultrafast", "-x264-params", "keyint=1",
-         "-pix_fmt", "yuv420p", str(path)],
-        check=True,
-    )  # fmt: skip
+    pattern_footage(path, size="320x180", seconds=12)
 
 
 def _save(reel: Reel, stem: Path, *, render_it: bool) -> None:

@@ -131,6 +131,16 @@ def _encode_command(plan: Plan, sources: dict[str, Source], output: Path) -> lis
             "-pix_fmt", "yuv420p", "-r", str(plan.fps), str(output)]  # fmt: skip
 
 
+def pattern_footage(path: Path, *, size: str, seconds: int, gop: int = 1) -> Path:
+    """25 fps ffmpeg ``testsrc2`` footage in H.264 (demo, tests, benchmark); ``gop=1``: every
+    frame a keyframe, so cuts are frame exact and copy-only."""
+    source = f"testsrc2=size={size}:rate=25"
+    _run([_tool("ffmpeg"), "-v", "error", "-y", "-f", "lavfi", "-i", source, "-t", str(seconds),
+          "-c:v", "libx264", "-preset", "ultrafast", "-x264-params", f"keyint={gop}",
+          "-pix_fmt", "yuv420p", str(path)])  # fmt: skip
+    return path
+
+
 def _ffmpeg(command: list[str]) -> None:
     try:
         _run(command)
