@@ -41,6 +41,7 @@ class UserChanges:
         self._seen: dict[str, tuple[float, int]] = {}  # group -> (checked at, arrival number)
         self._latest: dict[tuple[str, str], int] = {}  # (group, user) -> newest arrival number
         self._touched: dict[tuple[str, str], float] = {}  # (group, user) -> when (see `touch`)
+        self._touch_lock = threading.Lock()
         self._lock = threading.Lock()
 
     def sync(self, group: str) -> tuple[int, list[tuple[str, int]]]:
@@ -70,8 +71,7 @@ class UserChanges:
                 if len(rows) < TAIL_BATCH:
                     break
             self._seen[group] = (now, seq)
-            # Touches before this read are in it (their events were committed first).
-            self._touched = {k: t for k, t in self._touched.items() if k[0] != group or t >= now}
+            self._untouch(group, before=now)
             return seq, changed
         finally:
             self._lock.release()
@@ -81,8 +81,16 @@ class UserChanges:
         from now on, with no read of the store, until a read of the tail begun after this call
         (which holds those events) gives their arrival numbers."""
         now = time.monotonic()
-        for user in users:
-            self._touched[(group, user)] = now
+        with self._touch_lock:  # never the read's lock: the event loop must not wait on a read
+            for user in users:
+                self._touched[(group, user)] = now
+
+    def _untouch(self, group: str, *, before: float) -> None:
+        """Forget touches a read begun at ``before`` holds (their events were committed first)."""
+        with self._touch_lock:
+            stale = [k for k, t in self._touched.items() if k[0] == group and t < before]
+            for key in stale:
+                del self._touched[key]
 
     @property
     def interval(self) -> float:
@@ -107,7 +115,7 @@ class UserChanges:
         with self._lock:
             self._seen.pop(group, None)
             self._latest = {k: v for k, v in self._latest.items() if k[0] != group}
-            self._touched = {k: t for k, t in self._touched.items() if k[0] != group}
+        self._untouch(group, before=math.inf)
 
 
 class AnswerStore(Protocol):
