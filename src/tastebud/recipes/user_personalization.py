@@ -172,8 +172,11 @@ class UserPersonalizationModel:
 
     def score(self, query: Query) -> FloatArray:
         """(len(query) x n_items) float32 scores from each query's history; seen items stay."""
-        if self.algorithm == "als" and len(query) == 1 and not self.impressions.nnz:
-            return self._score_one_als(query)
+        if self.algorithm == "als" and len(query) and not self.impressions.nnz:
+            # One user at a time, as real time scores: a batched solve rounds differently, and
+            # near-ties would then order differently in batch jobs than in live answers.
+            rows = [self._score_one_als(query.rows(i, i + 1)) for i in range(len(query))]
+            return np.concatenate(rows) if len(rows) > 1 else rows[0]
         history = query.history_matrix(self.n_items)
         known = fz.known_users(query.users, self.n_users)
         negatives = self._negatives(query, history, known)

@@ -10,11 +10,14 @@ answers: requests during a switch are served by the old version or the new one, 
 A campaign with a ``precomputed`` source (a batch job's answers in Redis, see
 ``serving/precomputed.py``) answers from it when its model cannot — no version loadable, the
 model raising, or the process too busy — and from the rule engine when Redis has nothing either.
-Without one, nothing of that runs.
+A campaign with ``fallback: rules`` answers from the rule engine when its model cannot, or when
+the model's answer would come after ``deadline_ms`` (issue 15: a ranker whose features are out of
+reach still gives viewers a sensible order). Without either, nothing of that runs.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import logging
@@ -27,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tastebud import observability
 from tastebud.errors import InvalidInput, NotFound, NotReady
@@ -46,8 +49,10 @@ MAX_PROMOTIONS = 1  # as in the managed service: one promotion per request
 LOAD_RETRY_SECONDS = 5.0  # a version that failed to load is not tried again for this long
 
 Source = Literal["model", "rules"]
-FallbackReason = Literal["load_error", "score_error", "overload"]
+FallbackReason = Literal["load_error", "score_error", "overload", "deadline"]
 _log = logging.getLogger(__name__)
+# Model answers with a deadline run here, so the request thread can stop waiting for them.
+_DEADLINE_POOL = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="tastebud-deadline")
 
 
 class CampaignConfig(BaseModel):
@@ -73,6 +78,24 @@ class CampaignConfig(BaseModel):
         default=None,
         description="a batch job's answers in Redis, served when the model cannot answer",
     )
+    fallback: Literal["none", "rules"] = Field(
+        default="none",
+        description="when the model cannot answer (its version does not load, scoring fails, "
+        "e.g. its features are out of reach, or deadline_ms passes): 'rules' answers from the "
+        "rule engine (source 'rules'); 'none' returns the error. A precomputed source, when "
+        "set, is tried first",
+    )
+    deadline_ms: float | None = Field(
+        default=None, gt=0, le=60_000,
+        description="a model answer not ready within this many milliseconds is replaced by the "
+        "fallback's (needs fallback 'rules' or a precomputed source)",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _deadline_needs_a_fallback(self) -> CampaignConfig:
+        if self.deadline_ms is not None and self.fallback == "none" and self.precomputed is None:
+            raise ValueError("deadline_ms needs fallback 'rules' or a precomputed source")
+        return self
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -174,7 +197,7 @@ class CampaignServer:
         """The campaign's answer (from the cache when still valid) as the API returns it."""
         _check(request)
         deployment = self.deployment(group, name)
-        if deployment.config.precomputed is not None:
+        if deployment.config.precomputed is not None or deployment.config.fallback == "rules":
             return self._answer_or_fall_back(group, name, deployment, request)
         source, version = self.source(group, deployment)
         return self._answer(group, name, source, version, deployment, request)
@@ -315,10 +338,10 @@ class CampaignServer:
         """The model's answer while it can give one, else a fallback's (:meth:`_fall_back`).
         Errors of the request itself (an unknown filter, bad values) fail it as usual."""
         config, version_id = deployment.config.precomputed, deployment.version_id
-        if config is None or version_id is None:  # no version yet: the rule engine, as always
+        if version_id is None:  # no version yet: the rule engine, as always
             source, version = self.source(group, deployment)
             return self._answer(group, name, source, version, deployment, request)
-        share = config.overload_share
+        share = None if config is None else config.overload_share
         if share is not None and observability.inflight_share() >= share:
             return self._fall_back(group, name, deployment, request, "overload")
         if self._unloadable.get(version_id, 0.0) > time.monotonic():
@@ -329,13 +352,29 @@ class CampaignServer:
             self._unloadable[version_id] = time.monotonic() + self.load_retry_seconds
             return self._fall_back(group, name, deployment, request, "load_error", error)
         try:
-            return self._answer(group, name, source, version, deployment, request)
+            return self._answer_in_time(group, name, source, version, deployment, request)
         except (InvalidInput, NotFound):
             raise
+        except concurrent.futures.TimeoutError:
+            return self._fall_back(group, name, deployment, request, "deadline")
         except Exception as error:
             if source != "model":
                 raise
             return self._fall_back(group, name, deployment, request, "score_error", error)
+
+    def _answer_in_time(
+        self, group: str, name: str, source: Source, version: LoadedVersion,
+        deployment: Deployment, request: CampaignRequest,
+    ) -> dict[str, Any]:  # fmt: skip
+        """:meth:`_answer`, raising TimeoutError past the campaign's ``deadline_ms``. The late
+        answer is still computed (and cached) on a thread of its own: Python cannot stop it."""
+        deadline = deployment.config.deadline_ms
+        if deadline is None or source != "model":
+            return self._answer(group, name, source, version, deployment, request)
+        future = _DEADLINE_POOL.submit(
+            self._answer, group, name, source, version, deployment, request
+        )
+        return future.result(timeout=deadline / 1000)
 
     def _fall_back(
         self, group: str, name: str, deployment: Deployment, request: CampaignRequest,
