@@ -517,7 +517,9 @@ class Engine:
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "config"
-            raise InvalidInput(f"config.{where}: {first['msg']}") from None
+            got = first.get("input")
+            shown = f" (got {got!r})" if isinstance(got, str | int | float) else ""
+            raise InvalidInput(f"config.{where}: {first['msg']}{shown}") from None
         if settings.rules.filter is not None:
             self.store.get_filter(group, settings.rules.filter)  # NotFound names it
         return settings

@@ -102,3 +102,17 @@ def test_precomputed_options(cli, tmp_path, prefix: str) -> None:  # type: ignor
     assert code == 0 and "precomputed" in out
     code, out, err = cli("campaigns", "show", "home", "--json")
     assert code == 0 and json.loads(out)["source"] == "precomputed"
+
+
+def test_fallback_options(cli) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    assert cli("solutions", "create", "popular", "--recipe", "popularity-count")[0] == 0
+    assert cli("train", "popular", "--json")[0] == 0
+    code, out, err = cli("campaigns", "create", "home", "--solution", "popular",
+                         "--fallback", "rules", "--deadline-ms", "150", "--json")  # fmt: skip
+    assert code == 0, err
+    config = json.loads(out)["config"]
+    assert (config["fallback"], config["deadline_ms"]) == ("rules", 150.0)
+    code, out, err = cli("campaigns", "update", "home", "--fallback", "none")
+    assert code != 0 and "deadline_ms needs fallback" in err  # the deadline would do nothing
+    code, out, err = cli("campaigns", "update", "home", "--fallback", "sometimes")
+    assert code != 0 and "fallback" in err and "sometimes" in err

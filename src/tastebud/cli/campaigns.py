@@ -30,6 +30,17 @@ RulesOrder = Annotated[
 RulesFilter = Annotated[
     str | None, typer.Option(help="A filter of the group every rule-based answer obeys.")
 ]
+Fallback = Annotated[
+    str | None,
+    typer.Option(
+        help="What answers when the model cannot (load or scoring error, past --deadline-ms): "
+        '"rules" (the rule engine) or "none" (the error; the default).'
+    ),
+]
+DeadlineMs = Annotated[
+    float | None,
+    typer.Option(help="A model answer slower than this many ms is replaced by the fallback's."),
+]
 PrecomputedUrl = Annotated[
     str | None,
     typer.Option(
@@ -52,9 +63,13 @@ PrecomputedOverloadShare = Annotated[
 
 def _config(
     cache_ttl: float | None, min_interactions: int | None, rules: str | None,
-    rules_filter: str | None,
+    rules_filter: str | None, fallback: str | None = None, deadline_ms: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     config: dict[str, Any] = {}
+    if fallback is not None:
+        config["fallback"] = fallback
+    if deadline_ms is not None:
+        config["deadline_ms"] = deadline_ms
     if cache_ttl is not None:
         config["cache_ttl_seconds"] = cache_ttl
     if min_interactions is not None:
@@ -125,6 +140,8 @@ def create(
     min_interactions: MinInteractions = None,
     rules: RulesOrder = None,
     rules_filter: RulesFilter = None,
+    fallback: Fallback = None,
+    deadline_ms: DeadlineMs = None,
     precomputed: PrecomputedUrl = None,
     precomputed_prefix: PrecomputedPrefix = None,
     precomputed_overload_share: PrecomputedOverloadShare = None,
@@ -133,7 +150,7 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Deploy a solution version behind the real-time endpoint."""
-    config = _config(cache_ttl, min_interactions, rules, rules_filter)
+    config = _config(cache_ttl, min_interactions, rules, rules_filter, fallback, deadline_ms)
     config |= _precomputed(precomputed, precomputed_prefix, precomputed_overload_share)
     with engine(ctx) as eng:
         group_name = resolve_group(ctx, group)
@@ -174,6 +191,8 @@ def update(
     min_interactions: MinInteractions = None,
     rules: RulesOrder = None,
     rules_filter: RulesFilter = None,
+    fallback: Fallback = None,
+    deadline_ms: DeadlineMs = None,
     precomputed: PrecomputedUrl = None,
     precomputed_prefix: PrecomputedPrefix = None,
     precomputed_overload_share: PrecomputedOverloadShare = None,
@@ -182,7 +201,7 @@ def update(
 ) -> None:
     """Deploy another version (the current one becomes the rollback target) or change settings;
     no request fails during the switch."""
-    config = _config(cache_ttl, min_interactions, rules, rules_filter)
+    config = _config(cache_ttl, min_interactions, rules, rules_filter, fallback, deadline_ms)
     config |= _precomputed(precomputed, precomputed_prefix, precomputed_overload_share)
     if version is None and not config:
         die("nothing to change: give --version or a setting")
