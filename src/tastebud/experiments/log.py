@@ -27,6 +27,7 @@ from tastebud.errors import NotFound
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
+CLOSE_ATTEMPTS = 3
 
 DROPPED = Counter(
     "tastebud_experiment_log_dropped",
@@ -101,7 +102,14 @@ class BufferedLog(Generic[T]):
             self._changed.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        self.flush()
+        for _ in range(CLOSE_ATTEMPTS):  # a store that is briefly down gets a few more tries
+            self.flush()
+            if not self._pending:
+                return
+            time.sleep(self.flush_seconds)
+        with self._changed:
+            left, self._pending = len(self._pending), []
+        self._lose(left, None)
 
     def _run(self) -> None:
         while True:
@@ -150,4 +158,4 @@ class BufferedLog(Generic[T]):
         self.dropped += count
         DROPPED.labels(self.name).inc(count)
         _log.warning("log records dropped log=%s records=%d reason=%s", self.name, count,
-                     "buffer full" if error is None else error)  # fmt: skip
+                     "buffer full or store down" if error is None else error)  # fmt: skip
