@@ -19,8 +19,12 @@ def exposure(index: int) -> ExposureRecord:
 
 def test_everything_appended_is_written_once(store: Store, group: str) -> None:
     log: BufferedLog[ExposureRecord] = BufferedLog(store.put_exposures, name="t", batch=700)
-    threads = [threading.Thread(target=lambda k=k: [log.add(group, exposure(k * 1_000 + i))
-                                                     for i in range(1_000)]) for k in range(4)]  # fmt: skip
+
+    def append(first: int) -> None:
+        for index in range(first, first + 1_000):
+            log.add(group, exposure(index))
+
+    threads = [threading.Thread(target=append, args=(k * 1_000,)) for k in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -100,6 +100,12 @@ def test_scopes_and_bad_input(ready: Api) -> None:
                 reader).status_code == 403  # fmt: skip
 
 
+def bought(answer: Any) -> dict[str, Any]:
+    """A purchase of the answer's first item, carrying its recommendation id."""
+    return {"itemId": answer["itemList"][0]["itemId"], "eventType": "buy",
+            "recommendationId": answer["recommendationId"]}  # fmt: skip
+
+
 def test_sdk(ready: Api) -> None:
     api = ready
     token = api.admin["Authorization"].removeprefix("Bearer ")
@@ -115,8 +121,7 @@ def test_sdk(ready: Api) -> None:
         assert client.start_experiment("ab")["state"] == "running"
         answer = client.experiment_recommend("ab", "u7", num_results=3)
         assert answer["arm"] == api.engine.experiments.arm_for("ab", "u7", group=api.group)
-        client.put_events([{"itemId": answer["itemList"][0]["itemId"], "eventType": "buy",
-                            "recommendationId": answer["recommendationId"]}], user_id="u7")  # fmt: skip
+        client.put_events([bought(answer)], user_id="u7")
         report = client.experiment_report("ab")
         assert sum(a["conversions"] for a in report["arms"]) == 1
         assert [e["name"] for e in client.list_experiments()] == ["ab"]
@@ -127,8 +132,7 @@ def test_sdk(ready: Api) -> None:
                                                   expression="SAMPLECOUNT()")  # fmt: skip
         assert metric["expression"] == "SAMPLECOUNT()"
         served = client.campaign_recommend("rules-b", "u8", num_results=2)
-        client.put_events([{"itemId": served["itemList"][0]["itemId"], "eventType": "buy",
-                            "recommendationId": served["recommendationId"]}], user_id="u8")  # fmt: skip
+        client.put_events([bought(served)], user_id="u8")
         counted = client.metric_attribution_report("buys")
         assert counted["by_campaign"] == {"rules-b": {"events": 1, "value": 1.0}}
         assert [m["name"] for m in client.list_metric_attributions()] == ["buys"]
