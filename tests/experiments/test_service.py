@@ -64,8 +64,8 @@ def test_states_and_what_each_answers(campaigns: Engine, group: str) -> None:
     assert (after["arm"], after["exposed"]) == ("control", False)
     exposures = campaigns.store.read_exposures(group, "ab")
     assert exposures.height == len(users)  # only the running phase's answers
-    assert exposures["recommendation_id"].to_list() == [a["recommendationId"] for a in answers]
-    assert exposures["arm"].to_list() == [a["arm"] for a in answers]
+    logged = dict(zip(exposures["recommendation_id"], exposures["arm"], strict=True))
+    assert logged == {a["recommendationId"]: a["arm"] for a in answers}
 
 
 def test_exposure_holds_the_answer(campaigns: Engine, group: str) -> None:

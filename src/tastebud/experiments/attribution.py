@@ -28,7 +28,8 @@ def attribute(exposures: pl.DataFrame, events: pl.DataFrame, *, window: int) -> 
         window: seconds after an exposure during which an event without a recommendation id
             is attributed to it.
     """
-    produced = exposures.unique("recommendation_id", keep="first").select(
+    # A recommendation id repeats only for one user's cached answer: the same arm each time.
+    produced = exposures.unique("recommendation_id", keep="any").select(
         "recommendation_id", pl.col("user_id").alias("exposed_user"), "arm"
     )
     by_id = (

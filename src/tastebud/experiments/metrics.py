@@ -154,7 +154,7 @@ class MetricAttributions:
         events = self._valued(group, events, expression)
         answers = self.store.read_answers(group)
         matched = events.join(answers.drop("user_id", "timestamp"), on="recommendation_id")
-        arms = exposures.unique("recommendation_id", keep="first").select(
+        arms = exposures.unique("recommendation_id", keep="any").select(
             "recommendation_id", "experiment", "arm"
         )
         by_arm = events.join(arms, on="recommendation_id")

@@ -585,7 +585,7 @@ class Store(Protocol):
 
     def read_exposures(self, group: str, experiment: str | None = None) -> pl.DataFrame:
         """Exposures of one experiment (or of all): ``experiment, arm, user_id,
-        recommendation_id, campaign, source, timestamp`` in arrival order."""
+        recommendation_id, campaign, source, timestamp`` (in no particular order)."""
         ...
 
     def read_answers(self, group: str) -> pl.DataFrame:
@@ -598,7 +598,8 @@ class Store(Protocol):
         with_items: bool = False,
     ) -> pl.DataFrame:  # fmt: skip
         """Identified interactions with ``since <= TIMESTAMP <= until`` (of one type, unless
-        None): ``user_id, timestamp, event_value, recommendation_id`` (and ``item_id``)."""
+        None): ``user_id, timestamp, event_value, recommendation_id`` (and ``item_id``), in no
+        particular order."""
         ...
 
     def put_metric_attribution(self, record: MetricAttributionRecord) -> None:

@@ -158,7 +158,7 @@ class ExperimentsSql(SqlMixin):
             return self._read(
                 cur,
                 "SELECT experiment, arm, user_id, recommendation_id, campaign, source, ts "
-                f"FROM exposures WHERE group_id = ?{which} ORDER BY seq",
+                f"FROM exposures WHERE group_id = ?{which}",
                 (group_id,) if experiment is None else (group_id, experiment),
                 _EXPOSURE_SCHEMA,
             )
@@ -196,7 +196,7 @@ class ExperimentsSql(SqlMixin):
                 "SELECT u.external_id, x.ts, x.event_value, x.recommendation_id"
                 f"{item_column} FROM interactions x JOIN id_map u ON u.group_id = x.group_id "
                 f"AND u.kind = 'user' AND u.idx = x.user_idx{item_join} "
-                f"WHERE x.group_id = ? AND x.ts >= ? AND x.ts <= ?{of_type} ORDER BY x.seq",
+                f"WHERE x.group_id = ? AND x.ts >= ? AND x.ts <= ?{of_type}",
                 (group_id, int(since), int(until), *([] if event_type is None else [event_type])),
                 schema,
             )
