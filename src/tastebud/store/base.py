@@ -584,8 +584,8 @@ class Store(Protocol):
         ...
 
     def read_exposures(self, group: str, experiment: str | None = None) -> pl.DataFrame:
-        """Exposures of one experiment (or of all): ``experiment, arm, user_id,
-        recommendation_id, campaign, source, timestamp`` (in no particular order)."""
+        """Exposures of one experiment (or of all), what reports need of them: ``experiment,
+        arm, user_id, recommendation_id, timestamp`` (in no particular order)."""
         ...
 
     def read_answers(self, group: str) -> pl.DataFrame:

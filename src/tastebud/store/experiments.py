@@ -27,8 +27,7 @@ from tastebud.store.mixin import SqlMixin
 _EXPERIMENT_COLUMNS = "name, body, state, started_at, stopped_at, created_at, updated_at"
 _EXPOSURE_SCHEMA: Mapping[str, Any] = {
     "experiment": pl.String, "arm": pl.String, "user_id": pl.String,
-    "recommendation_id": pl.String, "campaign": pl.String, "source": pl.String,
-    "timestamp": pl.Float64,
+    "recommendation_id": pl.String, "timestamp": pl.Float64,
 }  # fmt: skip
 _ANSWER_SCHEMA: Mapping[str, Any] = {
     "recommendation_id": pl.String, "campaign": pl.String, "source": pl.String,
@@ -157,7 +156,7 @@ class ExperimentsSql(SqlMixin):
             which = "" if experiment is None else " AND experiment = ?"
             return self._read(
                 cur,
-                "SELECT experiment, arm, user_id, recommendation_id, campaign, source, ts "
+                "SELECT experiment, arm, user_id, recommendation_id, ts "
                 f"FROM exposures WHERE group_id = ?{which}",
                 (group_id,) if experiment is None else (group_id, experiment),
                 _EXPOSURE_SCHEMA,
