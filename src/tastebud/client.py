@@ -652,6 +652,82 @@ class Client:
     def _message(self, name: str) -> str:
         return self._path(f"/messages/{quote(name, safe='')}")
 
+    # experiments and metric attributions (docs/experiments.md) ------------------------------
+    def create_experiment(
+        self, name: str, arms: Mapping[str, tuple[str, float]], *, metric: str | None = None,
+        attribution_window: str | int = "24h",
+    ) -> dict[str, Any]:  # fmt: skip
+        """A draft A/B test: ``arms`` maps arm name -> (campaign, percent of users), e.g.
+        ``{"control": ("home-rules", 50), "treatment": ("home-ranker", 50)}``."""
+        body = {"name": name, "metric": metric, "attributionWindow": attribution_window,
+                "arms": [{"name": arm, "campaign": campaign, "weight": weight}
+                         for arm, (campaign, weight) in arms.items()]}  # fmt: skip
+        return cast(dict[str, Any], self._json("POST", self._path("/experiments"), json=body))
+
+    def start_experiment(self, name: str) -> dict[str, Any]:
+        return cast(dict[str, Any], self._json("POST", self._experiment(name) + "/start"))
+
+    def stop_experiment(self, name: str) -> dict[str, Any]:
+        return cast(dict[str, Any], self._json("POST", self._experiment(name) + "/stop"))
+
+    def get_experiment(self, name: str) -> dict[str, Any]:
+        return cast(dict[str, Any], self._json("GET", self._experiment(name)))
+
+    def list_experiments(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._json("GET", self._path("/experiments")))
+
+    def delete_experiment(self, name: str) -> None:
+        self._request("DELETE", self._experiment(name))
+
+    def experiment_report(self, name: str, *, cuped: bool = True) -> dict[str, Any]:
+        """Per arm: users, exposures, conversions, rates, values, lifts with 95% intervals and
+        p-values; the sample-ratio check; CUPED-adjusted lifts."""
+        params = {"cuped": str(cuped).lower()}
+        return cast(dict[str, Any], self._json("GET", self._experiment(name) + "/report",
+                                               params=params))  # fmt: skip
+
+    def experiment_recommend(
+        self, experiment: str, user_id: str, *, num_results: int = 25,
+        filter_name: str | None = None, filter_values: Mapping[str, Sequence[str]] | None = None,
+        context: Mapping[str, str] | None = None, promotion: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """The answer of the campaign of ``user_id``'s arm, with ``experiment``, ``arm`` and
+        ``recommendationId`` (send it back with the user's events: outcomes are attributed
+        by it)."""
+        body: dict[str, Any] = {"userId": user_id, "numResults": num_results,
+                                "context": dict(context) if context else None}  # fmt: skip
+        body |= _filter(filter_name, filter_values)
+        if promotion is not None:
+            body["promotions"] = [dict(promotion)]
+        path = self._experiment(experiment) + "/recommendations"
+        return cast(dict[str, Any], self._json("POST", path, json=body))
+
+    def _experiment(self, name: str) -> str:
+        return self._path(f"/experiments/{quote(name, safe='')}")
+
+    def create_metric_attribution(
+        self, name: str, *, event_type: str, expression: str
+    ) -> dict[str, Any]:
+        """A metric over events of ``event_type``: ``"SAMPLECOUNT()"`` or
+        ``"SUM(Items.PRICE)"``; campaign answers are logged from now on."""
+        body = {"name": name, "eventType": event_type, "expression": expression}
+        path = self._path("/metric-attributions")
+        return cast(dict[str, Any], self._json("POST", path, json=body))
+
+    def list_metric_attributions(self) -> list[dict[str, Any]]:
+        path = self._path("/metric-attributions")
+        return cast(list[dict[str, Any]], self._json("GET", path))
+
+    def delete_metric_attribution(self, name: str) -> None:
+        self._request("DELETE", self._metric(name))
+
+    def metric_attribution_report(self, name: str) -> dict[str, Any]:
+        """The metric per campaign, serving source, experiment arm and promotion."""
+        return cast(dict[str, Any], self._json("GET", self._metric(name) + "/report"))
+
+    def _metric(self, name: str) -> str:
+        return self._path(f"/metric-attributions/{quote(name, safe='')}")
+
     # tokens -----------------------------------------------------------------------------------
     def create_token(self, name: str, *, scope: TokenScope = "ingest") -> TokenCreated:
         """A new token; its secret (``["token"]``) is shown only in this answer."""

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from tastebud.batch import BatchService
 from tastebud.errors import AlreadyExists, InvalidInput, PayloadTooLarge
+from tastebud.experiments import ExperimentService
 from tastebud.filters import Filter, Schemas, parse, validate
 from tastebud.ingest import EventTracker, ItemIn, PutEventsRequest, UserIn
 from tastebud.ingest.validate import events_from_request, records_from_items, records_from_users
@@ -89,6 +90,9 @@ class Engine:
         self.training = VersionTrainer(self.store, settings.artifacts)
         self.schedules = Schedules(self.store)
         self.messaging = MessagingService(self.store, self.tracker, self.recommender, settings)
+        self.experiments = ExperimentService(self.store, self.campaigns, settings.experiments,
+                                             default_group=settings.default_group)  # fmt: skip
+        self.campaigns.on_answer = self.experiments.metrics.log_answer  # metric attributions
         # Started by `tastebud serve` and `tastebud worker`, never by other commands.
         self.scheduler = Scheduler(
             self.store, self.training.train_new, self.jobs,
@@ -101,6 +105,7 @@ class Engine:
 
     def close(self) -> None:
         self.scheduler.stop()
+        self.experiments.close()  # buffered exposures written before the store closes
         self.cache.close()
         self.tracker.close()
         self.jobs.close()

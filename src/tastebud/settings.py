@@ -173,6 +173,22 @@ class MessagingSettings(BaseModel):
     )
 
 
+class ExperimentSettings(BaseModel):
+    """How exposures (and campaign answers, for metric attributions) are logged: buffered,
+    written in batches by a background thread (docs/experiments.md says what a crash loses)."""
+
+    flush_seconds: float = Field(
+        default=0.2, gt=0, description="Buffered records wait at most this."
+    )
+    batch: int = Field(default=2_000, ge=1, description="Records per write at most.")
+    buffer_capacity: int = Field(
+        default=100_000, ge=1, description="Records held while the store is slow or down."
+    )
+    max_wait_seconds: float = Field(
+        default=0.5, ge=0, description="A full buffer makes a request wait this long, then drops."
+    )
+
+
 class Settings(BaseSettings):
     """Every setting has one default, here; env vars `TASTEBUD_*` (nested with `__`) override."""
 
@@ -193,6 +209,7 @@ class Settings(BaseSettings):
     stream: StreamSettings = StreamSettings()
     schedules: ScheduleSettings = ScheduleSettings()
     messaging: MessagingSettings = MessagingSettings()
+    experiments: ExperimentSettings = ExperimentSettings()
 
     @property
     def store_url(self) -> str:

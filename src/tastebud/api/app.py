@@ -19,6 +19,7 @@ from tastebud.api.routes import (
     batch_jobs,
     campaigns,
     events,
+    experiments,
     exports,
     filters,
     groups,
@@ -45,7 +46,7 @@ UPLOAD_PATH = re.compile(r"/v1/dataset-groups/[^/]+/import-jobs/upload")
 ROUTERS = (
     events, items, users, campaigns, recommendations, health, groups, schemas, imports, exports,
     batch_jobs, tokens, solutions, filters, jobs, schedules,
-    messages, tracking, reels,
+    messages, tracking, reels, experiments,
 )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from tastebud.cli import (
     data,
     demo,
     evaluate,
+    experiments,
     filters,
     messages,
     recipes,
@@ -80,6 +81,8 @@ app.add_typer(consume_app, name="consume")
 app.add_typer(batch.batch_app, name="batch")
 app.add_typer(messages.messages_app, name="messages")
 app.add_typer(reels.reels_app, name="reels")
+app.add_typer(experiments.experiments_app, name="experiments")
+app.add_typer(experiments.metrics_app, name="metrics")
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -50,6 +50,8 @@ LOAD_RETRY_SECONDS = 5.0  # a version that failed to load is not tried again for
 
 Source = Literal["model", "rules"]
 FallbackReason = Literal["load_error", "score_error", "overload", "deadline"]
+# Told of every answer `recommend` gives: (group, campaign, user id, answer).
+AnswerListener = Callable[[str, str, "str | None", Mapping[str, Any]], None]
 _log = logging.getLogger(__name__)
 # Model answers with a deadline run here, so the request thread can stop waiting for them.
 _DEADLINE_POOL = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="tastebud-deadline")
@@ -148,6 +150,9 @@ class CampaignServer:
         self._records: dict[tuple[str, str], tuple[float, Deployment]] = {}
         self._enough: dict[tuple[str, int], bool] = {}  # groups known to have enough data
         self._lock = threading.Lock()
+        # Metric attributions log answers here (the experiments package); a cached answer
+        # served by `cached` repeats a recommendation id logged when it was computed.
+        self.on_answer: AnswerListener | None = None
 
     # resolution -------------------------------------------------------------------------------
     def deployment(self, group: str, name: str) -> Deployment:
@@ -198,9 +203,13 @@ class CampaignServer:
         _check(request)
         deployment = self.deployment(group, name)
         if deployment.config.precomputed is not None or deployment.config.fallback == "rules":
-            return self._answer_or_fall_back(group, name, deployment, request)
-        source, version = self.source(group, deployment)
-        return self._answer(group, name, source, version, deployment, request)
+            answer = self._answer_or_fall_back(group, name, deployment, request)
+        else:
+            source, version = self.source(group, deployment)
+            answer = self._answer(group, name, source, version, deployment, request)
+        if self.on_answer is not None:
+            self.on_answer(group, name, request.user_id, answer)
+        return answer
 
     def cached(self, group: str, name: str, request: CampaignRequest) -> bytes | None:
         """The model's cached answer to ``request`` as the API returns it (JSON), when one is

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tastebud.errors import InvalidInput
 from tastebud.store.base import (
+    AnswerRecord,
     BulkWriter,
     CampaignRecord,
     DatasetGroup,
@@ -13,10 +14,13 @@ from tastebud.store.base import (
     EngagementCount,
     EngagementRecord,
     Event,
+    ExperimentRecord,
+    ExposureRecord,
     FilterRecord,
     ImportMode,
     JobRecord,
     MessageRecord,
+    MetricAttributionRecord,
     Record,
     ScheduleRecord,
     SolutionRecord,
@@ -27,6 +31,7 @@ from tastebud.store.base import (
 )
 
 __all__ = [
+    "AnswerRecord",
     "BulkWriter",
     "CampaignRecord",
     "DatasetGroup",
@@ -34,10 +39,13 @@ __all__ = [
     "EngagementCount",
     "EngagementRecord",
     "Event",
+    "ExperimentRecord",
+    "ExposureRecord",
     "FilterRecord",
     "ImportMode",
     "JobRecord",
     "MessageRecord",
+    "MetricAttributionRecord",
     "Record",
     "ScheduleRecord",
     "SolutionRecord",

@@ -221,6 +221,64 @@ class EngagementCount:
 
 
 @dataclass(frozen=True, slots=True)
+class ExperimentRecord:
+    """An A/B test between campaigns (issue 15): ``body`` holds its arms, metric and
+    attribution window (see :class:`tastebud.experiments.spec.ExperimentSpec`); ``state``
+    goes draft -> running -> stopped."""
+
+    group: str
+    name: str
+    body: Mapping[str, Any]
+    state: Literal["draft", "running", "stopped"] = "draft"
+    started_at: float | None = None
+    stopped_at: float | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureRecord:
+    """One answer of an experiment: which arm and campaign gave the user what (``items``:
+    the item ids shown, ``|``-joined), when (epoch seconds)."""
+
+    experiment: str
+    arm: str
+    user_id: str
+    recommendation_id: str
+    campaign: str
+    source: str
+    timestamp: float
+    items: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRecord:
+    """One campaign answer, logged for metric attributions: its source (model, rules,
+    precomputed) and the promotion that placed ``promoted_items`` (``|``-joined), if any."""
+
+    recommendation_id: str
+    campaign: str
+    source: str
+    timestamp: float
+    items: str
+    user_id: str | None = None
+    promotion: str | None = None
+    promoted_items: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricAttributionRecord:
+    """A metric over events of one type (``SUM(Items.FIELD)`` or ``SAMPLECOUNT()``), reported
+    per recommendation source."""
+
+    group: str
+    name: str
+    event_type: str
+    expression: str
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class TokenRecord:
     name: str
     scope: Scope
@@ -495,6 +553,62 @@ class Store(Protocol):
     def opted_out(self, group: str, user_id: str, event_types: Sequence[str]) -> bool:
         """Whether the user has an engagement event of one of these types (unsubscribes)."""
         ...
+
+    # experiments, exposures, logged answers and metric attributions (issue 15)
+    def put_experiment(self, record: ExperimentRecord) -> None:
+        """Create an experiment (state draft); AlreadyExists when the name is taken."""
+        ...
+
+    def get_experiment(self, group: str, name: str) -> ExperimentRecord: ...
+    def list_experiments(self, group: str) -> list[ExperimentRecord]: ...
+
+    def delete_experiment(self, group: str, name: str) -> None:
+        """Remove an experiment and its exposures."""
+        ...
+
+    def transition_experiment(
+        self, group: str, name: str, *, to: str, allowed_from: Sequence[str], at: float
+    ) -> ExperimentRecord:
+        """Move to state ``to`` (stamping ``started_at``/``stopped_at`` with ``at``) in one
+        conditional update; InvalidInput naming the current state when it is not one of
+        ``allowed_from``."""
+        ...
+
+    def put_exposures(self, group: str, records: Sequence[ExposureRecord]) -> int:
+        """Append exposures in one transaction; returns how many."""
+        ...
+
+    def put_answers(self, group: str, records: Sequence[AnswerRecord]) -> int:
+        """Store logged answers in one transaction, each recommendation id once; returns how
+        many were new."""
+        ...
+
+    def read_exposures(self, group: str, experiment: str | None = None) -> pl.DataFrame:
+        """Exposures of one experiment (or of all), what reports need of them: ``experiment,
+        arm, user_id, recommendation_id, timestamp`` (in no particular order)."""
+        ...
+
+    def read_answers(self, group: str) -> pl.DataFrame:
+        """Logged campaign answers: ``recommendation_id, campaign, source, user_id, timestamp,
+        promotion, promoted_items``."""
+        ...
+
+    def read_outcomes(
+        self, group: str, *, event_type: str | None, since: float, until: float,
+        with_items: bool = False,
+    ) -> pl.DataFrame:  # fmt: skip
+        """Identified interactions with ``since <= TIMESTAMP <= until`` (of one type, unless
+        None): ``user_id, timestamp, event_value, recommendation_id`` (and ``item_id``), in no
+        particular order."""
+        ...
+
+    def put_metric_attribution(self, record: MetricAttributionRecord) -> None:
+        """Create one; AlreadyExists when the name is taken."""
+        ...
+
+    def get_metric_attribution(self, group: str, name: str) -> MetricAttributionRecord: ...
+    def list_metric_attributions(self, group: str) -> list[MetricAttributionRecord]: ...
+    def delete_metric_attribution(self, group: str, name: str) -> None: ...
 
     def add_token(self, token_hash: str, *, name: str, scope: Scope) -> None: ...
     def find_token(self, token_hash: str) -> TokenRecord | None: ...

@@ -144,7 +144,45 @@ def _v6(dialect: Dialect) -> list[str]:
     ]
 
 
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
+def _v7(dialect: Dialect) -> list[str]:
+    """Placeholder: another branch's tables take this version at merge."""
+    return []
+
+
+def _v8(dialect: Dialect) -> list[str]:
+    """Experiments, their exposures, logged campaign answers and metric attributions (issue 15).
+
+    An exposure is one answer of an experiment (a row per request, a cached answer repeating
+    its recommendation id); ``answers`` holds each logged campaign answer once, for metric
+    attributions. Users are external ids: an exposure often comes before the user's first
+    event, so no dense index exists yet."""
+    return [
+        """CREATE TABLE experiments (
+            group_id INTEGER NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL,
+            state TEXT NOT NULL, started_at DOUBLE PRECISION, stopped_at DOUBLE PRECISION,
+            created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (group_id, name))""",
+        f"""CREATE TABLE exposures (
+            {_SEQ[dialect]},
+            group_id INTEGER NOT NULL, experiment TEXT NOT NULL, arm TEXT NOT NULL,
+            user_id TEXT NOT NULL, recommendation_id TEXT NOT NULL, campaign TEXT NOT NULL,
+            source TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, items TEXT NOT NULL)""",
+        "CREATE INDEX exposures_by_experiment ON exposures (group_id, experiment, ts)",
+        "CREATE INDEX exposures_by_user ON exposures (group_id, user_id)",
+        """CREATE TABLE answers (
+            group_id INTEGER NOT NULL, recommendation_id TEXT NOT NULL, campaign TEXT NOT NULL,
+            source TEXT NOT NULL, user_id TEXT, ts DOUBLE PRECISION NOT NULL,
+            items TEXT NOT NULL, promotion TEXT, promoted_items TEXT,
+            PRIMARY KEY (group_id, recommendation_id))""",
+        "CREATE INDEX answers_by_user ON answers (group_id, user_id)",
+        """CREATE TABLE metric_attributions (
+            group_id INTEGER NOT NULL, name TEXT NOT NULL, event_type TEXT NOT NULL,
+            expression TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (group_id, name))""",
+    ]
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8}
 LATEST = max(MIGRATIONS)
 
 

@@ -31,6 +31,7 @@ from tastebud.store.base import (
     WriteResult,
 )
 from tastebud.store.campaigns import CampaignsSql
+from tastebud.store.experiments import ExperimentsSql
 from tastebud.store.filters import FiltersSql
 from tastebud.store.messaging import MessagingSql
 from tastebud.store.migrations import LATEST, Dialect, statements
@@ -63,7 +64,9 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
-class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, MessagingSql, ABC):
+class SqlStore(
+    SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, MessagingSql, ExperimentsSql, ABC
+):
     """Shared SQL; subclasses implement the abstract dialect hooks."""
 
     dialect: Dialect
@@ -163,6 +166,7 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, MessagingSq
                 "interactions", "items", "users", "sessions", "id_map", "id_counters",
                 "dataset_schemas", "solutions", "solution_versions", "filters", "campaigns",
                 "schedules", "messages", "message_deliveries", "engagement_events",
+                "experiments", "exposures", "answers", "metric_attributions",
             ):  # fmt: skip
                 self._run(cur, f"DELETE FROM {table} WHERE group_id = ?", (group_id,))
             self._run(cur, "DELETE FROM jobs WHERE group_name = ?", (name,))
@@ -580,6 +584,7 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, MessagingSq
                 found += 1
                 user_idx = int(row[0])
                 self._erase_messaging(cur, group_id, user_id)
+                self._erase_experiments(cur, group_id, user_id)
                 for table in ("interactions", "users", "sessions"):
                     self._run(
                         cur,
