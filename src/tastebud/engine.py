@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from tastebud.batch import BatchService
 from tastebud.errors import AlreadyExists, InvalidInput, PayloadTooLarge
+from tastebud.features import FeatureService
 from tastebud.filters import Filter, Schemas, parse, validate
 from tastebud.ingest import EventTracker, ItemIn, PutEventsRequest, UserIn
 from tastebud.ingest.validate import events_from_request, records_from_items, records_from_users
@@ -89,6 +90,8 @@ class Engine:
         self.training = VersionTrainer(self.store, settings.artifacts)
         self.schedules = Schedules(self.store)
         self.messaging = MessagingService(self.store, self.tracker, self.recommender, settings)
+        self.features = FeatureService(self.store, settings)
+        self.tracker.on_commit.append(self.features.committed)
         # Started by `tastebud serve` and `tastebud worker`, never by other commands.
         self.scheduler = Scheduler(
             self.store, self.training.train_new, self.jobs,
@@ -103,6 +106,7 @@ class Engine:
         self.scheduler.stop()
         self.cache.close()
         self.tracker.close()
+        self.features.close()
         self.jobs.close()
         self.store.close()
 

@@ -144,7 +144,27 @@ def _v6(dialect: Dialect) -> list[str]:
     ]
 
 
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
+def _v7(dialect: Dialect) -> list[str]:
+    """The feature store (issue 15): versioned declarations, batch feature values with the
+    time of their computation, and the claim that gives each batch run to one process."""
+    return [
+        """CREATE TABLE feature_sets (
+            group_id INTEGER NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (group_id, version))""",
+        """CREATE TABLE feature_values (
+            group_id INTEGER NOT NULL, feature TEXT NOT NULL, entity TEXT NOT NULL,
+            value DOUBLE PRECISION, computed_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (group_id, feature, entity))""",
+        """CREATE TABLE feature_computations (
+            group_id INTEGER NOT NULL, feature TEXT NOT NULL,
+            computed_at DOUBLE PRECISION NOT NULL, entities INTEGER NOT NULL,
+            PRIMARY KEY (group_id, feature))""",
+        """CREATE TABLE feature_runs (
+            group_id INTEGER PRIMARY KEY, last_run_at DOUBLE PRECISION NOT NULL)""",
+    ]
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7}
 LATEST = max(MIGRATIONS)
 
 

@@ -31,6 +31,7 @@ from tastebud.store.base import (
     WriteResult,
 )
 from tastebud.store.campaigns import CampaignsSql
+from tastebud.store.features import FeaturesSql
 from tastebud.store.filters import FiltersSql
 from tastebud.store.messaging import MessagingSql
 from tastebud.store.migrations import LATEST, Dialect, statements
@@ -63,7 +64,9 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
-class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, MessagingSql, ABC):
+class SqlStore(
+    SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, MessagingSql, FeaturesSql, ABC
+):
     """Shared SQL; subclasses implement the abstract dialect hooks."""
 
     dialect: Dialect
@@ -163,6 +166,7 @@ class SqlStore(SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, MessagingSq
                 "interactions", "items", "users", "sessions", "id_map", "id_counters",
                 "dataset_schemas", "solutions", "solution_versions", "filters", "campaigns",
                 "schedules", "messages", "message_deliveries", "engagement_events",
+                "feature_sets", "feature_values", "feature_computations", "feature_runs",
             ):  # fmt: skip
                 self._run(cur, f"DELETE FROM {table} WHERE group_id = ?", (group_id,))
             self._run(cur, "DELETE FROM jobs WHERE group_name = ?", (name,))
