@@ -205,7 +205,7 @@ class FeatureSet:
                 self.column_of[column] = (feature, position)
 
     def to_json(self) -> dict[str, Any]:
-        return {"features": [f.model_dump(exclude_none=True, exclude_defaults=False)
+        return {"features": [f.model_dump(mode="json", exclude_none=True)
                              for f in self.features]}  # fmt: skip
 
     def select(self, names: Sequence[str] | None) -> list[str]:
