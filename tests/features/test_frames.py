@@ -73,14 +73,17 @@ def test_batch_features_are_computed_stored_and_read_with_their_time(
     assert math.isnan(values[3][0]) and math.isnan(values[3][1])
 
 
-def test_frames_take_batch_values_from_the_run_before_each_row(
-    batch: Engine, group: str
-) -> None:
+def test_frames_take_batch_values_from_the_run_before_each_row(batch: Engine, group: str) -> None:
     day0 = (T // DAY) * DAY
     put(batch, group, event("u1", "s1", day0 + 100), event("u1", "s2", day0 + 200),
         event("u1", "s2", day0 + DAY + 50))  # fmt: skip
-    labels = pl.DataFrame({"USER_ID": ["u1"] * 3, "ITEM_ID": ["s1"] * 3,
-                           "TIMESTAMP": [day0 + 300, day0 + DAY + 10, day0 + 2 * DAY + 10]})
+    labels = pl.DataFrame(
+        {
+            "USER_ID": ["u1"] * 3,
+            "ITEM_ID": ["s1"] * 3,
+            "TIMESTAMP": [day0 + 300, day0 + DAY + 10, day0 + 2 * DAY + 10],
+        }
+    )
     frame = batch.features.frame(group, labels, ["host_affinity"])
     # Same day as the events: the run at day0 saw none of them; the next day's run saw two;
     # the day after, three (the later h2 event too).

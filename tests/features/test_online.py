@@ -84,7 +84,9 @@ def test_replayed_event_ids_are_counted_once(live: Engine, group: str) -> None:
 
 def test_request_time_features(engine: Engine, group: str) -> None:
     shows(engine, group, {"s1": "h1"}, created=T - 7200)
-    engine.features.apply(group, """
+    engine.features.apply(
+        group,
+        """
 features:
   - {name: hour, kind: request, source: hour_of_day}
   - {name: weekday, kind: request, source: day_of_week}
@@ -92,7 +94,8 @@ features:
   - {name: device, kind: request, source: context, field: DEVICE, values: [ios, android, web]}
   - {name: os, kind: request, source: context, field: DEVICE, encoding: onehot,
      values: [ios, web]}
-""")
+""",
+    )
     names = engine.features.names(group)
     assert names == ["hour", "weekday", "age", "device", "os.ios", "os.web"]
     # T = 2027-01-15 08:00:00 UTC, a Friday.

@@ -72,7 +72,7 @@ def test_reads_fail_fast_with_not_ready_when_redis_is_down(
     down = _engine(store, group, tmp_path / "down", "redis://127.0.0.1:1/3")
     try:
         for _ in range(2):  # the first read (warm-up) and a later one
-            with pytest.raises(NotReady, match="Redis|online store"):
+            with pytest.raises(NotReady, match=r"Redis|online store"):
                 down.features.online(group, ["views_5m"], user_id="u1", item_ids=["s1"])
     finally:
         down.features.close()

@@ -24,21 +24,36 @@ def test_a_live_show_declaration_parses_with_its_columns() -> None:
     ("text", "message"),
     [
         ("features: [{name: a, kind: countr}]", "feature 'a'.kind: expected one of counter"),
-        ("features: [{name: a, kind: counter, aggregation: count, window: 5x}]",
-         "feature 'a'.window: expected a duration such as 5m"),
-        ("features: [{name: a, kind: counter, aggregation: count, window: 5m, windw: 1}]",
-         "feature 'a'.windw: unknown key"),
-        ("features: [{name: a, kind: counter, aggregation: count, window: 5m},"
-         " {name: a, kind: rate, numerator: [x], denominator: [y], window: 1h}]",
-         "feature 'a'.name: declared twice"),
-        ("features: [{name: a, kind: counter, aggregation: median, window: 5m}]",
-         "feature 'a'.aggregation: Input should be"),
-        ("features: [{name: a, kind: counter, entity: user_item_field, aggregation: count, "
-         "window: 5m}]", "feature 'a'.field: give it exactly when entity is user_item_field"),
-        ("features: [{name: a, kind: batch, aggregation: rate, days: 3}]",
-         "feature 'a'.numerator: give numerator and denominator"),
-        ("features: [{name: a, kind: request, source: context, field: DEVICE}]",
-         "feature 'a'.values: list the context values"),
+        (
+            "features: [{name: a, kind: counter, aggregation: count, window: 5x}]",
+            "feature 'a'.window: expected a duration such as 5m",
+        ),
+        (
+            "features: [{name: a, kind: counter, aggregation: count, window: 5m, windw: 1}]",
+            "feature 'a'.windw: unknown key",
+        ),
+        (
+            "features: [{name: a, kind: counter, aggregation: count, window: 5m},"
+            " {name: a, kind: rate, numerator: [x], denominator: [y], window: 1h}]",
+            "feature 'a'.name: declared twice",
+        ),
+        (
+            "features: [{name: a, kind: counter, aggregation: median, window: 5m}]",
+            "feature 'a'.aggregation: Input should be",
+        ),
+        (
+            "features: [{name: a, kind: counter, entity: user_item_field, aggregation: count, "
+            "window: 5m}]",
+            "feature 'a'.field: give it exactly when entity is user_item_field",
+        ),
+        (
+            "features: [{name: a, kind: batch, aggregation: rate, days: 3}]",
+            "feature 'a'.numerator: give numerator and denominator",
+        ),
+        (
+            "features: [{name: a, kind: request, source: context, field: DEVICE}]",
+            "feature 'a'.values: list the context values",
+        ),
         ("features: [{kind: counter, aggregation: count, window: 5m}]", "features[0].name"),
         ("features: []", "expected a non-empty list"),
         ("feature: [{name: a}]", "unknown key(s) feature"),

@@ -14,6 +14,7 @@ from tastebud.cli import (
     data,
     demo,
     evaluate,
+    features,
     filters,
     messages,
     recipes,
@@ -78,6 +79,7 @@ app.add_typer(admin.tokens_app, name="tokens")
 app.add_typer(admin.jobs_app, name="jobs")
 app.add_typer(consume_app, name="consume")
 app.add_typer(batch.batch_app, name="batch")
+app.add_typer(features.features_app, name="features")
 app.add_typer(messages.messages_app, name="messages")
 app.add_typer(reels.reels_app, name="reels")
 

@@ -91,7 +91,9 @@ def _session_members(events: pl.DataFrame, spec: SessionsSpec) -> pl.DataFrame:
     previous = pl.col("ts").shift(1).over("item", "user")
     new_run = previous.is_null() | (pl.col("ts") - previous > spec.gap_minutes * 60)
     ev = ev.with_columns(new_run.cast(pl.Int64).cum_sum().over("item", "user").alias("run"))
-    by_gap = pl.concat_str([pl.lit("g"), pl.col("user"), pl.col("run").cast(pl.String)], separator=SEP)
+    by_gap = pl.concat_str(
+        [pl.lit("g"), pl.col("user"), pl.col("run").cast(pl.String)], separator=SEP
+    )
     member = pl.when(pl.col("session").is_not_null()).then(pl.lit("s") + pl.col("session"))
     ev = ev.with_columns(member.otherwise(by_gap).alias("member"))
     start = pl.col("ts").min().over("item", "member")

@@ -132,11 +132,12 @@ class RedisValues:
             gone = [k for k in before if k not in table]
             items = list(changed.items())
             for start in range(0, len(items), _PUBLISH_CHUNK):
-                pipe.hset(key, mapping=dict(items[start : start + _PUBLISH_CHUNK]))
+                chunk: dict[str | bytes, float] = dict(items[start : start + _PUBLISH_CHUNK])
+                pipe.hset(key, mapping=chunk)  # type: ignore[arg-type]
             for start in range(0, len(gone), _PUBLISH_CHUNK):
                 pipe.hdel(key, *gone[start : start + _PUBLISH_CHUNK])
         if missing:
-            pipe.hset(self._key(group, "m"), mapping=dict(missing))
+            pipe.hset(self._key(group, "m"), mapping=dict(missing))  # type: ignore[arg-type]
         pipe.execute()
 
     def lead(self, group: str, owner: str, seconds: float) -> bool:

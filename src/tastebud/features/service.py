@@ -22,7 +22,7 @@ import polars as pl
 
 from tastebud import observability
 from tastebud.errors import NotFound, NotReady, TastebudError
-from tastebud.features import compute, frames, sync
+from tastebud.features import frames, sync
 from tastebud.features.compute import SEP
 from tastebud.features.online import LocalValues, OnlineValues, RedisValues
 from tastebud.features.spec import BatchSpec, CounterSpec, FeatureSet, RequestSpec, parse_text
@@ -323,5 +323,3 @@ def _request_now(
     if spec.encoding == "onehot":
         return np.full(len(items), float(value == values[position]), np.float32)
     return np.full(len(items), values.index(value) if value in values else np.nan, np.float32)
-
-

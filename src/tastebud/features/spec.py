@@ -143,7 +143,9 @@ class BatchSpec(_Entity):
     @model_validator(mode="after")
     def _check(self) -> Any:
         if (self.aggregation == "rate") != (self.numerator is not None):
-            raise ValueError("numerator: give numerator and denominator exactly for aggregation rate")
+            raise ValueError(
+                "numerator: give numerator and denominator exactly for aggregation rate"
+            )
         if self.aggregation == "rate" and self.denominator is None:
             raise ValueError("denominator: required for aggregation rate")
         if self.every < 60:

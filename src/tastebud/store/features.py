@@ -102,7 +102,8 @@ class FeaturesSql(SqlMixin):
     def put_feature_values(
         self, group: str, feature: str, values: pl.DataFrame, *, computed_at: float
     ) -> int:
-        """Replace a batch feature's values (``entity``, ``value``) in one transaction."""
+        """Replace a batch feature's values (``entity``, ``value``) in one transaction; the
+        entity ``""`` holds the value of an entity that has none."""
         with self._transaction(write=True) as cur:
             group_id = self._group_id(cur, group)
             self._run(cur, "DELETE FROM feature_values WHERE group_id = ? AND feature = ?",
@@ -119,7 +120,7 @@ class FeaturesSql(SqlMixin):
                 "INSERT INTO feature_computations (group_id, feature, computed_at, entities) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (group_id, feature) DO UPDATE SET "
                 "computed_at = excluded.computed_at, entities = excluded.entities",
-                (group_id, feature, computed_at, values.height),
+                (group_id, feature, computed_at, values.filter(pl.col("entity") != "").height),
             )
         return stored
 
