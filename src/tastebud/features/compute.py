@@ -88,9 +88,7 @@ def _session_members(events: pl.DataFrame, spec: SessionsSpec) -> pl.DataFrame:
     ev = _typed(events, spec.event_types).select("user", "item", "ts", "session")
     ev = ev.filter(pl.col("session").is_not_null() | pl.col("user").is_not_null())
     ev = ev.sort("item", "user", "ts", maintain_order=True)
-    previous = pl.col("ts").shift(1).over("item", "user")
-    new_run = previous.is_null() | (pl.col("ts") - previous > spec.gap_minutes * 60)
-    ev = ev.with_columns(new_run.cast(pl.Int64).cum_sum().over("item", "user").alias("run"))
+    ev = ev.with_columns(_runs(["item", "user"], spec.gap_minutes * 60).alias("run"))
     by_gap = pl.concat_str(
         [pl.lit("g"), pl.col("user"), pl.col("run").cast(pl.String)], separator=SEP
     )
@@ -99,6 +97,17 @@ def _session_members(events: pl.DataFrame, spec: SessionsSpec) -> pl.DataFrame:
     start = pl.col("ts").min().over("item", "member")
     ev = ev.filter(pl.col("ts") - start > spec.min_minutes * 60)
     return ev.select("item", "member", "ts").sort("ts", maintain_order=True)
+
+
+def _runs(group: list[str], gap: float) -> pl.Expr:
+    """A run number over rows sorted by ``group`` then time: a new run where the group changes
+    or the time jumps by more than ``gap``. Numbered across groups, with plain shifts (a
+    window expression per group is 100 times slower here)."""
+    changed = pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in group)
+    new_run = (
+        changed | (pl.col("ts") - pl.col("ts").shift(1) > gap) | pl.col("ts").shift(1).is_null()
+    )
+    return new_run.cast(pl.Int64).cum_sum()
 
 
 # as of many times (frames) --------------------------------------------------------------------
@@ -132,9 +141,7 @@ def _active(
     ev = events.filter(pl.col(member).is_not_null()).select(*keys, member, "ts")
     group = [*keys, member]
     ev = ev.sort(*group, "ts", maintain_order=True)
-    previous = pl.col("ts").shift(1).over(group)
-    new_run = previous.is_null() | (pl.col("ts") - previous > window)
-    ev = ev.with_columns(new_run.cast(pl.Int64).cum_sum().over(group).alias("run"))
+    ev = ev.with_columns(_runs(group, window).alias("run"))
     runs = ev.group_by(*group, "run").agg(pl.col("ts").min().alias("s"), pl.col("ts").max())
     deltas = pl.concat([
         runs.select(*keys, pl.col("s").alias("ts"), pl.lit(1.0).alias("v")),
