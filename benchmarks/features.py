@@ -160,7 +160,10 @@ def phase_ingest(home: Path, events: int, seconds: float) -> dict[str, Any]:
             engine.features.online(GROUP, ["views_5m"], user_id=None, item_ids=["show0"])
         stop, counts = threading.Event(), [0] * 8
 
-        def writer(slot: int, engine: Engine = engine) -> None:
+        def writer(
+            slot: int, engine: Engine = engine, stop: threading.Event = stop,
+            counts: list[int] = counts,
+        ) -> None:  # fmt: skip
             k = 0
             while not stop.is_set():
                 batch = [Event(item_id=f"show{(k + j) % 1000}", user_id=f"w{slot}-{k % 500}",
