@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import redis
 
 from tastebud.engine import Engine
 from tastebud.settings import Settings
@@ -226,6 +227,11 @@ def main() -> None:
                     result |= phase_freshness(eng, 50)
                 else:
                     result |= phase_frame(eng, args.labels)
+        if args.redis:  # the benchmark's keys, from DB of the URL given
+            client = redis.Redis.from_url(args.redis)
+            keys = list(client.scan_iter(f"tb:feat:{GROUP}:*"))
+            if keys:
+                client.delete(*keys)
     print(json.dumps(result))
 
 

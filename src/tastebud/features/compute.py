@@ -282,18 +282,20 @@ def _value_at(spec: Any, position: int, events: pl.DataFrame, queries: pl.DataFr
 
 
 # now (online snapshots) -----------------------------------------------------------------------
-def snapshot(spec: Any, events: pl.DataFrame, at: int) -> tuple[dict[str, float], float]:
-    """Every entity's value at ``at`` as ``{entity key: value}``, and the value of an entity
+def snapshot(spec: Any, events: pl.DataFrame, at: int) -> tuple[pl.DataFrame, float]:
+    """Every entity's value at ``at`` (``k``: entity key, ``v``) from events sorted by time,
+    and the value of an entity
     that has none (0 for counts, the prior for rates, NaN otherwise). ``last_seen`` holds the
     time of the last event; the reader turns it into an age."""
-    past = events.filter(pl.col("ts") < at)
+    # Events are sorted by time: the past and the window are slices, not scans.
+    past = events.head(events["ts"].search_sorted(at, side="left"))
     keys = _keys(spec)
     window = getattr(spec, "window", None)
-    recent = past if window is None else past.filter(pl.col("ts") >= at - window)
+    recent = past if window is None else past.slice(past["ts"].search_sorted(at - window))
     if isinstance(spec, SessionsSpec):
         members = _session_members(past, spec).filter(pl.col("ts") >= at - spec.window)
         frame = members.group_by("item").agg(pl.col("member").n_unique().cast(pl.Float64))
-        return _as_dict(frame, keys), 0.0
+        return _as_frame(frame, keys), 0.0
     if isinstance(spec, RateSpec) or getattr(spec, "aggregation", "") == "rate":
         return _rate_now(spec, recent, keys)
     typed = _typed(recent, spec.event_types).filter(
@@ -302,7 +304,7 @@ def snapshot(spec: Any, events: pl.DataFrame, at: int) -> tuple[dict[str, float]
     how = spec.aggregation
     if how == "last_seen":
         frame = typed.group_by(keys).agg(pl.col("ts").max().cast(pl.Float64))
-        return _as_dict(frame, keys), float("nan")
+        return _as_frame(frame, keys), float("nan")
     if how == "share":
         part = typed.group_by(keys).agg(pl.len().cast(pl.Float64).alias("n"))
         if keys[0] == "user":
@@ -310,14 +312,14 @@ def snapshot(spec: Any, events: pl.DataFrame, at: int) -> tuple[dict[str, float]
             part = part.join(whole, on="user").with_columns(pl.col("n") / pl.col("w"))
         else:
             part = part.with_columns(pl.col("n") / max(typed.height, 1))
-        return _as_dict(part.select(*keys, "n"), keys), 0.0
+        return _as_frame(part.select(*keys, "n"), keys), 0.0
     value = {"count": pl.len(), "sum": pl.col("event_value").fill_null(0.0).sum(),
              "distinct_users": pl.col("user").drop_nulls().n_unique()}[how]  # fmt: skip
     frame = typed.group_by(keys).agg(value.cast(pl.Float64))
-    return _as_dict(frame, keys), 0.0
+    return _as_frame(frame, keys), 0.0
 
 
-def _rate_now(spec: Any, recent: pl.DataFrame, keys: list[str]) -> tuple[dict[str, float], float]:
+def _rate_now(spec: Any, recent: pl.DataFrame, keys: list[str]) -> tuple[pl.DataFrame, float]:
     recent = recent.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in keys))
     is_n = pl.col("event_type").is_in(list(spec.numerator))
     is_d = pl.col("event_type").is_in(list(spec.denominator))
@@ -336,13 +338,13 @@ def _rate_now(spec: Any, recent: pl.DataFrame, keys: list[str]) -> tuple[dict[st
         value = pl.when(pl.col("d") == 0).then(None).otherwise(value)
     frame = frame.select(*keys, value.fill_nan(None).alias("v"))
     missing = float("nan") if prior is None or k == 0 else p
-    return _as_dict(frame, keys), missing
+    return _as_frame(frame, keys), missing
 
 
-def _as_dict(frame: pl.DataFrame, keys: list[str]) -> dict[str, float]:
+def _as_frame(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """``k`` (the entity key, parts joined by SEP) and ``v``."""
     key = pl.col(keys[0]) if len(keys) == 1 else pl.concat_str(keys, separator=SEP)
-    pairs = frame.select(key.alias("k"), pl.col(frame.columns[-1]).fill_null(np.nan))
-    return dict(zip(pairs["k"].to_list(), pairs[pairs.columns[1]].to_list(), strict=True))
+    return frame.select(key.alias("k"), pl.col(frame.columns[-1]).cast(pl.Float64).alias("v"))
 
 
 def context_columns(events: pl.DataFrame, fields: Sequence[str]) -> pl.DataFrame:

@@ -25,7 +25,14 @@ from tastebud.errors import NotFound, NotReady, TastebudError
 from tastebud.features import frames, sync
 from tastebud.features.compute import SEP
 from tastebud.features.online import LocalValues, OnlineValues, RedisValues
-from tastebud.features.spec import BatchSpec, CounterSpec, FeatureSet, RequestSpec, parse_text
+from tastebud.features.spec import (
+    BatchSpec,
+    CounterSpec,
+    FeatureSet,
+    RequestSpec,
+    kind_of,
+    parse_text,
+)
 from tastebud.features.sync import GroupState
 from tastebud.settings import Settings
 from tastebud.store import Store
@@ -91,53 +98,52 @@ class FeatureService:
         now = time.time() if now is None else now
         items = list(item_ids)
         out = np.full((len(items), len(columns)), np.nan, dtype=np.float32)
-        wanted, places = self._lookups(state, features, columns, user_id, items)
-        arrays, missing = self.values.read(group, wanted) if wanted else ([], {})
-        for (feature, _), array, (spec, valid) in zip(wanted, arrays, places, strict=True):
-            default = missing.get(feature, _default(spec))
-            array = np.where(np.isnan(array), default, array)
-            if getattr(spec, "aggregation", "") == "last_seen":
-                array = now - array
-                array[array > spec.window] = np.nan
-            if valid is not None:
-                array = np.where(valid, array, np.nan)
-            for j, column in enumerate(columns):
-                if features.column_of[column][0] is spec:
-                    out[:, j] = array if array.shape[0] == len(items) else array[0]
+        layout = features.layout
+        wanted = self._lookups(state, features, columns, user_id, items)
+        rows, missing = (self.values.read(group, features.version, wanted) if wanted
+                         else ({}, {}))  # fmt: skip
         for j, column in enumerate(columns):
             spec, position = features.column_of[column]
             if isinstance(spec, RequestSpec):
                 out[:, j] = _request_now(spec, position, state, items, now, context or {})
+                continue
+            kind = kind_of(spec)
+            if kind not in rows:
+                continue  # a user feature without a user: NaN
+            values = rows[kind][:, layout[kind].index(spec.name)]
+            values = np.where(np.isnan(values), missing.get(spec.name, _default(spec)), values)
+            if getattr(spec, "aggregation", "") == "last_seen":
+                values = now - values
+                values[values > spec.window] = np.nan
+            if kind.startswith("field:"):  # items without the field have no such entity
+                values = np.where(state_field_known(state, kind, items), values, np.nan)
+            out[:, j] = values if len(values) == len(items) else values[0]
         return out
 
     def _lookups(
         self, state: GroupState, features: FeatureSet, columns: Sequence[str],
         user_id: str | None, items: list[str],
-    ) -> tuple[list[tuple[str, list[str]]], list[tuple[Any, np.ndarray | None]]]:  # fmt: skip
-        """(feature, entity keys) to read, and for each its spec and which rows have a key."""
-        wanted: list[tuple[str, list[str]]] = []
-        places: list[tuple[Any, np.ndarray | None]] = []
-        for spec in dict.fromkeys(features.column_of[c][0] for c in columns):
+    ) -> dict[str, tuple[list[str], int]]:  # fmt: skip
+        """The entity keys to read per kind, with the kind's number of features."""
+        wanted: dict[str, tuple[list[str], int]] = {}
+        layout = features.layout
+        for spec in {features.column_of[c][0] for c in columns}:
             if isinstance(spec, RequestSpec):
                 continue
-            entity = getattr(spec, "entity", "item")
-            if entity != "item" and user_id is None:
-                continue  # NaN: there is no user to ask about
-            valid = None
-            if entity == "item":
+            kind = kind_of(spec)
+            if kind in wanted or (kind != "item" and user_id is None):
+                continue
+            if kind == "item":
                 keys = items
-            elif entity == "user":
+            elif kind == "user":
                 keys = [user_id or ""]
-            elif entity == "user_item":
+            elif kind == "user_item":
                 keys = [f"{user_id}{SEP}{item}" for item in items]
             else:
-                values = state.item_fields.get(spec.field, {})
-                found = [values.get(item) for item in items]
-                valid = np.array([v is not None for v in found])
-                keys = [f"{user_id}{SEP}{v or ''}" for v in found]
-            wanted.append((spec.name, keys))
-            places.append((spec, valid))
-        return wanted, places
+                values = state.item_fields.get(kind.removeprefix("field:"), {})
+                keys = [f"{user_id}{SEP}{values.get(item) or ''}" for item in items]
+            wanted[kind] = (keys, len(layout[kind]))
+        return wanted
 
     # the background sync ----------------------------------------------------------------------
     def start(self) -> None:
@@ -192,10 +198,11 @@ class FeatureService:
         values, missing = sync.stream_snapshots(state, at=int(now))
         computations = self.store.feature_computations(group)
         if computations != state.computations and state.features.batch:
-            batch, batch_missing = sync.batch_values(self.store, group, state.features)
-            values, missing = {**values, **batch}, {**missing, **batch_missing}
-        self.values.publish(group, values, missing, state.published)
-        state.published = {**state.published, **values}
+            state.batch, state.batch_missing = sync.batch_values(self.store, group, state.features)
+        tables = sync.tables(state.features, {**values, **state.batch})
+        missing = {**missing, **state.batch_missing}
+        self.values.publish(group, state.features.version, tables, missing, state.published)
+        state.published = tables
         state.computations = computations
         state.synced_at = now
 
@@ -297,6 +304,11 @@ class FeatureService:
             "computations": {name: {"computed_at": at, "entities": n}
                              for name, (at, n) in computations.items()},
         }  # fmt: skip
+
+
+def state_field_known(state: GroupState, kind: str, items: list[str]) -> np.ndarray:
+    values = state.item_fields.get(kind.removeprefix("field:"), {})
+    return np.array([values.get(item) is not None for item in items], dtype=bool)
 
 
 def _default(spec: Any) -> float:

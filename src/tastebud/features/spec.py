@@ -231,9 +231,24 @@ class FeatureSet:
         return [f for f in self.features if isinstance(f, BatchSpec)]
 
     @property
+    def layout(self) -> dict[str, list[str]]:
+        """Online features by the kind of entity that keys them, in declaration order."""
+        kinds: dict[str, list[str]] = {}
+        for feature in self.features:
+            if not isinstance(feature, RequestSpec):
+                kinds.setdefault(kind_of(feature), []).append(feature.name)
+        return kinds
+
+    @property
     def fields(self) -> set[str]:
         """Item fields that entities name (user_item_field)."""
         return {f.field for f in self.features if getattr(f, "entity", "") == "user_item_field"}
+
+
+def kind_of(feature: Any) -> str:
+    """``item``, ``user``, ``user_item`` or ``field:NAME`` (user x the item's field value)."""
+    entity = getattr(feature, "entity", "item")
+    return f"field:{feature.field}" if entity == "user_item_field" else str(entity)
 
 
 def parse_text(text: str) -> FeatureSet:

@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from tastebud.features import compute
-from tastebud.features.compute import SEP
+from tastebud.features.online import Table
 from tastebud.features.spec import FeatureSet, SessionsSpec, parse
 from tastebud.store import Store
 
@@ -39,7 +39,9 @@ class GroupState:
     creation: dict[str, int] = field(default_factory=dict)
     items_at: float = -1e18
     computations: dict[str, tuple[float, int]] = field(default_factory=dict)
-    published: dict[str, dict[str, float]] = field(default_factory=dict)
+    batch: dict[str, pl.DataFrame] = field(default_factory=dict)  # stored batch values (k, v)
+    batch_missing: dict[str, float] = field(default_factory=dict)
+    published: dict[str, Table] = field(default_factory=dict)
     synced_at: float = 0.0
     last_read: float = 0.0
 
@@ -105,16 +107,22 @@ def tail(store: Store, group: str, state: GroupState, *, now: float) -> int:
         )  # fmt: skip
         return read
     log = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
-    state.log = log.filter(pl.col("ts") >= since)
+    if len(parts) > 1 or state.log is None:
+        # Kept sorted by time; events mostly arrive in order, so this is usually a check.
+        if not log["ts"].is_sorted():
+            log = log.sort("ts", maintain_order=True)
+        log = log.slice(log["ts"].search_sorted(since))
+    state.log = log
     return read
 
 
 def stream_snapshots(
     state: GroupState, *, at: int
-) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """Every stream feature's values now, and each one's value for an entity with none."""
+) -> tuple[dict[str, pl.DataFrame], dict[str, float]]:
+    """Every stream feature's values now (``k``, ``v``), and each one's value for an entity
+    with none."""
     assert state.features is not None and state.log is not None
-    log = state.log.sort("ts", maintain_order=True)
+    log = state.log
     values, missing = {}, {}
     for spec in state.features.stream:
         values[spec.name], missing[spec.name] = compute.snapshot(spec, log, at)
@@ -123,18 +131,25 @@ def stream_snapshots(
 
 def batch_values(
     store: Store, group: str, features: FeatureSet
-) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+) -> tuple[dict[str, pl.DataFrame], dict[str, float]]:
     """The batch features' latest stored values (entity ``""`` holds the missing value)."""
     names = [spec.name for spec in features.batch]
     frame = store.feature_values(group, names)
-    values: dict[str, dict[str, float]] = {name: {} for name in names}
+    values: dict[str, pl.DataFrame] = {}
     missing: dict[str, float] = {}
-    for name, part in frame.partition_by("feature", as_dict=True).items():
-        table = dict(zip(part["entity"].to_list(), part["value"].fill_null(float("nan"))
-                         .to_list(), strict=True))  # fmt: skip
-        missing[str(name[0])] = table.pop("", float("nan"))
-        values[str(name[0])] = table
+    for name in names:
+        part = frame.filter(pl.col("feature") == name)
+        empty = part.filter(pl.col("entity") == "")["value"]
+        missing[name] = float(empty[0]) if len(empty) and empty[0] is not None else float("nan")
+        values[name] = part.filter(pl.col("entity") != "").select(
+            pl.col("entity").alias("k"), pl.col("value").alias("v")
+        )
     return values, missing
+
+
+def tables(features: FeatureSet, frames: dict[str, pl.DataFrame]) -> dict[str, Table]:
+    """One table per kind of entity, from every feature's values."""
+    return {kind: Table.build(names, frames) for kind, names in features.layout.items()}
 
 
 def compute_batch(store: Store, group: str, features: FeatureSet, *, now: float) -> dict[str, Any]:
@@ -149,16 +164,12 @@ def compute_batch(store: Store, group: str, features: FeatureSet, *, now: float)
     summary = {}
     for spec in features.batch:
         table, missing = compute.snapshot(spec, events, int(now))
-        frame = pl.DataFrame(
-            {"entity": [*table.keys(), ""], "value": [*table.values(), missing]},
-            schema={"entity": pl.String, "value": pl.Float64},
-        )
+        frame = pl.concat([
+            table.select(pl.col("k").alias("entity"), pl.col("v").alias("value")),
+            pl.DataFrame({"entity": [""], "value": [missing]}),
+        ])  # fmt: skip
         store.put_feature_values(group, spec.name, frame, computed_at=now)
-        summary[spec.name] = len(table)
+        summary[spec.name] = table.height
     _log.info("features computed group=%s features=%d events=%d seconds=%.2f", group,
               len(summary), events.height, time.time() - now)  # fmt: skip
     return {"features": summary, "computed_at": now}
-
-
-def entity_key(parts: list[str]) -> str:
-    return SEP.join(parts)
