@@ -20,6 +20,7 @@ Network failures raise ``httpx.TransportError`` (e.g. ``httpx.ConnectError``).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -727,6 +728,32 @@ class Client:
 
     def _metric(self, name: str) -> str:
         return self._path(f"/metric-attributions/{quote(name, safe='')}")
+
+    # features (docs/features.md) -----------------------------------------------------------
+    def apply_features(self, declaration: str | Mapping[str, Any]) -> dict[str, Any]:
+        """Declare the group's features (YAML text, or the same as a mapping): a new version."""
+        text = declaration if isinstance(declaration, str) else json.dumps(dict(declaration))
+        return cast(dict[str, Any], self._json("PUT", self._path("/features"),
+                                               content=text.encode()))  # fmt: skip
+
+    def get_features(self) -> dict[str, Any]:
+        """The current declaration, its version and the batch features' computations."""
+        return cast(dict[str, Any], self._json("GET", self._path("/features")))
+
+    def compute_features(self) -> dict[str, Any]:
+        """Recompute the batch features now."""
+        return cast(dict[str, Any], self._json("POST", self._path("/features/compute")))
+
+    def online_features(
+        self, item_ids: Sequence[str], *, user_id: str | None = None,
+        names: Sequence[str] | None = None, context: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """``{"names": [...], "itemIds": [...], "values": [[...] per item]}`` (null: none)."""
+        body = {"itemIds": list(item_ids), "userId": user_id,
+                "names": None if names is None else list(names),
+                "context": None if context is None else dict(context)}  # fmt: skip
+        return cast(dict[str, Any], self._json("POST", self._path("/features/online"),
+                                               json=body))  # fmt: skip
 
     # tokens -----------------------------------------------------------------------------------
     def create_token(self, name: str, *, scope: TokenScope = "ingest") -> TokenCreated:

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from tastebud.batch import BatchService
 from tastebud.errors import AlreadyExists, InvalidInput, PayloadTooLarge
 from tastebud.experiments import ExperimentService
+from tastebud.features import FeatureService
 from tastebud.filters import Filter, Schemas, parse, validate
 from tastebud.ingest import EventTracker, ItemIn, PutEventsRequest, UserIn
 from tastebud.ingest.validate import events_from_request, records_from_items, records_from_users
@@ -93,6 +94,8 @@ class Engine:
         self.experiments = ExperimentService(self.store, self.campaigns, settings.experiments,
                                              default_group=settings.default_group)  # fmt: skip
         self.campaigns.on_answer = self.experiments.metrics.log_answer  # metric attributions
+        self.features = FeatureService(self.store, settings)
+        self.tracker.on_commit.append(self.features.committed)
         # Started by `tastebud serve` and `tastebud worker`, never by other commands.
         self.scheduler = Scheduler(
             self.store, self.training.train_new, self.jobs,
@@ -108,6 +111,7 @@ class Engine:
         self.experiments.close()  # buffered exposures written before the store closes
         self.cache.close()
         self.tracker.close()
+        self.features.close()
         self.jobs.close()
         self.store.close()
 

@@ -32,6 +32,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Histogram,
     disable_created_metrics,
     generate_latest,
     multiprocess,
@@ -92,6 +93,12 @@ CAMPAIGN_FALLBACKS = Counter(
     ["campaign", "reason", "source"],
 )
 
+FEATURE_FRESHNESS = Histogram(
+    "tastebud_feature_freshness_seconds",
+    "From an event batch committed by this process to its features being readable online.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
 
 # The module-level API. Label children are looked up once: `labels()` takes a lock each time.
 @cache
@@ -114,6 +121,10 @@ def events_ingested(n: int, *, source: str = "http", duplicates: int = 0) -> Non
         _child(EVENTS_INGESTED, source).inc(n)
     if duplicates:
         _child(EVENTS_DUPLICATE, source).inc(duplicates)
+
+
+def feature_freshness(seconds: float) -> None:
+    FEATURE_FRESHNESS.observe(seconds)
 
 
 def event_request_rejected(status: int) -> None:

@@ -189,6 +189,26 @@ class ExperimentSettings(BaseModel):
     )
 
 
+class FeatureSettings(BaseModel):
+    """The feature store (docs/features.md)."""
+
+    sync_seconds: float = Field(
+        default=0.25, gt=0, description="Online values are recomputed at least this often."
+    )
+    min_sync_gap_seconds: float = Field(
+        default=0.05, ge=0, description="…and at most this often, however fast events arrive."
+    )
+    lease_seconds: float = Field(
+        default=5.0, gt=0, description="With Redis: how long the publishing process's lease lasts."
+    )
+    redis_timeout_seconds: float = Field(
+        default=0.05, gt=0, description="Online reads fail (NotReady) when Redis is this slow."
+    )
+    run_batch: bool = Field(
+        default=True, description="Following processes recompute batch features when due."
+    )
+
+
 class Settings(BaseSettings):
     """Every setting has one default, here; env vars `TASTEBUD_*` (nested with `__`) override."""
 
@@ -210,6 +230,7 @@ class Settings(BaseSettings):
     schedules: ScheduleSettings = ScheduleSettings()
     messaging: MessagingSettings = MessagingSettings()
     experiments: ExperimentSettings = ExperimentSettings()
+    features: FeatureSettings = FeatureSettings()
 
     @property
     def store_url(self) -> str:

@@ -21,6 +21,7 @@ from tastebud.api.routes import (
     events,
     experiments,
     exports,
+    features,
     filters,
     groups,
     health,
@@ -46,7 +47,7 @@ UPLOAD_PATH = re.compile(r"/v1/dataset-groups/[^/]+/import-jobs/upload")
 ROUTERS = (
     events, items, users, campaigns, recommendations, health, groups, schemas, imports, exports,
     batch_jobs, tokens, solutions, filters, jobs, schedules,
-    messages, tracking, reels, experiments,
+    messages, tracking, reels, experiments, features,
 )  # fmt: skip
 
 
@@ -74,6 +75,7 @@ def create_app(
         _attach(app, owned)
         if settings.schedules.run_in_serve:  # stopped by owned.close(), after the drain
             owned.scheduler.start()
+            owned.features.start()  # follows groups with features; batch runs when due
         _spare_the_collector()
         _one_thread_per_request()
         # A server process: /ready turns 503 on SIGTERM, before uvicorn stops accepting.

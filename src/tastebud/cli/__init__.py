@@ -15,6 +15,7 @@ from tastebud.cli import (
     demo,
     evaluate,
     experiments,
+    features,
     filters,
     messages,
     recipes,
@@ -79,6 +80,7 @@ app.add_typer(admin.tokens_app, name="tokens")
 app.add_typer(admin.jobs_app, name="jobs")
 app.add_typer(consume_app, name="consume")
 app.add_typer(batch.batch_app, name="batch")
+app.add_typer(features.features_app, name="features")
 app.add_typer(messages.messages_app, name="messages")
 app.add_typer(reels.reels_app, name="reels")
 app.add_typer(experiments.experiments_app, name="experiments")

@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
 from tastebud.store import Event, Store, WriteResult
@@ -36,6 +36,8 @@ class EventTracker:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="tastebud-tracker", daemon=True)
         self._closed = False
+        # Called with (group, events stored) after each commit, on the writer thread.
+        self.on_commit: list[Callable[[str, int], None]] = []
         self._thread.start()
 
     def submit(self, group: str, events: Sequence[Event]) -> Future[WriteResult]:
@@ -102,7 +104,15 @@ class EventTracker:
             outcomes += [
                 (waiter, result) for (_, _, waiter), result in zip(items, results, strict=True)
             ]
+            self._committed(group, sum(result.accepted for result in results))
         return outcomes
+
+    def _committed(self, group: str, accepted: int) -> None:
+        for listener in self.on_commit:
+            try:
+                listener(group, accepted)
+            except Exception as exc:  # a listener never fails the commit it hears about
+                _log.warning("commit listener failed group=%s error=%s", group, exc)
 
 
 def _settle(outcomes: list[tuple[_Waiter, _Outcome]]) -> None:

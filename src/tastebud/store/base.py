@@ -610,6 +610,48 @@ class Store(Protocol):
     def list_metric_attributions(self, group: str) -> list[MetricAttributionRecord]: ...
     def delete_metric_attribution(self, group: str, name: str) -> None: ...
 
+    # features (issue 15)
+    def put_feature_set(self, group: str, body: Mapping[str, Any]) -> int:
+        """Store a new version of the group's feature declaration; returns its number."""
+        ...
+
+    def get_feature_set(
+        self, group: str, version: int | None = None
+    ) -> tuple[int, dict[str, Any], float] | None:
+        """(version, body, created_at) of a version (default: the latest); None if none."""
+        ...
+
+    def feature_set_version(self, group: str) -> int:
+        """The latest declaration's version (0 when none)."""
+        ...
+
+    def feature_events(
+        self, group: str, *, after_seq: int = 0, since_ts: int | None = None,
+        limit: int | None = None,
+    ) -> pl.DataFrame:  # fmt: skip
+        """Interactions that arrived after ``after_seq`` with ``TIMESTAMP >= since_ts``, in
+        arrival order, with external ids: ``seq, user, item, ts, event_type, event_value,
+        session, context``."""
+        ...
+
+    def put_feature_values(
+        self, group: str, feature: str, values: pl.DataFrame, *, computed_at: float
+    ) -> int:
+        """Replace a batch feature's values (``entity``, ``value``); returns rows stored."""
+        ...
+
+    def feature_values(self, group: str, features: Sequence[str]) -> pl.DataFrame:
+        """Stored batch values: ``feature, entity, value``."""
+        ...
+
+    def feature_computations(self, group: str) -> dict[str, tuple[float, int]]:
+        """Batch feature -> (computed at, entities) of its latest computation."""
+        ...
+
+    def claim_feature_run(self, group: str, *, due_before: float, now: float) -> bool:
+        """Take the group's batch feature run if the last began before ``due_before``."""
+        ...
+
     def add_token(self, token_hash: str, *, name: str, scope: Scope) -> None: ...
     def find_token(self, token_hash: str) -> TokenRecord | None: ...
     def list_tokens(self) -> list[TokenRecord]: ...

@@ -145,8 +145,23 @@ def _v6(dialect: Dialect) -> list[str]:
 
 
 def _v7(dialect: Dialect) -> list[str]:
-    """Placeholder: another branch's tables take this version at merge."""
-    return []
+    """The feature store (issue 15): versioned declarations, batch feature values with the
+    time of their computation, and the claim that gives each batch run to one process."""
+    return [
+        """CREATE TABLE feature_sets (
+            group_id INTEGER NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (group_id, version))""",
+        """CREATE TABLE feature_values (
+            group_id INTEGER NOT NULL, feature TEXT NOT NULL, entity TEXT NOT NULL,
+            value DOUBLE PRECISION, computed_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (group_id, feature, entity))""",
+        """CREATE TABLE feature_computations (
+            group_id INTEGER NOT NULL, feature TEXT NOT NULL,
+            computed_at DOUBLE PRECISION NOT NULL, entities INTEGER NOT NULL,
+            PRIMARY KEY (group_id, feature))""",
+        """CREATE TABLE feature_runs (
+            group_id INTEGER PRIMARY KEY, last_run_at DOUBLE PRECISION NOT NULL)""",
+    ]
 
 
 def _v8(dialect: Dialect) -> list[str]:

@@ -32,6 +32,7 @@ from tastebud.store.base import (
 )
 from tastebud.store.campaigns import CampaignsSql
 from tastebud.store.experiments import ExperimentsSql
+from tastebud.store.features import FeaturesSql
 from tastebud.store.filters import FiltersSql
 from tastebud.store.messaging import MessagingSql
 from tastebud.store.migrations import LATEST, Dialect, statements
@@ -65,7 +66,14 @@ class Cursor(Protocol):
 
 
 class SqlStore(
-    SolutionsSql, FiltersSql, CampaignsSql, SchedulesSql, MessagingSql, ExperimentsSql, ABC
+    SolutionsSql,
+    FiltersSql,
+    CampaignsSql,
+    SchedulesSql,
+    MessagingSql,
+    ExperimentsSql,
+    FeaturesSql,
+    ABC,
 ):
     """Shared SQL; subclasses implement the abstract dialect hooks."""
 
@@ -167,6 +175,7 @@ class SqlStore(
                 "dataset_schemas", "solutions", "solution_versions", "filters", "campaigns",
                 "schedules", "messages", "message_deliveries", "engagement_events",
                 "experiments", "exposures", "answers", "metric_attributions",
+                "feature_sets", "feature_values", "feature_computations", "feature_runs",
             ):  # fmt: skip
                 self._run(cur, f"DELETE FROM {table} WHERE group_id = ?", (group_id,))
             self._run(cur, "DELETE FROM jobs WHERE group_name = ?", (name,))
