@@ -183,11 +183,21 @@ def test_rows_shift_the_lookups_row_numbers() -> None:
         ({"features": ["x", "x"]}, "distinct"),
         ({"candidates": 0}, "candidates"),
         ({"num_leafs": 3}, "num_leafs"),
+        ({"bases": "{nope"}, "not valid JSON"),
     ],
 )  # fmt: skip
 def test_config_errors_name_the_problem(params: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         parse_config(get_recipe("ranker"), params)
+
+
+def test_command_line_text_is_parsed() -> None:
+    params = {"bases": '{"pop": {"recipe": "popularity-count"}}', "features": "a, b",
+              "grades": '{"buy": 3}', "candidates": "50"}  # fmt: skip
+    config = parse_config(get_recipe("ranker"), params)
+    assert isinstance(config, RankerConfig)
+    assert list(config.bases) == ["pop"] and config.features == ("a", "b")
+    assert config.grades == {"buy": 3} and config.candidates == 50
 
 
 def test_default_bases_are_documented_ones() -> None:

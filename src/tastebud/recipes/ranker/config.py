@@ -3,6 +3,7 @@ gives, how labels are graded, and LightGBM's own knobs."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -94,6 +95,21 @@ class RankerConfig(RecipeConfig):
         default=0.1, ge=0.0, lt=1.0, description="users held out for early stopping"
     )
     threads: int = Field(default=2, ge=1, le=256, description="LightGBM training threads")
+
+    @field_validator("bases", "grades", "features", "popularity_windows_days", mode="before")
+    @classmethod
+    def _from_text(cls, value: object) -> object:
+        """``-p bases='{"seq": {"recipe": "sequential"}}'`` on the command line: JSON text;
+        ``-p features=a,b``: a comma-separated list."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith(("{", "[")):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"not valid JSON: {error.msg} at {error.pos}") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
 
     @field_validator("bases")
     @classmethod
