@@ -258,7 +258,7 @@ class RecommendIn(FilteredIn):
 
 class RankIn(FilteredIn):
     user_id: Id | None = None
-    input_list: list[Id] = Field(min_length=1, max_length=500)
+    input_list: list[Id] = Field(min_length=1, max_length=1_000)
     context: Context | None = Field(default=None, max_length=16)
     explain: bool = Field(
         default=False, description="Add each item's reasons (docs/explanations.md)."
@@ -473,7 +473,7 @@ class CampaignRecommendIn(_Body):
 
 class CampaignRankIn(_Body):
     user_id: Id | None = None
-    input_list: list[Id] = Field(min_length=1, max_length=500)
+    input_list: list[Id] = Field(min_length=1, max_length=1_000)
     filter: str | None = Field(default=None, alias="filterName")
     filter_values: dict[str, list[str] | str] | None = None
     context: Context | None = Field(default=None, max_length=16)

@@ -25,6 +25,7 @@ from tastebud.serving.recommend import (
     answer_from_scores,
     check_item_list,
     check_k,
+    list_scores,
     nearest_items,
     rank_by_scores,
     users_for_item,
@@ -125,6 +126,8 @@ class ChunkScorer:
         filter_name = self.options.filter_name
         if request.item_list is not None:
             check_item_list(request.item_list)
+            if hasattr(version.model, "score_items"):  # the ranker scores listed items itself
+                scores = list_scores(version, query, request.item_list)
             ranked = rank_by_scores(version, scores, request.item_list, selection)
             if self.options.explain:
                 ranked = explain_results(version, query, ranked, filter_name=filter_name,

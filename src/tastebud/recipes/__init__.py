@@ -18,6 +18,7 @@ from tastebud.recipes.base import (
     Query,
     Recipe,
     RecipeConfig,
+    ScoresItems,
     TrainingData,
     UserAffinity,
     UserSimilarity,
@@ -34,6 +35,7 @@ __all__ = [
     "Query",
     "Recipe",
     "RecipeConfig",
+    "ScoresItems",
     "TrainingData",
     "UserAffinity",
     "UserSimilarity",
@@ -52,6 +54,7 @@ RECIPES: dict[str, str] = {
     "item-affinity": "item_affinity:ItemAffinity",
     "similar-users": "similar_users:SimilarUsers",
     "sequential": "sequential:Sequential",
+    "ranker": "ranker:Ranker",
 }
 
 

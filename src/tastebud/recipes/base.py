@@ -24,6 +24,16 @@ FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int32]
 Int64Array = npt.NDArray[np.int64]
 ProgressFn = Callable[[float, str], None]
+# Declared features (issue 15), read point in time: (users, items, times, names) -> (n, len(names))
+# float32 for training rows, (query row, candidate items, names) -> (len(items), len(names)) float32
+# online; NaN where a value is missing. A lookup that fails raises (serving falls back to rules).
+TrainingFeatureLookup = Callable[
+    [npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int64], tuple[str, ...]],
+    npt.NDArray[np.float32],
+]
+QueryFeatureLookup = Callable[
+    [int, npt.NDArray[np.int32], tuple[str, ...]], npt.NDArray[np.float32]
+]
 
 # Bump when the on-disk layout of models changes; loaders read every older format they know.
 ARTIFACT_FORMAT = 1
@@ -46,6 +56,9 @@ class TrainingData:
 
     ``item_numbers`` holds numerical item fields ((n_items x k) float32, NaN where unknown)
     named by ``number_names`` (``"YEAR"``).
+
+    ``feature_lookup`` (optional) reads declared features as they were at given times (the
+    feature store's point-in-time frames); recipes that do not declare features ignore it.
 
     Optional event columns, parallel to the interactions (None where the data has none):
     ``event_types`` codes into ``event_type_names`` (-1: no type), ``values`` the
@@ -73,6 +86,7 @@ class TrainingData:
     context_names: tuple[str, ...] = ()
     item_numbers: FloatArray | None = None
     number_names: tuple[str, ...] = ()
+    feature_lookup: TrainingFeatureLookup | None = None
 
     def __post_init__(self) -> None:
         n = len(self.users)
@@ -127,6 +141,7 @@ class TrainingData:
             contexts=None if self.contexts is None else self.contexts[mask],
             context_fields=self.context_fields, context_names=self.context_names,
             item_numbers=self.item_numbers, number_names=self.number_names,
+            feature_lookup=self.feature_lookup,
         )  # fmt: skip
 
 
@@ -144,6 +159,8 @@ class Query:
     ``history_timestamps``, ``history_event_types`` (codes into ``event_type_names``, -1: no
     type) and ``history_values`` (NaN: no value); ``contexts[i]`` is query i's request context
     (``{"DEVICE": "tv"}``). Recipes that do not use them ignore them.
+
+    ``feature_lookup`` (optional) reads declared features online for query row i's candidates.
     """
 
     users: IntArray
@@ -155,6 +172,7 @@ class Query:
     event_type_names: tuple[str, ...] = ()
     history_values: FloatArray | None = None
     contexts: tuple[Mapping[str, str], ...] | None = None
+    feature_lookup: QueryFeatureLookup | None = None
 
     def __post_init__(self) -> None:
         if len(self.history_indptr) != len(self.users) + 1:
@@ -219,6 +237,7 @@ class Query:
             event_type_names=self.event_type_names,
             history_values=part(self.history_values),
             contexts=None if self.contexts is None else self.contexts[start:stop],
+            feature_lookup=_shifted(self.feature_lookup, start),
         )
 
     def history(self, i: int) -> IntArray:
@@ -241,6 +260,17 @@ class Query:
         )
         matrix.data[:] = 1.0  # duplicates summed by the constructor count once
         return matrix
+
+
+def _shifted(lookup: QueryFeatureLookup | None, start: int) -> QueryFeatureLookup | None:
+    """``lookup`` for the queries from ``start`` on: their row numbers are relative to it."""
+    if lookup is None or start == 0:
+        return lookup
+
+    def shifted(row: int, items: IntArray, names: tuple[str, ...]) -> FloatArray:
+        return lookup(row + start, items, names)
+
+    return shifted
 
 
 class Model(Protocol):
@@ -272,6 +302,18 @@ def history_window(model: object, *, default: int) -> int | None:
     """``model``'s :class:`HistoryWindow`, or ``default`` latest events for a model without one."""
     # hasattr, not isinstance: a runtime-checkable protocol's check cost ~80 µs a request.
     return model.history_window if hasattr(model, "history_window") else default
+
+
+@runtime_checkable
+class ScoresItems(Protocol):
+    """Models that score a given list of items better than by reading it off :meth:`score`'s
+    row (the learned ranker: every listed item gets its own features and the trees' score, not
+    only the items its candidate generation would have picked). Serving's ``rank`` (a
+    personalized-ranking ``inputList``) and batch ranking use it when the model has it."""
+
+    def score_items(self, query: Query, items: IntArray) -> FloatArray:
+        """``(len(items),)`` float32 scores of ``items`` for the first query; higher is better."""
+        ...
 
 
 @runtime_checkable

@@ -31,6 +31,7 @@ from tastebud.serving.recommend import (
     answer_from_scores,
     check_item_list,
     check_k,
+    list_scores,
     nearest_items,
     rank_by_scores,
     shortlisted_items,
@@ -173,7 +174,7 @@ class Recommender:
             events=history.filter_events, event_items=history.filter_event_items,
         )  # fmt: skip
         query = history.query(version, user_id, context=context)
-        ranked = rank_by_scores(version, version.model.score(query)[0], item_ids, selection)
+        ranked = rank_by_scores(version, list_scores(version, query, item_ids), item_ids, selection)
         if explain:
             ranked = explain_results(version, query, ranked, filter_name=filter_name,
                                      unscored=None)  # fmt: skip

@@ -1,0 +1,219 @@
+"""Features of (query, candidate) pairs, computed point in time and vectorized.
+
+Every value is what was knowable at the query's time: popularity and item age count only events
+strictly before it (from the event log kept with the model), history features read only the
+query's own history. The same functions build the training rows (queries at each user's held-out
+label time) and the served ones, so the trees see one distribution.
+
+Columns, in order (``feature_names``): per base ``B.score``, ``B.rank`` (0-based within its top-N,
+NaN outside) and ``B.gap`` (score minus the query's best eligible score); ``popularity`` and
+``popularity.Nd`` (events before the query, in all and in the last N days); ``item_age_days``
+(since the item's first event; NaN: none yet) and ``created_days`` (since ``CREATION_TIMESTAMP``);
+``history_length``; ``history_count`` (times the candidate is in the history: repeats);
+``genre_share`` and ``genre_share_recent`` (mean share of the history's items, all and the last
+``RECENT`` ones, that carry each of the candidate's categorical values); ``category_gap`` (events
+since the user last touched any of the candidate's values); then ``feature.NAME`` per declared
+feature (NaN where no lookup is given).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from tastebud.recipes.base import FloatArray, Int64Array, IntArray, Query, TrainingData
+from tastebud.recipes.ranker.candidates import BaseScores
+
+SECONDS_PER_DAY = 86_400.0
+RECENT = 10  # history items of genre_share_recent
+
+
+def feature_names(
+    bases: Sequence[str], windows_days: Sequence[float], declared: Sequence[str]
+) -> list[str]:
+    """The column names, in the order :func:`pair_features` writes them."""
+    names = [f"{base}.{part}" for base in bases for part in ("score", "rank", "gap")]
+    names += ["popularity"] + [f"popularity.{_days(d)}d" for d in windows_days]
+    names += ["item_age_days", "created_days", "history_length", "history_count"]
+    names += ["genre_share", "genre_share_recent", "category_gap"]
+    return names + [f"feature.{name}" for name in declared]
+
+
+def _days(days: float) -> str:
+    return f"{days:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class ItemLog:
+    """Every training event as a sorted key ``item * span + (time - start)``: the events of an
+    item before a time are one ``searchsorted`` away, for any number of pairs at once."""
+
+    keys: Int64Array
+    start: int
+    span: int
+    latest: int  # the newest event's time: a query without a time is asked just after it
+
+    @staticmethod
+    def from_data(data: TrainingData) -> ItemLog:
+        if data.size == 0:
+            return ItemLog(np.zeros(0, np.int64), 0, 2, 0)
+        start, latest = int(data.timestamps.min()), int(data.timestamps.max())
+        span = latest - start + 2  # times clip into [0, span - 1]: before all, ..., after all
+        keys = data.items.astype(np.int64) * span + (data.timestamps - start)
+        return ItemLog(np.sort(keys), start, span, latest)
+
+    def count_before(self, items: IntArray, times: Int64Array) -> FloatArray:
+        """Events of each item strictly before each time."""
+        return (self._position(items, times) - self._position(items, None)).astype(np.float32)
+
+    def first_time(self, items: IntArray, times: Int64Array) -> FloatArray:
+        """Time of each item's first event, NaN when it has none before ``times``."""
+        lower = self._position(items, None)
+        has = self._position(items, times) > lower
+        first = np.full(len(items), np.nan, dtype=np.float64)
+        found = self.keys[np.minimum(lower[has], len(self.keys) - 1)]
+        first[has] = found - items[has].astype(np.int64) * self.span + self.start
+        return first.astype(np.float32)
+
+    def _position(self, items: IntArray, times: Int64Array | None) -> Int64Array:
+        """Index of the first key of each item at or after each time (None: the item's start)."""
+        offset = 0 if times is None else np.clip(times - self.start, 0, self.span - 1)
+        probe = items.astype(np.int64) * self.span + offset
+        positions: Int64Array = np.searchsorted(self.keys, probe, side="left").astype(np.int64)
+        return positions
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFacts:
+    """What the model keeps about items for features: the event log, categorical one-hots and
+    creation times."""
+
+    log: ItemLog
+    item_features: sp.csr_matrix | None
+    item_created: Int64Array | None
+    windows_days: tuple[float, ...]
+
+
+def query_times(query: Query, log: ItemLog) -> Int64Array:
+    """Each query's time; a query without one is asked just after the newest training event."""
+    if query.times is None:
+        return np.full(len(query), log.latest + 1, dtype=np.int64)
+    return query.times.astype(np.int64)
+
+
+def pair_features(
+    facts: ItemFacts,
+    query: Query,
+    scored: BaseScores,
+    rows: IntArray,
+    items: IntArray,
+    declared: FloatArray,
+) -> FloatArray:
+    """(len(rows) x F) float32 features of the pairs (query row, candidate item)."""
+    times = query_times(query, facts.log)[rows]
+    columns: list[FloatArray] = []
+    for name, scores in scored.scores.items():
+        score = scores[rows, items]
+        columns += [score, scored.ranks[name][rows, items], score - scored.best[name][rows]]
+    columns += _popularity(facts, items, times)
+    columns += _history(facts, query, rows, items)
+    matrix = np.column_stack(columns).astype(np.float32)
+    matrix[~np.isfinite(matrix)] = np.nan  # -inf scores of unscorable items: missing
+    return np.hstack([matrix, declared]) if declared.shape[1] else matrix
+
+
+def _popularity(facts: ItemFacts, items: IntArray, times: Int64Array) -> list[FloatArray]:
+    log = facts.log
+    counts = [log.count_before(items, times)]
+    for days in facts.windows_days:
+        since = times - int(days * SECONDS_PER_DAY)
+        counts.append(counts[0] - log.count_before(items, since))
+    first = log.first_time(items, times)
+    age = (times - first) / SECONDS_PER_DAY
+    created = np.full(len(items), np.nan, dtype=np.float32)
+    if facts.item_created is not None:
+        known = facts.item_created[items]
+        has = known >= 0
+        created[has] = (times[has] - known[has]) / SECONDS_PER_DAY
+    return [*counts, age.astype(np.float32), created]
+
+
+def _history(facts: ItemFacts, query: Query, rows: IntArray, items: IntArray) -> list[FloatArray]:
+    lengths = np.diff(query.history_indptr).astype(np.float32)
+    count = _history_counts(query, rows, items)
+    features = facts.item_features
+    if features is None or features.shape[1] == 0:
+        nothing = np.full(len(rows), np.nan, dtype=np.float32)
+        return [lengths[rows], count, nothing, nothing, nothing]
+    share = _genre_share(features, query, rows, items, last=None)
+    recent = _genre_share(features, query, rows, items, last=RECENT)
+    gap = _category_gap(features, query, rows, items)
+    return [lengths[rows], count, share, recent, gap]
+
+
+def _history_events(query: Query, n_items: int) -> tuple[IntArray, IntArray, IntArray]:
+    """(query row, item, events from the end: 1 = newest) of each known history event."""
+    rows = np.repeat(np.arange(len(query), dtype=np.int32), np.diff(query.history_indptr))
+    from_end = query.history_indptr[1:][rows] - np.arange(len(rows))
+    items = query.history_items
+    keep = (items >= 0) & (items < n_items)
+    return rows[keep], items[keep].astype(np.int32), from_end[keep].astype(np.int32)
+
+
+def _history_counts(query: Query, rows: IntArray, items: IntArray) -> FloatArray:
+    """Times each pair's item occurs in its query's history."""
+    history_rows = np.repeat(np.arange(len(query), dtype=np.int64), np.diff(query.history_indptr))
+    known = query.history_items >= 0  # items the model never saw match no candidate
+    width = int(max(items.max(initial=0), query.history_items.max(initial=0))) + 1
+    history_keys = history_rows[known] * width + query.history_items[known]
+    keys, counts = np.unique(history_keys, return_counts=True)
+    probe = rows.astype(np.int64) * width + items
+    at = np.minimum(np.searchsorted(keys, probe), max(len(keys) - 1, 0))
+    hit = (keys[at] == probe) if len(keys) else np.zeros(len(probe), bool)
+    return np.where(hit, counts[at] if len(keys) else 0, 0).astype(np.float32)
+
+
+def _genre_share(
+    features: sp.csr_matrix, query: Query, rows: IntArray, items: IntArray, *, last: int | None
+) -> FloatArray:
+    """Mean, over the candidate's categorical values, of the share of the history's items (its
+    ``last`` ones) that carry the value; NaN for a candidate without values or no history."""
+    n_items = features.shape[0]
+    history = query.history_matrix(n_items, last=last)  # (Q x I) binary
+    sizes = np.asarray(history.sum(axis=1)).ravel()
+    profile = np.asarray((history @ features).todense(), dtype=np.float32)  # (Q x G) counts
+    profile /= np.maximum(sizes, 1.0)[:, None]
+    candidate = features[items]  # (P x G)
+    pair_of = np.repeat(np.arange(len(items)), np.diff(candidate.indptr))
+    values = profile[rows[pair_of], candidate.indices]
+    total = np.bincount(pair_of, weights=values, minlength=len(items))
+    n_values = np.diff(candidate.indptr).astype(np.float64)
+    share = np.where(n_values > 0, total / np.maximum(n_values, 1.0), np.nan)
+    share[sizes[rows] == 0] = np.nan
+    return share.astype(np.float32)
+
+
+def _category_gap(
+    features: sp.csr_matrix, query: Query, rows: IntArray, items: IntArray
+) -> FloatArray:
+    """Events since the query's user last touched any of the candidate's categorical values
+    (1: the newest event has one), NaN when never."""
+    n_items, n_values = features.shape
+    event_rows, event_items, from_end = _history_events(query, n_items)
+    last = np.full((len(query), n_values), np.inf, dtype=np.float32)
+    touched = features[event_items]
+    event_of = np.repeat(np.arange(len(event_items)), np.diff(touched.indptr))
+    np.minimum.at(last, (event_rows[event_of], touched.indices), from_end[event_of])
+    candidate = features[items]
+    pair_of = np.repeat(np.arange(len(items)), np.diff(candidate.indptr))
+    values = last[rows[pair_of], candidate.indices]
+    gap = np.full(len(items), np.inf, dtype=np.float32)
+    starts = candidate.indptr[:-1]
+    nonempty = np.diff(candidate.indptr) > 0
+    if nonempty.any():
+        gap[nonempty] = np.minimum.reduceat(values, starts[nonempty])
+    gap[~np.isfinite(gap)] = np.nan
+    return gap
