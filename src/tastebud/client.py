@@ -703,6 +703,19 @@ class Client:
         path = self._experiment(experiment) + "/recommendations"
         return cast(dict[str, Any], self._json("POST", path, json=body))
 
+    def experiment_rank(
+        self, experiment: str, user_id: str, item_ids: Sequence[str], *,
+        context: Mapping[str, str] | None = None, filter_name: str | None = None,
+        filter_values: Mapping[str, Sequence[str]] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """``item_ids`` ordered by the campaign of ``user_id``'s arm, with ``experiment``,
+        ``arm`` and ``recommendationId`` (send it back with the user's events)."""
+        body: dict[str, Any] = {"userId": user_id, "inputList": list(item_ids),
+                                "context": dict(context) if context else None}  # fmt: skip
+        body |= _filter(filter_name, filter_values)
+        path = self._experiment(experiment) + "/personalized-ranking"
+        return cast(dict[str, Any], self._json("POST", path, json=body))
+
     def _experiment(self, name: str) -> str:
         return self._path(f"/experiments/{quote(name, safe='')}")
 

@@ -82,19 +82,20 @@ class Engine:
         self.store = store if store is not None else open_store(settings.store_url)
         self.tracker = EventTracker(self.store, max_batch_events=settings.ingest.max_batch_events)
         self.jobs = JobRunner(self.store)
+        self.features = FeatureService(self.store, settings)
         self.recommender = Recommender(self.store, settings)
+        self.recommender.features = self.features  # the ranker's declared features
         self.cache = ResultCache(self.store, _answer_store(settings),
                                  interval=settings.serving.cache_sync_seconds)  # fmt: skip
         self.campaigns = CampaignServer(self.store, self.recommender, self.cache)
         self.batch = BatchService(self.store, self.recommender, self.jobs, settings)
         self.reels = ReelService(self.store, self.recommender)
-        self.training = VersionTrainer(self.store, settings.artifacts)
+        self.training = VersionTrainer(self.store, settings.artifacts, features=self.features)
         self.schedules = Schedules(self.store)
         self.messaging = MessagingService(self.store, self.tracker, self.recommender, settings)
         self.experiments = ExperimentService(self.store, self.campaigns, settings.experiments,
                                              default_group=settings.default_group)  # fmt: skip
         self.campaigns.on_answer = self.experiments.metrics.log_answer  # metric attributions
-        self.features = FeatureService(self.store, settings)
         self.tracker.on_commit.append(self.features.committed)
         # Started by `tastebud serve` and `tastebud worker`, never by other commands.
         self.scheduler = Scheduler(

@@ -30,6 +30,11 @@ SCENARIOS: dict[str, Scenario] = {
         "tastebud.messaging.demo:run",
     ),
     "reels": Scenario("personalized trailer reels for two users", "tastebud.reels.demo:run"),
+    "live-shows": Scenario(
+        "a live-streaming app: features from the event stream, a learned ranker, an A/B test "
+        "of ranker against rules on simulated viewers, the report",
+        "tastebud.demo.live_shows:run",
+    ),
 }
 
 

@@ -12,11 +12,13 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from threadpoolctl import threadpool_limits
@@ -25,6 +27,13 @@ from tastebud import __version__
 from tastebud.errors import InvalidInput, TastebudError
 from tastebud.ids import Vocabulary
 from tastebud.recipes import TrainingData, get_recipe, parse_config
+from tastebud.recipes.base import (
+    FloatArray,
+    Int64Array,
+    IntArray,
+    TrainingFeatureLookup,
+    declared_features,
+)
 from tastebud.serving.versions import save_version, version_folder
 from tastebud.store import SolutionRecord, SolutionVersionRecord, Store
 from tastebud.store.base import VersionStatus
@@ -136,8 +145,10 @@ def train_version(
     seed: int = 0,
     threads: int = 2,
     progress: ProgressFn | None = None,
+    features: PointInTimeFeatures | None = None,
 ) -> TrainingOutcome:
-    """Fit ``solution`` on its group's data now and write the version's artifacts."""
+    """Fit ``solution`` on its group's data now and write the version's artifacts. A recipe
+    that reads declared features (the ranker) reads them from ``features``, point in time."""
     report = progress or (lambda fraction, message: None)
     spec = SolutionSpec.parse(dict(solution.body))
     recipe = get_recipe(spec.recipe)
@@ -145,6 +156,13 @@ def train_version(
     last_seq = store.last_seq(solution.group)  # live updates continue from here
     data, users, items = load_training_data(store, solution.group, spec.data, up_to_seq=last_seq)
     params = dict(spec.params)
+    if declared_features(parse_config(recipe, params)):
+        if features is None:
+            raise InvalidInput(f"solution {solution.name!r} reads declared features; train it "
+                               "where the feature store runs (the engine)")  # fmt: skip
+        data = dataclasses.replace(
+            data, feature_lookup=_point_in_time(features, solution.group, users, items)
+        )
     metrics: dict[str, Any] = {}
     with threadpool_limits(limits=threads):
         if spec.evaluate or spec.hpo:
@@ -178,6 +196,32 @@ def train_version(
     )  # fmt: skip
     _log.info("version trained id=%s recipe=%s seconds=%.2f", version_id, spec.recipe, seconds)
     return TrainingOutcome(metrics, params, snapshot, round(seconds, 3))
+
+
+class PointInTimeFeatures(Protocol):
+    """The feature store's values as of given times (``features/``)."""
+
+    def point_in_time(
+        self, group: str, names: Sequence[str], *, user_ids: Sequence[str | None],
+        item_ids: Sequence[str], times: Sequence[int],
+    ) -> npt.NDArray[np.float32]: ...  # fmt: skip
+
+
+def _point_in_time(
+    features: PointInTimeFeatures, group: str, users: Vocabulary, items: Vocabulary
+) -> TrainingFeatureLookup:
+    """The training data's lookup: dense indexes to ids, then the store's frames."""
+
+    def lookup(
+        user_rows: IntArray, item_rows: IntArray, times: Int64Array, names: tuple[str, ...]
+    ) -> FloatArray:
+        values = features.point_in_time(
+            group, names, user_ids=users.ids(user_rows.tolist()),
+            item_ids=[i or "" for i in items.ids(item_rows.tolist())], times=times.tolist(),
+        )  # fmt: skip
+        return np.asarray(values, dtype=np.float32)
+
+    return lookup
 
 
 def _offline_metrics(
@@ -220,10 +264,14 @@ class VersionTrainer:
     record-keeping around :func:`train_version` that ``tastebud train``, background training
     and schedules share."""
 
-    def __init__(self, store: Store, artifacts: Path, *, threads: int = 2) -> None:
+    def __init__(
+        self, store: Store, artifacts: Path, *, threads: int = 2,
+        features: PointInTimeFeatures | None = None,
+    ) -> None:  # fmt: skip
         self.store = store
         self.artifacts = artifacts
         self.threads = threads
+        self.features = features
 
     def create(self, group: str, solution: str) -> SolutionVersionRecord:
         """A new version (status ``training``) of a valid solution; NotFound when it has gone."""
@@ -255,7 +303,7 @@ class VersionTrainer:
         try:
             outcome = train_version(
                 self.store, solution, version_id=version.id, artifacts=self.artifacts,
-                seed=seed, threads=self.threads, progress=progress,
+                seed=seed, threads=self.threads, progress=progress, features=self.features,
             )  # fmt: skip
         except Exception as error:
             message = error.message if isinstance(error, TastebudError) else f"internal: {error}"

@@ -328,6 +328,24 @@ class LiveUpdates(Protocol):
         ...
 
 
+class OnlineFeatures(Protocol):
+    """Declared features' values now (the feature store, ``features/``), as serving reads them
+    for a model that declares some (:func:`declared_features`)."""
+
+    def online(
+        self, group: str, names: Sequence[str], *, user_id: str | None,
+        item_ids: Sequence[str], now: float | None = None,
+        context: Mapping[str, str] | None = None,
+    ) -> npt.NDArray[np.float32]: ...  # fmt: skip
+
+
+def declared_features(model_or_config: object) -> tuple[str, ...]:
+    """The declared feature names a model (or a recipe config) reads through the feature
+    lookups (its ``features``; the ranker's), or ``()``."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return tuple(getattr(config, "features", ()) or ())
+
+
 @runtime_checkable
 class ItemSimilarity(Protocol):
     """Models that answer "items like this one"."""

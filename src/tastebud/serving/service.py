@@ -17,7 +17,7 @@ import numpy as np
 from tastebud.errors import InvalidInput, NotFound, NotReady
 from tastebud.filters import FilterRequest, FilterRuntime, Selection
 from tastebud.recipes import history_window
-from tastebud.recipes.base import IntArray
+from tastebud.recipes.base import IntArray, OnlineFeatures, Query, declared_features
 from tastebud.serving.explain import explain_results
 from tastebud.serving.history import (
     UserHistory,
@@ -84,6 +84,8 @@ class Recommender:
         )
         # Compiled filters and the item metadata they read are rebuilt on the same delay.
         self.filters = FilterRuntime(store, ttl=settings.serving.refresh_seconds)
+        # Declared features for the models that read them (the engine sets its feature store).
+        self.features: OnlineFeatures | None = None
         self._lookups: dict[str, IntArray] = {}  # version id -> item_lookup
         self._lookups_lock = threading.Lock()
 
@@ -144,7 +146,9 @@ class Recommender:
             group, version, filter_name, filter_values, user_id=user_id,
             events=history.filter_events, event_items=history.filter_event_items,
         )  # fmt: skip
-        query = history.query(version, user_id, context=context)
+        query = self._with_features(
+            group, version, history.query(version, user_id, context=context), user_id, context
+        )
         seen = history.seen if exclude_seen else None
         items = nearest_items(
             version, query, k=k, exclude_seen=exclude_seen, seen=seen, selection=selection
@@ -157,6 +161,23 @@ class Recommender:
         if explain:
             items = explain_results(version, query, items, filter_name=filter_name)
         return Answer(version.id, f"rec-{uuid.uuid4().hex}", items)
+
+    def _with_features(
+        self, group: str, version: LoadedVersion, query: Query, user_id: str | None,
+        context: Mapping[str, str] | None,
+    ) -> Query:  # fmt: skip
+        """``query`` with a lookup of the user's declared features now, for a model that reads
+        some (the ranker); its errors (Redis down) fail the scoring, for the campaign's fallback."""
+        names = declared_features(version.model)
+        features = self.features
+        if not names or features is None:
+            return query
+
+        def lookup(row: int, items: IntArray, wanted: tuple[str, ...]) -> np.ndarray:
+            ids = [i or "" for i in version.items.ids(items.tolist())]
+            return features.online(group, wanted, user_id=user_id, item_ids=ids, context=context)
+
+        return dataclasses.replace(query, feature_lookup=lookup)
 
     def rank(
         self, group: str, target: Target, *, user_id: str | None, item_ids: Sequence[str],
@@ -173,7 +194,9 @@ class Recommender:
             group, version, filter_name, filter_values, user_id=user_id,
             events=history.filter_events, event_items=history.filter_event_items,
         )  # fmt: skip
-        query = history.query(version, user_id, context=context)
+        query = self._with_features(
+            group, version, history.query(version, user_id, context=context), user_id, context
+        )
         ranked = rank_by_scores(version, list_scores(version, query, item_ids), item_ids, selection)
         if explain:
             ranked = explain_results(version, query, ranked, filter_name=filter_name,

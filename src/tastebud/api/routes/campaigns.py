@@ -120,12 +120,15 @@ def recommend_request(body: CampaignRecommendIn) -> CampaignRequest:
 @readers.post("/{name}/personalized-ranking", response_model=CampaignAnswer)
 def rank(group: str, name: str, body: CampaignRankIn, engine: EngineDep) -> Response:
     """``inputList`` ordered for the user (unknown items last, filtered ones dropped)."""
-    request = CampaignRequest(
+    return _answer(engine.campaign_answer(group, name, rank_request(body)))
+
+
+def rank_request(body: CampaignRankIn) -> CampaignRequest:
+    return CampaignRequest(
         user_id=body.user_id, input_list=tuple(body.input_list), filter_name=body.filter,
         filter_values=body.filter_values, context=body.context, k=len(body.input_list),
         explain=body.explain,
     )  # fmt: skip
-    return _answer(engine.campaign_answer(group, name, request))
 
 
 def _answer(answer: dict[str, Any]) -> Response:

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from tastebud.api.deps import EngineDep, require_admin, require_reader
-from tastebud.api.models import CampaignRecommendIn
-from tastebud.api.routes.campaigns import recommend_request
+from tastebud.api.models import CampaignRankIn, CampaignRecommendIn
+from tastebud.api.routes.campaigns import rank_request, recommend_request
 from tastebud.store import MetricAttributionRecord
 
 PREFIX = "/v1/dataset-groups/{group}/experiments"
@@ -101,6 +101,14 @@ def recommend(group: str, name: str, body: CampaignRecommendIn, engine: EngineDe
     ``experiment``, ``arm`` and ``exposed`` added; a draft or stopped experiment answers from
     its control arm without logging."""
     answer = engine.experiments.recommend(group, name, recommend_request(body))
+    return Response(orjson.dumps(answer), media_type="application/json")
+
+
+@readers.post("/{name}/personalized-ranking")
+def rank(group: str, name: str, body: CampaignRankIn, engine: EngineDep) -> Response:
+    """``inputList`` ordered by the campaign of the user's arm (the live shows on air, say),
+    with ``experiment``, ``arm`` and ``exposed`` added, logged as an exposure."""
+    answer = engine.experiments.recommend(group, name, rank_request(body))
     return Response(orjson.dumps(answer), media_type="application/json")
 
 
