@@ -72,7 +72,12 @@ CAMPAIGNS: dict[str, dict[str, Any]] = {RULES: {"min_interactions": 0, "cache_tt
 
 
 def run(
-    settings: Settings, *, seed: int, serve: bool, viewers: int = 2000, visits: int = 2000,
+    settings: Settings,
+    *,
+    seed: int,
+    serve: bool,
+    viewers: int = 2000,
+    visits: int = 2000,
     days: int = 60,
 ) -> dict[str, Any]:
     """Generate, import, declare features, train, run the experiment on simulated viewers over
