@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import polars as pl
 import pytest
@@ -99,3 +100,15 @@ def test_point_in_time_of_the_live_declaration(engine: Engine, group: str) -> No
         item_ids=["s1", "s1", "s1"], times=[T, T - 100, T - 200],
     )  # fmt: skip
     assert values.tolist() == [[2.0, 2.0], [1.0, 1.0], [0.0, 0.0]]
+
+
+def test_a_due_batch_run_goes_to_one_process(batch: Engine, group: str) -> None:
+    put(batch, group, event("u1", "s1", int(time.time()) - 60))
+    batch.features.sync(group)  # the group is followed; its batch features were never run
+    batch.features._run_batch_if_due(group)
+    assert set(batch.store.feature_computations(group)) == {"host_affinity", "show_completion"}
+    now = time.time()  # that run was claimed just now: the next is due in a day
+    assert not batch.store.claim_feature_run(group, due_before=now - DAY, now=now)
+    later = now + DAY + 1
+    assert batch.store.claim_feature_run(group, due_before=later - DAY, now=later)
+    assert not batch.store.claim_feature_run(group, due_before=later - DAY, now=later)

@@ -32,6 +32,7 @@ from tastebud.features.spec import (
 
 SEP = "\x1f"  # between the parts of a composite entity key ("user\x1fitem")
 ALL = "_all"
+SESSION_LOOKBACK = 6 * 3600  # online, sessions that began this long before a window still count
 EVENT_SCHEMA: dict[str, Any] = {
     "user": pl.String, "item": pl.String, "ts": pl.Int64, "event_type": pl.String,
     "event_value": pl.Float64, "session": pl.String, "context": pl.String,
@@ -293,7 +294,9 @@ def snapshot(spec: Any, events: pl.DataFrame, at: int) -> tuple[pl.DataFrame, fl
     window = getattr(spec, "window", None)
     recent = past if window is None else past.slice(past["ts"].search_sorted(at - window))
     if isinstance(spec, SessionsSpec):
-        members = _session_members(past, spec).filter(pl.col("ts") >= at - spec.window)
+        # Online, a session's start is sought at most SESSION_LOOKBACK before the window.
+        since = past["ts"].search_sorted(at - spec.window - SESSION_LOOKBACK)
+        members = _session_members(past.slice(since), spec).filter(pl.col("ts") >= at - spec.window)
         frame = members.group_by("item").agg(pl.col("member").n_unique().cast(pl.Float64))
         return _as_frame(frame, keys), 0.0
     if isinstance(spec, RateSpec) or getattr(spec, "aggregation", "") == "rate":

@@ -32,21 +32,22 @@ FloatMatrix = npt.NDArray[np.float64]  # last_seen holds epoch seconds: float32 
 _PUBLISH_CHUNK = 5_000
 _READ_SCRIPT = """
 local out = {redis.call('HGETALL', KEYS[1])}
-local at = 1
 for k = 2, #KEYS do
-  local n = tonumber(ARGV[at]); local filler = ARGV[at + 1]
+  local n = tonumber(ARGV[3 * k - 5]); local filler = ARGV[3 * k - 4]
   local fields = {}
-  for i = 1, n do fields[i] = ARGV[at + 1 + i] end
+  for field in string.gmatch(ARGV[3 * k - 3], '[^\\30]+') do fields[#fields + 1] = field end
   local rows = {}
   if n > 0 then
     local found = redis.call('HMGET', KEYS[k], unpack(fields))
     for i = 1, n do rows[i] = found[i] or filler end
   end
   out[#out + 1] = table.concat(rows)
-  at = at + 2 + n
 end
 return out
 """
+# Between the keys of one argument: one argument per kind, not one per key, because
+# encoding thousands of arguments costs redis-py more than the whole read costs Redis.
+KEY_SEPARATOR = "\x1e"
 
 
 def hashes(keys: Sequence[str] | pl.Series) -> npt.NDArray[np.uint64]:
@@ -66,19 +67,28 @@ class Table:
     values: FloatMatrix
 
     @classmethod
-    def build(cls, names: Sequence[str], frames: Mapping[str, pl.DataFrame]) -> Table:
-        """From each feature's ``k``, ``v`` frame (features without one are NaN)."""
-        long = [frames[n].with_columns(pl.lit(n).alias("feature")) for n in names if n in frames]
-        if long:
-            wide = pl.concat(long).pivot(on="feature", index="k", values="v")
-        else:
-            wide = pl.DataFrame(schema={"k": pl.String})
-        wide = wide.with_columns(pl.lit(None, pl.Float64).alias(n) for n in names
-                                 if n not in wide.columns)  # fmt: skip
-        wide = wide.with_columns(pl.col("k").hash(seed=0).alias("_h")).sort("_h")
-        values = wide.select(pl.col(n).cast(pl.Float64).fill_null(np.nan) for n in names)
-        matrix = np.ascontiguousarray(values.to_numpy(), dtype=np.float64).reshape(-1, len(names))
-        return cls(tuple(names), wide["k"], wide["_h"].to_numpy(), matrix)
+    def build(
+        cls, names: Sequence[str], frames: Mapping[str, pl.DataFrame], *, with_keys: bool = True
+    ) -> Table:
+        """From each feature's ``k``, ``v`` frame (features without one are NaN); ``with_keys``
+        keeps the key strings (needed to publish to Redis)."""
+        parts = [(j, frames[n]) for j, n in enumerate(names) if n in frames]
+        keyed = [(j, frame, hashes(frame["k"])) for j, frame in parts]
+        if not keyed:
+            empty = np.zeros(0, dtype=np.uint64)
+            return cls(tuple(names), pl.Series("k", [], pl.String), empty,
+                       np.zeros((0, len(names))))  # fmt: skip
+        every = np.concatenate([h for _, _, h in keyed])
+        unique, first = np.unique(every, return_index=True)
+        matrix = np.full((len(unique), len(names)), np.nan)
+        for j, frame, frame_hashes in keyed:
+            matrix[np.searchsorted(unique, frame_hashes), j] = (
+                frame["v"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            )
+        keys = pl.Series("k", [], pl.String)
+        if with_keys:
+            keys = pl.concat([frame["k"] for _, frame, _ in keyed]).gather(first)
+        return cls(tuple(names), keys, unique, matrix)
 
     def rows(self, key_hashes: npt.NDArray[np.uint64]) -> FloatMatrix:
         """The rows of these keys (NaN rows for unknown ones)."""
@@ -171,7 +181,7 @@ class RedisValues:
         args: list[bytes | str | int] = []
         for kind, (entities, width) in wanted.items():
             keys.append(self._key(group, version, kind))
-            args += [len(entities), np.full(width, np.nan).tobytes(), *entities]
+            args += [len(entities), np.full(width, np.nan).tobytes(), KEY_SEPARATOR.join(entities)]
         try:
             replies = self._read(keys=keys, args=args)
         except redis.RedisError as exc:

@@ -199,7 +199,8 @@ class FeatureService:
         computations = self.store.feature_computations(group)
         if computations != state.computations and state.features.batch:
             state.batch, state.batch_missing = sync.batch_values(self.store, group, state.features)
-        tables = sync.tables(state.features, {**values, **state.batch})
+        tables = sync.tables(state.features, {**values, **state.batch},
+                             with_keys=not isinstance(self.values, LocalValues))  # fmt: skip
         missing = {**missing, **state.batch_missing}
         self.values.publish(group, state.features.version, tables, missing, state.published)
         state.published = tables

@@ -23,7 +23,6 @@ from tastebud.store import Store
 
 _log = logging.getLogger(__name__)
 TAIL_BATCH = 100_000
-SESSION_LOOKBACK = 6 * 3600  # sessions that began this long before a window still count
 ITEMS_REFRESH_SECONDS = 30.0
 
 
@@ -60,7 +59,7 @@ def retention(features: FeatureSet) -> int:
     """How far back the stream features look (their longest window)."""
     longest = 0
     for spec in features.stream:
-        extra = SESSION_LOOKBACK if isinstance(spec, SessionsSpec) else 0
+        extra = compute.SESSION_LOOKBACK if isinstance(spec, SessionsSpec) else 0
         longest = max(longest, int(spec.window) + extra)
     return longest
 
@@ -147,9 +146,12 @@ def batch_values(
     return values, missing
 
 
-def tables(features: FeatureSet, frames: dict[str, pl.DataFrame]) -> dict[str, Table]:
+def tables(
+    features: FeatureSet, frames: dict[str, pl.DataFrame], *, with_keys: bool
+) -> dict[str, Table]:
     """One table per kind of entity, from every feature's values."""
-    return {kind: Table.build(names, frames) for kind, names in features.layout.items()}
+    return {kind: Table.build(names, frames, with_keys=with_keys)
+            for kind, names in features.layout.items()}  # fmt: skip
 
 
 def compute_batch(store: Store, group: str, features: FeatureSet, *, now: float) -> dict[str, Any]:
