@@ -61,7 +61,8 @@ def prepare(settings: Settings, data: Path) -> str:
     """Import ml-1m-seq, train the ranker, deploy it as a campaign; returns an admin token."""
     with Engine(settings) as engine:
         engine.init()
-        engine.put_schema(GROUP, "items", {"GENRES": "categorical"})
+        engine.put_schema(GROUP, "items", {"TITLE": "textual", "GENRES": "categorical",
+                                           "YEAR": "numerical"})  # fmt: skip
         engine.import_file(GROUP, "interactions", data / "interactions.csv.gz", mode="full")
         engine.import_file(GROUP, "items", data / "items.csv", mode="full")
         body = {"recipe": "ranker", "evaluate": False, "params": PARAMS}

@@ -3,11 +3,13 @@ recommendations from its candidates (issue 15)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tastebud.batch import BatchSpec
 from tastebud.recipes.ranker import RankerModel
 from tastebud.serving.recommend import user_query
 from tests.serving.conftest import write_clustered
@@ -108,3 +110,17 @@ def test_input_lists_hold_up_to_a_thousand_items(ranked: Api) -> None:
         headers=ranked.admin,
     )  # fmt: skip
     assert too_many.status_code == 422
+
+
+def test_batch_ranking_equals_real_time(ranked: Api, tmp_path: Path) -> None:
+    listed = [f"i{i}" for i in range(40)] + ["unknown"]
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text(json.dumps({"userId": "u4", "itemList": listed}) + "\n")
+    spec = BatchSpec(group=ranked.group, input=source, output=output, kind="recommend",
+                     solution="ranked")  # fmt: skip
+    ranked.engine.batch.run(spec)
+    line = json.loads(output.read_text().splitlines()[0])
+    real = ranked.engine.recommender.rank(
+        ranked.group, {"solution": "ranked"}, user_id="u4", item_ids=listed
+    )
+    assert line["output"]["itemList"] == [r.id for r in real.results]
