@@ -170,40 +170,53 @@ class FeatureService:
                 pending.append(time.monotonic())
             self._wake.set()
 
-    def sync(self, group: str, *, now: float | None = None) -> GroupState:
-        """Bring ``group``'s online values up to date now (the thread does this continually)."""
+    def sync(self, group: str, *, now: float | None = None, full: bool = True) -> GroupState:
+        """Bring ``group``'s online values up to date now (the thread does this continually,
+        recomputing each feature when due: ``full=False``)."""
         with self._lock:
             state = self._groups.setdefault(group, GroupState())
-            started = time.monotonic()
             pending, self._pending[group] = self._pending.get(group, []), []
-            self._sync(group, state, time.time() if now is None else now)
+            self._sync(group, state, time.time() if now is None else now, full=full)
             done = time.monotonic()
+            features = state.features.stream if state.features is not None else []
+            # A commit is fresh once every stream feature was computed from a later tail.
+            seen = min((state.data_at.get(f.name, 0.0) for f in features), default=done)
             for committed_at in pending:
-                observability.feature_freshness(max(done - committed_at, done - started))
+                if committed_at <= seen:
+                    observability.feature_freshness(done - committed_at)
+                else:
+                    self._pending.setdefault(group, []).append(committed_at)
             return state
 
-    def _sync(self, group: str, state: GroupState, now: float) -> None:
+    def _sync(self, group: str, state: GroupState, now: float, *, full: bool) -> None:
         version = self.store.feature_set_version(group)
         if state.features is None or state.features.version != version:
             state.features = sync.load_features(self.store, group)
             state.log, state.seq, state.items_at, state.published = None, 0, -1e18, {}
-            state.computations = {}
+            state.computations, state.frames, state.next_at, state.data_at = {}, {}, {}, {}
         if state.features is None:
             return
         sync.refresh_items(self.store, group, state, now=now)
         if not self.values.lead(group, self._owner, self.settings.lease_seconds):
             state.published = {}  # another process publishes; a later lead starts afresh
             return
+        clock = time.monotonic()
         sync.tail(self.store, group, state, now=now)
-        values, missing = sync.stream_snapshots(state, at=int(now))
+        first = not state.published
+        changed = sync.stream_snapshots(state, at=int(now), clock=clock, full=full or first)
         computations = self.store.feature_computations(group)
-        if computations != state.computations and state.features.batch:
-            state.batch, state.batch_missing = sync.batch_values(self.store, group, state.features)
-        tables = sync.tables(state.features, {**values, **state.batch},
+        if (computations != state.computations or first) and state.features.batch:
+            batch, batch_missing = sync.batch_values(self.store, group, state.features)
+            state.frames.update(batch)
+            state.missing.update(batch_missing)
+            changed |= set(batch)
+        if first:
+            changed |= {name for names in state.features.layout.values() for name in names}
+        tables = sync.tables(state.features, state.frames, changed,
                              with_keys=not isinstance(self.values, LocalValues))  # fmt: skip
-        missing = {**missing, **state.batch_missing}
-        self.values.publish(group, state.features.version, tables, missing, state.published)
-        state.published = tables
+        self.values.publish(group, state.features.version, tables, state.missing,
+                            state.published)  # fmt: skip
+        state.published = {**state.published, **tables}
         state.computations = computations
         state.synced_at = now
 
@@ -239,7 +252,7 @@ class FeatureService:
                 return
             for group in list(self._groups):
                 try:
-                    self.sync(group)
+                    self.sync(group, full=False)
                     self._run_batch_if_due(group)
                 except Exception as exc:  # a store or Redis outage: try again next round
                     _log.warning("feature sync failed group=%s error=%s", group, exc)

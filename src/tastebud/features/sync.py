@@ -24,6 +24,7 @@ from tastebud.store import Store
 _log = logging.getLogger(__name__)
 TAIL_BATCH = 100_000
 ITEMS_REFRESH_SECONDS = 30.0
+COST_RATIO = 5.0
 
 
 @dataclass
@@ -38,8 +39,10 @@ class GroupState:
     creation: dict[str, int] = field(default_factory=dict)
     items_at: float = -1e18
     computations: dict[str, tuple[float, int]] = field(default_factory=dict)
-    batch: dict[str, pl.DataFrame] = field(default_factory=dict)  # stored batch values (k, v)
-    batch_missing: dict[str, float] = field(default_factory=dict)
+    frames: dict[str, pl.DataFrame] = field(default_factory=dict)  # each feature's (k, v)
+    missing: dict[str, float] = field(default_factory=dict)
+    next_at: dict[str, float] = field(default_factory=dict)  # monotonic: recompute from then
+    data_at: dict[str, float] = field(default_factory=dict)  # monotonic: the tail it saw
     published: dict[str, Table] = field(default_factory=dict)
     synced_at: float = 0.0
     last_read: float = 0.0
@@ -115,17 +118,23 @@ def tail(store: Store, group: str, state: GroupState, *, now: float) -> int:
     return read
 
 
-def stream_snapshots(
-    state: GroupState, *, at: int
-) -> tuple[dict[str, pl.DataFrame], dict[str, float]]:
-    """Every stream feature's values now (``k``, ``v``), and each one's value for an entity
-    with none."""
+def stream_snapshots(state: GroupState, *, at: int, clock: float, full: bool) -> set[str]:
+    """Recompute the stream features that are due (all when ``full``) into ``state.frames``;
+    returns their names. A feature is due again after ``COST_RATIO`` times what it took, so
+    the cheap ones (item counts over minutes) follow every sync while a costly one (user x
+    item over 7 days) takes a bounded share of the process; ``clock`` is when the tail they
+    see was read."""
     assert state.features is not None and state.log is not None
-    log = state.log
-    values, missing = {}, {}
+    changed = set()
     for spec in state.features.stream:
-        values[spec.name], missing[spec.name] = compute.snapshot(spec, log, at)
-    return values, missing
+        if not full and clock < state.next_at.get(spec.name, 0.0):
+            continue
+        started = time.monotonic()
+        state.frames[spec.name], state.missing[spec.name] = compute.snapshot(spec, state.log, at)
+        state.next_at[spec.name] = clock + (time.monotonic() - started) * COST_RATIO
+        state.data_at[spec.name] = clock
+        changed.add(spec.name)
+    return changed
 
 
 def batch_values(
@@ -147,11 +156,11 @@ def batch_values(
 
 
 def tables(
-    features: FeatureSet, frames: dict[str, pl.DataFrame], *, with_keys: bool
+    features: FeatureSet, frames: dict[str, pl.DataFrame], changed: set[str], *, with_keys: bool
 ) -> dict[str, Table]:
-    """One table per kind of entity, from every feature's values."""
+    """The table of each kind of entity with a changed feature, from every feature's values."""
     return {kind: Table.build(names, frames, with_keys=with_keys)
-            for kind, names in features.layout.items()}  # fmt: skip
+            for kind, names in features.layout.items() if changed & set(names)}  # fmt: skip
 
 
 def compute_batch(store: Store, group: str, features: FeatureSet, *, now: float) -> dict[str, Any]:
