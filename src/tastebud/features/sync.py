@@ -24,7 +24,7 @@ from tastebud.store import Store
 _log = logging.getLogger(__name__)
 TAIL_BATCH = 100_000
 ITEMS_REFRESH_SECONDS = 30.0
-COST_RATIO = 5.0
+COST_RATIO = 20.0
 
 
 @dataclass
