@@ -194,6 +194,7 @@ class FeatureService:
             state.features = sync.load_features(self.store, group)
             state.log, state.seq, state.items_at, state.published = None, 0, -1e18, {}
             state.computations, state.frames, state.next_at, state.data_at = {}, {}, {}, {}
+            state.cost = {}
         if state.features is None:
             return
         sync.refresh_items(self.store, group, state, now=now)
