@@ -194,6 +194,7 @@ class FeatureService:
             state.features = sync.load_features(self.store, group)
             state.log, state.seq, state.items_at, state.published = None, 0, -1e18, {}
             state.computations, state.frames, state.next_at, state.data_at = {}, {}, {}, {}
+            state.cost = {}
         if state.features is None:
             return
         sync.refresh_items(self.store, group, state, now=now)
@@ -203,7 +204,9 @@ class FeatureService:
         clock = time.monotonic()
         sync.tail(self.store, group, state, now=now)
         first = not state.published
-        changed = sync.stream_snapshots(state, at=int(now), clock=clock, full=full or first)
+        # Events of the current second are before `now`: they count at once.
+        at = math.ceil(now)
+        changed = sync.stream_snapshots(state, at=at, clock=clock, full=full or first)
         computations = self.store.feature_computations(group)
         if (computations != state.computations or first) and state.features.batch:
             batch, batch_missing = sync.batch_values(self.store, group, state.features)

@@ -24,7 +24,8 @@ from tastebud.store import Store
 _log = logging.getLogger(__name__)
 TAIL_BATCH = 100_000
 ITEMS_REFRESH_SECONDS = 30.0
-COST_RATIO = 5.0
+COST_RATIO = 20.0
+COSTLY_SECONDS = 0.01
 
 
 @dataclass
@@ -43,6 +44,7 @@ class GroupState:
     missing: dict[str, float] = field(default_factory=dict)
     next_at: dict[str, float] = field(default_factory=dict)  # monotonic: recompute from then
     data_at: dict[str, float] = field(default_factory=dict)  # monotonic: the tail it saw
+    cost: dict[str, float] = field(default_factory=dict)  # seconds its last computation took
     published: dict[str, Table] = field(default_factory=dict)
     synced_at: float = 0.0
     last_read: float = 0.0
@@ -120,21 +122,23 @@ def tail(store: Store, group: str, state: GroupState, *, now: float) -> int:
 
 def stream_snapshots(state: GroupState, *, at: int, clock: float, full: bool) -> set[str]:
     """Recompute the stream features that are due (all when ``full``) into ``state.frames``;
-    returns their names. A feature is due again after ``COST_RATIO`` times what it took, so
-    the cheap ones (item counts over minutes) follow every sync while a costly one (user x
-    item over 7 days) takes a bounded share of the process; ``clock`` is when the tail they
-    see was read."""
+    returns their names. A feature is due again after ``COST_RATIO`` times what it took, and
+    a sync computes at most one costly feature (the most overdue): cheap ones (an item's viewers
+    over 5 minutes) follow every sync, never waiting behind the costly ones (user x item over 7
+    days), which take a bounded share of the process. ``clock``: when the tail was read."""
     assert state.features is not None and state.log is not None
-    changed = set()
-    for spec in state.features.stream:
-        if not full and clock < state.next_at.get(spec.name, 0.0):
-            continue
+    due = [s for s in state.features.stream if full or clock >= state.next_at.get(s.name, 0.0)]
+    costly = sorted((s for s in due if state.cost.get(s.name, 0.0) > COSTLY_SECONDS),
+                    key=lambda s: state.next_at.get(s.name, 0.0))  # fmt: skip
+    if not full:
+        due = [s for s in due if s not in costly] + costly[:1]
+    for spec in due:
         started = time.monotonic()
         state.frames[spec.name], state.missing[spec.name] = compute.snapshot(spec, state.log, at)
-        state.next_at[spec.name] = clock + (time.monotonic() - started) * COST_RATIO
+        state.cost[spec.name] = time.monotonic() - started
+        state.next_at[spec.name] = clock + state.cost[spec.name] * COST_RATIO
         state.data_at[spec.name] = clock
-        changed.add(spec.name)
-    return changed
+    return {spec.name for spec in due}
 
 
 def batch_values(
