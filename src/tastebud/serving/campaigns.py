@@ -37,7 +37,7 @@ from tastebud.errors import InvalidInput, NotFound, NotReady
 from tastebud.serving.cache import ResultCache
 from tastebud.serving.explain import filter_reason, with_promotion, with_reason
 from tastebud.serving.precomputed import PrecomputedConfig, PrecomputedSources, stored_items
-from tastebud.serving.recommend import Scored, check_k
+from tastebud.serving.recommend import Scored, check_item_list, check_k
 from tastebud.serving.rules import RulesCache, RulesConfig
 from tastebud.serving.service import FilterValues, Recommender
 from tastebud.serving.versions import LoadedVersion
@@ -510,7 +510,10 @@ def _entry(result: Scored, **extra: str) -> dict[str, Any]:
 
 
 def _check(request: CampaignRequest) -> None:
-    check_k(request.k)
+    if request.input_list is not None:  # a ranking answers its whole list
+        check_item_list(request.input_list)
+    else:
+        check_k(request.k)
     if len(request.promotions) > MAX_PROMOTIONS:
         raise InvalidInput(f"promotions: at most {MAX_PROMOTIONS}, got {len(request.promotions)}")
     for promotion in request.promotions:

@@ -49,40 +49,63 @@ def _days(days: float) -> str:
 @dataclass(frozen=True, slots=True)
 class ItemLog:
     """Every training event as a sorted key ``item * span + (time - start)``: the events of an
-    item before a time are one ``searchsorted`` away, for any number of pairs at once."""
+    item before a time are one ``searchsorted`` away, for any number of pairs at once.
+    ``starts[i]`` is the first key of item i (``starts[n_items]``: the end)."""
 
     keys: Int64Array
     start: int
     span: int
     latest: int  # the newest event's time: a query without a time is asked just after it
+    starts: Int64Array
 
     @staticmethod
     def from_data(data: TrainingData) -> ItemLog:
         if data.size == 0:
-            return ItemLog(np.zeros(0, np.int64), 0, 2, 0)
+            return ItemLog.from_keys(np.zeros(0, np.int64), 0, 2, 0, data.n_items)
         start, latest = int(data.timestamps.min()), int(data.timestamps.max())
         span = latest - start + 2  # times clip into [0, span - 1]: before all, ..., after all
         keys = data.items.astype(np.int64) * span + (data.timestamps - start)
-        return ItemLog(np.sort(keys), start, span, latest)
+        return ItemLog.from_keys(np.sort(keys), start, span, latest, data.n_items)
 
-    def count_before(self, items: IntArray, times: Int64Array) -> FloatArray:
-        """Events of each item strictly before each time."""
-        return (self._position(items, times) - self._position(items, None)).astype(np.float32)
+    @staticmethod
+    def from_keys(keys: Int64Array, start: int, span: int, latest: int, n_items: int) -> ItemLog:
+        counts = np.bincount(keys // span, minlength=n_items) if len(keys) else np.zeros(n_items)
+        starts = np.zeros(n_items + 1, dtype=np.int64)
+        np.cumsum(counts, out=starts[1:])
+        return ItemLog(keys, start, span, latest, starts)
+
+    def counts_before(self, items: IntArray, times: Int64Array) -> Int64Array:
+        """(len(items) x len(times[0])) events of each item strictly before each of its times
+        (``times``: one row per item); one sorted ``searchsorted`` for all of them."""
+        first = self.starts[items][:, None]
+        return self._positions(items, times) - first
 
     def first_time(self, items: IntArray, times: Int64Array) -> FloatArray:
         """Time of each item's first event, NaN when it has none before ``times``."""
-        lower = self._position(items, None)
-        has = self._position(items, times) > lower
+        lower = self.starts[items]
+        has = self._positions(items, times[:, None])[:, 0] > lower
         first = np.full(len(items), np.nan, dtype=np.float64)
         found = self.keys[np.minimum(lower[has], len(self.keys) - 1)]
         first[has] = found - items[has].astype(np.int64) * self.span + self.start
         return first.astype(np.float32)
 
-    def _position(self, items: IntArray, times: Int64Array | None) -> Int64Array:
-        """Index of the first key of each item at or after each time (None: the item's start)."""
-        offset = 0 if times is None else np.clip(times - self.start, 0, self.span - 1)
-        probe = items.astype(np.int64) * self.span + offset
-        positions: Int64Array = np.searchsorted(self.keys, probe, side="left").astype(np.int64)
+    def count_before(self, items: IntArray, times: Int64Array) -> FloatArray:
+        """Events of each item strictly before each time."""
+        return self.counts_before(items, times[:, None])[:, 0].astype(np.float32)
+
+    def _positions(self, items: IntArray, times: Int64Array) -> Int64Array:
+        """Index of the first key of each item at or after each of its times. A time past the
+        newest event needs no search: it is the item's end."""
+        offset = np.clip(times - self.start, 0, self.span - 1)
+        probe = (items.astype(np.int64) * self.span)[:, None] + offset
+        after = times > self.latest
+        positions = np.broadcast_to(self.starts[items + 1][:, None], probe.shape).copy()
+        if not after.all():
+            wanted = probe[~after]
+            order = np.argsort(wanted)  # sorted probes: the search walks the keys in order
+            found = np.empty(len(wanted), dtype=np.int64)
+            found[order] = np.searchsorted(self.keys, wanted[order], side="left")
+            positions[~after] = found
         return positions
 
 
@@ -127,10 +150,9 @@ def pair_features(
 
 def _popularity(facts: ItemFacts, items: IntArray, times: Int64Array) -> list[FloatArray]:
     log = facts.log
-    counts = [log.count_before(items, times)]
-    for days in facts.windows_days:
-        since = times - int(days * SECONDS_PER_DAY)
-        counts.append(counts[0] - log.count_before(items, since))
+    edges = [times] + [times - int(d * SECONDS_PER_DAY) for d in facts.windows_days]
+    counts = log.counts_before(items, np.column_stack(edges)).astype(np.float32)
+    recent = [counts[:, 0] - counts[:, i] for i in range(1, counts.shape[1])]
     first = log.first_time(items, times)
     age = (times - first) / SECONDS_PER_DAY
     created = np.full(len(items), np.nan, dtype=np.float32)
@@ -138,7 +160,7 @@ def _popularity(facts: ItemFacts, items: IntArray, times: Int64Array) -> list[Fl
         known = facts.item_created[items]
         has = known >= 0
         created[has] = (times[has] - known[has]) / SECONDS_PER_DAY
-    return [*counts, age.astype(np.float32), created]
+    return [counts[:, 0], *recent, age.astype(np.float32), created]
 
 
 def _history(facts: ItemFacts, query: Query, rows: IntArray, items: IntArray) -> list[FloatArray]:
@@ -148,9 +170,10 @@ def _history(facts: ItemFacts, query: Query, rows: IntArray, items: IntArray) ->
     if features is None or features.shape[1] == 0:
         nothing = np.full(len(rows), np.nan, dtype=np.float32)
         return [lengths[rows], count, nothing, nothing, nothing]
-    share = _genre_share(features, query, rows, items, last=None)
-    recent = _genre_share(features, query, rows, items, last=RECENT)
-    gap = _category_gap(features, query, rows, items)
+    candidate = features[items]  # (P x G), sliced once for the three
+    share = _genre_share(features, candidate, query, rows, last=None)
+    recent = _genre_share(features, candidate, query, rows, last=RECENT)
+    gap = _category_gap(features, candidate, query, rows)
     return [lengths[rows], count, share, recent, gap]
 
 
@@ -177,8 +200,9 @@ def _history_counts(query: Query, rows: IntArray, items: IntArray) -> FloatArray
 
 
 def _genre_share(
-    features: sp.csr_matrix, query: Query, rows: IntArray, items: IntArray, *, last: int | None
-) -> FloatArray:
+    features: sp.csr_matrix, candidate: sp.csr_matrix, query: Query, rows: IntArray, *,
+    last: int | None,
+) -> FloatArray:  # fmt: skip
     """Mean, over the candidate's categorical values, of the share of the history's items (its
     ``last`` ones) that carry the value; NaN for a candidate without values or no history."""
     n_items = features.shape[0]
@@ -186,10 +210,9 @@ def _genre_share(
     sizes = np.asarray(history.sum(axis=1)).ravel()
     profile = np.asarray((history @ features).todense(), dtype=np.float32)  # (Q x G) counts
     profile /= np.maximum(sizes, 1.0)[:, None]
-    candidate = features[items]  # (P x G)
-    pair_of = np.repeat(np.arange(len(items)), np.diff(candidate.indptr))
+    pair_of = np.repeat(np.arange(len(rows)), np.diff(candidate.indptr))
     values = profile[rows[pair_of], candidate.indices]
-    total = np.bincount(pair_of, weights=values, minlength=len(items))
+    total = np.bincount(pair_of, weights=values, minlength=len(rows))
     n_values = np.diff(candidate.indptr).astype(np.float64)
     share = np.where(n_values > 0, total / np.maximum(n_values, 1.0), np.nan)
     share[sizes[rows] == 0] = np.nan
@@ -197,7 +220,7 @@ def _genre_share(
 
 
 def _category_gap(
-    features: sp.csr_matrix, query: Query, rows: IntArray, items: IntArray
+    features: sp.csr_matrix, candidate: sp.csr_matrix, query: Query, rows: IntArray
 ) -> FloatArray:
     """Events since the query's user last touched any of the candidate's categorical values
     (1: the newest event has one), NaN when never."""
@@ -207,10 +230,9 @@ def _category_gap(
     touched = features[event_items]
     event_of = np.repeat(np.arange(len(event_items)), np.diff(touched.indptr))
     np.minimum.at(last, (event_rows[event_of], touched.indices), from_end[event_of])
-    candidate = features[items]
-    pair_of = np.repeat(np.arange(len(items)), np.diff(candidate.indptr))
+    pair_of = np.repeat(np.arange(len(rows)), np.diff(candidate.indptr))
     values = last[rows[pair_of], candidate.indices]
-    gap = np.full(len(items), np.inf, dtype=np.float32)
+    gap = np.full(len(rows), np.inf, dtype=np.float32)
     starts = candidate.indptr[:-1]
     nonempty = np.diff(candidate.indptr) > 0
     if nonempty.any():

@@ -303,7 +303,9 @@ class Ranker:
         bases = {name: get_recipe(spec.recipe).load(folder / "bases" / name)
                  for name, spec in config.bases.items()}  # fmt: skip
         booster = lightgbm.Booster(model_file=str(folder / TREES_FILE))
-        log = ItemLog(np.asarray(arrays["log_keys"], np.int64), **meta["log"])
+        n_items = int(next(iter(bases.values())).n_items)
+        log = ItemLog.from_keys(np.asarray(arrays["log_keys"], np.int64), n_items=n_items,
+                                **meta["log"])  # fmt: skip
         facts = ItemFacts(log, arrays.get("item_features"), arrays.get("item_created"),
                           config.popularity_windows_days)  # fmt: skip
         model = RankerModel(config, bases, booster, facts, training=meta.get("training"))
