@@ -88,7 +88,7 @@ def in_process(settings: Settings, requests: int, rng: np.random.Generator) -> d
         model = version.model
         assert isinstance(model, RankerModel)
         users = rng.choice(len(version.users), size=requests, replace=False)
-        trees, whole = [], []
+        trees, whole, matrices = [], [], []
         for user in users.tolist():
             user_id = str(version.users.ids([user])[0])
             events = engine.store.recent_events(GROUP, user_id, model.history_window)
@@ -106,9 +106,30 @@ def in_process(settings: Settings, requests: int, rng: np.random.Generator) -> d
             started = time.perf_counter()
             model.trees.predict(matrix, num_threads=1)
             trees.append(time.perf_counter() - started)
+            matrices.append(matrix)
         return {"trees_alone_ms": percentiles(trees), "score_items_ms": percentiles(whole),
                 "features": len(model.names), "trees": model.trees.num_trees(),
-                "leaves": model.config.num_leaves}  # fmt: skip
+                "leaves": model.config.num_leaves,
+                "trees_alone_at_the_cap_ms": at_the_cap(model, matrices, rng)}  # fmt: skip
+
+
+def at_the_cap(model: RankerModel, matrices: list[Any], rng: np.random.Generator) -> Any:
+    """Predict time of the most trees the config allows (``n_estimators``, every tree with all
+    its leaves: random labels never stop early), on the same 1,000-row matrices."""
+    import lightgbm
+
+    sample = np.vstack(matrices[:50])
+    labels = rng.integers(0, 2, size=len(sample))
+    params = {"objective": "lambdarank", "num_leaves": model.config.num_leaves,
+              "min_data_in_leaf": 5, "verbose": -1, "num_threads": 2, "seed": 0}  # fmt: skip
+    data = lightgbm.Dataset(sample, label=labels, group=[CANDIDATES] * (len(sample) // CANDIDATES))
+    booster = lightgbm.train(params, data, num_boost_round=model.config.n_estimators)
+    seconds = []
+    for matrix in matrices:
+        started = time.perf_counter()
+        booster.predict(matrix, num_threads=1)
+        seconds.append(time.perf_counter() - started)
+    return percentiles(seconds) | {"trees": booster.num_trees()}
 
 
 def over_http(settings: Settings, token: str, requests: int, rng: np.random.Generator,
