@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
-from tastebud import observability
 from tastebud.engine import Engine
 from tastebud.errors import InvalidInput, NotFound
 from tests.serving.test_campaigns import ask, ids, item_counts
@@ -26,9 +26,10 @@ def deployed(loaded: Engine, group: str) -> tuple[Engine, str]:
     return loaded, version
 
 
-def fallbacks(reason: str) -> float:
-    sample = observability.CAMPAIGN_FALLBACKS.labels("c", reason, "rules")
-    return float(sample._value.get())
+def fallbacks(reason: str, campaign: str = "c") -> float:
+    """Answers the rule engine gave for ``campaign`` because of ``reason``, so far."""
+    labels = {"campaign": campaign, "reason": reason, "source": "rules"}
+    return REGISTRY.get_sample_value("tastebud_campaign_fallbacks_total", labels) or 0.0
 
 
 def rule_order(engine: Engine, group: str, k: int) -> list[str]:

@@ -13,20 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from tastebud import observability
 from tastebud.demo import live_world
-from tastebud.demo.live_shows import CAMPAIGNS, FEATURE_NAMES, FEATURES, RANKER, SCHEMAS
+from tastebud.demo.live_shows import CAMPAIGNS, FEATURES, RANKER, SCHEMAS, SOLUTIONS
 from tastebud.demo.synthetic import write_csv
 from tastebud.engine import Engine
 from tastebud.serving.campaigns import CampaignRequest
 from tastebud.settings import Settings
 from tastebud.store import Store
 from tests.api.servers import RedisProcess
+from tests.serving.test_campaign_fallback import fallbacks
 
-SOLUTION = {"recipe": "ranker", "data": {"event_weights": {"join": 1.0}}, "evaluate": False,
-            "params": {"bases": {"pop": {"recipe": "popularity-count"}},
-                       "features": list(FEATURE_NAMES), "exclude_seen": False,
-                       "n_estimators": 30, "min_data_in_leaf": 5}}  # fmt: skip
+# The demo's ranker, smaller: no offline metrics, few trees for a small world.
+SOLUTION = SOLUTIONS[RANKER] | {"evaluate": False, "params": SOLUTIONS[RANKER]["params"] | {
+    "n_estimators": 30, "min_data_in_leaf": 5}}  # fmt: skip
 
 
 @pytest.fixture
@@ -90,8 +89,7 @@ def test_redis_down_mid_load_answers_from_the_rules_then_the_model_again(
                 failures.append(error)
             viewer += 1
 
-    fallbacks_before = observability.CAMPAIGN_FALLBACKS.labels(RANKER, "score_error", "rules")
-    before = fallbacks_before._value.get()
+    before = fallbacks("score_error", RANKER)
     thread = threading.Thread(target=load)
     thread.start()
     time.sleep(0.5)
@@ -108,4 +106,4 @@ def test_redis_down_mid_load_answers_from_the_rules_then_the_model_again(
     assert failures == []  # zero failed requests
     assert down > 0  # viewers got the rule order while Redis was down
     assert sources["model"] > model_after + 5  # and the model again once it was back
-    assert fallbacks_before._value.get() > before  # the fallback is counted
+    assert fallbacks("score_error", RANKER) > before  # the fallback is counted

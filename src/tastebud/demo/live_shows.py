@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+import yaml
 from rich.table import Table
 
 from tastebud.api.app import create_app
@@ -53,10 +54,8 @@ features:
      aggregation: share, days: 60, event_types: [join]}
   - {name: hour, kind: request, source: hour_of_day}
 """
-FEATURE_NAMES = (
-    "viewers_5m", "joins_1h", "long_sessions_1h", "channel_recency", "watched_7d",
-    "completion_7d", "channel_affinity_60d", "category_affinity_60d", "hour",
-)  # fmt: skip
+# The ranker reads every declared feature.
+FEATURE_NAMES = tuple(f["name"] for f in yaml.safe_load(FEATURES)["features"])
 SOLUTIONS: dict[str, dict[str, Any]] = {
     # The app's rule order: the channels most watched so far first.
     RULES: {"recipe": "popularity-count"},
