@@ -27,7 +27,9 @@ _DECLARATION = {
         },
     }
 }
-_CONCURRENT = {409: {"description": "Another declaration was applied at the same moment."}}
+_CONCURRENT: dict[int | str, dict[str, Any]] = {
+    409: {"description": "Another declaration was applied at the same moment."}
+}
 
 
 class _Wire(BaseModel):
