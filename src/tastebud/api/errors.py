@@ -27,6 +27,9 @@ _log = logging.getLogger(__name__)
 def error_response(
     status_code: int, type_: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
+    # A message quoting the input may hold a lone surrogate (a JSON "\ud800" escape), which
+    # UTF-8 cannot encode: escaped, so the error still answers instead of failing with a 500.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     body = {"error": {"type": type_, "message": message}}
     return JSONResponse(body, status_code=status_code, headers=headers)
 
