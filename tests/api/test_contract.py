@@ -171,3 +171,16 @@ def test_a_log_line_quoting_a_lone_surrogate_is_written() -> None:
     """Regression (fuzzing): the JSON log formatter raised on it, so the line was lost."""
     record = logging.LogRecord("t", logging.ERROR, __file__, 1, "bad %s", ("\ud811",), None)
     assert json.loads(JsonFormatter().format(record))["message"] == "bad \ud811"
+
+
+def test_a_405_allows_every_method_of_the_path(api: Api) -> None:
+    """Regression (fuzzing): Starlette's 405 named only the first matching route's methods
+    (campaigns split over two routers: POST, not GET)."""
+    response = api.http.request("OPTIONS", api.url("/campaigns"), headers=api.admin)
+    assert response.status_code == 405
+    assert response.json()["error"]["type"] == "MethodNotAllowed"
+    assert response.headers["Allow"] == "GET, POST"
+    item = api.http.put(api.url("/campaigns/home"), headers=api.admin)
+    assert item.headers["Allow"] == "DELETE, GET, PATCH"
+    literal = api.http.request("OPTIONS", api.url("/filters/validate"), headers=api.admin)
+    assert literal.headers["Allow"] == "POST"  # that path, not the filter named "validate"

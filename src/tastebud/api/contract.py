@@ -21,12 +21,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal, get_args
 
-import fastapi.routing
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from tastebud.api.deps import require_admin, require_reader, require_token
+from tastebud.api.errors import api_routes
 from tastebud.api.models import TokenScope
 from tastebud.api.operations import EXEMPT_PATHS
 from tastebud.api.routes.health import metrics_access
@@ -219,11 +219,8 @@ def _error_schema(status: int, types: list[str]) -> dict[str, Any]:
 
 
 def _operations(app: FastAPI) -> Iterator[tuple[Any, str]]:
-    """Each documented route (an ``APIRoute``, or what stands for one) and method."""
-    # FastAPI 0.16x includes routers lazily: their routes are reached through route contexts.
-    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
-    routes: Iterable[Any] = contexts(app.routes) if contexts is not None else app.routes
-    for route in routes:
+    """Each documented route and method."""
+    for route in api_routes(app.routes):
         original = getattr(route, "original_route", route)
         if isinstance(original, APIRoute) and route.include_in_schema:
             for method in sorted(route.methods):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute
 
 from tastebud.api.auth import TokenVerifier
 from tastebud.errors import (
@@ -79,7 +81,30 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     # Any other (400: a body that cannot be read) is malformed input, as the API words it.
     default = InvalidInput if exc.status_code < 500 else InternalError
     kind = STATUS_TYPES.get(exc.status_code, default)
-    return error_response(kind.status_code, kind.__name__, str(exc.detail), exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # Starlette names the first route's methods; the path has more
+        headers["Allow"] = ", ".join(allowed_methods(request.app.routes, request.url.path))
+    return error_response(kind.status_code, kind.__name__, str(exc.detail), headers)
+
+
+def api_routes(routes: Sequence[BaseRoute]) -> Iterator[Any]:
+    """Every route of the app: an ``APIRoute``, or what stands for one (FastAPI 0.16x includes
+    routers lazily, and reaches their routes through route contexts)."""
+    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    yield from contexts(routes) if contexts is not None else routes
+
+
+def allowed_methods(routes: Sequence[BaseRoute], path: str) -> list[str]:
+    """The methods of the routes whose template matches ``path`` most specifically (fewest
+    parameters: ``…/filters/validate`` is that path, not a filter named validate), for a 405's
+    ``Allow``, as the document lists them."""
+    matches: dict[int, set[str]] = {}
+    for route in api_routes(routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            parameters = str(getattr(route, "path_format", "")).count("{")
+            matches.setdefault(parameters, set()).update(getattr(route, "methods", None) or ())
+    return sorted(matches[min(matches)]) if matches else []
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
