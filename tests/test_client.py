@@ -17,9 +17,21 @@ import pytest
 import uvicorn
 
 from tastebud.api.app import create_app
-from tastebud.client import Client, ImportFailed, JobFailed
+from tastebud.client import Client, ImportFailed, JobFailed, _error
 from tastebud.engine import Engine
-from tastebud.errors import AlreadyExists, Forbidden, InvalidInput, NotFound, PayloadTooLarge
+from tastebud.errors import (
+    WIRE_ERRORS,
+    AlreadyExists,
+    FilterSyntaxError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    TastebudError,
+    TooManyRequests,
+    Unauthorized,
+)
 from tastebud.settings import ApiSettings, Settings
 from tests.serving.test_precomputed import prefix  # noqa: F401 (fixture)
 
@@ -354,3 +366,46 @@ def test_unreachable_server_raises_httpx_errors() -> None:
         pytest.raises(httpx.ConnectError),
     ):
         client.health()
+
+
+@pytest.mark.parametrize("error_type", WIRE_ERRORS, ids=lambda cls: cls.__name__)
+def test_each_error_type_of_the_api_raises_its_own_exception(
+    error_type: type[TastebudError],
+) -> None:
+    body = {"error": {"type": error_type.__name__, "message": "what went wrong"}}
+    headers = {"Retry-After": "3"} if error_type.status_code in (429, 503) else {}
+    response = httpx.Response(error_type.status_code, json=body, headers=headers)
+    raised = _error(response)
+    assert type(raised) is error_type and raised.message == "what went wrong"
+    assert raised.retry_after == (3.0 if headers else None)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(401, Unauthorized), (404, NotFound), (503, NotReady), (429, TooManyRequests),
+     (502, TastebudError)],
+)  # fmt: skip
+def test_an_answer_not_from_tastebud_maps_by_its_status(
+    status: int, expected: type[TastebudError]
+) -> None:
+    raised = _error(httpx.Response(status, text="<html>bad gateway</html>"))
+    assert type(raised) is expected and "bad gateway" in raised.message
+
+
+def test_the_server_errors_raise_their_types(client: Client, server: Server) -> None:
+    with (
+        Client(server.url, token="wrong", group=client.group) as stranger,
+        pytest.raises(Unauthorized, match="unknown or revoked token"),
+    ):
+        stranger.status()
+    name = f"{client.group}-reader"
+    token = client.create_token(name, scope="recommend")["token"]
+    with Client(server.url, token=token, group=client.group) as reader:
+        with pytest.raises(Forbidden) as forbidden:
+            reader.status()
+        assert type(forbidden.value) is Forbidden
+    client.revoke_token(name)
+    with pytest.raises(AlreadyExists):
+        client.create_group(client.group)
+    with pytest.raises(FilterSyntaxError):
+        client.validate_filter("SELECT *")

@@ -7,11 +7,16 @@ from tastebud.errors import (
     AlreadyExists,
     FilterSyntaxError,
     Forbidden,
+    InternalError,
     InvalidInput,
+    MethodNotAllowed,
     NotFound,
     NotReady,
+    Overloaded,
     PayloadTooLarge,
     TastebudError,
+    TooManyRequests,
+    Unauthorized,
 )
 
 try:
@@ -24,10 +29,15 @@ __all__ = [
     "Client",
     "FilterSyntaxError",
     "Forbidden",
+    "InternalError",
     "InvalidInput",
+    "MethodNotAllowed",
     "NotFound",
     "NotReady",
+    "Overloaded",
     "PayloadTooLarge",
     "TastebudError",
+    "TooManyRequests",
+    "Unauthorized",
     "__version__",
 ]

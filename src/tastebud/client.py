@@ -4,16 +4,24 @@
         client.put_events([{"itemId": "42", "eventType": "click"}], user_id="u1")
 
 Responses are the API's JSON (camelCase keys), typed by :mod:`tastebud.api.models`. Failures
-raise tastebud's own exceptions, carrying the server's message:
+raise tastebud's own exceptions, one per error ``type`` of the API (the body's
+``{"error": {"type", "message"}}``), carrying the server's message (docs/api.md):
 
-    TastebudError              any other HTTP error (5xx)
+    TastebudError              base; also any other HTTP error (a proxy's 502, say)
     ├── InvalidInput           422
+    │   ├── FilterSyntaxError  422
     │   ├── PayloadTooLarge    413
-    │   └── ImportFailed       an import job that ended in failure (``.job`` holds it)
+    │   └── JobFailed          a job that ended in failure (``.job`` holds it; not HTTP)
+    │       └── ImportFailed   an import job that failed
+    ├── Forbidden              403 (the token lacks the scope)
+    │   └── Unauthorized       401 (no token, or an unknown or revoked one)
     ├── NotFound               404
+    ├── MethodNotAllowed       405
     ├── AlreadyExists          409
+    ├── TooManyRequests        429 (``.retry_after`` seconds)
     ├── NotReady               503
-    └── Forbidden              401 (no or unknown token), 403 (token lacks the scope)
+    │   └── Overloaded         503 (``.retry_after`` seconds)
+    └── InternalError          500
 
 Network failures raise ``httpx.TransportError`` (e.g. ``httpx.ConnectError``).
 """
@@ -64,28 +72,12 @@ from tastebud.api.models import (
     VersionList,
     VersionOut,
 )
-from tastebud.errors import (
-    AlreadyExists,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    NotReady,
-    PayloadTooLarge,
-    TastebudError,
-)
+from tastebud.errors import STATUS_TYPES, WIRE_ERRORS, InvalidInput, TastebudError
 from tastebud.schema import DatasetKind
 
 __all__ = ["Client", "ImportFailed", "JobFailed"]
 
-_ERRORS: dict[int, type[TastebudError]] = {
-    401: Forbidden,
-    403: Forbidden,
-    404: NotFound,
-    409: AlreadyExists,
-    413: PayloadTooLarge,
-    422: InvalidInput,
-    503: NotReady,
-}
+_ERROR_TYPES = {cls.__name__: cls for cls in WIRE_ERRORS}  # the body's "type"
 _FORMATS: dict[str, ExportFormat] = {".csv": "csv", ".parquet": "parquet"}
 
 
@@ -823,11 +815,22 @@ def _group_path(group: str) -> str:
 
 def _error(response: httpx.Response) -> TastebudError:
     """The tastebud exception for an error response, with the server's message."""
+    error_type: type[TastebudError] | None
     try:
-        message = str(response.json()["error"]["message"])
+        error = response.json()["error"]
+        message, error_type = str(error["message"]), _ERROR_TYPES.get(error["type"])
     except (ValueError, KeyError, TypeError):
-        message = response.text.strip() or response.reason_phrase
-    error_type = _ERRORS.get(response.status_code)
-    if error_type is None:
-        return TastebudError(f"HTTP {response.status_code}: {message}")
-    return error_type(message)
+        message, error_type = response.text.strip() or response.reason_phrase, None
+    error_type = error_type or STATUS_TYPES.get(response.status_code)  # a proxy's answer
+    failure = (TastebudError(f"HTTP {response.status_code}: {message}") if error_type is None
+               else error_type(message))  # fmt: skip
+    failure.retry_after = _retry_after(response.headers.get("Retry-After"))
+    return failure
+
+
+def _retry_after(header: str | None) -> float | None:
+    """The ``Retry-After`` header's seconds (tastebud sends seconds, never an HTTP date)."""
+    try:
+        return None if header is None else max(0.0, float(header))
+    except ValueError:
+        return None

@@ -16,6 +16,7 @@ so ``/metrics`` on any worker reports the whole server.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import os
 import queue
@@ -240,7 +241,10 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(line, default=str).decode()
+        try:
+            return orjson.dumps(line, default=str).decode()
+        except TypeError:  # a lone surrogate (from a request's JSON escapes) is not UTF-8
+            return json.dumps(line, default=str)  # escapes it: the line is still written
 
     def _time(self, created: float) -> str:
         """ISO 8601 UTC with milliseconds; the part up to the second is formatted once a second

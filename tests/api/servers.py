@@ -56,10 +56,14 @@ class ServeProcess:
                        "TASTEBUD_API__ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}  # fmt: skip
         for name in ("TASTEBUD_DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR"):
             environment.pop(name, None)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tastebud", "serve", "--port", str(self.port), *args],
-            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        # Its log goes to a file, not a pipe: a pipe nobody reads until the end fills up (64 KB of
+        # access lines) and then blocks the server. Run inside home: relative paths land there.
+        self.log = home / "serve.log"
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tastebud", "serve", "--port", str(self.port), *args],
+                env=environment, stdout=subprocess.DEVNULL, stderr=log, text=True, cwd=home,
+            )  # fmt: skip
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
@@ -81,11 +85,11 @@ class ServeProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            _, stderr = self.process.communicate(timeout=timeout)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            _, stderr = self.process.communicate()
-        return str(stderr)
+            self.process.wait()
+        return self.log.read_text()
 
 
 def refuses_connections(port: int) -> bool:

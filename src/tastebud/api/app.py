@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from tastebud import observability
+from tastebud.api import contract
 from tastebud.api.auth import TokenVerifier
 from tastebud.api.errors import install_error_handlers
 from tastebud.api.limits import BodyLimitMiddleware
@@ -119,6 +120,7 @@ def create_app(
     )
     for module in ROUTERS:
         app.include_router(module.router)
+    contract.install(app)  # every operation's errors and security, in the OpenAPI document
     return app
 
 

@@ -7,19 +7,13 @@ import time
 from starlette.concurrency import run_in_threadpool
 
 from tastebud.engine import Engine
-from tastebud.errors import Forbidden
+from tastebud.errors import Unauthorized
 from tastebud.store import TokenRecord
 
 # A token revoked through another API process stops working within this delay; one revoked
 # through this process stops at once (see `forget`).
 TOKEN_CACHE_SECONDS = 5.0
 _MAX_CACHED = 10_000
-
-
-class Unauthorized(Forbidden):
-    """No token, or one the server does not know (HTTP 401)."""
-
-    status_code = 401
 
 
 class TokenVerifier:

@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute
 
-from tastebud.api.auth import TokenVerifier, Unauthorized
-from tastebud.errors import TastebudError
+from tastebud.api.auth import TokenVerifier
+from tastebud.errors import (
+    STATUS_TYPES,
+    InternalError,
+    InvalidInput,
+    TastebudError,
+    Unauthorized,
+    wire_type,
+)
 
 _log = logging.getLogger(__name__)
-
-_HTTP_TYPES = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed"}
 
 
 def error_response(
     status_code: int, type_: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
+    # A message quoting the input may hold a lone surrogate (a JSON "\ud800" escape), which
+    # UTF-8 cannot encode: escaped, so the error still answers instead of failing with a 500.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     body = {"error": {"type": type_, "message": message}}
     return JSONResponse(body, status_code=status_code, headers=headers)
 
@@ -37,10 +47,16 @@ def field_path(loc: Sequence[int | str]) -> str:
     return path
 
 
+def tastebud_error_response(exc: TastebudError) -> JSONResponse:
+    """The answer to ``exc``: the status and type of its API error type (:func:`wire_type`)."""
+    kind = wire_type(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if kind is Unauthorized else None
+    return error_response(kind.status_code, kind.__name__, exc.message, headers)
+
+
 async def _tastebud_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TastebudError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    return error_response(exc.status_code, type(exc).__name__, exc.message, headers)
+    return tastebud_error_response(exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -51,7 +67,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         try:
             await verifier.check(request.headers.get("Authorization"))
         except Unauthorized as unauthorized:
-            return await _tastebud_error(request, unauthorized)
+            return tastebud_error_response(unauthorized)
     problems: list[dict[str, Any]] = list(exc.errors())
     message = "; ".join(f"{field_path(p['loc'])}: {p['msg']}" for p in problems[:20])
     if len(problems) > 20:
@@ -60,14 +76,40 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own HTTP errors: no route, wrong method, a body it cannot read."""
     assert isinstance(exc, HTTPException)
-    type_ = _HTTP_TYPES.get(exc.status_code, "HTTPError")
-    return error_response(exc.status_code, type_, str(exc.detail), exc.headers)
+    # Any other (400: a body that cannot be read) is malformed input, as the API words it.
+    default = InvalidInput if exc.status_code < 500 else InternalError
+    kind = STATUS_TYPES.get(exc.status_code, default)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # Starlette names the first route's methods; the path has more
+        headers["Allow"] = ", ".join(allowed_methods(request.app.routes, request.url.path))
+    return error_response(kind.status_code, kind.__name__, str(exc.detail), headers)
+
+
+def api_routes(routes: Sequence[BaseRoute]) -> Iterator[Any]:
+    """Every route of the app: an ``APIRoute``, or what stands for one (FastAPI 0.16x includes
+    routers lazily, and reaches their routes through route contexts)."""
+    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    yield from contexts(routes) if contexts is not None else routes
+
+
+def allowed_methods(routes: Sequence[BaseRoute], path: str) -> list[str]:
+    """The methods of the routes whose template matches ``path`` most specifically (fewest
+    parameters: ``…/filters/validate`` is that path, not a filter named validate), for a 405's
+    ``Allow``, as the document lists them."""
+    matches: dict[int, set[str]] = {}
+    for route in api_routes(routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            parameters = str(getattr(route, "path_format", "")).count("{")
+            matches.setdefault(parameters, set()).update(getattr(route, "methods", None) or ())
+    return sorted(matches[min(matches)]) if matches else []
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     _log.error("request failed method=%s path=%s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "InternalError", "internal server error (see the server log)")
+    return error_response(500, InternalError.__name__, "internal server error (see the server log)")
 
 
 def install_error_handlers(app: FastAPI) -> None:

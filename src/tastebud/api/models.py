@@ -36,8 +36,15 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
 
+def example(**body: Any) -> ConfigDict:
+    """A request model's example for the OpenAPI document (wire names, camelCase)."""
+    return ConfigDict(json_schema_extra={"examples": [body]})
+
+
 # requests ------------------------------------------------------------------------------------
 class GroupIn(_Body):
+    model_config = example(name="shop")
+
     name: str
 
 
@@ -98,6 +105,8 @@ class ExportIn(_Body):
 
 
 class TokenIn(_Body):
+    model_config = example(name="web-backend", scope="recommend")
+
     name: str = Field(min_length=1, max_length=128)
     scope: TokenScope = "ingest"
 
@@ -200,6 +209,8 @@ class TokenList(TypedDict):
 
 # solutions and recommendations ---------------------------------------------------------------
 class SolutionIn(_Body):
+    model_config = example(name="popular", recipe="popularity-count", params={"half_life_days": 30})
+
     name: str = Field(min_length=1, max_length=63)
     recipe: str
     params: dict[str, Any] = Field(default_factory=dict, description="Recipe hyperparameters.")
@@ -245,6 +256,8 @@ Context = dict[str, Annotated[str, Field(max_length=256)]]
 
 
 class RecommendIn(FilteredIn):
+    model_config = example(userId="u1", solution="popular", numResults=10, filterName="unseen")
+
     user_id: Id | None = Field(default=None, description="None: a visitor with no history.")
     num_results: int = Field(default=25, ge=1, le=500)
     exclude_seen: bool = Field(default=True, description="Leave out items in the history.")
@@ -285,6 +298,10 @@ class UsersForItemIn(FilteredIn):
 
 
 class FilterIn(_Body):
+    model_config = example(
+        name="unseen", filterExpression='EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("watch")'
+    )
+
     name: str = Field(min_length=1, max_length=63)
     filter_expression: str = Field(min_length=1, description="e.g. EXCLUDE ItemID WHERE …")
     replace: bool = False
@@ -429,6 +446,8 @@ class CampaignConfigIn(_Body):
 
 
 class CampaignIn(_Body):
+    model_config = example(name="home", solution="popular", solutionVersionId="latest")
+
     name: Id
     solution: Id
     solution_version_id: str = Field(
@@ -454,6 +473,8 @@ class PromotionIn(_Body):
 
 
 class CampaignRecommendIn(_Body):
+    model_config = example(userId="u1", numResults=10, filterName="unseen")
+
     user_id: Id | None = Field(default=None, description="None: a visitor with no history.")
     item_id: Id | None = Field(
         default=None, description="Items like this one (campaigns of similar-items solutions)."

@@ -35,6 +35,11 @@ class EventIn(_Wire):
 
 
 class PutEventsRequest(_Wire):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "userId": "u1", "sessionId": "s1",
+        "eventList": [{"itemId": "i42", "eventType": "click", "timestamp": 1767225600}],
+    }]})  # fmt: skip
+
     user_id: Id | None = None
     session_id: Id | None = None
     event_list: list[EventIn] = Field(min_length=1)

@@ -17,6 +17,19 @@ PREFIX = "/v1/dataset-groups/{group}/features"
 router = APIRouter(prefix=PREFIX, tags=["features"])
 _ADMIN = [Depends(require_admin)]
 _READER = [Depends(require_reader)]
+_DECLARATION = {
+    "requestBody": {
+        "required": True,
+        "description": "The declaration (docs/features.md), as YAML or JSON.",
+        "content": {
+            "application/yaml": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "object"}},
+        },
+    }
+}
+_CONCURRENT: dict[int | str, dict[str, Any]] = {
+    409: {"description": "Another declaration was applied at the same moment."}
+}
 
 
 class _Wire(BaseModel):
@@ -37,7 +50,7 @@ class OnlineOut(_Wire):
     values: list[list[float | None]] = Field(description="One row per item; null: no value.")
 
 
-@router.put("", dependencies=_ADMIN)
+@router.put("", dependencies=_ADMIN, openapi_extra=_DECLARATION, responses=_CONCURRENT)
 async def apply(group: str, request: Request, engine: EngineDep) -> dict[str, Any]:
     """Declare the group's features (the YAML or JSON body); stored as a new version."""
     text = (await request.body()).decode("utf-8", errors="replace")

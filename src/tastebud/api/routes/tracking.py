@@ -26,13 +26,22 @@ def _headers(request: Request) -> dict[str, str]:
     return {name.lower(): value for name, value in request.headers.items()}
 
 
-@router.get("/open/{token}.gif")
+@router.get(
+    "/open/{token}.gif",
+    response_class=Response,
+    responses={200: {"content": {"image/gif": {}}, "description": "A 1x1 transparent GIF."}},
+)
 def open_pixel(token: str, request: Request, engine: EngineDep) -> Response:
     engine.messaging.track(token, "open", _headers(request))
     return Response(_PIXEL, media_type="image/gif", headers=_NO_STORE)
 
 
-@router.get("/click/{token}")
+@router.get(
+    "/click/{token}",
+    response_class=RedirectResponse,
+    status_code=302,
+    responses={302: {"description": "To the link's address (`Location`)."}},
+)
 def click(token: str, request: Request, engine: EngineDep) -> RedirectResponse:
     tracked = engine.messaging.signer.read(token)
     if not tracked.url or not tracked.url.startswith(("https://", "http://")):
@@ -41,7 +50,7 @@ def click(token: str, request: Request, engine: EngineDep) -> RedirectResponse:
     return RedirectResponse(tracked.url, status_code=302, headers=_NO_STORE)
 
 
-@router.get("/unsubscribe/{token}")
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
 def unsubscribe_page(token: str, engine: EngineDep) -> HTMLResponse:
     engine.messaging.signer.read(token)  # 404 for a bad link, before showing anything
     action = html.escape(token)
@@ -53,7 +62,7 @@ def unsubscribe_page(token: str, engine: EngineDep) -> HTMLResponse:
     )
 
 
-@router.post("/unsubscribe/{token}")
+@router.post("/unsubscribe/{token}", response_class=HTMLResponse)
 def unsubscribe(token: str, engine: EngineDep) -> HTMLResponse:
     engine.messaging.track(token, "unsubscribe", {})
     return HTMLResponse("<!doctype html><title>Unsubscribed</title><p>You are unsubscribed.</p>")
