@@ -54,8 +54,13 @@ def loaded(console: Console, tmp_path: Path) -> Console:
     engine.import_file(group, "interactions", interactions, mode="full")
     titled = items.with_name("titled.csv")
     lines = items.read_text().splitlines()
-    titled.write_text("\n".join(["ITEM_ID,GENRES,TITLE"] + [
-        f"{line},Title of {line.split(',')[0]}" for line in lines[1:]]) + "\n")  # fmt: skip
+    titled.write_text(
+        "\n".join(
+            ["ITEM_ID,GENRES,TITLE"]
+            + [f"{line},Title of {line.split(',')[0]}" for line in lines[1:]]
+        )
+        + "\n"
+    )
     engine.import_file(group, "items", titled, mode="full")
     engine.create_solution(group, "popular", {"recipe": "popularity-count"})
     engine.train(group, "popular")

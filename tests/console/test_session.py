@@ -13,8 +13,12 @@ def test_pages_need_a_session(console: Console) -> None:
     page = console.http.get(console.url("data"), follow_redirects=False)
     assert page.status_code == 303
     assert page.headers["location"] == f"/console/signin?next=/console/groups/{console.group}/data"
-    fragment = console.http.post(console.url("filters/validate"), headers=HX,
-                                 data={"expression": "x"}, follow_redirects=False)  # fmt: skip
+    fragment = console.http.post(
+        console.url("filters/validate"),
+        headers=HX,
+        data={"expression": "x"},
+        follow_redirects=False,
+    )
     assert fragment.status_code == 204 and fragment.headers["HX-Redirect"].startswith(
         "/console/signin"
     )
@@ -26,9 +30,10 @@ def test_sign_in_keeps_the_token_in_an_http_only_cookie(console: Console) -> Non
     assert refused.status_code == 401 and "unknown or revoked token" in refused.text
     assert COOKIE not in console.http.cookies
     signed = console.http.post(
-        "/console/signin", data={"token": console.admin_token, "next": "https://evil.example/"},
+        "/console/signin",
+        data={"token": console.admin_token, "next": "https://evil.example/"},
         follow_redirects=False,
-    )  # fmt: skip
+    )
     assert signed.status_code == 303 and signed.headers["location"] == "/console/"  # not away
     cookie = signed.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
@@ -90,6 +95,9 @@ def test_an_unexpected_failure_is_a_plain_500(
 
 
 def test_forms_from_another_site_are_refused(console: Console) -> None:
-    sent = console.http.post(console.url("filters/validate"), data={"expression": "x"},
-                             headers={"Origin": "https://evil.example"})  # fmt: skip
+    sent = console.http.post(
+        console.url("filters/validate"),
+        data={"expression": "x"},
+        headers={"Origin": "https://evil.example"},
+    )
     assert sent.status_code == 403 and "console forms are accepted from the console" in sent.text
