@@ -13,7 +13,8 @@ function drawCharts(root) {
     const names = Object.keys(spec.series);
     const right = spec.right || []; // series drawn against a second axis, on the right
     const colors = ["#2f5bd3", "#d0702f", "#1f7a3f", "#8a3fc1"];
-    const axes = [{ label: spec.xlabel || "" }, { scale: "y" }];
+    // x counts versions or epochs: whole numbers only
+    const axes = [{ label: spec.xlabel || "", incrs: [1, 2, 5, 10, 20, 50, 100] }, { scale: "y" }];
     if (right.length) axes.push({ scale: "r", side: 1, grid: { show: false }, label: right.join(", ") });
     const opts = {
       width: Math.max(280, el.clientWidth - 8),
@@ -39,7 +40,9 @@ document.addEventListener("htmx:afterSettle", (e) => drawCharts(e.target));
 // console, like the API, takes uploads as a stream; no multipart parser needed).
 document.addEventListener("submit", async (event) => {
   const form = event.target;
-  if (!form.dataset.upload) return;
+  // getAttribute: the form's own `dataset` field hides form.dataset
+  const url = form.getAttribute("data-upload"), target = form.getAttribute("data-target");
+  if (!url) return;
   event.preventDefault();
   const file = form.elements.file.files[0];
   const params = new URLSearchParams({ filename: file.name });
@@ -50,16 +53,15 @@ document.addEventListener("submit", async (event) => {
   const button = form.querySelector("button");
   button.disabled = true;
   try {
-    const response = await fetch(`${form.dataset.upload}?${params}`, {
+    const response = await fetch(`${url}?${params}`, {
       method: "POST", body: file, headers: { "Content-Type": "application/octet-stream", "HX-Request": "true" },
     });
     const html = await response.text();
     const errors = document.getElementById("upload-error");
     if (response.ok) {
       errors.innerHTML = "";
-      const target = document.querySelector(form.dataset.target);
-      target.outerHTML = html;
-      htmx.process(document.querySelector(form.dataset.target));
+      document.querySelector(target).outerHTML = html;
+      htmx.process(document.querySelector(target));
     } else {
       errors.innerHTML = html;
     }
