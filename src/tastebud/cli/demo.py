@@ -262,6 +262,7 @@ def serve_until_interrupted(url: str, alive: Callable[[], bool], hint: str, *, t
     """Say where the API is and what to try (``hint``), then wait while it serves."""
     console.rule()
     console.print(f"API: {url}   docs: {url}/docs   token: {token}")
+    console.print(f"console: {url}/console  (sign in with the token above)")
     console.print(hint, highlight=False, markup=False, soft_wrap=True)
     console.print("serving until Ctrl-C")
     while alive():
