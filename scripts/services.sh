@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start the local services the tests use, where installed but not running:
 # PostgreSQL 127.0.0.1:5432 (database `test`, trust auth), Redis 6379, NATS JetStream 4222;
-# and installs ffmpeg (the reel tests) when it is missing and apt can.
+# and installs ffmpeg (the reel tests) and chromium (the console's browser test) when missing and
+# apt can.
 # The tests never skip PostgreSQL: if it cannot be reached they fail.
 set -uo pipefail
 
@@ -33,6 +34,11 @@ if ! command -v ffmpeg >/dev/null; then
   # The reel tests cut real footage; without ffmpeg they fail (never skip).
   echo "installing ffmpeg" >&2
   apt-get install -y -q ffmpeg >/dev/null 2>&1 || echo "warning: could not install ffmpeg; the reel tests will fail" >&2
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  # The console's browser test drives Debian's Chromium; without it that test fails (never skips).
+  echo "installing chromium" >&2
+  apt-get install -y -q chromium >/dev/null 2>&1 || echo "warning: could not install chromium; the console's browser test will fail" >&2
 fi
 if command -v psql >/dev/null && port_open 5432; then
   # The tests use database `test`; create it when missing.

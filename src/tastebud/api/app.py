@@ -40,6 +40,9 @@ from tastebud.api.routes import (
     users,
 )
 from tastebud.api.shutdown import DrainOnSignal
+from tastebud.console import PREFIX as CONSOLE_PREFIX
+from tastebud.console import UPLOAD_PATH as CONSOLE_UPLOAD_PATH
+from tastebud.console import create_console
 from tastebud.engine import Engine
 from tastebud.settings import Settings
 
@@ -108,7 +111,9 @@ def create_app(
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.api.max_body_bytes,
-        overrides=[(UPLOAD_PATH, settings.api.max_upload_bytes)],
+        overrides=[
+            (path, settings.api.max_upload_bytes) for path in (UPLOAD_PATH, CONSOLE_UPLOAD_PATH)
+        ],
     )
     # Outermost (added last): counts, times and logs every answer, and refuses before any work.
     app.add_middleware(
@@ -121,6 +126,7 @@ def create_app(
     for module in ROUTERS:
         app.include_router(module.router)
     contract.install(app)  # every operation's errors and security, in the OpenAPI document
+    app.mount(CONSOLE_PREFIX, create_console(app.state))  # the web console (docs/console.md)
     return app
 
 

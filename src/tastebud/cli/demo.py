@@ -97,7 +97,9 @@ def demo(
                 _tour(client, data.items, data.interactions)
                 _batch(client, data.users, data.items, settings.home / "demo-data")
             if keep_serving:
-                serve_until_interrupted(url, server.is_alive, _try(url, token), token=token)
+                serve_until_interrupted(
+                    url, server.is_alive, _try(url, token), token=token, group=DEMO_GROUP
+                )
         except KeyboardInterrupt:
             console.print("stopping")
         finally:
@@ -258,10 +260,14 @@ def _try(url: str, token: str) -> str:
     )
 
 
-def serve_until_interrupted(url: str, alive: Callable[[], bool], hint: str, *, token: str) -> None:
-    """Say where the API is and what to try (``hint``), then wait while it serves."""
+def serve_until_interrupted(
+    url: str, alive: Callable[[], bool], hint: str, *, token: str, group: str
+) -> None:
+    """Say where the API and the console (on ``group``) are and what to try (``hint``), then
+    wait while it serves."""
     console.rule()
     console.print(f"API: {url}   docs: {url}/docs   token: {token}")
+    console.print(f"console: {url}/console/groups/{group}/  (sign in with the token above)")
     console.print(hint, highlight=False, markup=False, soft_wrap=True)
     console.print("serving until Ctrl-C")
     while alive():

@@ -49,6 +49,7 @@ def serve(
     if token:
         console.print(f"admin token (saved to {settings.home / 'admin.token'}): {token}")
     console.print(f"tastebud API on http://{host}:{port}  (store: {settings.store_url})")
+    console.print(f"web console: http://{host}:{port}/console")
     options = _uvicorn_options(settings)
     if workers == 1:
         from tastebud.api.app import create_app

@@ -114,7 +114,7 @@ def run(
         if serve:
             path = f"{url}/v1/dataset-groups/{GROUP}/experiments/{EXPERIMENT}/report"
             hint = f"try: curl -H 'Authorization: Bearer {token}' {path}"
-            serve_until_interrupted(url, alive, hint, token=token)
+            serve_until_interrupted(url, alive, hint, token=token, group=GROUP)
     return {"report": report, "joins": joins}
 
 

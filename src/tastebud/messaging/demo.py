@@ -132,7 +132,7 @@ def run(settings: Settings, *, seed: int, serve: bool) -> None:
             report = f"{url}/v1/dataset-groups/{GROUP}/messages/{MESSAGE}/report"
             hint = (f"try: curl -H 'Authorization: Bearer {token}' {report}\n"
                     f"mail still goes to the SMTP server on 127.0.0.1:{inbox.port}")  # fmt: skip
-            serve_until_interrupted(url, alive, hint, token=token)
+            serve_until_interrupted(url, alive, hint, token=token, group=GROUP)
 
 
 @contextmanager
