@@ -32,6 +32,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -92,6 +93,24 @@ CAMPAIGN_FALLBACKS = Counter(
     "precomputed overload share); source: what answered instead (precomputed or rules).",
     ["campaign", "reason", "source"],
 )
+DEPENDENCY_ERRORS = Counter(
+    "tastebud_dependency_errors",
+    "Calls to an outside service that failed because it could not be reached, by dependency "
+    "(redis, store, nats).",
+    ["dependency"],
+)
+DEPENDENCY_SKIPPED = Counter(
+    "tastebud_dependency_skipped",
+    "Calls not made because the service was down (its breaker open): the degraded path answered.",
+    ["dependency"],
+)
+# "max": with several workers, down when any of them finds it down.
+DEPENDENCY_DOWN = Gauge(
+    "tastebud_dependency_down",
+    "1 while this process finds the service unreachable (retrying it every second), else 0.",
+    ["dependency"],
+    multiprocess_mode="livemax",
+)
 
 FEATURE_FRESHNESS = Histogram(
     "tastebud_feature_freshness_seconds",
@@ -143,6 +162,18 @@ def schedule_run(group: str, schedule: str, outcome: str) -> None:
 def campaign_fallback(campaign: str, reason: str, source: str) -> None:
     """Count one campaign answer given by ``source`` because the model could not (``reason``)."""
     _child(CAMPAIGN_FALLBACKS, campaign, reason, source).inc()
+
+
+def dependency_error(dependency: str) -> None:
+    _child(DEPENDENCY_ERRORS, dependency).inc()
+
+
+def dependency_skipped(dependency: str) -> None:
+    _child(DEPENDENCY_SKIPPED, dependency).inc()
+
+
+def dependency_down(dependency: str, down: bool) -> None:
+    DEPENDENCY_DOWN.labels(dependency).set(1 if down else 0)
 
 
 class InflightSource(Protocol):

@@ -52,10 +52,10 @@ class ServeProcess:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        environment = {**os.environ, "TASTEBUD_HOME": str(home),
+        dropped = ("TASTEBUD_DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")  # unless `env` names them
+        inherited = {name: value for name, value in os.environ.items() if name not in dropped}
+        environment = {**inherited, "TASTEBUD_HOME": str(home),
                        "TASTEBUD_API__ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}  # fmt: skip
-        for name in ("TASTEBUD_DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR"):
-            environment.pop(name, None)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tastebud", "serve", "--port", str(self.port), *args],
             env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
