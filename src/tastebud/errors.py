@@ -6,7 +6,8 @@ TastebudError
 │   └── PayloadTooLarge   (HTTP 413)
 ├── NotFound              (HTTP 404)
 ├── AlreadyExists         (HTTP 409)
-├── NotReady              (HTTP 503)
+├── NotReady              (HTTP 503, with Retry-After)
+│   └── StoreUnavailable  the database cannot be reached now
 └── Forbidden             token lacks the scope (HTTP 403)
 """
 
@@ -47,6 +48,12 @@ class AlreadyExists(TastebudError):
 
 class NotReady(TastebudError):
     status_code = 503
+    retry_after_seconds = 1.0  # the API's Retry-After header
+
+
+class StoreUnavailable(NotReady):
+    """The database cannot be reached (or did not answer in time); nothing was written. Retry
+    after ``retry_after_seconds``: the server reconnects by itself when it is back."""
 
 
 class Forbidden(TastebudError):

@@ -111,6 +111,12 @@ DEPENDENCY_DOWN = Gauge(
     ["dependency"],
     multiprocess_mode="livemax",
 )
+DEGRADED_ANSWERS = Counter(
+    "tastebud_degraded_answers",
+    "Answers given without what a dependency should have given (dependency 'store': the "
+    "user's history, read as empty while the database is down).",
+    ["dependency"],
+)
 
 FEATURE_FRESHNESS = Histogram(
     "tastebud_feature_freshness_seconds",
@@ -170,6 +176,10 @@ def dependency_error(dependency: str) -> None:
 
 def dependency_skipped(dependency: str) -> None:
     _child(DEPENDENCY_SKIPPED, dependency).inc()
+
+
+def degraded_answer(dependency: str) -> None:
+    _child(DEGRADED_ANSWERS, dependency).inc()
 
 
 def dependency_down(dependency: str, down: bool) -> None:

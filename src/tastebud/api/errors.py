@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from tastebud.api.auth import TokenVerifier, Unauthorized
-from tastebud.errors import TastebudError
+from tastebud.errors import NotReady, TastebudError
 
 _log = logging.getLogger(__name__)
 
@@ -37,10 +38,20 @@ def field_path(loc: Sequence[int | str]) -> str:
     return path
 
 
+def tastebud_error_response(exc: TastebudError) -> JSONResponse:
+    """The answer to a TastebudError: its status and type; ``WWW-Authenticate`` with a 401,
+    ``Retry-After`` with a 503."""
+    headers = None
+    if exc.status_code == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, NotReady):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_seconds)))}
+    return error_response(exc.status_code, type(exc).__name__, exc.message, headers)
+
+
 async def _tastebud_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TastebudError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    return error_response(exc.status_code, type(exc).__name__, exc.message, headers)
+    return tastebud_error_response(exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -51,7 +62,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         try:
             await verifier.check(request.headers.get("Authorization"))
         except Unauthorized as unauthorized:
-            return await _tastebud_error(request, unauthorized)
+            return tastebud_error_response(unauthorized)
     problems: list[dict[str, Any]] = list(exc.errors())
     message = "; ".join(f"{field_path(p['loc'])}: {p['msg']}" for p in problems[:20])
     if len(problems) > 20:

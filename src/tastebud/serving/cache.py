@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from tastebud.breaker import Breaker
+from tastebud.errors import StoreUnavailable
 from tastebud.store import Store
 
 TAIL_BATCH = 10_000
@@ -97,6 +98,11 @@ class UserChanges:
             stale = [k for k, t in self._touched.items() if k[0] == group and t < before]
             for key in stale:
                 del self._touched[key]
+
+    def watermark(self, group: str) -> int:
+        """The arrival number read last (0: none yet)."""
+        checked = self._seen.get(group)
+        return 0 if checked is None else checked[1]
 
     @property
     def interval(self) -> float:
@@ -320,8 +326,12 @@ class ResultCache:
         self._lock = threading.Lock()
 
     def sync(self, group: str) -> int:
-        """Catch up with new events; returns the watermark for answers computed now."""
-        watermark, changed = self.changes.sync(group)
+        """Catch up with new events; returns the watermark for answers computed now. While the
+        store is down no event can be stored either: the last watermark stays right."""
+        try:
+            watermark, changed = self.changes.sync(group)
+        except StoreUnavailable:
+            return self.changes.watermark(group)
         self.answers.note_changes(group, changed)
         return watermark
 

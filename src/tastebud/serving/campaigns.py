@@ -33,13 +33,13 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tastebud import observability
-from tastebud.errors import InvalidInput, NotFound, NotReady
+from tastebud.errors import InvalidInput, NotFound, NotReady, StoreUnavailable
 from tastebud.serving.cache import ResultCache
 from tastebud.serving.explain import filter_reason, with_promotion, with_reason
 from tastebud.serving.precomputed import PrecomputedConfig, PrecomputedSources, stored_items
 from tastebud.serving.recommend import Scored, check_item_list, check_k
 from tastebud.serving.rules import RulesCache, RulesConfig
-from tastebud.serving.service import FilterValues, Recommender
+from tastebud.serving.service import FilterValues, Recommender, store_outage
 from tastebud.serving.versions import LoadedVersion
 from tastebud.store import CampaignRecord, Store
 
@@ -161,9 +161,15 @@ class CampaignServer:
             cached = self._records.get((group, name))
         if cached is not None and now - cached[0] < RECORD_SECONDS:
             return cached[1]
-        record = self.store.get_campaign(group, name)
+        try:
+            record = self.store.get_campaign(group, name)
+            version_id = self._version_id(record)
+        except StoreUnavailable:
+            if cached is None:
+                raise
+            return cached[1]  # the store is down: what was deployed last still answers
         deployment = Deployment(record, CampaignConfig.model_validate(dict(record.config)),
-                                self._version_id(record))  # fmt: skip
+                                version_id)  # fmt: skip
         with self._lock:
             self._records[(group, name)] = (now, deployment)
         return deployment
@@ -245,7 +251,10 @@ class CampaignServer:
             observability.cache_hit("campaign_answers")
             return {**orjson.loads(hit), "cache": "hit"}
         observability.cache_miss("campaign_answers")
-        answer = self._compute(name, source, version, deployment, request)
+        with store_outage() as outage:
+            answer = self._compute(name, source, version, deployment, request)
+        if outage.seen:  # from a partial history: not to be served once the store is back
+            return {**answer, "cache": "off"}
         self.cache.put(group, user, key, orjson.dumps(answer), ttl=ttl, watermark=watermark)
         return {**answer, "cache": "miss"}
 

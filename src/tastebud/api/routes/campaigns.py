@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tastebud.api.asgi import post_path, read_body, read_headers, replay, send_json
 from tastebud.api.auth import TokenVerifier
 from tastebud.api.deps import READER_SCOPES, EngineDep, require_admin, require_reader
-from tastebud.api.errors import error_response
+from tastebud.api.errors import tastebud_error_response
 from tastebud.api.models import (
     CampaignAnswer,
     CampaignIn,
@@ -194,7 +194,7 @@ class CampaignFastPath:
                 answer = await self._compute(engine, group, name, request)
         except TastebudError as exc:  # unknown campaign or filter, bad values, not ready …
             # (anything else propagates to the app's outermost handler: a logged 500)
-            response = error_response(exc.status_code, type(exc).__name__, exc.message)
+            response = tastebud_error_response(exc)
             await response(scope, receive, send)
             return
         await send_json(send, answer)

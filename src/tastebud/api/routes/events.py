@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tastebud.api.asgi import post_path, read_body, read_headers, replay, send_json
 from tastebud.api.auth import TokenVerifier
 from tastebud.api.deps import EngineDep, require_token
-from tastebud.api.errors import error_response
+from tastebud.api.errors import tastebud_error_response
 from tastebud.api.models import PutEventsOut
 from tastebud.engine import Engine
 from tastebud.errors import TastebudError
@@ -85,7 +85,7 @@ class EventsFastPath:
         try:
             result = await engine.put_events_async(group, request)
         except TastebudError as exc:  # invalid for the schema, too many events, unknown group
-            response = error_response(exc.status_code, type(exc).__name__, exc.message)
+            response = tastebud_error_response(exc)
             await response(scope, receive, send)
             return
         answer: PutEventsOut = {"accepted": result.accepted, "duplicates": result.duplicates}
