@@ -164,3 +164,34 @@ class PostgresCluster:
         if (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class NatsProcess:
+    """A private ``nats-server -js`` on a free port, its JetStream files in ``folder`` (kept
+    across a restart, as a real server's are); the machine's shared NATS is never touched."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [shutil.which("nats-server") or "/usr/sbin/nats-server", "-js", "-a", "127.0.0.1",
+             "-p", str(self.port), "-sd", str(self.folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while refuses_connections(self.port):
+            assert self.process.poll() is None, "nats-server exited"
+            assert time.monotonic() < deadline, "nats-server did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """A clean stop (SIGTERM): JetStream writes what it stored to disk first."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(20)
+        self.process = None
