@@ -127,6 +127,15 @@ class RedisProcess:
             self.process.wait(10)
         self.process = None
 
+    def pause(self) -> None:
+        """Hang it (SIGSTOP): connections stay open, nothing answers, its data stays."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
 
 class PostgresCluster:
     """A throwaway PostgreSQL cluster (``initdb`` in a temporary folder) on a free port, to stop
