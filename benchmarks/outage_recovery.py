@@ -35,7 +35,7 @@ import redis as redis_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' server helpers
 
-from tests.api.outages import USERS, send_event, trained_group
+from tests.api.outages import USERS, trained_group
 from tests.api.servers import (
     NatsProcess,
     PostgresCluster,
@@ -88,6 +88,7 @@ def store_and_redis(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
            "TASTEBUD_API__ACCESS_LOG": "false"}  # fmt: skip
     server = ServeProcess(home, env=env)
     path = f"{server.url}/v1/dataset-groups/{group}/campaigns/home/recommendations"
+    events = f"{server.url}/v1/dataset-groups/{group}/events"
     out: dict[str, Any] = {"store": [], "redis": []}
     try:
         server.wait_ready()
@@ -98,7 +99,11 @@ def store_and_redis(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                 return http.post(path, json={"userId": next(users), "numResults": 5}).status_code
 
             def write() -> int:
-                return send_event(server.url, group, headers, USERS[0], "i1").status_code
+                event = {"userId": USERS[0], "eventList": [
+                    {"itemId": "i1", "eventType": "click", "sentAt": 4_000_000}]}  # fmt: skip
+                return http.post(events, json=event).status_code
+
+            recommend()  # the token is verified once before the outage (as in steady traffic)
 
             for _ in range(args.rounds):
                 cluster.stop()

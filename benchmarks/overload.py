@@ -1,8 +1,9 @@
 """Overload: at 3x the throughput one process can serve, the excess is answered 503 +
 `Retry-After` at once, and the admitted requests keep their latency.
 
-One `tastebud serve` process (SQLite, ALS-64 over 100k items as in serving_latency.py, campaign
-answers not cached so that every request scores). Phases:
+One `tastebud serve` process (SQLite; serving_latency.py's data and ALS-64 at a fifth of its
+size, 20k items and 4k users, so that it trains in seconds; campaign answers not cached, so
+that every request scores). Phases:
 
 1. capacity: a closed loop (`--connections` clients, each sending its next request when the
    last is answered) measures the requests/s the process serves, X;
@@ -34,9 +35,13 @@ from typing import Any
 
 import numpy as np
 
+import serving_latency
 from http_load import free_port, wait_ready
-from serving_latency import CAMPAIGN, GROUP, N_USERS, prepare
+from serving_latency import CAMPAIGN, GROUP, prepare
 from tastebud.settings import Settings
+
+# serving_latency.generate reads its sizes when called: a fifth of its catalogue and users.
+serving_latency.N_ITEMS, serving_latency.N_USERS = 20_000, 4_000
 
 PATH = f"/v1/dataset-groups/{GROUP}/campaigns/{CAMPAIGN}/recommendations"
 
@@ -101,7 +106,7 @@ class Connection:
 
 
 def body() -> bytes:
-    user = random.randrange(N_USERS)
+    user = random.randrange(serving_latency.N_USERS)
     return b'{"userId":"u%d","numResults":25}' % user
 
 
@@ -158,12 +163,35 @@ async def open_loop(port: int, token: str, rate: float, seconds: float) -> dict[
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--max-inflight", type=int, default=32)
+    parser.add_argument(
+        "--max-inflight",
+        default="32,512",
+        help="in-flight limits to compare, one server each (512: the default)",
+    )
     parser.add_argument("--connections", type=int, default=8, help="closed-loop clients")
     parser.add_argument("--seconds", type=float, default=10.0, help="per phase")
     parser.add_argument("--overload", type=float, default=3.0, help="offered load / capacity")
     parser.add_argument("--home", type=Path, help="reuse a prepared home (skip training)")
-    return parser.parse_args()
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="server on CPU 0, this generator on CPU 1 (two cores or more)",
+    )
+    return parser.parse_args()  # fmt: skip
+
+
+def serve(home: Path, max_inflight: int, *, pin: bool) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {**os.environ, "TASTEBUD_HOME": str(home / "home"), "TASTEBUD_API__ACCESS_LOG": "false",
+           "TASTEBUD_API__MAX_INFLIGHT_REQUESTS": str(max_inflight),
+           "OMP_NUM_THREADS": "1"}  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tastebud", "serve", "--port", str(port)], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=(lambda: os.sched_setaffinity(0, {0})) if pin else None,
+    )  # fmt: skip
+    wait_ready(f"http://127.0.0.1:{port}")
+    return server, port
 
 
 def main() -> None:
@@ -171,28 +199,27 @@ def main() -> None:
     home = args.home or Path(tempfile.mkdtemp(prefix="tastebud-overload-"))
     token_file = home / "bench-token"
     if not token_file.exists():
-        token_file.write_text(prepare(Settings(home=home), home))
+        token_file.write_text(prepare(Settings(home=home / "home", default_group=GROUP), home))
     token = token_file.read_text()
-    port = free_port()
-    env = {**os.environ, "TASTEBUD_HOME": str(home), "TASTEBUD_API__ACCESS_LOG": "false",
-           "TASTEBUD_API__MAX_INFLIGHT_REQUESTS": str(args.max_inflight),
-           "OMP_NUM_THREADS": "1"}  # fmt: skip
-    server = subprocess.Popen([sys.executable, "-m", "tastebud", "serve", "--port", str(port)],
-                              env=env, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        wait_ready(f"http://127.0.0.1:{port}")
-        asyncio.run(closed_loop(port, token, 2, 3.0))  # warm up: load the version
-        capacity = asyncio.run(closed_loop(port, token, args.connections, args.seconds))
-        rate = capacity["200"]["per_second"]
-        print("capacity:", json.dumps(capacity), flush=True)
-        for name, share in (("light", 0.5), ("overload", args.overload)):
-            figures = asyncio.run(open_loop(port, token, rate * share, args.seconds))
-            print(f"{name} ({share:g}x):", json.dumps(figures), flush=True)
-        print(json.dumps({"max_inflight": args.max_inflight, "cpus": os.cpu_count(),
-                          "load": os.getloadavg()[0]}))  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait(30)
+    if args.pin:
+        os.sched_setaffinity(0, {1})
+    rate = None
+    for limit in (int(value) for value in args.max_inflight.split(",")):
+        server, port = serve(home, limit, pin=args.pin)
+        try:
+            asyncio.run(closed_loop(port, token, 2, 3.0))  # warm up: load the version
+            if rate is None:  # the capacity of the first server sets the offered rates
+                capacity = asyncio.run(closed_loop(port, token, args.connections, args.seconds))
+                rate = capacity["200"]["per_second"]
+                print("capacity:", json.dumps(capacity), flush=True)
+            for name, share in (("light", 0.5), ("overload", args.overload)):
+                figures = asyncio.run(open_loop(port, token, rate * share, args.seconds))
+                print(f"max_inflight={limit} {name} ({share:g}x):", json.dumps(figures),
+                      flush=True)  # fmt: skip
+        finally:
+            server.terminate()
+            server.wait(30)
+    print(json.dumps({"cpus": os.cpu_count(), "pinned": args.pin, "load": os.getloadavg()[0]}))
 
 
 if __name__ == "__main__":
