@@ -23,6 +23,7 @@ from tests.conftest import unique_name
 from tests.serving.conftest import write_clustered
 
 USERS = [f"u{u}" for u in range(60)]  # the clustered data's users
+STARTUP_SECONDS = 90.0  # a server's start on a loaded machine (two cores, many test runs)
 
 
 def trained_group(settings: Settings, folder: Path) -> tuple[str, str]:

@@ -15,6 +15,7 @@ import pytest
 from tastebud.settings import Settings
 from tastebud.store import Store
 from tests.api.outages import (
+    STARTUP_SECONDS,
     USERS,
     LoadRun,
     ask,
@@ -41,7 +42,7 @@ def scaled_out(
     workers = [ServeProcess(home, env=env), ServeProcess(home, env=env)]
     try:
         for worker in workers:
-            worker.wait_ready()
+            worker.wait_ready(STARTUP_SECONDS)
         yield redis, workers, group, {"Authorization": f"Bearer {token}"}
     finally:
         for worker in workers:

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.api.outages import STARTUP_SECONDS
 from tests.api.servers import ADMIN_TOKEN, RedisProcess, ServeProcess
 
 RATE, BURST = 0.2, 4  # a request per 5 s after a burst of 4
@@ -25,10 +26,10 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[RedisProcess, list[ServeProces
            "TASTEBUD_API__RATE_LIMIT_BURST": str(BURST)}  # fmt: skip
     home = tmp_path / "home"
     first = ServeProcess(home, env=env)
-    first.wait_ready()  # the first one creates the store
+    first.wait_ready(STARTUP_SECONDS)  # the first one creates the store
     workers = [first, ServeProcess(home, env=env)]
     try:
-        workers[1].wait_ready()
+        workers[1].wait_ready(STARTUP_SECONDS)
         yield redis, workers
     finally:
         for worker in workers:

@@ -15,6 +15,7 @@ import pytest
 from tastebud.settings import Settings
 from tastebud.store import open_store
 from tests.api.outages import (
+    STARTUP_SECONDS,
     USERS,
     LoadRun,
     ask,
@@ -55,7 +56,7 @@ def test_store_outage_refuses_writes_at_once_keeps_answering_and_recovers(
     server = ServeProcess(home, env={"TASTEBUD_DATABASE_URL": cluster.url,
                                      "TASTEBUD_API__ACCESS_LOG": "false"})  # fmt: skip
     try:
-        server.wait_ready()
+        server.wait_ready(STARTUP_SECONDS)
         load = LoadRun([server.url], group, headers, USERS, threads=3).start()
         time.sleep(1.5)
         cluster.stop()

@@ -258,7 +258,8 @@ class RedisAnswers:
                 self._pending_overflow = True
 
     def _catch_up(self) -> None:
-        """After an outage: the marks Redis missed (or, past too many, no old answer at all)."""
+        """After an outage: the marks Redis missed (or, past too many, no old answer at all),
+        before anything else is read or written there; kept for later if Redis fails again."""
         with self._pending_lock:
             pending, self._pending = self._pending, {}
             overflow, self._pending_overflow = self._pending_overflow, False
@@ -267,22 +268,24 @@ class RedisAnswers:
                 self._drop_answers()
             elif pending:
                 self._write_marks(pending)
-        except self._errors as error:
-            self.breaker.failed(error)
+        except BaseException:
             self._keep_pending(pending)
-            self._pending_overflow |= overflow
+            with self._pending_lock:
+                self._pending_overflow |= overflow
+            raise
 
     def _call(self, method: Callable[..., _T], *args: Any, **kwargs: Any) -> _T | None:
         """``method(*args, **kwargs)`` on Redis; None when it is down (now or known to be)."""
         if not self.breaker.available():
             return None
         try:
+            if self._pending or self._pending_overflow:
+                self._catch_up()
             result = method(*args, **kwargs)
         except self._errors as error:
             self.breaker.failed(error)
             return None
-        if self.breaker.succeeded() or self._pending or self._pending_overflow:
-            self._catch_up()
+        self.breaker.succeeded()
         return result
 
     def clear(self) -> None:
@@ -321,6 +324,7 @@ class ResultCache:
     def __init__(self, store: Store, answers: AnswerStore, *, interval: float = 0.005) -> None:
         self.changes = UserChanges(store, interval=interval)
         self.answers = answers
+        self._store_breaker: Breaker | None = getattr(store, "breaker", None)  # PostgreSQL's
         self._background: ThreadPoolExecutor | None = None
         self._pending: set[str] = set()  # groups with a background sync queued or running
         self._lock = threading.Lock()
@@ -345,7 +349,8 @@ class ResultCache:
         age = self.changes.age(group)
         if age < self.changes.interval:
             return
-        if age >= 2 * self.changes.interval:
+        store_down = self._store_breaker is not None and self._store_breaker.down
+        if age >= 2 * self.changes.interval and not store_down:  # (down: its retry may wait)
             self.sync(group)
             return
         with self._lock:

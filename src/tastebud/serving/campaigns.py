@@ -155,11 +155,16 @@ class CampaignServer:
         self.on_answer: AnswerListener | None = None
 
     # resolution -------------------------------------------------------------------------------
-    def deployment(self, group: str, name: str) -> Deployment:
+    def deployment(self, group: str, name: str, *, wait: bool = True) -> Deployment:
+        """The campaign's record as resolved at most a second ago. ``wait=False`` (the event
+        loop): while the store is known to be down, the last one, without trying the store."""
         now = time.monotonic()
         with self._lock:
             cached = self._records.get((group, name))
         if cached is not None and now - cached[0] < RECORD_SECONDS:
+            return cached[1]
+        breaker = getattr(self.store, "breaker", None)  # PostgreSQL's (SQLite has no outages)
+        if cached is not None and not wait and breaker is not None and breaker.down:
             return cached[1]
         try:
             record = self.store.get_campaign(group, name)
@@ -223,7 +228,7 @@ class CampaignServer:
         computes an answer, so the server can call it on its event loop; the tail of new events
         is read on a background thread (:meth:`ResultCache.sync_soon`), the campaign's record
         once a second, Redis only when this process has no copy of the answer."""
-        deployment = self.deployment(group, name)
+        deployment = self.deployment(group, name, wait=False)
         config, version_id = deployment.config, deployment.version_id
         if (config.cache_ttl_seconds <= 0 or config.precomputed is not None
                 or version_id is None or not self.recommender.versions.is_loaded(version_id)
