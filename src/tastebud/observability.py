@@ -366,7 +366,7 @@ class BackgroundStreamHandler(logging.Handler):
 
 def logging_config(level: str = "info") -> dict[str, Any]:
     """A ``logging.config.dictConfig`` (also uvicorn's ``log_config``): JSON lines on stderr for
-    tastebud's loggers (``tastebud.access``: one line per request) and uvicorn's."""
+    tastebud's loggers (``tastebud.access``: one line per request), uvicorn's and psycopg's."""
     level = level.upper()
     handler = {
         "()": f"{__name__}.BackgroundStreamHandler",
@@ -383,6 +383,10 @@ def logging_config(level: str = "info") -> dict[str, Any]:
         "loggers": {
             "tastebud": logger,
             "uvicorn": logger,
+            # The PostgreSQL pool's warnings (an outage's reconnection attempts) would otherwise
+            # reach logging's last-resort handler: a direct write to stderr, which blocks
+            # whoever logs when stderr is slow (issue 18: a request hung behind it).
+            "psycopg": {**logger, "level": "WARNING"},
             "uvicorn.error": {"level": level},
             # tastebud.access replaces uvicorn's access log (route templates, request ids).
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},

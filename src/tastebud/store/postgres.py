@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -120,8 +121,10 @@ class PostgresStore(SqlStore):
         except psycopg.Error as error:
             raise self._unreachable(error) from error
         stale, self._pool = self._pool, self._new_pool()
-        stale.close(timeout=0)  # connections still lent out are closed when given back
         self.breaker.succeeded()
+        # Closing joins the old pool's threads, which may be sleeping between reconnection
+        # attempts: never on a caller's time. Connections still lent out close when given back.
+        threading.Thread(target=stale.close, kwargs={"timeout": 1.0}, daemon=True).start()
 
     def _unreachable(self, error: Exception) -> StoreUnavailable:
         self.breaker.failed(error)
