@@ -79,7 +79,9 @@ class Engine:
 
     def __init__(self, settings: Settings, *, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store if store is not None else open_store(settings.store_url)
+        if store is None:
+            store = open_store(settings.store_url, limits=settings.store)
+        self.store = store
         self.tracker = EventTracker(self.store, max_batch_events=settings.ingest.max_batch_events)
         self.jobs = JobRunner(self.store)
         self.features = FeatureService(self.store, settings)

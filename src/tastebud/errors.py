@@ -15,7 +15,8 @@ TastebudError                 base; unexpected failures answer InternalError
 ├── AlreadyExists             (409)
 ├── TooManyRequests           the token is over its rate limit; see Retry-After (429)
 ├── NotReady                  not trained or not available yet (503)
-│   └── Overloaded            too many requests in flight; see Retry-After (503)
+│   ├── Overloaded            too many requests in flight; see Retry-After (503)
+│   └── StoreUnavailable      the database cannot be reached now; see Retry-After (503)
 └── InternalError             a bug or an unexpected failure; the server log has it (500)
 """
 
@@ -86,6 +87,12 @@ class NotReady(TastebudError):
     """Not trained, loaded or reachable yet; retrying later may succeed."""
 
     status_code = 503
+    retry_after_seconds = 1.0  # the API's Retry-After header
+
+
+class StoreUnavailable(NotReady):
+    """The database cannot be reached (or did not answer in time); nothing was written. Retry
+    after ``retry_after_seconds``: the server reconnects by itself when it is back."""
 
 
 class Overloaded(NotReady):
@@ -99,7 +106,8 @@ class InternalError(TastebudError):
 # The error types of the HTTP API; the first of a status is its main one (a bare 503 is NotReady).
 WIRE_ERRORS: tuple[type[TastebudError], ...] = (
     InvalidInput, FilterSyntaxError, PayloadTooLarge, Unauthorized, Forbidden, NotFound,
-    MethodNotAllowed, AlreadyExists, TooManyRequests, NotReady, Overloaded, InternalError,
+    MethodNotAllowed, AlreadyExists, TooManyRequests, NotReady, Overloaded, StoreUnavailable,
+    InternalError,
 )  # fmt: skip
 _WIRE = frozenset(WIRE_ERRORS)
 # The main type of each status: for an answer whose body names none (a bare 503 is NotReady).

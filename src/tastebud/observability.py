@@ -33,6 +33,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -93,6 +94,30 @@ CAMPAIGN_FALLBACKS = Counter(
     "precomputed overload share); source: what answered instead (precomputed or rules).",
     ["campaign", "reason", "source"],
 )
+DEPENDENCY_ERRORS = Counter(
+    "tastebud_dependency_errors",
+    "Calls to an outside service that failed because it could not be reached, by dependency "
+    "(redis, store, nats).",
+    ["dependency"],
+)
+DEPENDENCY_SKIPPED = Counter(
+    "tastebud_dependency_skipped",
+    "Calls not made because the service was down (its breaker open): the degraded path answered.",
+    ["dependency"],
+)
+# "max": with several workers, down when any of them finds it down.
+DEPENDENCY_DOWN = Gauge(
+    "tastebud_dependency_down",
+    "1 while this process finds the service unreachable (retrying it every second), else 0.",
+    ["dependency"],
+    multiprocess_mode="livemax",
+)
+DEGRADED_ANSWERS = Counter(
+    "tastebud_degraded_answers",
+    "Answers given without what a dependency should have given (dependency 'store': the "
+    "user's history, read as empty while the database is down).",
+    ["dependency"],
+)
 
 FEATURE_FRESHNESS = Histogram(
     "tastebud_feature_freshness_seconds",
@@ -144,6 +169,22 @@ def schedule_run(group: str, schedule: str, outcome: str) -> None:
 def campaign_fallback(campaign: str, reason: str, source: str) -> None:
     """Count one campaign answer given by ``source`` because the model could not (``reason``)."""
     _child(CAMPAIGN_FALLBACKS, campaign, reason, source).inc()
+
+
+def dependency_error(dependency: str) -> None:
+    _child(DEPENDENCY_ERRORS, dependency).inc()
+
+
+def dependency_skipped(dependency: str) -> None:
+    _child(DEPENDENCY_SKIPPED, dependency).inc()
+
+
+def degraded_answer(dependency: str) -> None:
+    _child(DEGRADED_ANSWERS, dependency).inc()
+
+
+def dependency_down(dependency: str, down: bool) -> None:
+    DEPENDENCY_DOWN.labels(dependency).set(1 if down else 0)
 
 
 class InflightSource(Protocol):
@@ -329,7 +370,7 @@ class BackgroundStreamHandler(logging.Handler):
 
 def logging_config(level: str = "info") -> dict[str, Any]:
     """A ``logging.config.dictConfig`` (also uvicorn's ``log_config``): JSON lines on stderr for
-    tastebud's loggers (``tastebud.access``: one line per request) and uvicorn's."""
+    tastebud's loggers (``tastebud.access``: one line per request), uvicorn's and psycopg's."""
     level = level.upper()
     handler = {
         "()": f"{__name__}.BackgroundStreamHandler",
@@ -346,6 +387,10 @@ def logging_config(level: str = "info") -> dict[str, Any]:
         "loggers": {
             "tastebud": logger,
             "uvicorn": logger,
+            # The PostgreSQL pool's warnings (an outage's reconnection attempts) would otherwise
+            # reach logging's last-resort handler: a direct write to stderr, which blocks
+            # whoever logs when stderr is slow (issue 18: a request hung behind it).
+            "psycopg": {**logger, "level": "WARNING"},
             "uvicorn.error": {"level": level},
             # tastebud.access replaces uvicorn's access log (route templates, request ids).
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},

@@ -48,6 +48,22 @@ class ApiSettings(BaseModel):
     )
 
 
+class StoreSettings(BaseModel):
+    """PostgreSQL's limits: an outage answers 503 at once, it never hangs a request."""
+
+    connect_timeout_seconds: float = Field(
+        default=3.0, ge=1, description="A new connection to PostgreSQL may take this long."
+    )
+    pool_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="A call waits this long at most for a pooled connection."
+    )
+    statement_timeout_seconds: float | None = Field(
+        default=60.0, gt=0,
+        description="A statement may run this long (bulk loads and migrations excepted); "
+        "None: no limit.",
+    )  # fmt: skip
+
+
 class IngestSettings(BaseModel):
     max_batch_events: int = Field(default=5000, description="Events per group commit at most.")
     max_wait_ms: float = Field(default=2.0, description="How long a commit waits to fill up.")
@@ -223,6 +239,7 @@ class Settings(BaseSettings):
     )
     default_group: str = "default"
     api: ApiSettings = ApiSettings()
+    store: StoreSettings = StoreSettings()
     ingest: IngestSettings = IngestSettings()
     imports: ImportSettings = ImportSettings()
     serving: ServingSettings = ServingSettings()

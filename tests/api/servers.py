@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -52,10 +54,10 @@ class ServeProcess:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        environment = {**os.environ, "TASTEBUD_HOME": str(home),
+        dropped = ("TASTEBUD_DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")  # unless `env` names them
+        inherited = {name: value for name, value in os.environ.items() if name not in dropped}
+        environment = {**inherited, "TASTEBUD_HOME": str(home),
                        "TASTEBUD_API__ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}  # fmt: skip
-        for name in ("TASTEBUD_DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR"):
-            environment.pop(name, None)
         # Its log goes to a file, not a pipe: a pipe nobody reads until the end fills up (64 KB of
         # access lines) and then blocks the server. Run inside home: relative paths land there.
         self.log = home / "serve.log"
@@ -127,4 +129,82 @@ class RedisProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+        self.process = None
+
+    def pause(self) -> None:
+        """Hang it (SIGSTOP): connections stay open, nothing answers, its data stays."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster (``initdb`` in a temporary folder) on a free port, to stop
+    and start again in the middle of a test; the machine's shared server is never touched. Run
+    as the ``postgres`` user when the tests run as root (PostgreSQL refuses root)."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="tastebud-pg-"))
+        self.data = self.folder / "data"
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._bin = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [str(self._bin / program), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=120)  # fmt: skip
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
+                   "-c fsync=off -c full_page_writes=off")  # fmt: skip
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l",
+                  str(self.folder / "server.log"), "-w", "start")  # fmt: skip
+
+    def stop(self) -> None:
+        """A fast shutdown: sessions are ended, the clients' connections break."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class NatsProcess:
+    """A private ``nats-server -js`` on a free port, its JetStream files in ``folder`` (kept
+    across a restart, as a real server's are); the machine's shared NATS is never touched."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [shutil.which("nats-server") or "/usr/sbin/nats-server", "-js", "-a", "127.0.0.1",
+             "-p", str(self.port), "-sd", str(self.folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while refuses_connections(self.port):
+            assert self.process.poll() is None, "nats-server exited"
+            assert time.monotonic() < deadline, "nats-server did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """A clean stop (SIGTERM): JetStream writes what it stored to disk first."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(20)
         self.process = None

@@ -121,6 +121,7 @@ def create_app(
         max_inflight=settings.api.max_inflight_requests,
         rate_limit=settings.api.rate_limit_per_token,
         rate_burst=settings.api.rate_limit_burst,
+        redis_url=settings.redis_url,
         access_log=settings.api.access_log,
     )
     for module in ROUTERS:

@@ -7,7 +7,7 @@ import time
 from starlette.concurrency import run_in_threadpool
 
 from tastebud.engine import Engine
-from tastebud.errors import Unauthorized
+from tastebud.errors import StoreUnavailable, Unauthorized
 from tastebud.store import TokenRecord
 
 # A token revoked through another API process stops working within this delay; one revoked
@@ -52,7 +52,15 @@ class TokenVerifier:
         if record is not None:
             return record
         now = time.monotonic()
-        record = await run_in_threadpool(self._engine.authenticate, token)
+        try:
+            record = await run_in_threadpool(self._engine.authenticate, token)
+        except StoreUnavailable:
+            # A token verified before the outage stays valid through it (no revocation can
+            # be stored meanwhile either); others wait for the store (503).
+            cached = self._valid.get(token)
+            if cached is None:
+                raise
+            return cached[1]
         if record is None:
             self._valid.pop(token, None)
             return None

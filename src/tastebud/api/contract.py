@@ -65,11 +65,12 @@ EXAMPLES = {
     "TooManyRequests": "rate limit of 100 requests/s for this token exceeded",
     "NotReady": "campaign 'home': no trained version yet",
     "Overloaded": "server busy (512 requests in flight); retry shortly",
+    "StoreUnavailable": "the database cannot be reached now; nothing was written",
     "InternalError": "internal server error (see the server log)",
 }
 _RETRY_AFTER = {
     "Retry-After": {
-        "description": "Seconds to wait before retrying (with Overloaded and TooManyRequests).",
+        "description": "Seconds to wait before retrying (every 503, and TooManyRequests).",
         "schema": {"type": "integer", "minimum": 1},
     }
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from tastebud.errors import (
     STATUS_TYPES,
     InternalError,
     InvalidInput,
+    NotReady,
     TastebudError,
     Unauthorized,
     wire_type,
@@ -48,9 +50,14 @@ def field_path(loc: Sequence[int | str]) -> str:
 
 
 def tastebud_error_response(exc: TastebudError) -> JSONResponse:
-    """The answer to ``exc``: the status and type of its API error type (:func:`wire_type`)."""
+    """The answer to ``exc``: the status and type of its API error type (:func:`wire_type`);
+    ``WWW-Authenticate`` with a 401, ``Retry-After`` with a 503."""
     kind = wire_type(exc)
-    headers = {"WWW-Authenticate": "Bearer"} if kind is Unauthorized else None
+    headers = None
+    if kind is Unauthorized:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, NotReady):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_seconds)))}
     return error_response(kind.status_code, kind.__name__, exc.message, headers)
 
 

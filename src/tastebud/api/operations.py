@@ -22,14 +22,15 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tastebud import observability as obs
 from tastebud.api.auth import bearer_token
+from tastebud.api.rate_limits import RateLimiter, SharedTokenBuckets, TokenBuckets
 from tastebud.api.request_metrics import new_stats
+from tastebud.errors import Overloaded, TooManyRequests
 
 _access_log = logging.getLogger("tastebud.access")
 EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics"})
@@ -42,40 +43,6 @@ UNMATCHED = "(unmatched)"  # 404s and answers given before routing: one label, n
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # A caller's request id is kept when short and printable (no spaces: it goes into log lines).
 _REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
-_MAX_BUCKETS = 100_000
-
-
-class TokenBuckets:
-    """A token bucket per bearer token: ``rate`` requests/s on average, bursts of ``burst``."""
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.rate = rate
-        self.burst = max(1.0, burst if burst is not None else rate)
-        self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # token -> (tokens left, updated at)
-
-    def take(self, key: str) -> float:
-        """0 when ``key`` may make a request now (a token is taken); else seconds to wait."""
-        now = self._clock()
-        tokens, updated = self._buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - updated) * self.rate)
-        if tokens >= 1.0:
-            self._set(key, tokens - 1.0, now)
-            return 0.0
-        self._set(key, tokens, now)
-        return (1.0 - tokens) / self.rate
-
-    def _set(self, key: str, tokens: float, now: float) -> None:
-        # Unverified tokens make buckets too (checking them here would cost a lookup): bounded.
-        if len(self._buckets) >= _MAX_BUCKETS and key not in self._buckets:
-            self._buckets.clear()
-        self._buckets[key] = (tokens, now)
 
 
 class OperationsMiddleware:
@@ -86,6 +53,8 @@ class OperationsMiddleware:
         max_inflight: requests served at once at most (exempt paths aside); None: no limit.
         rate_limit: requests per second per bearer token; None: no limit.
         rate_burst: the bucket's size (default: one second's worth).
+        redis_url: share each token's bucket between processes through this Redis (falling
+            back to this process's buckets while it is down); None: per process.
         access_log: write one ``tastebud.access`` log line per request.
     """
 
@@ -96,11 +65,15 @@ class OperationsMiddleware:
         max_inflight: int | None = None,
         rate_limit: float | None = None,
         rate_burst: float | None = None,
+        redis_url: str | None = None,
         access_log: bool = True,
     ) -> None:
         self.app = app
         self.max_inflight = max_inflight if max_inflight is not None else math.inf
-        self.buckets = TokenBuckets(rate_limit, rate_burst) if rate_limit else None
+        self.buckets: RateLimiter | None = None
+        if rate_limit:
+            local = TokenBuckets(rate_limit, rate_burst)
+            self.buckets = SharedTokenBuckets(redis_url, local) if redis_url else local
         self.access_log = access_log
         self.stats = new_stats()
         if max_inflight is not None:
@@ -137,7 +110,9 @@ class OperationsMiddleware:
         counted = False  # in self.stats.inflight
         try:
             if path not in EXEMPT_PATHS:
-                refusal = self._refusal(authorization)
+                refusal = self._overloaded()
+                if refusal is None and self.buckets is not None:
+                    refusal = await self._rate_limited(authorization)
                 if refusal is not None:
                     await _send_error(send_tracked, *refusal)
                     return
@@ -157,22 +132,25 @@ class OperationsMiddleware:
         """Requests in flight (exempt paths aside) over the limit."""
         return self.stats.inflight / self.max_inflight
 
-    def _refusal(self, authorization: str | None) -> tuple[int, str, str, float] | None:
-        """(status, error type, message, retry after) when the request must be refused now:
-        503 with too many in flight, 429 when its token is over its rate; else None."""
-        if self.stats.inflight >= self.max_inflight:
-            obs.overload_rejected("inflight")
-            message = f"server busy ({self.stats.inflight} requests in flight); retry shortly"
-            return 503, "Overloaded", message, 1.0
-        if self.buckets is None:
+    def _overloaded(self) -> tuple[int, str, str, float] | None:
+        """(503, type, message, retry after) with too many requests in flight; else None."""
+        if self.stats.inflight < self.max_inflight:
             return None
+        obs.overload_rejected("inflight")
+        message = f"server busy ({self.stats.inflight} requests in flight); retry shortly"
+        return Overloaded.status_code, Overloaded.__name__, message, 1.0
+
+    async def _rate_limited(self, authorization: str | None) -> tuple[int, str, str, float] | None:
+        """(429, type, message, retry after) when the request's token is over its rate."""
         token = bearer_token(authorization)
-        wait = self.buckets.take(token) if token is not None else 0.0
+        if token is None or self.buckets is None:
+            return None
+        wait = await self.buckets.wait(token)
         if wait <= 0:
             return None
         obs.overload_rejected("rate_limit")
         message = f"rate limit of {self.buckets.rate:g} requests/s for this token exceeded"
-        return 429, "TooManyRequests", message, wait
+        return TooManyRequests.status_code, TooManyRequests.__name__, message, wait
 
     def _record(
         self, scope: Scope, events: bool, status: int, seconds: float, request_id: str

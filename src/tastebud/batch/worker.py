@@ -114,7 +114,7 @@ def answer_shard_remote(job: ShardJob, shard: Shard) -> ShardResult:
     from tastebud.store import open_store
 
     settings = Settings(**job.settings)
-    store = open_store(settings.store_url)
+    store = open_store(settings.store_url, limits=settings.store)
     try:
         return answer_shard(Recommender(store, settings), job, shard)
     finally:

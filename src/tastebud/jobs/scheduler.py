@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from tastebud import observability
-from tastebud.errors import NotFound, TastebudError
+from tastebud.errors import NotFound, StoreUnavailable, TastebudError
 from tastebud.jobs.runner import JobRunner, ProgressFn
 from tastebud.jobs.schedules import ScheduleSpec
 from tastebud.jobs.training import Gate
@@ -159,6 +159,8 @@ class Scheduler:
         while not self._stopping.is_set():
             try:
                 self.run_due()
+            except StoreUnavailable as error:  # an outage: no traceback every pass
+                _log.warning("scheduler pass skipped owner=%s error=%s", self.owner, error)
             except Exception:  # the store may be briefly unreachable: try again next time
                 _log.exception("scheduler pass failed owner=%s", self.owner)
             self._stopping.wait(self.poll_seconds)

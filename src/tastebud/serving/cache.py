@@ -19,13 +19,20 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from tastebud.breaker import Breaker
+from tastebud.errors import StoreUnavailable
 from tastebud.store import Store
 
 TAIL_BATCH = 10_000
+# A cache lookup waits this long for Redis at most; a Redis slower than that counts as down.
+REDIS_TIMEOUT_SECONDS = 0.25
+# Users who acted while Redis was down, remembered to write their arrival numbers on its return.
+_MAX_PENDING_USERS = 100_000
+_T = TypeVar("_T")
 _log = logging.getLogger(__name__)
 _USER_MARK_SECONDS = 86_400  # a user's latest arrival number outlives any answer TTL
 # A user's newest arrival number while only known to be newer than any answer (see `touch`).
@@ -91,6 +98,11 @@ class UserChanges:
             stale = [k for k, t in self._touched.items() if k[0] == group and t < before]
             for key in stale:
                 del self._touched[key]
+
+    def watermark(self, group: str) -> int:
+        """The arrival number read last (0: none yet)."""
+        checked = self._seen.get(group)
+        return 0 if checked is None else checked[1]
 
     @property
     def interval(self) -> float:
@@ -174,20 +186,40 @@ class RedisAnswers:
 
     Each process keeps the answers it has read or written in front of Redis (``local``): a
     repeated request then costs no round trip, and it is invalidated exactly as Redis's copy is
-    (this process tails the same store, so it sees the user's events as soon as any worker)."""
+    (this process tails the same store, so it sees the user's events as soon as any worker).
 
-    def __init__(self, url: str, *, local: LocalAnswers | None = None) -> None:
+    Redis is a cache here, never the truth: while it is down (see ``breaker``) lookups answer
+    from this process's copies alone and answers are computed as without Redis. The users who
+    acted meanwhile are remembered and their arrival numbers written as soon as Redis answers
+    again, so no answer it kept from before the outage is served to a user who has acted since
+    (past ``_MAX_PENDING_USERS`` of them, every answer in Redis is dropped instead)."""
+
+    def __init__(
+        self, url: str, *, local: LocalAnswers | None = None, breaker: Breaker | None = None
+    ) -> None:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        self._redis: Any = redis.Redis.from_url(url, socket_timeout=1.0)
+        # No retries inside redis-py (3 by default, with backoff): a failure goes to the breaker.
+        self._redis: Any = redis.Redis.from_url(
+            url, socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS, retry=Retry(NoBackoff(), 0),
+        )  # fmt: skip
+        self._errors = (redis.RedisError, OSError)
         self._local = local if local is not None else LocalAnswers()
+        self.breaker = breaker if breaker is not None else Breaker("redis")
+        self._pending: dict[tuple[str, str], int] = {}  # (group, user) -> newest arrival number
+        self._pending_overflow = False
+        self._pending_lock = threading.Lock()
 
     def get(self, group: str, user: str, key: str, changes: UserChanges) -> bytes | None:
         if (near := self._local.get(group, user, key, changes)) is not None:
             return near
-        value, newest = self._redis.mget(_answer_key(group, user, key), _user_key(group, user))
-        if value is None:
+        found = self._call(self._redis.mget, _answer_key(group, user, key), _user_key(group, user))
+        if found is None or found[0] is None:
             return None
+        value, newest = found
         mark, expires, answer = _unpack(bytes(value))
         if mark < max(int(newest or 0), changes.latest(group, user)):
             return None
@@ -201,21 +233,71 @@ class RedisAnswers:
     ) -> None:
         self._local.put(group, user, key, value, ttl=ttl, watermark=watermark)
         payload = b"%d|%.3f|" % (watermark, time.time() + ttl) + value
-        self._redis.set(_answer_key(group, user, key), payload, px=max(1, int(ttl * 1000)))
+        self._call(self._redis.set, _answer_key(group, user, key), payload,
+                   px=max(1, int(ttl * 1000)))  # fmt: skip
 
     def note_changes(self, group: str, changed: list[tuple[str, int]]) -> None:
         if not changed:
             return
-        newest = dict(changed)  # the last arrival number per user wins (rows are in order)
+        newest = {(group, user): seq for user, seq in changed}  # rows are in order: last wins
+        if self._call(self._write_marks, newest) is None:
+            self._keep_pending(newest)
+
+    def _write_marks(self, marks: dict[tuple[str, str], int]) -> bool:
         with self._redis.pipeline(transaction=False) as pipe:
-            for user, seq in newest.items():
+            for (group, user), seq in marks.items():
                 pipe.set(_user_key(group, user), seq, ex=_USER_MARK_SECONDS)
             pipe.execute()
+        return True
+
+    def _keep_pending(self, marks: dict[tuple[str, str], int]) -> None:
+        with self._pending_lock:
+            self._pending.update(marks)
+            if len(self._pending) > _MAX_PENDING_USERS:
+                self._pending.clear()
+                self._pending_overflow = True
+
+    def _catch_up(self) -> None:
+        """After an outage: the marks Redis missed (or, past too many, no old answer at all),
+        before anything else is read or written there; kept for later if Redis fails again."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+            overflow, self._pending_overflow = self._pending_overflow, False
+        try:
+            if overflow:
+                self._drop_answers()
+            elif pending:
+                self._write_marks(pending)
+        except BaseException:
+            self._keep_pending(pending)
+            with self._pending_lock:
+                self._pending_overflow |= overflow
+            raise
+
+    def _call(self, method: Callable[..., _T], *args: Any, **kwargs: Any) -> _T | None:
+        """``method(*args, **kwargs)`` on Redis; None when it is down (now or known to be)."""
+        if not self.breaker.available():
+            return None
+        try:
+            if self._pending or self._pending_overflow:
+                self._catch_up()
+            result = method(*args, **kwargs)
+        except self._errors as error:
+            self.breaker.failed(error)
+            return None
+        self.breaker.succeeded()
+        return result
 
     def clear(self) -> None:
         self._local.clear()
+        if self._call(self._drop_answers) is None:  # Redis down: dropped when it is back
+            with self._pending_lock:
+                self._pending_overflow = True
+
+    def _drop_answers(self) -> bool:
         for key in self._redis.scan_iter(match="tb:a:*", count=1000):
             self._redis.delete(key)
+        return True
 
     def ping(self) -> bool:
         return bool(self._redis.ping())
@@ -242,13 +324,18 @@ class ResultCache:
     def __init__(self, store: Store, answers: AnswerStore, *, interval: float = 0.005) -> None:
         self.changes = UserChanges(store, interval=interval)
         self.answers = answers
+        self._store_breaker: Breaker | None = getattr(store, "breaker", None)  # PostgreSQL's
         self._background: ThreadPoolExecutor | None = None
         self._pending: set[str] = set()  # groups with a background sync queued or running
         self._lock = threading.Lock()
 
     def sync(self, group: str) -> int:
-        """Catch up with new events; returns the watermark for answers computed now."""
-        watermark, changed = self.changes.sync(group)
+        """Catch up with new events; returns the watermark for answers computed now. While the
+        store is down no event can be stored either: the last watermark stays right."""
+        try:
+            watermark, changed = self.changes.sync(group)
+        except StoreUnavailable:
+            return self.changes.watermark(group)
         self.answers.note_changes(group, changed)
         return watermark
 
@@ -262,7 +349,8 @@ class ResultCache:
         age = self.changes.age(group)
         if age < self.changes.interval:
             return
-        if age >= 2 * self.changes.interval:
+        store_down = self._store_breaker is not None and self._store_breaker.down
+        if age >= 2 * self.changes.interval and not store_down:  # (down: its retry may wait)
             self.sync(group)
             return
         with self._lock:

@@ -33,13 +33,13 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tastebud import observability
-from tastebud.errors import InvalidInput, NotFound, NotReady
+from tastebud.errors import InvalidInput, NotFound, NotReady, StoreUnavailable
 from tastebud.serving.cache import ResultCache
 from tastebud.serving.explain import filter_reason, with_promotion, with_reason
 from tastebud.serving.precomputed import PrecomputedConfig, PrecomputedSources, stored_items
 from tastebud.serving.recommend import Scored, check_item_list, check_k
 from tastebud.serving.rules import RulesCache, RulesConfig
-from tastebud.serving.service import FilterValues, Recommender
+from tastebud.serving.service import FilterValues, Recommender, store_outage
 from tastebud.serving.versions import LoadedVersion
 from tastebud.store import CampaignRecord, Store
 
@@ -155,15 +155,26 @@ class CampaignServer:
         self.on_answer: AnswerListener | None = None
 
     # resolution -------------------------------------------------------------------------------
-    def deployment(self, group: str, name: str) -> Deployment:
+    def deployment(self, group: str, name: str, *, wait: bool = True) -> Deployment:
+        """The campaign's record as resolved at most a second ago. ``wait=False`` (the event
+        loop): while the store is known to be down, the last one, without trying the store."""
         now = time.monotonic()
         with self._lock:
             cached = self._records.get((group, name))
         if cached is not None and now - cached[0] < RECORD_SECONDS:
             return cached[1]
-        record = self.store.get_campaign(group, name)
+        breaker = getattr(self.store, "breaker", None)  # PostgreSQL's (SQLite has no outages)
+        if cached is not None and not wait and breaker is not None and breaker.down:
+            return cached[1]
+        try:
+            record = self.store.get_campaign(group, name)
+            version_id = self._version_id(record)
+        except StoreUnavailable:
+            if cached is None:
+                raise
+            return cached[1]  # the store is down: what was deployed last still answers
         deployment = Deployment(record, CampaignConfig.model_validate(dict(record.config)),
-                                self._version_id(record))  # fmt: skip
+                                version_id)  # fmt: skip
         with self._lock:
             self._records[(group, name)] = (now, deployment)
         return deployment
@@ -217,7 +228,7 @@ class CampaignServer:
         computes an answer, so the server can call it on its event loop; the tail of new events
         is read on a background thread (:meth:`ResultCache.sync_soon`), the campaign's record
         once a second, Redis only when this process has no copy of the answer."""
-        deployment = self.deployment(group, name)
+        deployment = self.deployment(group, name, wait=False)
         config, version_id = deployment.config, deployment.version_id
         if (config.cache_ttl_seconds <= 0 or config.precomputed is not None
                 or version_id is None or not self.recommender.versions.is_loaded(version_id)
@@ -245,7 +256,10 @@ class CampaignServer:
             observability.cache_hit("campaign_answers")
             return {**orjson.loads(hit), "cache": "hit"}
         observability.cache_miss("campaign_answers")
-        answer = self._compute(name, source, version, deployment, request)
+        with store_outage() as outage:
+            answer = self._compute(name, source, version, deployment, request)
+        if outage.seen:  # from a partial history: not to be served once the store is back
+            return {**answer, "cache": "off"}
         self.cache.put(group, user, key, orjson.dumps(answer), ttl=ttl, watermark=watermark)
         return {**answer, "cache": "miss"}
 

@@ -6,15 +6,18 @@ of the store, so they are tested on arrays alone.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal, TypedDict
 
 import numpy as np
 
-from tastebud.errors import InvalidInput, NotFound, NotReady
+from tastebud import observability
+from tastebud.errors import InvalidInput, NotFound, NotReady, StoreUnavailable
 from tastebud.filters import FilterRequest, FilterRuntime, Selection
 from tastebud.recipes import history_window
 from tastebud.recipes.base import IntArray, OnlineFeatures, Query, declared_features
@@ -50,6 +53,37 @@ from tastebud.settings import Settings
 from tastebud.store import Event, Store
 
 FilterValues = Mapping[str, Sequence[str] | str]
+
+
+@dataclasses.dataclass
+class StoreOutage:
+    """Whether an answer was computed without something the store should have given."""
+
+    seen: bool = False
+
+
+_OUTAGE: contextvars.ContextVar[StoreOutage | None] = contextvars.ContextVar(
+    "tastebud_store_outage", default=None
+)
+
+
+@contextlib.contextmanager
+def store_outage() -> Iterator[StoreOutage]:
+    """Tells whether the answers computed inside fell back on a store outage (a history read
+    as empty, live updates skipped): such answers are given, never cached."""
+    outage = StoreOutage()
+    token = _OUTAGE.set(outage)
+    try:
+        yield outage
+    finally:
+        _OUTAGE.reset(token)
+
+
+def _note_outage() -> None:
+    observability.degraded_answer("store")
+    outage = _OUTAGE.get()
+    if outage is not None:
+        outage.seen = True
 
 
 class VersionRef(TypedDict, total=False):
@@ -127,7 +161,10 @@ class Recommender:
         return self.resolve_version(group, **target)
 
     def _live(self, group: str, version: LoadedVersion) -> LoadedVersion:
-        self.live.catch_up(group, version)
+        try:
+            self.live.catch_up(group, version)
+        except StoreUnavailable:  # the loaded model answers as it last knew the events
+            _note_outage()
         return version
 
     def recommend(
@@ -289,13 +326,21 @@ class Recommender:
             nothing = np.zeros(0, np.int32)
             return UserHistory([], nothing, window, filter_length, nothing)
         limit = events_to_read(window, filter_length, filtered=filtered)
-        events = self.store.recent_events(group, user_id, limit) if limit else []
-        event_items = version.items.indices([e.item_id for e in events])
-        if len(events) < limit:  # the events read are the whole history
-            seen = seen_from_events(event_items)
-        else:
-            frame = self.store.seen_items(group, [user_id])
-            seen = seen_from_store(frame["item_index"].to_numpy(), self.item_lookup(group, version))
+        try:
+            events = self.store.recent_events(group, user_id, limit) if limit else []
+            event_items = version.items.indices([e.item_id for e in events])
+            if len(events) < limit:  # the events read are the whole history
+                seen = seen_from_events(event_items)
+            else:
+                frame = self.store.seen_items(group, [user_id])
+                lookup = self.item_lookup(group, version)
+                seen = seen_from_store(frame["item_index"].to_numpy(), lookup)
+        except StoreUnavailable:
+            # The model still answers, as for a visitor it has not seen (docs/operations.md,
+            # "Failure modes"): better than no answer while the store is down.
+            _note_outage()
+            nothing = np.zeros(0, np.int32)
+            return UserHistory([], nothing, window, filter_length, nothing)
         return UserHistory(events, event_items, window, filter_length, seen)
 
     def item_lookup(self, group: str, version: LoadedVersion) -> IntArray:

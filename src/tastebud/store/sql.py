@@ -100,6 +100,9 @@ class SqlStore(
     def _sql(self, query: str) -> str:
         return query
 
+    def _unbounded(self, cur: Cursor) -> None:
+        """Lift the statement timeout for the rest of this transaction, where there is one."""
+
     def close(self) -> None:
         pass
 
@@ -117,6 +120,7 @@ class SqlStore(
     # migrations -------------------------------------------------------------------------------
     def migrate(self) -> int:
         with self._transaction(write=True) as cur:
+            self._unbounded(cur)  # an index over a big table takes its time
             self._run(
                 cur,
                 "CREATE TABLE IF NOT EXISTS schema_migrations "

@@ -23,7 +23,7 @@ import hashlib
 import logging
 import re
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,7 @@ _PIPELINED_WAIT = 0.05  # the same while a batch is committing: its acks wait on
 # A message whose commit failed (store down) comes back after this long; the consumer also
 # pauses this long, so that an outage does not spin through the stream nak'ing everything.
 _RETRY_DELAY_SECONDS = 2.0
+_MIN_BACKOFF_SECONDS, _MAX_BACKOFF_SECONDS = 0.1, 5.0  # between fetches while NATS is down
 _MAX_REASON_CHARS = 500
 _FLUSH_TIMEOUT_SECONDS = 5  # acks still unsent when closing get this long to reach NATS
 _SUBJECT_TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -163,6 +164,7 @@ class NatsEventConsumer:
         self._on_reject = on_reject
         self._nc: NATS | None = None
         self._id_prefix = ""
+        self._backoff = 0.0  # seconds slept after the last failed fetch (0: it succeeded)
 
     async def run(
         self, *, stop: asyncio.Event | None = None, max_messages: int | None = None
@@ -250,16 +252,29 @@ class NatsEventConsumer:
     async def _fetch(
         self, sub: JetStreamContext.PullSubscription, want: int, timeout: float
     ) -> list[Msg]:
-        try:
-            return await sub.fetch(want, timeout=timeout)
-        except (TimeoutError, nats.errors.TimeoutError):
+        if self._nc is not None and self._nc.is_reconnecting:
+            # NATS is down: the client reconnects by itself (every second); wait for it, longer
+            # each time, rather than queue fetches that cannot be sent.
+            await self._back_off("reconnecting")
             return []
+        try:
+            msgs = await sub.fetch(want, timeout=timeout)
+        except (TimeoutError, nats.errors.TimeoutError):
+            msgs = []
         except nats.errors.Error as exc:  # e.g. reconnecting: the client recovers by itself
             if self._nc is None or self._nc.is_closed:
                 raise StreamUnavailable(f"NATS connection closed: {exc}") from exc
-            _log.warning("fetch failed error=%s", exc)
-            await asyncio.sleep(_FETCH_TIMEOUT_SECONDS)
+            await self._back_off(str(exc))
             return []
+        self._backoff = 0.0
+        return msgs
+
+    async def _back_off(self, reason: str) -> None:
+        """Sleep before trying NATS again: 0.1 s, doubled each time up to 5 s."""
+        self._backoff = min(_MAX_BACKOFF_SECONDS, max(_MIN_BACKOFF_SECONDS, 2 * self._backoff))
+        observability.dependency_error("nats")
+        _log.warning("nats unavailable reason=%s retry_in=%.1fs", reason, self._backoff)
+        await asyncio.sleep(self._backoff)
 
     async def _submit(self, msgs: list[Msg]) -> _Batch:
         """Validate each message; hand the valid ones to the tracker, reject the others."""
@@ -315,7 +330,7 @@ class NatsEventConsumer:
 
     async def _settle_one(self, item: _Pending, outcome: WriteResult | BaseException) -> None:
         if isinstance(outcome, WriteResult):
-            await item.msg.ack()  # only now: the events are committed
+            await _settle_quietly(item.msg.ack())  # only now: the events are committed
             self.stats.stored += outcome.accepted
             self.stats.duplicates += outcome.duplicates
             observability.events_ingested(outcome.accepted, source="stream",
@@ -353,7 +368,7 @@ class NatsEventConsumer:
         self.stats.retried += 1
         _log.warning("stream message not stored, retried later subject=%s error=%s",
                      msg.subject, error)  # fmt: skip
-        await msg.nak(delay=_RETRY_DELAY_SECONDS)
+        await _settle_quietly(msg.nak(delay=_RETRY_DELAY_SECONDS))
 
     def _group(self, subject: str) -> str:
         return self.settings.group or subject.rsplit(".", 1)[-1]
@@ -434,6 +449,15 @@ def _reached(count: int, limit: int | None) -> bool:
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _settle_quietly(reply: Awaitable[None]) -> None:
+    """An ack or nak that cannot reach NATS (it is down) is not the consumer's end: the message
+    comes back after its ack wait, and its event ids store it once."""
+    try:
+        await reply
+    except nats.errors.Error as exc:
+        _log.warning("ack not sent error=%s; the message will be redelivered", exc)
 
 
 async def _close(nc: NATS, sub: JetStreamContext.PullSubscription | None) -> None:

@@ -27,6 +27,8 @@ router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_SECONDS = 2.0
 # A token hash no token has: looking it up is an indexed read that touches the database.
 _PROBE_HASH = "readiness-probe"
+# Checks whose failure leaves the process serving, in a degraded way.
+DEGRADABLE = frozenset({"store", "redis"})
 
 
 @cache
@@ -45,13 +47,20 @@ async def health() -> HealthOut:
 # Not in the OpenAPI document: an orchestrator's probe, not part of the product's API.
 @router.get("/ready", include_in_schema=False)
 async def ready(request: Request) -> JSONResponse:
-    """200 when this process can serve: started, not shutting down, its store (and Redis, when
-    configured) answering; else 503 naming what is not ready."""
+    """200 when this process can serve: started and not shutting down (else 503 naming what is
+    not ready). A store or Redis that does not answer makes it ``degraded``, still 200: the
+    process answers what it can without them (docs/operations.md, "Failure modes"), and an
+    outage shared by every instance must not take them all out of the load balancer."""
     checks = await readiness(request.app.state)
-    not_ready = [name for name, outcome in checks.items() if outcome != "ok"]
-    body: dict[str, Any] = {"status": "not ready" if not_ready else "ready", "checks": checks}
+    failing = [name for name, outcome in checks.items() if outcome != "ok"]
+    not_ready = [name for name in failing if name not in DEGRADABLE]
+    degraded = [name for name in failing if name in DEGRADABLE]
+    status = "not ready" if not_ready else "degraded" if degraded else "ready"
+    body: dict[str, Any] = {"status": status, "checks": checks}
     if not_ready:
         body["notReady"] = not_ready
+    if degraded:
+        body["degraded"] = degraded
     return JSONResponse(body, status_code=503 if not_ready else 200)
 
 
