@@ -60,7 +60,8 @@ class ServeProcess:
                        "TASTEBUD_API__ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}  # fmt: skip
         # Its log goes to a file, not a pipe: a pipe nobody reads until the end fills up (64 KB of
         # access lines) and then blocks the server. Run inside home: relative paths land there.
-        self.log = home / "serve.log"
+        home.mkdir(parents=True, exist_ok=True)
+        self.log = home / f"serve-{self.port}.log"  # several servers may share one home
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tastebud", "serve", "--port", str(self.port), *args],
