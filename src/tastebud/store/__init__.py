@@ -57,8 +57,10 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, migrate: bool = True) -> Store:
-    """Open ``sqlite:///path`` or ``postgresql://…`` and bring its schema up to date."""
+def open_store(url: str, *, migrate: bool = True, timeout: float | None = None) -> Store:
+    """Open ``sqlite:///path`` or ``postgresql://…`` and bring its schema up to date.
+
+    ``timeout``: PostgreSQL only, seconds to wait for a connection (default: the pool's 30)."""
     store: Store
     if url.startswith("sqlite:///"):
         from tastebud.store.sqlite import SqliteStore
@@ -67,7 +69,7 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
     elif url.startswith(("postgresql://", "postgres://")):
         from tastebud.store.postgres import PostgresStore
 
-        store = PostgresStore(url)
+        store = PostgresStore(url, timeout=timeout)
     else:
         raise InvalidInput(f"database url {url!r}: expected sqlite:///PATH or postgresql://HOST/DB")
     if migrate:

@@ -30,9 +30,14 @@ _EVENT_VALUE = SqlStore._EVENT_COLUMNS.index("event_value")
 class PostgresStore(SqlStore):
     dialect = "postgres"
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, timeout: float | None = None) -> None:
+        """``timeout``: seconds to wait for a connection (default: the pool's 30, and no
+        limit on each attempt)."""
         self.url = url
-        self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True)
+        limits: dict[str, Any] = {}
+        if timeout is not None:
+            limits = {"timeout": timeout, "kwargs": {"connect_timeout": max(1, round(timeout))}}
+        self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True, **limits)
 
     def _sql(self, query: str) -> str:
         return query.replace("?", "%s")
