@@ -36,6 +36,7 @@ from tastebud.store.copies import (
     sqlite_integrity,
     sqlite_snapshot,
     sqlite_users,
+    with_database,
 )
 from tastebud.store.migrations import LATEST, too_new
 
@@ -150,6 +151,9 @@ def _restore_postgres(
     except BaseException:
         drop_database(url, database_name(staged))
         raise
+    if replaced and not pg_snapshot(with_database(url, kept)).tables:
+        drop_database(url, kept)  # an empty database (made for the restore) is not worth keeping
+        replaced = False
     return _kept(moves) + ([f"database {kept}"] if replaced else [])
 
 

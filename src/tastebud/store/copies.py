@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -94,8 +95,8 @@ def database_name(url: str) -> str:
 
 
 def with_database(url: str, name: str) -> str:
-    """``url``'s server and credentials, database ``name`` (a libpq connection string)."""
-    return make_conninfo(url, dbname=name)
+    """``url`` (``postgresql://…``) with database ``name``: the same server and credentials."""
+    return urlsplit(url)._replace(path=f"/{name}").geturl()
 
 
 def pg_dump(url: str, target: Path) -> Snapshot:

@@ -4,13 +4,13 @@ The previous release is main at 5512b23 (issue 16 resolved, before issue 15 adde
 versions 7 and 8). Run this script with THAT release's code, never today's:
 
     git archive 5512b23 src | tar -x -C /tmp/prev
-    PYTHONPATH=/tmp/prev/src .venv/bin/python tests/store/upgrade/make_fixture.py \
+    PYTHONPATH=/tmp/prev/src .venv/bin/python tests/maintenance/upgrade/make_fixture.py \
         --pg-url postgresql://postgres@127.0.0.1:5432/postgres
 
 It writes ``schema-v6/sqlite/`` (``tastebud.db`` and ``artifacts/``), ``schema-v6/postgres/``
 (``dump.sql``, a plain ``pg_dump``, and ``artifacts/``) and ``schema-v6/expected.json``: the
 token, the groups' counts and the answers the old release gave, which the upgraded store must
-give too (tests/store/test_upgrade.py).
+give too (tests/maintenance/test_upgrade.py).
 """
 
 from __future__ import annotations
