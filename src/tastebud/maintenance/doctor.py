@@ -26,7 +26,7 @@ from tastebud.recipes.base import ARTIFACT_FORMAT
 from tastebud.serving.versions import verify_checksums
 from tastebud.settings import Settings
 from tastebud.store import Store, open_store
-from tastebud.store.copies import sqlite_integrity
+from tastebud.store.copies import pg_ping, sqlite_integrity
 from tastebud.store.migrations import LATEST, too_new
 
 Status = Literal["ok", "warn", "fail"]
@@ -100,8 +100,10 @@ def _store(settings: Settings) -> tuple[list[Check], dict[str, str] | None]:
         return [Check("store", "warn", f"no store yet at {sqlite_path(url)}",
                       "tastebud init (or the first tastebud serve) creates it")], {}  # fmt: skip
     try:
+        if store_kind(url) == "postgres":
+            pg_ping(url, timeout=_TIMEOUT)  # the driver's reason (a pool only says "timeout")
         store = open_store(url, migrate=False, timeout=_TIMEOUT)
-    except Exception as error:
+    except Exception as error:  # any driver error: unreachable
         return [Check("store", "fail", f"cannot reach the store: {_one_line(error)}",
                       "start PostgreSQL or fix TASTEBUD_DATABASE_URL")], None  # fmt: skip
     try:

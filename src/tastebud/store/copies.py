@@ -99,6 +99,16 @@ def with_database(url: str, name: str) -> str:
     return urlsplit(url)._replace(path=f"/{name}").geturl()
 
 
+def pg_ping(url: str, *, timeout: float) -> None:
+    """Connect once and run ``SELECT 1``.
+
+    Raises:
+        psycopg.OperationalError: unreachable, refused or denied (the driver's reason).
+    """
+    with psycopg.connect(url, connect_timeout=max(1, round(timeout))) as conn:
+        conn.execute("SELECT 1")
+
+
 def pg_dump(url: str, target: Path) -> Snapshot:
     """``pg_dump --format=custom`` of ``url`` to ``target``, from the same snapshot as the
     returned row counts."""
