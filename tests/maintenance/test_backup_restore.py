@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
+import sys
 import tarfile
 import threading
 from pathlib import Path
@@ -15,7 +17,7 @@ import polars as pl
 import pytest
 
 from tastebud.engine import Engine
-from tastebud.errors import InvalidInput
+from tastebud.errors import InvalidInput, NotReady
 from tastebud.maintenance import backup, read_manifest, restore
 from tastebud.maintenance.archive import MANIFEST
 from tastebud.maintenance.restore import STAGING_PREFIX
@@ -201,3 +203,37 @@ def test_a_database_that_does_not_load_whole_is_refused(
     ):
         restore(settings, tmp_path / "short.tar")
     assert restore(settings, tmp_path / "good.tar").previous  # the good one still restores
+
+
+def test_restore_refuses_a_store_in_use(make_settings: MakeSettings, tmp_path: Path) -> None:
+    """A server still running would keep writing to the replaced store: refused, unchanged."""
+    settings = make_settings("busy")
+    with Engine(settings) as engine:
+        populate(engine, tmp_path / "data")
+        backup(settings, tmp_path / "store.tar")
+        put_event(engine, "u04", "i08", "kept")
+    # SQLite: another process has the file open; PostgreSQL: another session is connected.
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, settings.store_url],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(NotReady, match="stop tastebud serve, workers and consumers"):
+            restore(settings, tmp_path / "store.tar")
+    finally:
+        holder.kill()
+        holder.wait()
+    with Engine(settings) as engine:
+        assert "kept" in _event_ids(engine, tmp_path)
+    assert not list(settings.home.glob(".tastebud-*"))
+    assert restore(settings, tmp_path / "store.tar").previous  # once it is closed: restored
+
+
+_HOLD = """
+import sys, time, sqlite3, psycopg
+url = sys.argv[1]
+conn = (sqlite3.connect(url.removeprefix("sqlite:///")) if url.startswith("sqlite")
+        else psycopg.connect(url))
+conn.execute("SELECT 1")
+print("open", flush=True)
+time.sleep(60)
+"""
