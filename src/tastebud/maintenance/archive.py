@@ -87,7 +87,12 @@ def write_archive(path: Path, manifest: Manifest, sources: dict[str, Path]) -> N
     mode: Literal["w", "w:gz"] = "w:gz" if path.name.endswith((".tar.gz", ".tgz")) else "w"
     try:
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as raw, tarfile.open(fileobj=raw, mode=mode) as tar:
+        # Level 6, gzip's own default: tarfile's 9 is far slower for a few percent less.
+        options = {"compresslevel": 6} if mode == "w:gz" else {}
+        with (
+            os.fdopen(descriptor, "wb") as raw,
+            tarfile.open(fileobj=raw, mode=mode, **options) as tar,  # type: ignore[call-overload]
+        ):
             body = manifest.to_json()
             _add_bytes(tar, MANIFEST, body)
             for name, source in sources.items():

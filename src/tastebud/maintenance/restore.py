@@ -213,5 +213,6 @@ def _companions(target: Path) -> list[Path]:
 def _move(source: Path, destination: Path) -> tuple[Path, Path]:
     if destination.exists():
         raise TastebudError(f"cannot move {source} to {destination}: it exists")
+    destination.parent.mkdir(parents=True, exist_ok=True)
     source.rename(destination)
     return source, destination
