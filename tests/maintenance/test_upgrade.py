@@ -8,6 +8,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
+import threading
 from pathlib import Path
 
 import psycopg
@@ -103,3 +104,29 @@ def test_a_store_newer_than_the_code_refuses_to_open(
     result = CliRunner().invoke(app, ["status"], env={k: v for k, v in env.items() if v})
     assert result.exit_code == 1
     assert f"schema version {future}" in result.output and "Traceback" not in result.output
+
+
+def test_processes_starting_together_migrate_once(
+    backend: str, make_settings: MakeSettings
+) -> None:
+    """Workers of a new release start at once on the old store: one migrates, the others wait
+    and find it done (PostgreSQL: an advisory lock; SQLite: BEGIN IMMEDIATE)."""
+    settings = make_settings("together")
+    _previous_release(backend, settings)
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            open_store(settings.store_url).close()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert _schema_rows(backend, settings) == list(range(1, LATEST + 1))

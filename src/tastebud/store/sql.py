@@ -100,6 +100,10 @@ class SqlStore(
     def _sql(self, query: str) -> str:
         return query
 
+    def _lock_migrations(self, cur: Cursor) -> None:
+        """Serialize migrations between processes for the rest of the transaction (SQLite's
+        ``BEGIN IMMEDIATE`` already does)."""
+
     def close(self) -> None:
         pass
 
@@ -117,6 +121,7 @@ class SqlStore(
     # migrations -------------------------------------------------------------------------------
     def migrate(self) -> int:
         with self._transaction(write=True) as cur:
+            self._lock_migrations(cur)
             self._run(
                 cur,
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
