@@ -1,8 +1,9 @@
 """Backup and restore time of a 1M-interaction store, SQLite and PostgreSQL.
 
     ./dev bench backup_restore [--backends sqlite,postgres] [--data ../shared/data/ml-1m-seq]
+                               [--interactions 1000000]
 
-The store: ml-1m-seq imported (987,531 interactions, 3,416 items with genres), topped up to
+The store: ml-1m-seq imported (987,531 interactions, 3,416 items; schemas inferred), topped up to
 1,000,000 interactions by real-time events with eventIds, and two trained solutions
 (popularity-count, similar-items) whose artifacts go into the archive. Then, per backend:
 ``tastebud backup`` to a ``.tar`` (quiet machine), ``tastebud restore`` into a new, empty
@@ -32,7 +33,6 @@ from tastebud.store.copies import with_database
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATA = Path(__file__).parents[2] / "shared" / "data" / "ml-1m-seq"
-TARGET = 1_000_000
 GROUP = "bench"
 
 
@@ -60,15 +60,13 @@ def _events(engine: Engine, start: int, count: int, prefix: str) -> float:
     return slowest
 
 
-def _populate(settings: Settings, data: Path) -> dict[str, int]:
+def _populate(settings: Settings, data: Path, target: int) -> dict[str, int]:
     with Engine(settings) as engine:
         engine.init()
-        engine.put_schema(GROUP, "items", {"TITLE": "textual", "GENRES": "categorical",
-                                           "YEAR": "numerical"})  # fmt: skip
         engine.import_file(GROUP, "items", data / "items.csv")
         engine.import_file(GROUP, "interactions", data / "interactions.csv.gz")
-        missing = TARGET - engine.counts(GROUP)["interactions"]
-        _events(engine, 0, missing, "topup")
+        missing = target - engine.counts(GROUP)["interactions"]
+        _events(engine, 0, max(missing, 0), "topup")
         engine.create_solution(GROUP, "popular", {"recipe": "popularity-count",
                                                   "evaluate": False})  # fmt: skip
         engine.create_solution(GROUP, "similar", {"recipe": "similar-items", "evaluate": False})
@@ -77,11 +75,11 @@ def _populate(settings: Settings, data: Path) -> dict[str, int]:
         return engine.counts(GROUP)
 
 
-def run(backend: str, data: Path, folder: Path) -> dict[str, object]:
+def run(backend: str, data: Path, folder: Path, target: int) -> dict[str, object]:
     made: list[str] = []
     try:
         source = _settings(folder / backend / "source", backend, made)
-        counts = _populate(source, data)
+        counts = _populate(source, data, target)
         archive = folder / backend / "store.tar"
         quiet = backup(source, archive)
         target = _settings(folder / backend / "target", backend, made)
@@ -136,12 +134,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--interactions", type=int, default=1_000_000, help="topped up to")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, load "
-          f"{os.getloadavg()[0]:.1f}, python {platform.python_version()}")  # fmt: skip
+          f"{os.getloadavg()[0]:.1f}, python {platform.python_version()}", flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent / ".data") as folder:
         for backend in args.backends.split(","):
-            print(json.dumps(run(backend, args.data, Path(folder))), flush=True)
+            print(json.dumps(run(backend, args.data, Path(folder), args.interactions)), flush=True)
     print(f"load after: {os.getloadavg()[0]:.1f}")
 
 
