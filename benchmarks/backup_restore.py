@@ -8,7 +8,8 @@ The store: ml-1m-seq imported (987,531 interactions, 3,416 items; schemas inferr
 (popularity-count, similar-items) whose artifacts go into the archive. Then, per backend:
 ``tastebud backup`` to a ``.tar`` (quiet machine), ``tastebud restore`` into a new, empty
 installation (a new home; on PostgreSQL a new database), and a second backup while a thread
-keeps ingesting events (how many were acknowledged during it, and the slowest acknowledgement).
+keeps ingesting events (how many were acknowledged during it, and the slowest acknowledgement);
+last, ``tastebud doctor``'s checks (SQLite's integrity_check and the artifacts' checksums).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import psycopg
 
 from tastebud.engine import Engine
 from tastebud.ingest import PutEventsRequest
-from tastebud.maintenance import backup, restore
+from tastebud.maintenance import backup, diagnose, restore
 from tastebud.settings import Settings
 from tastebud.store.copies import with_database
 
@@ -87,6 +88,10 @@ def run(backend: str, data: Path, folder: Path, target: int) -> dict[str, object
         with Engine(target) as engine:
             assert engine.counts(GROUP) == counts, "the restored store differs"
         live = _backup_under_ingestion(source, folder / backend / "live.tar")
+        began = time.perf_counter()
+        checks = diagnose(lambda: source)
+        doctor = {"doctor_seconds": round(time.perf_counter() - began, 2),
+                  "doctor_failed": [c.name for c in checks if c.status == "fail"]}  # fmt: skip
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             for name in made:
@@ -97,7 +102,7 @@ def run(backend: str, data: Path, folder: Path, target: int) -> dict[str, object
         "backend": backend, "interactions": counts["interactions"],
         "archive_mb": round(archive.stat().st_size / 2**20, 1),
         "backup_seconds": round(quiet.seconds, 2), "restore_seconds": round(restored.seconds, 2),
-        **live,
+        **live, **doctor,
     }  # fmt: skip
 
 
