@@ -97,6 +97,7 @@ def restore(settings: Settings, path: Path) -> RestoreResult:
             database = staging / manifest.database
             _prepare_sqlite(database, manifest, path)
             files.append((database, sqlite_path(url)))
+            _refuse_if_in_use(url, manifest)  # again: a server may have started meanwhile
             previous = _kept(_swap_files(files, stamp))
         else:
             previous = _restore_postgres(url, staging / manifest.database, manifest, files, stamp,
@@ -192,7 +193,7 @@ def _swap_files(files: list[tuple[Path, Path]], stamp: str) -> list[Move]:
 def _undo(moves: list[Move]) -> None:
     for source, destination in reversed(moves):
         with contextlib.suppress(OSError):
-            destination.rename(source)
+            shutil.move(destination, source)
 
 
 def _kept(moves: list[Move]) -> list[str]:
@@ -214,5 +215,6 @@ def _move(source: Path, destination: Path) -> tuple[Path, Path]:
     if destination.exists():
         raise TastebudError(f"cannot move {source} to {destination}: it exists")
     destination.parent.mkdir(parents=True, exist_ok=True)
-    source.rename(destination)
+    # A rename; a copy when the database lives on another disk than the home.
+    shutil.move(source, destination)
     return source, destination
