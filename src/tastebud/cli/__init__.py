@@ -17,6 +17,7 @@ from tastebud.cli import (
     experiments,
     features,
     filters,
+    maintenance,
     messages,
     recipes,
     recommend,
@@ -58,6 +59,9 @@ app.command()(data.init)
 app.command("import")(data.import_)
 app.command()(data.status)
 app.command()(data.export)
+app.command()(maintenance.backup)
+app.command()(maintenance.restore)
+app.command()(maintenance.doctor)
 app.command()(serve.serve)
 app.command()(schedules.worker)
 app.command()(demo.demo)

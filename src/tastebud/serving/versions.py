@@ -3,12 +3,15 @@
 A version folder holds ``version.json`` (recipe, configuration, snapshot, metrics), the
 vocabularies (``users.json``, ``items.json``), ``popularity.npy`` (the fallback order) and the
 recipe's own ``model/`` folder. Nothing is pickled, so a newer tastebud reads older versions.
+``checksums.json`` (the SHA-256 of every file, written last) lets ``tastebud doctor`` find a
+damaged artifact; versions written before it existed have none and load as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gc
+import hashlib
 import json
 import threading
 import time
@@ -48,8 +51,50 @@ class LoadedVersion:
     nearest: NearestItems | None = dataclasses.field(default=None, compare=False)
 
 
+CHECKSUMS = "checksums.json"
+# Written after training by whichever process needs it first (recipes/mapped.py): not part of
+# the artifact, so neither summed nor backed up.
+DERIVED = "derived"
+
+
 def version_folder(root: Path, version_id: str) -> Path:
     return root / version_id
+
+
+def artifact_files(folder: Path) -> list[Path]:
+    """The files of a version's artifact, relative to ``folder``, sorted (derived arrays and
+    the checksums themselves left out)."""
+    files = [p.relative_to(folder) for p in folder.rglob("*") if p.is_file()]
+    return sorted(p for p in files if DERIVED not in p.parts and p != Path(CHECKSUMS))
+
+
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def write_checksums(folder: Path) -> None:
+    sums = {str(p): file_sha256(folder / p) for p in artifact_files(folder)}
+    (folder / CHECKSUMS).write_text(json.dumps({"sha256": sums}, indent=1, sort_keys=True))
+
+
+def verify_checksums(folder: Path) -> list[str] | None:
+    """What differs from the folder's ``checksums.json`` (``[]``: nothing); None when it has
+    none (written by a tastebud before checksums)."""
+    path = folder / CHECKSUMS
+    if not path.exists():
+        return None
+    try:
+        expected: dict[str, str] = json.loads(path.read_text())["sha256"]
+    except (ValueError, KeyError, TypeError) as error:
+        return [f"{CHECKSUMS} is unreadable ({error})"]
+    present = {str(p) for p in artifact_files(folder)}
+    problems = [f"{name}: missing" for name in sorted(set(expected) - present)]
+    problems += [f"{name}: not in {CHECKSUMS}" for name in sorted(present - set(expected))]
+    problems += [f"{name}: checksum differs (damaged or changed)"
+                 for name in sorted(present & set(expected))
+                 if file_sha256(folder / name) != expected[name]]  # fmt: skip
+    return problems
 
 
 def save_version(
@@ -73,6 +118,7 @@ def save_version(
         sp.save_npz(folder / "item_features.npz", sp.csr_matrix(item_features))
     body = {"recipe": recipe, **meta}
     (folder / "version.json").write_text(json.dumps(body, indent=2, sort_keys=True))
+    write_checksums(folder)
 
 
 def load_version(folder: Path, version_id: str) -> LoadedVersion:

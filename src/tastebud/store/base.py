@@ -305,7 +305,16 @@ class Store(Protocol):
     url: str
 
     def migrate(self) -> int:
-        """Apply pending schema migrations; returns the schema version now in force."""
+        """Apply pending schema migrations; returns the schema version now in force.
+
+        Raises:
+            TastebudError: the store was written by a newer tastebud (its version is newer than
+                :data:`~tastebud.store.migrations.LATEST`); nothing is changed.
+        """
+        ...
+
+    def schema_version(self) -> int:
+        """The newest migration applied (0: a new, empty store); never migrates."""
         ...
 
     def close(self) -> None: ...

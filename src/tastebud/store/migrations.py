@@ -203,3 +203,16 @@ LATEST = max(MIGRATIONS)
 
 def statements(version: int, dialect: Dialect) -> list[str]:
     return MIGRATIONS[version](dialect)
+
+
+def too_new(url: str, version: int) -> str:
+    """Why a store whose schema is ``version`` (> :data:`LATEST`) cannot be opened."""
+    from tastebud import __version__
+
+    where = url.rpartition("@")[2]  # never a password
+    return (
+        f"the store at {where} has schema version {version}, newer than this tastebud "
+        f"({__version__}) knows ({LATEST}): a newer tastebud wrote it. Run that newer tastebud "
+        "(downgrades are not supported), or restore a backup made with this version "
+        "(tastebud restore FILE)"
+    )

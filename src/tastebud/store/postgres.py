@@ -29,6 +29,7 @@ from tastebud.store.sql import Cursor, SqlStore
 
 # First key of the advisory lock that serializes id assignment within a dataset group.
 _ID_LOCK_CLASS = 0x7462
+_MIGRATION_LOCK = 0x7462_6D69  # "tbmi": one key of the single-key advisory lock space
 _staging_names = itertools.count()
 _COPY_ROWS = 1_000_000
 # The types of SqlStore._EVENT_COLUMNS, to pass each column as one array.
@@ -137,6 +138,11 @@ class PostgresStore(SqlStore):
         with self._transaction(write=True) as cur:
             self._unbounded(cur)
             cur.execute(f"ANALYZE {dataset}, id_map")
+
+    def _lock_migrations(self, cur: Cursor) -> None:
+        # Workers starting together on an older (or new) database: one migrates, the others
+        # wait and then find it done, instead of failing on a table created meanwhile.
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
 
     def _lock_ids(self, cur: Cursor, group_id: int) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_ID_LOCK_CLASS, group_id))

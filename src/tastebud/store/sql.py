@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
-from tastebud.errors import AlreadyExists, InvalidInput, NotFound
+from tastebud.errors import AlreadyExists, InvalidInput, NotFound, TastebudError
 from tastebud.ids import Vocabulary
 from tastebud.schema import RESERVED, DatasetKind, DatasetSchema
 from tastebud.store.base import (
@@ -35,7 +35,7 @@ from tastebud.store.experiments import ExperimentsSql
 from tastebud.store.features import FeaturesSql
 from tastebud.store.filters import FiltersSql
 from tastebud.store.messaging import MessagingSql
-from tastebud.store.migrations import LATEST, Dialect, statements
+from tastebud.store.migrations import LATEST, Dialect, statements, too_new
 from tastebud.store.schedules import SchedulesSql
 from tastebud.store.solutions import SolutionsSql
 
@@ -103,6 +103,10 @@ class SqlStore(
     def _unbounded(self, cur: Cursor) -> None:
         """Lift the statement timeout for the rest of this transaction, where there is one."""
 
+    def _lock_migrations(self, cur: Cursor) -> None:
+        """Serialize migrations between processes for the rest of the transaction (SQLite's
+        ``BEGIN IMMEDIATE`` already does)."""
+
     def close(self) -> None:
         pass
 
@@ -121,6 +125,7 @@ class SqlStore(
     def migrate(self) -> int:
         with self._transaction(write=True) as cur:
             self._unbounded(cur)  # an index over a big table takes its time
+            self._lock_migrations(cur)
             self._run(
                 cur,
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
@@ -128,6 +133,8 @@ class SqlStore(
             )
             row = self._run(cur, "SELECT MAX(version) FROM schema_migrations").fetchone()
             current = int(row[0] or 0)
+            if current > LATEST:  # rolled back: nothing is written to a store from the future
+                raise TastebudError(too_new(self.url, current))
             for version in range(current + 1, LATEST + 1):
                 for statement in statements(version, self.dialect):
                     self._run(cur, statement)
@@ -137,6 +144,19 @@ class SqlStore(
                     (version, int(time.time())),
                 )
         return LATEST
+
+    def schema_version(self) -> int:
+        with self._transaction(write=False) as cur:
+            exists = (
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+                if self.dialect == "sqlite"
+                else "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
+                "AND tablename = ?"
+            )
+            if not self._run(cur, exists, ("schema_migrations",)).fetchone()[0]:
+                return 0
+            row = self._run(cur, "SELECT MAX(version) FROM schema_migrations").fetchone()
+            return int(row[0] or 0)
 
     # dataset groups ---------------------------------------------------------------------------
     def create_group(self, name: str) -> DatasetGroup:
