@@ -19,8 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from fastapi import Depends, Request
 
 from tastebud.api import deps
-from tastebud.api.auth import Unauthorized
-from tastebud.errors import Forbidden
+from tastebud.errors import Forbidden, Unauthorized
 from tastebud.store import TokenRecord
 
 COOKIE = "tastebud_console"
