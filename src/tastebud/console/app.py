@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from tastebud.api.errors import field_path
 from tastebud.console import render
-from tastebud.console.metrics import EventRate
+from tastebud.console.rate import EventRate
 from tastebud.console.routes import (
     campaigns,
     data,

@@ -183,14 +183,22 @@ def _rows(engine: Engine, group: str, items: Sequence[Mapping[str, Any]]) -> lis
     title_field = _title_field(engine, group)
     rows = []
     for rank, item in enumerate(items, start=1):
-        record = engine.store.get_item(group, str(item["itemId"]))
-        fields = dict(record.fields) if record is not None else {}
-        title = fields.pop(title_field, None) if title_field else None
+        title, fields = _item_fields(engine, group, str(item["itemId"]), title_field)
         rows.append(AnswerRow(
-            rank, str(item["itemId"]), None if title is None else str(title), fields,
-            item.get("score"), list(item.get("reasons") or []), item.get("promotionName"),
+            rank, str(item["itemId"]), title, fields, item.get("score"),
+            list(item.get("reasons") or []), item.get("promotionName"),
         ))  # fmt: skip
     return rows
+
+
+def _item_fields(
+    engine: Engine, group: str, item_id: str, title_field: str | None
+) -> tuple[str | None, dict[str, Any]]:
+    """The item's title (None: no title field, or an item without fields) and other fields."""
+    record = engine.store.get_item(group, item_id)
+    fields = dict(record.fields) if record is not None else {}
+    title = fields.pop(title_field, None) if title_field else None
+    return (None if title is None else str(title)), fields
 
 
 def _title_field(engine: Engine, group: str) -> str | None:
@@ -250,11 +258,7 @@ def compose_reel(engine: Engine, group: str, form: Mapping[str, str]) -> ReelVie
     )  # fmt: skip
     reel = engine.reels.compose(group, {"solution": solution}, request)
     title_field = _title_field(engine, group)
-    titles = {}
-    for title in reel.plan.titles:
-        record = engine.store.get_item(group, title) if title_field else None
-        named = record.fields.get(title_field) if record is not None and title_field else None
-        titles[title] = None if named is None else str(named)
+    titles = {t: _item_fields(engine, group, t, title_field)[0] for t in reel.plan.titles}
     return ReelView(reel.edit_list(), otio_json(reel.plan), titles)
 
 
