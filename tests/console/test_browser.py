@@ -277,7 +277,8 @@ def test_a_walk_through_the_console(
     page.click("#preview-button")
     shown = page.frame_locator("#draft-shown iframe.mail").locator("body")
     expect(shown).to_contain_text(f"Hello {recipients[1]}")  # the HTML mail, in its sandbox
-    page.wait_for_timeout(500)  # the screenshot only: the sandboxed frame paints late
+    # the screenshot only: Chromium paints a sandboxed frame once it has been on screen
+    page.locator("#draft-shown iframe.mail").scroll_into_view_if_needed()
     snap(page, shots, "message")
 
     # reels: a catalogue pasted, the user's reel cut from it

@@ -60,3 +60,9 @@ def test_a_bad_catalogue_or_user_is_named(loaded: Console) -> None:
     short = loaded.http.post(loaded.url("reels/compose"), headers=HX,
                              data=form | {"clips": as_json})  # fmt: skip
     assert short.status_code == 422 and "seconds: the clips can fill" in short.text
+    many = "title,clip,source,start,end\n" + "".join(
+        f"i{n % 40},{n},a.mp4,0,1\n" for n in range(5001)
+    )
+    too_many = loaded.http.post(loaded.url("reels/compose"), headers=HX,
+                                data=form | {"clips": many})  # fmt: skip
+    assert too_many.status_code == 413 and "5001 clips, at most 5000" in too_many.text

@@ -66,6 +66,7 @@ def _signed_percent(value: float | None) -> str:
 
 
 def _p_value(value: float | None) -> str:
+    """Four decimals; below 0.0001 it says so rather than ``0.0000``."""
     return "—" if value is None else ("< 0.0001" if value < 1e-4 else f"{value:.4f}")
 
 
@@ -82,8 +83,7 @@ def _points(value: float | None) -> str:
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters |= {
     "when": _when, "number": _number, "percent": _percent, "lift": _signed_percent,
-    "points": _points, "b64": _base64,
-    "pvalue": _p_value,
+    "points": _points, "pvalue": _p_value, "b64": _base64,
 }  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from tastebud.api.routes.recommendations import items_answer
+from tastebud.api.routes.reels import check_clip_count
 from tastebud.engine import Engine
 from tastebud.errors import InvalidInput, NotFound
 from tastebud.ingest import PutEventsRequest
@@ -247,6 +248,7 @@ def compose_reel(engine: Engine, group: str, form: Mapping[str, str]) -> ReelVie
         raise InvalidInput("clips: paste the clip catalogue (CSV with a header, or JSON)")
     catalogue = parse_catalogue(form["clips"], name="clips",
                                 fps=parse_fps(form.get("fps") or "25"))  # fmt: skip
+    check_clip_count(len(catalogue.clips))
     try:
         seconds = float(form.get("seconds") or 30)
     except ValueError:
