@@ -19,7 +19,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tastebud.demo import generate
+from tastebud.messaging.inbox import Inbox
 from tests.api.servers import ADMIN_TOKEN, ServeProcess
+from tests.messaging.servers import smtp_server
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's (scripts/services.sh installs it); Playwright's
 # own browser download does not work on these machines
@@ -36,17 +38,32 @@ SCHEMAS = {
         "YEAR": "numerical",
         "PRICE": "numerical",
     },
-    "users": {"TIER": "categorical", "AGE_GROUP": "categorical"},
+    "users": {"TIER": "categorical", "AGE_GROUP": "categorical", "EMAIL": "string"},
 }
+TINY_SEQUENTIAL = {"recipe": "sequential", "params": {"epochs": 3, "hidden": 16, "max_len": 8,
+                   "batch_size": 32, "validation_users": 16}}  # fmt: skip
+MAIL = """Subject: {{ item.TITLE }}, picked for you
+<p>Hello {{ user.id }}: <a href="{{ track('https://example.com/' ~ item.id) }}">watch it</a>.</p>
+<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>
+"""
+MAIL_B = MAIL.replace("picked for you", "only this week")
+HUMAN = {"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15"}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    """``tastebud serve`` with generated items and users imported, interactions left for the
-    browser to upload, and a solution and campaign declared."""
+def smtp() -> Iterator[Inbox]:
+    with smtp_server() as (_, inbox):
+        yield inbox
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, smtp: Inbox) -> Iterator[ServeProcess]:
+    """``tastebud serve`` (mailing the test's SMTP server) with generated items and users
+    imported, interactions left for the browser to upload, solutions and campaigns declared."""
     home = tmp_path_factory.mktemp("console-home")
     files = generate(n_users=300, n_items=120, days=30, seed=1).write_csv(home / "data")
-    serve = ServeProcess(home)
+    serve = ServeProcess(home, env={"TASTEBUD_MESSAGING__SMTP_PORT": str(smtp.port),
+                                    "TASTEBUD_MESSAGING__MACHINE_OPEN_SECONDS": "0"})  # fmt: skip
     serve.wait_ready()
     with httpx.Client(base_url=f"{serve.url}/v1", headers=ADMIN) as api:
         group = f"/dataset-groups/{GROUP}"
@@ -59,8 +76,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
         solution = {"name": "for-you", "recipe": "user-personalization",
                     "params": {"algorithm": "ease"}}  # fmt: skip
         assert api.post(f"{group}/solutions", json=solution).status_code == 201
-        campaign = {"name": "home", "solution": "for-you", "config": {"minInteractions": 0}}
-        assert api.post(f"{group}/campaigns", json=campaign).status_code == 201
+        assert api.post(f"{group}/solutions", json={"name": "next", **TINY_SEQUENTIAL}).is_success
+        for name in ("home", "other"):
+            campaign = {"name": name, "solution": "for-you", "config": {"minInteractions": 0}}
+            assert api.post(f"{group}/campaigns", json=campaign).status_code == 201
     yield serve
     serve.stop()
 
@@ -101,7 +120,9 @@ def snap(page: Page, shots: Path, name: str) -> None:
     assert (shots / f"{name}.png").stat().st_size > 10_000
 
 
-def test_a_walk_through_the_console(server: ServeProcess, browser: Browser, shots: Path) -> None:
+def test_a_walk_through_the_console(
+    server: ServeProcess, browser: Browser, shots: Path, smtp: Inbox
+) -> None:
     context = browser.new_context(viewport=WIDE)  # type: ignore[arg-type]
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
@@ -145,6 +166,14 @@ def test_a_walk_through_the_console(server: ServeProcess, browser: Browser, shot
     expect(ndcg).to_have_text(re.compile(r"0\.\d{4}"))
     expect(page.locator("#versions-chart canvas")).to_have_count(1)  # uPlot drew it
     snap(page, shots, "solution")
+
+    # a sequential version records its training curve: uPlot draws it beside the versions
+    page.goto(f"{console}/solutions/next")
+    page.click("#train")
+    trained = page.locator("#version-table tbody tr .badge.active")
+    expect(trained).to_have_count(1, timeout=TIMEOUT_MS)  # torch starts slowly on 2 busy cores
+    expect(page.locator("#curve-chart canvas")).to_have_count(1)
+    snap(page, shots, "training-curve")
 
     # try it: a user's answer with titles, then an event changes it
     page.goto(f"{console}/try")
@@ -190,21 +219,116 @@ def test_a_walk_through_the_console(server: ServeProcess, browser: Browser, shot
     expect(page.locator("#hit-rate")).not_to_have_text("—")
     snap(page, shots, "campaigns")
 
-    # every other page opens; the overview shows the jobs just run
+    users = list(dict.fromkeys(line.split(",")[0] for line in
+                               interactions.read_text().splitlines()[1:]))  # fmt: skip
+    items = [line.split(",")[0] for line in
+             (server.home / "data" / "items.csv").read_text().splitlines()[1:]]  # fmt: skip
+    api = httpx.Client(base_url=f"{server.url}/v1/dataset-groups/{GROUP}", headers=ADMIN)
+
+    # experiments: answers through an A/B test, clicks on some; the report's tables
+    arms = [{"name": "control", "campaign": "home", "weight": 50},
+            {"name": "treatment", "campaign": "other", "weight": 50}]  # fmt: skip
+    experiment = {"name": "ab", "arms": arms, "metric": "click", "attributionWindow": "1h"}
+    assert api.post("/experiments", json=experiment).status_code == 201
+    assert api.post("/experiments/ab/start").is_success
+    for n, who in enumerate(users[:60]):
+        answer = api.post("/experiments/ab/recommendations", json={"userId": who}).json()
+        if n % 3 == 0 or (answer["arm"] == "treatment" and n % 2 == 0):
+            click = {"itemId": answer["itemList"][0]["itemId"], "eventType": "click",
+                     "recommendationId": answer["recommendationId"]}  # fmt: skip
+            assert api.post("/events", json={"userId": who, "eventList": [click]}).is_success
     page.goto(f"{console}/experiments")
-    expect(page.locator("h1")).to_have_text("Experiments")
+    page.click("text=ab")
+    lift = page.locator('#comparisons tr[data-metric="conversion_rate"] .lift')
+    expect(lift).to_have_text(re.compile(r"^[+-]\d+\.\d%$"))
+    expect(page.locator("#sample-ratio .srm-verdict")).to_be_visible()
+    snap(page, shots, "experiment")
+
+    # messages: preview a user's mail, send it; two readers open it, one clicks
+    recipients = users[:10]
+    profiles = [{"userId": u, "properties": {"EMAIL": f"{u}@example.com"}} for u in recipients]
+    assert api.post("/users", json={"users": profiles}).is_success
+    message = {"name": "spring", "channel": "email", "html": True, "itemId": items[0],
+               "templates": {"default": MAIL, "B": MAIL_B},
+               "segment": [{"userId": u} for u in recipients]}  # fmt: skip
+    assert api.post("/messages", json=message).status_code == 201
+    page.goto(f"{console}/messages")
+    page.click("text=spring")
+    page.fill("#preview-user", recipients[0])
+    page.click("#preview-button")
+    expect(page.locator("#draft-shown .subject")).to_have_text(
+        re.compile(r"picked for you|only this week")
+    )
+    page.once("dialog", lambda dialog: dialog.accept())  # "Send spring to every user …?"
+    page.click("#send")
+    expect(page.locator("#send-result")).to_contain_text("sent 10")
+    for n, mail in enumerate(smtp.messages[:2]):
+        body = mail.get_body(("html",)).get_content()
+        links = re.findall(r'https?://[^/"]+(/v1/track/[^"]+)', body)
+        opened = next(link for link in links if "/open/" in link)
+        assert httpx.get(server.url + opened, headers=HUMAN).status_code == 200
+        if n == 0:
+            clicked = next(link for link in links if "/click/" in link)
+            httpx.get(server.url + clicked, headers=HUMAN)
+    page.reload()
+    expect(page.locator('tr[data-row="all"] .opens')).to_contain_text("2 ")
+    expect(page.locator('tr[data-row="all"] .clicks')).to_contain_text("1 ")
+    page.fill("#preview-user", recipients[1])
+    page.click("#preview-button")
+    shown = page.frame_locator("#draft-shown iframe.mail").locator("body")
+    expect(shown).to_contain_text(f"Hello {recipients[1]}")  # the HTML mail, in its sandbox
+    # the screenshot only: Chromium paints a sandboxed frame once it has been on screen
+    page.locator("#draft-shown iframe.mail").scroll_into_view_if_needed()
+    snap(page, shots, "message")
+
+    # reels: a catalogue pasted, the user's reel cut from it
+    catalogue = "title,clip,source,start,end\n" + "".join(
+        f"{item},{clip},/media/{item}.mp4,{clip * 10},{clip * 10 + 2 + clip}\n"
+        for item in items[:8] for clip in range(3)
+    )  # fmt: skip
+    page.goto(f"{console}/reels")
+    page.fill("#reel-solution", "for-you")
+    page.fill("#reel-user", user)
+    page.fill("input[name=seconds]", "20")
+    page.fill("#reel-clips", catalogue)
+    page.click("#compose")
+    expect(page.locator("#reel-titles tbody tr").first).to_be_visible()
+    expect(page.locator("#reel-bar .shot").first).to_be_visible()
+    snap(page, shots, "reels")
+    api.close()
+
+    # the overview shows the jobs just run
     page.goto(f"{console}/")
-    expect(page.locator("#live tr.job")).to_have_count(5)  # 2 imports, upload, 2 trainings
+    expect(page.locator("#live tr.job")).to_have_count(6)  # 2 imports, upload, 3 trainings
     snap(page, shots, "overview")
 
-    # a phone-sized screen: the same page, nothing wider than the screen
+    # a phone-sized screen: every page (with its answers shown), nothing wider than the screen
     phone = browser.new_context(viewport=PHONE, storage_state=context.storage_state())  # type: ignore[arg-type]
     small = phone.new_page()
     small.goto(f"{console}/try?campaign=home&user={user}")
     small.click("#ask-button")
     expect(small.locator("#answer-items tbody tr")).to_have_count(10)
-    width = small.evaluate("document.documentElement.scrollWidth")
-    assert width <= PHONE["width"], f"the page is {width}px wide on a {PHONE['width']}px screen"
+    fits_the_screen(small)
     snap(small, shots, "try-it-phone")
+    small.goto(f"{console}/reels")
+    small.fill("#reel-user", user)
+    small.fill("#reel-clips", catalogue)
+    small.click("#compose")
+    expect(small.locator("#reel-titles tbody tr").first).to_be_visible()
+    fits_the_screen(small)
+    small.goto(f"{console}/messages/spring")
+    small.click("#preview-button")
+    expect(small.locator("#draft-shown iframe.mail")).to_be_visible()
+    fits_the_screen(small)
+    for path in ("", "data?user=" + user, "solutions", "solutions/for-you", "solutions/next",
+                 "filters", "campaigns", "experiments", "experiments/ab", "messages"):  # fmt: skip
+        small.goto(f"{console}/{path}")
+        fits_the_screen(small)
     phone.close()
     context.close()
+
+
+def fits_the_screen(page: Page) -> None:
+    """No horizontal scrolling of the page itself (a wide table scrolls inside its card)."""
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"{page.url} is {width}px wide on a {PHONE['width']}px screen"

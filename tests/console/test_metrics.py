@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tastebud.console.metrics import EventRate, Sample, cache_hit_rate, latencies, total
+from tastebud.console.metrics import Sample, cache_hit_rate, latencies, total
 from tastebud.console.service import paginate
 from tastebud.errors import InvalidInput
 
@@ -42,15 +42,6 @@ def test_latency_quantiles_are_bucket_bounds() -> None:
     (found,) = latencies(samples, route_contains="/campaigns/")
     assert (found.count, found.mean_ms, found.p50_ms, found.p99_ms) == (100, 2.0, 1.0, 10.0)
     assert latencies(samples, route_contains="/experiments/") == []
-
-
-def test_event_rate_over_the_recent_window() -> None:
-    rate = EventRate()
-    events = [Sample("tastebud_events_ingested_total", {"source": "http"}, 100)]
-    assert rate.per_second(events, now=1000.0) is None  # nothing to compare with yet
-    events = [Sample("tastebud_events_ingested_total", {"source": "http"}, 120)]
-    assert rate.per_second(events, now=1002.0) == 10.0
-    assert rate.per_second(events, now=1030.0) is None  # older readings dropped: no rate
 
 
 def test_paginate() -> None:

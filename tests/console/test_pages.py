@@ -3,11 +3,16 @@ what it shows comes from the same services as the API's answers."""
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import time
 from pathlib import Path
 
 from tastebud.api.routes.solutions import version_out
+from tastebud.ingest import PutEventsRequest
+from tastebud.serving.campaigns import CampaignRequest
+from tastebud.serving.versions import version_folder
 from tests.console.conftest import HX, Console
 
 
@@ -81,6 +86,26 @@ def test_solution_page_trains_and_shows_metrics(loaded: Console) -> None:
     assert 'id="versions-chart"' in shown and "version (oldest first)" in shown
     listing = loaded.http.get(loaded.url("solutions")).text
     assert "popularity-count" in listing and f"{ndcg:.4f}" in listing
+
+
+def test_a_sequential_versions_training_curve_is_charted(loaded: Console) -> None:
+    engine, group = loaded.engine, loaded.group
+    params = {"epochs": 3, "hidden": 16, "max_len": 8, "batch_size": 16, "validation_users": 8}
+    engine.create_solution(group, "next", {"recipe": "sequential", "params": params})
+    engine.train(group, "next")
+    (version,) = engine.list_solution_versions(group, "next")
+    model = version_folder(engine.settings.artifacts, version.id) / "model" / "model.json"
+    recorded = json.loads(model.read_text())["training"]["curve"]
+    assert len(recorded) == 3
+    page = loaded.http.get(loaded.url("solutions/next")).text
+    chart = re.search(r"id=\"curve-chart\" data-chart='([^']+)'", page)
+    assert chart is not None, "no training curve on the page"
+    spec = json.loads(html.unescape(chart.group(1)))
+    assert spec["x"] == [epoch["epoch"] for epoch in recorded]
+    assert spec["series"]["loss"] == [epoch["loss"] for epoch in recorded]
+    assert spec["series"]["validation NDCG@10"] == [epoch["ndcg"] for epoch in recorded]
+    popular = loaded.http.get(loaded.url("solutions/popular")).text
+    assert "records no training curve" in popular and 'id="curve-chart"' not in popular
 
 
 def test_try_it_answers_with_titles_and_reacts_to_an_event(loaded: Console) -> None:
@@ -186,7 +211,35 @@ def test_experiments_list_and_report(loaded: Console) -> None:
     engine.experiments.start(group, "ab")
     listing = loaded.http.get(loaded.url("experiments")).text
     assert ">ab</a>" in listing and "running" in listing
-    report = loaded.http.get(loaded.url("experiments/ab"))
-    assert (
-        report.status_code == 200 and "treatment" in report.text and "sample ratio" in report.text
-    )
+    for user in range(60):  # every user answered; the treatment's users click more
+        answer = engine.experiments.recommend(group, "ab", CampaignRequest(user_id=f"u{user}"))
+        if user % 3 == 0 or (answer["arm"] == "treatment" and user % 2 == 0):
+            item = answer["itemList"][0]["itemId"]
+            event = {"itemId": item, "eventType": "click", "sentAt": time.time()}
+            engine.put_events(group, PutEventsRequest.model_validate(
+                {"userId": f"u{user}", "eventList": [event]}))  # fmt: skip
+    report = engine.experiments.report(group, "ab")
+    page = loaded.http.get(loaded.url("experiments/ab"))
+    assert page.status_code == 200 and "tojson" not in page.text
+    for metric, figures in report["arms"][1]["vs_control"].items():
+        row = re.search(rf'<tr data-arm="treatment" data-metric="{metric}">(.*?)</tr>',
+                        page.text, re.S)  # fmt: skip
+        assert row is not None, metric
+        lift, low, high = (figures[k] for k in ("lift", "ci_low", "ci_high"))
+        if lift is None:  # no value on these events: no mean to compare
+            assert 'class="num lift">—<' in row.group(1)
+            continue
+        assert f'class="num lift">{100 * lift:+.1f}%<' in row.group(1)
+        assert f"{100 * low:+.1f}% to {100 * high:+.1f}%" in row.group(1)
+        assert f'class="num p-value">{p_shown(figures["p_value"])}<' in row.group(1)
+    srm = report["sample_ratio"]
+    verdict = "sample-ratio mismatch" if srm["flagged"] else "no mismatch"
+    assert verdict in page.text and f"p = {p_shown(srm['p_value'])})" in page.text
+    cuped = report["cuped"]["metrics"]["conversion_rate"]["vs_control"]["treatment"]
+    row = re.search(r'<tr data-metric="conversion_rate" data-arm="treatment">(.*?)</tr>',
+                    page.text, re.S)  # fmt: skip
+    assert row is not None and f'class="num lift">{100 * cuped["lift"]:+.1f}%<' in row.group(1)
+
+
+def p_shown(p_value: float) -> str:
+    return "&lt; 0.0001" if p_value < 1e-4 else f"{p_value:.4f}"

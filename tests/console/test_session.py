@@ -52,7 +52,7 @@ def test_a_revoked_token_signs_the_session_out(console: Console) -> None:
     assert console.http.get(console.url("data"), follow_redirects=False).status_code == 303
 
 
-def test_a_recommend_token_opens_try_it_only(console: Console) -> None:
+def test_a_recommend_token_opens_try_it_and_reels_only(console: Console) -> None:
     token = console.engine.create_token(f"{console.group}-reader", scope="recommend")
     console.sign_in(token)
     front = console.http.get("/console/", follow_redirects=False)
@@ -60,7 +60,10 @@ def test_a_recommend_token_opens_try_it_only(console: Console) -> None:
     page = console.http.get(console.url("try"))
     assert page.status_code == 200
     assert ">Try it<" in page.text and ">Overview<" not in page.text  # the menu it may use
-    for admin_page in ("", "data", "solutions", "filters", "campaigns", "experiments"):
+    assert ">Reels<" in page.text and ">Messages<" not in page.text
+    assert console.http.get(console.url("reels")).status_code == 200
+    admin_pages = ("", "data", "solutions", "filters", "campaigns", "experiments", "messages")
+    for admin_page in admin_pages:
         refused = console.http.get(console.url(admin_page))
         assert refused.status_code == 403, admin_page
         assert "has scope &#39;recommend&#39;; this needs &#39;admin&#39;" in refused.text

@@ -20,13 +20,15 @@ from starlette.exceptions import HTTPException
 
 from tastebud.api.errors import field_path
 from tastebud.console import render
-from tastebud.console.metrics import EventRate
+from tastebud.console.rate import EventRate
 from tastebud.console.routes import (
     campaigns,
     data,
     experiments,
     filters,
+    messages,
     overview,
+    reels,
     signin,
     solutions,
     try_it,
@@ -35,7 +37,8 @@ from tastebud.console.session import PREFIX, SignInNeeded, same_origin
 from tastebud.errors import TastebudError
 
 _log = logging.getLogger(__name__)
-ROUTERS = (signin, overview, data, solutions, try_it, filters, campaigns, experiments)
+ROUTERS = (signin, overview, data, solutions, try_it, filters, campaigns, experiments, messages,
+           reels)  # fmt: skip
 
 
 def create_console(state: State) -> FastAPI:

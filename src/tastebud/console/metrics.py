@@ -1,4 +1,4 @@
-"""What the console shows from ``/metrics``: events per second, cache hit rate, request latency.
+"""What the console shows from ``/metrics``: the cache hit rate and request latency.
 
 The figures are read from the same Prometheus text ``/metrics`` serves
 (:func:`tastebud.observability.render`: every worker's values under ``serve --workers``), so the
@@ -9,20 +9,15 @@ carry no group label.
 from __future__ import annotations
 
 import math
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tastebud import observability
 
-EVENTS = "tastebud_events_ingested"
 CACHE_HITS, CACHE_MISSES = "tastebud_cache_hits", "tastebud_cache_misses"
 LATENCY = "tastebud_http_request_duration_seconds"
 ANSWER_CACHE = "campaign_answers"
-RATE_WINDOW_SECONDS = 10.0  # "now": the rate over at most this long
 
 
 @dataclass(frozen=True)
@@ -97,25 +92,3 @@ def _quantile(cumulative: list[tuple[float, float]], q: float) -> float | None:
         if count >= q * total_count:
             return None if math.isinf(bound) else 1000 * bound
     return None
-
-
-class EventRate:
-    """Events stored per second "now": the counter's growth since the oldest reading kept
-    within the last :data:`RATE_WINDOW_SECONDS` (each page or poll adds one reading)."""
-
-    def __init__(self) -> None:
-        self._readings: deque[tuple[float, float]] = deque()
-        self._lock = threading.Lock()
-
-    def per_second(self, samples: list[Sample], *, now: float | None = None) -> float | None:
-        """None on the first reading (nothing to compare with yet)."""
-        now = time.monotonic() if now is None else now
-        value = total(samples, EVENTS)
-        with self._lock:
-            while self._readings and now - self._readings[0][0] > RATE_WINDOW_SECONDS:
-                self._readings.popleft()
-            oldest = self._readings[0] if self._readings else None
-            self._readings.append((now, value))
-        if oldest is None or now <= oldest[0]:
-            return None
-        return max(0.0, value - oldest[1]) / (now - oldest[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,8 @@ PAGES = (
     Nav("filters", "Filters"),
     Nav("campaigns", "Campaigns"),
     Nav("experiments", "Experiments"),
+    Nav("messages", "Messages"),
+    Nav("reels", "Reels", admin=False),
 )
 
 
@@ -57,8 +60,31 @@ def _percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
 
 
+def _signed_percent(value: float | None) -> str:
+    """A relative lift (0.052 -> ``+5.2%``)."""
+    return "—" if value is None else f"{100 * value:+.1f}%"
+
+
+def _p_value(value: float | None) -> str:
+    """Four decimals; below 0.0001 it says so rather than ``0.0000``."""
+    return "—" if value is None else ("< 0.0001" if value < 1e-4 else f"{value:.4f}")
+
+
+def _base64(text: str) -> str:
+    """UTF-8 text as base64, for a ``data:`` download link."""
+    return base64.b64encode(str(text).encode()).decode("ascii")
+
+
+def _points(value: float | None) -> str:
+    """A difference of two rates, in percentage points (0.052 -> ``+5.2 pt``)."""
+    return "—" if value is None else f"{100 * value:+.1f} pt"
+
+
 templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.filters |= {"when": _when, "number": _number, "percent": _percent}
+templates.env.filters |= {
+    "when": _when, "number": _number, "percent": _percent, "lift": _signed_percent,
+    "points": _points, "pvalue": _p_value, "b64": _base64,
+}  # fmt: skip
 
 
 def visible_pages(token: TokenRecord) -> list[Nav]:

@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from tastebud.api.routes.recommendations import items_answer
+from tastebud.api.routes.reels import check_clip_count
 from tastebud.engine import Engine
 from tastebud.errors import InvalidInput, NotFound
 from tastebud.ingest import PutEventsRequest
+from tastebud.reels import ReelRequest, parse_catalogue, parse_fps
+from tastebud.reels.timeline import otio_json
 from tastebud.serving import VersionRef
 from tastebud.serving.campaigns import CampaignRequest
 from tastebud.serving.versions import version_folder
@@ -181,14 +184,22 @@ def _rows(engine: Engine, group: str, items: Sequence[Mapping[str, Any]]) -> lis
     title_field = _title_field(engine, group)
     rows = []
     for rank, item in enumerate(items, start=1):
-        record = engine.store.get_item(group, str(item["itemId"]))
-        fields = dict(record.fields) if record is not None else {}
-        title = fields.pop(title_field, None) if title_field else None
+        title, fields = _item_fields(engine, group, str(item["itemId"]), title_field)
         rows.append(AnswerRow(
-            rank, str(item["itemId"]), None if title is None else str(title), fields,
-            item.get("score"), list(item.get("reasons") or []), item.get("promotionName"),
+            rank, str(item["itemId"]), title, fields, item.get("score"),
+            list(item.get("reasons") or []), item.get("promotionName"),
         ))  # fmt: skip
     return rows
+
+
+def _item_fields(
+    engine: Engine, group: str, item_id: str, title_field: str | None
+) -> tuple[str | None, dict[str, Any]]:
+    """The item's title (None: no title field, or an item without fields) and other fields."""
+    record = engine.store.get_item(group, item_id)
+    fields = dict(record.fields) if record is not None else {}
+    title = fields.pop(title_field, None) if title_field else None
+    return (None if title is None else str(title)), fields
 
 
 def _title_field(engine: Engine, group: str) -> str | None:
@@ -212,6 +223,45 @@ def send_event(engine: Engine, group: str, form: Mapping[str, str]) -> int:
         event["eventType"] = event_type
     request = PutEventsRequest.model_validate({"userId": user, "eventList": [event]})
     return engine.put_events(group, request).accepted
+
+
+# reels -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReelView:
+    """A composed reel: its edit list (as ``POST …/reels`` answers), the OTIO timeline's
+    text, and each title's name for the page."""
+
+    edits: dict[str, Any]
+    timeline: str
+    titles: dict[str, str | None]
+
+
+def compose_reel(engine: Engine, group: str, form: Mapping[str, str]) -> ReelView:
+    """Compose the reel the form asks for (as ``POST …/reels`` does), the clip catalogue
+    pasted as CSV or JSON."""
+    solution, user = _blank(form.get("solution")), _blank(form.get("user_id"))
+    if solution is None:
+        raise InvalidInput("solution: give the solution that ranks the titles")
+    if user is None:
+        raise InvalidInput("user_id: a reel is made for one user")
+    if _blank(form.get("clips")) is None:
+        raise InvalidInput("clips: paste the clip catalogue (CSV with a header, or JSON)")
+    catalogue = parse_catalogue(form["clips"], name="clips",
+                                fps=parse_fps(form.get("fps") or "25"))  # fmt: skip
+    check_clip_count(len(catalogue.clips))
+    try:
+        seconds = float(form.get("seconds") or 30)
+    except ValueError:
+        raise InvalidInput(f"seconds: expected a number, got {form.get('seconds')!r}") from None
+    request = ReelRequest(
+        user_id=user, catalogue=catalogue, seconds=seconds, cadence=_blank(form.get("cadence")),
+        filter_name=_blank(form.get("filter")),
+        filter_values=filter_values(form.get("filter_values", "")),
+    )  # fmt: skip
+    reel = engine.reels.compose(group, {"solution": solution}, request)
+    title_field = _title_field(engine, group)
+    titles = {t: _item_fields(engine, group, t, title_field)[0] for t in reel.plan.titles}
+    return ReelView(reel.edit_list(), otio_json(reel.plan), titles)
 
 
 def _blank(value: str | None) -> str | None:

@@ -130,6 +130,18 @@ def read_catalogue(path: Path, *, fps: Fraction = DEFAULT_FPS) -> Catalogue:
     return catalogue_from_rows(rows, fps=fps, folder=path.parent)
 
 
+def parse_catalogue(text: str, *, name: str, fps: Fraction = DEFAULT_FPS) -> Catalogue:
+    """A catalogue given as text (a form's field): JSON when it starts with ``[`` or ``{``,
+    else CSV with a header; ``name`` stands for the file in messages. Sources stay as given.
+
+    Raises:
+        InvalidInput: not JSON, a missing column, or a bad row (its place and field named).
+    """
+    json_text = text.lstrip()[:1] in ("[", "{")
+    rows = _json_rows(name, text) if json_text else _csv_rows(name, text)
+    return catalogue_from_rows(rows, fps=fps)
+
+
 def catalogue_from_rows(
     rows: Iterable[tuple[str, Mapping[str, Any]]], *, fps: Fraction, folder: Path | None = None
 ) -> Catalogue:
@@ -189,7 +201,7 @@ def _snake(key: str) -> str:
     return re.sub(r"(?<!^)([A-Z])", r"_\1", key.strip()).lower()
 
 
-def _csv_rows(path: Path, text: str) -> list[tuple[str, Mapping[str, Any]]]:
+def _csv_rows(path: Path | str, text: str) -> list[tuple[str, Mapping[str, Any]]]:
     reader = csv.DictReader(text.splitlines())
     missing = [name for name in REQUIRED if name not in (reader.fieldnames or ())]
     if missing:
@@ -204,7 +216,7 @@ def _csv_rows(path: Path, text: str) -> list[tuple[str, Mapping[str, Any]]]:
     return rows
 
 
-def _json_rows(path: Path, text: str) -> list[tuple[str, Mapping[str, Any]]]:
+def _json_rows(path: Path | str, text: str) -> list[tuple[str, Mapping[str, Any]]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:

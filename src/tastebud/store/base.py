@@ -371,6 +371,15 @@ class Store(Protocol):
         """The arrival number of the group's newest interaction (0 when there is none)."""
         ...
 
+    def newest_seq(self) -> int:
+        """The arrival number of the store's newest interaction, of any group (0: none)."""
+        ...
+
+    def count_arrived(self, group: str, after_seq: int, up_to_seq: int) -> int:
+        """How many of the group's interactions arrived after ``after_seq`` and at or before
+        ``up_to_seq`` (arrival numbers are shared by all groups)."""
+        ...
+
     def interactions_after(self, group: str, seq: int, *, limit: int) -> pl.DataFrame:
         """Interactions that arrived after ``seq``, oldest first, at most ``limit``:
         ``seq, item_index, timestamp, event_type, event_value`` (live updates of models)."""

@@ -706,6 +706,23 @@ class SqlStore(
             ).fetchone()
         return int(row[0] or 0)
 
+    def newest_seq(self) -> int:
+        with self._transaction(write=False) as cur:
+            row = self._run(cur, "SELECT MAX(seq) FROM interactions", ()).fetchone()
+        return int(row[0] or 0)
+
+    def count_arrived(self, group: str, after_seq: int, up_to_seq: int) -> int:
+        with self._transaction(write=False) as cur:
+            group_id = self._group_id(cur, group)
+            row = self._run(
+                cur,
+                # `+group_id`: a range of the primary key (the recent arrivals, whatever their
+                # group), not the group's whole per-user index
+                "SELECT COUNT(*) FROM interactions WHERE seq > ? AND seq <= ? AND +group_id = ?",
+                (after_seq, up_to_seq, group_id),
+            ).fetchone()
+        return int(row[0])
+
     def interactions_after(self, group: str, seq: int, *, limit: int) -> pl.DataFrame:
         with self._transaction(write=False) as cur:
             group_id = self._group_id(cur, group)

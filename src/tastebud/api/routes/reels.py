@@ -25,12 +25,18 @@ router = APIRouter(
 )
 
 
+def check_clip_count(count: int) -> None:
+    """Refuse a catalogue of more than :data:`MAX_CLIPS` clips in one request (the console's
+    pasted ones too)."""
+    if count > MAX_CLIPS:
+        raise PayloadTooLarge(f"clips: {count} clips, at most {MAX_CLIPS} per request")
+
+
 @router.post("/reels")
 def compose_reel(group: str, body: ReelIn, engine: EngineDep) -> ReelOut:
     """The reel for ``userId``: the clips' titles ranked for the user (``filterName`` drops
     titles), played in ``cadence`` order for ``seconds``; its edit list and OTIO timeline."""
-    if len(body.clips) > MAX_CLIPS:
-        raise PayloadTooLarge(f"clips: {len(body.clips)} clips, at most {MAX_CLIPS} per request")
+    check_clip_count(len(body.clips))
     rows = [(f"clips[{i}]", clip.model_dump(exclude_none=True))
             for i, clip in enumerate(body.clips)]  # fmt: skip
     catalogue = catalogue_from_rows(rows, fps=parse_fps(body.fps))

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from tastebud.api.deps import EngineDep
-from tastebud.console import metrics, render
+from tastebud.console import render
 from tastebud.console.session import AdminToken
 from tastebud.engine import Engine
 
@@ -32,5 +32,5 @@ def live(group: str, request: Request, engine: EngineDep, token: AdminToken) -> 
 
 def _live(request: Request, engine: Engine, group: str) -> dict[str, Any]:
     engine.get_group(group)  # an unknown group is a 404, not an empty page
-    rate = request.app.state.event_rate.per_second(metrics.read())
+    rate = request.app.state.event_rate.per_second(engine.store, group)
     return {"events_per_second": rate, "jobs": engine.list_jobs(group)[:RECENT_JOBS]}

@@ -69,3 +69,11 @@ document.addEventListener("submit", async (event) => {
     button.disabled = false;
   }
 });
+
+// <input type="file" data-into="#textarea">: the chosen file's text goes into the field (the
+// reels page's clip catalogue), so it is sent with the form like pasted text.
+document.addEventListener("change", async (event) => {
+  const input = event.target, into = input.getAttribute && input.getAttribute("data-into");
+  if (!into || !input.files.length) return;
+  document.querySelector(into).value = await input.files[0].text();
+});
