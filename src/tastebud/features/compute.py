@@ -81,7 +81,8 @@ def _keys(spec: Any) -> list[str]:
 
 
 def _session_members(events: pl.DataFrame, spec: SessionsSpec) -> pl.DataFrame:
-    """Events that make their session longer than ``min_minutes``: ``item, member, ts``.
+    """Events that make their session longer than ``min_minutes``: ``item, member, group, ts``
+    (``group``: the SESSION_ID, or the user whose events gaps split into sessions).
 
     A session is the events of one SESSION_ID on one item, or, without one, a user's events on
     the item with gaps of at most ``gap_minutes``. Its start is its first event: always earlier
@@ -93,11 +94,15 @@ def _session_members(events: pl.DataFrame, spec: SessionsSpec) -> pl.DataFrame:
     by_gap = pl.concat_str(
         [pl.lit("g"), pl.col("user"), pl.col("run").cast(pl.String)], separator=SEP
     )
-    member = pl.when(pl.col("session").is_not_null()).then(pl.lit("s") + pl.col("session"))
-    ev = ev.with_columns(member.otherwise(by_gap).alias("member"))
+    sessioned = pl.when(pl.col("session").is_not_null()).then(pl.lit("s") + pl.col("session"))
+    ev = ev.with_columns(
+        sessioned.otherwise(by_gap).alias("member"),
+        sessioned.otherwise(pl.concat_str([pl.lit("g"), pl.col("user")], separator=SEP))
+        .alias("group"),
+    )  # fmt: skip
     start = pl.col("ts").min().over("item", "member")
     ev = ev.filter(pl.col("ts") - start > spec.min_minutes * 60)
-    return ev.select("item", "member", "ts").sort("ts", maintain_order=True)
+    return ev.select("item", "member", "group", "ts").sort("ts", maintain_order=True)
 
 
 def _runs(group: list[str], gap: float) -> pl.Expr:
@@ -318,7 +323,7 @@ def snapshot(spec: Any, events: pl.DataFrame, at: int) -> tuple[pl.DataFrame, fl
         return _as_frame(part.select(*keys, "n"), keys), 0.0
     value = {"count": pl.len(), "sum": pl.col("event_value").fill_null(0.0).sum(),
              "distinct_users": pl.col("user").drop_nulls().n_unique()}[how]  # fmt: skip
-    frame = typed.group_by(keys).agg(value.cast(pl.Float64))
+    frame = typed.group_by(keys).agg(value.cast(pl.Float64).alias("v"))  # "user" may be a key
     return _as_frame(frame, keys), 0.0
 
 
