@@ -12,10 +12,9 @@ import polars as pl
 import pytest
 
 from tastebud.engine import Engine
-from tastebud.features import compute, incremental
+from tastebud.features import compute, incremental, sync
 from tastebud.features.online import Table
 from tastebud.features.spec import parse_text
-from tastebud.features.sync import retention
 from tests.features.conftest import T, event, put, shows
 
 DECLARATION = """
@@ -88,7 +87,7 @@ def test_moving_forward_equals_computing_from_scratch(
     if seed % 2:  # a session's start leaves the lookback within the stream
         monkeypatch.setattr(compute, "SESSION_LOOKBACK", 600)
     rng = np.random.default_rng(seed)
-    keep = retention(FEATURES)
+    keep = sync.retention(FEATURES)
     at = 1_000_000
     log = _events(rng, 0, 0, 1)
     states = {s.name: incremental.aggregate(s) for s in FEATURES.stream}
@@ -126,13 +125,15 @@ def test_moving_forward_equals_computing_from_scratch(
 
 def test_a_table_keeps_only_entities_with_values_and_remembers_changes() -> None:
     table = Table(["a", "b"])
-    table.update({0: (["x", "y"], np.array([1.0, 2.0]), False), 1: (["x"], np.array([5.0]), False)})
+    first = {0: (["x", "y"], np.array([1.0, 2.0]), False), 1: (["x"], np.array([5.0]), False)}
+    assert table.update(first) == {0: 2, 1: 1}
     assert sorted(table.drain()) == ["x", "y"]
-    table.update({0: (["x", "y"], np.array([1.0, np.nan]), False)})  # x unchanged, y gone
+    # x unchanged, y gone
+    assert table.update({0: (["x", "y"], np.array([1.0, np.nan]), False)}) == {0: 1}
     assert table.drain() == ["y"] and len(table) == 1
     assert table.rows(["x", "y"]).tolist()[0] == [1.0, 5.0]
     assert np.isnan(table.rows(["y"])).all()
-    table.update({1: (["z"], np.array([7.0]), True)})  # replaces the column: x loses b
+    assert table.update({1: (["z"], np.array([7.0]), True)}) == {1: 2}  # x loses b
     assert sorted(table.drain()) == ["x", "z"]
     np.testing.assert_array_equal(table.rows(["x", "z"]), [[1.0, np.nan], [np.nan, 7.0]])
     table.update({0: (["x"], np.array([np.nan]), False)})
@@ -151,7 +152,12 @@ features:
 """
 
 
-def test_through_the_store_values_equal_point_in_time_values(engine: Engine, group: str) -> None:
+@pytest.mark.parametrize("check", [False, True], ids=["moving", "rebuilding"])
+def test_through_the_store_values_equal_point_in_time_values(
+    engine: Engine, group: str, check: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if check:  # every sync also rebuilds one feature from scratch
+        monkeypatch.setattr(sync, "REBUILD_SECONDS", 0.0)
     shows(engine, group, {"s1": "h1", "s2": "h2", "s3": "h1"})
     engine.features.apply(group, LIVE_SMALL)
     names = engine.features.names(group)
@@ -181,3 +187,27 @@ def test_through_the_store_values_equal_point_in_time_values(engine: Engine, gro
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3, equal_nan=True)
             nonzero += int(np.count_nonzero(np.nan_to_num(want)))
     assert nonzero > 100
+
+
+def test_a_rebuild_repairs_running_values_that_drifted(
+    engine: Engine, group: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    shows(engine, group, {"s1": "h1"})
+    engine.features.apply(group, LIVE_SMALL)
+    put(engine, group, event("u1", "s1", T - 100), event("u2", "s1", T - 50))
+    state = engine.features.sync(group, now=T)
+    counts = state.aggregates["views_5m"]
+    counts.index.values[counts.index.find(["s1"]), 0] = 40.0  # a planted error
+    put(engine, group, event("u3", "s1", T - 20))
+    assert engine.features.online(group, ["views_5m"], user_id=None, item_ids=["s1"],
+                                  now=T).tolist() == [[2.0]]  # fmt: skip
+    engine.features.sync(group, now=T)
+    assert engine.features.online(group, ["views_5m"], user_id=None, item_ids=["s1"],
+                                  now=T).tolist() == [[41.0]]  # fmt: skip
+    monkeypatch.setattr(sync, "REBUILD_SECONDS", 0.0)
+    with caplog.at_level("INFO", logger="tastebud.features.service"):
+        for _ in LIVE_SMALL.splitlines():  # one feature per sync: views_5m within these
+            engine.features.sync(group, now=T)
+    assert engine.features.online(group, ["views_5m"], user_id=None, item_ids=["s1"],
+                                  now=T).tolist() == [[3.0]]  # fmt: skip
+    assert "feature=views_5m values=1" in caplog.text

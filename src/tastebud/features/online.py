@@ -67,11 +67,11 @@ class Table:
     def __len__(self) -> int:
         return len(self._index)
 
-    def update(self, columns: Mapping[int, Change]) -> int:
+    def update(self, columns: Mapping[int, Change]) -> dict[int, int]:
         """Set values by key, column by column (a change that replaces all also clears the
-        keys it lacks); returns how many values differ from before."""
+        keys it lacks); returns how many values of each column differ from before."""
         with self._lock:
-            return sum(self._set(j, *change) for j, change in columns.items())
+            return {j: self._set(j, *change) for j, change in columns.items()}
 
     def _set(self, column: int, keys: Sequence[str], values: FloatMatrix, whole: bool) -> int:
         index = self._index

@@ -211,7 +211,10 @@ class FeatureService:
                 changes[name] = (frame["k"].to_list(), frame["v"].cast(pl.Float64)
                                  .fill_null(math.nan).to_numpy(), True)  # fmt: skip
             state.missing.update(batch_missing)
-        sync.update_tables(state, changes)
+        changed = sync.update_tables(state, changes)
+        if state.checked and changed.get(state.checked):
+            _log.info("feature rebuilt: the running values differed group=%s feature=%s "
+                      "values=%d", group, state.checked, changed[state.checked])  # fmt: skip
         self.values.publish(group, state.features.version, state.tables, state.missing,
                             everything=first)  # fmt: skip
         state.led = True

@@ -49,6 +49,7 @@ class GroupState:
     at: int | None = None  # the time the running values are as of
     data_at: float = 0.0  # monotonic: when the tail they include was read
     rebuilt_at: dict[str, float] = field(default_factory=dict)  # monotonic
+    checked: str | None = None  # the feature the last sync rebuilt as a check
     led: bool = False  # whether this process has published everything since it leads
     synced_at: float = 0.0
     last_read: float = 0.0
@@ -148,8 +149,10 @@ def advance(
     rebuild = rebuild or state.at is None or at < state.at
     due = {s.name for s in specs} if rebuild else set()
     oldest = min(specs, key=lambda s: state.rebuilt_at.get(s.name, 0.0), default=None)
+    state.checked = None
     if oldest is not None and clock - state.rebuilt_at.get(oldest.name, 0.0) >= REBUILD_SECONDS:
         due.add(oldest.name)
+        state.checked = None if rebuild else oldest.name
     step = incremental.Step(before, new, state.log, since=state.at or at, at=at)
     changes: dict[str, Change] = {}
     for spec in specs:
@@ -166,14 +169,15 @@ def advance(
 
 
 def update_tables(state: GroupState, changes: dict[str, Change]) -> dict[str, int]:
-    """Apply the features' changes to their tables; returns how many values each kind
+    """Apply the features' changes to their tables; returns how many values of each feature
     changed."""
     assert state.features is not None
-    changed = {}
+    changed: dict[str, int] = {}
     for kind, names in state.features.layout.items():
         columns = {j: changes[name] for j, name in enumerate(names) if name in changes}
         if columns:
-            changed[kind] = state.tables[kind].update(columns)
+            counts = state.tables[kind].update(columns)
+            changed |= {names[j]: n for j, n in counts.items()}
     return changed
 
 
