@@ -35,8 +35,8 @@ from tastebud.features.index import Index
 from tastebud.features.spec import CounterSpec, RateSpec, SessionsSpec
 
 Values = npt.NDArray[np.float64]
-Change = tuple[list[str], Values]  # keys, their values now (NaN: none)
-_NO_CHANGE: Change = ([], np.zeros(0))
+Change = tuple[pl.Series, Values]  # keys, their values now (NaN: none)
+_NO_CHANGE: Change = (pl.Series("k", [], pl.String), np.zeros(0))
 
 
 def _between(log: pl.DataFrame, low: int, high: int) -> pl.DataFrame:
@@ -113,7 +113,7 @@ def _signed(step: Step, spec: Any, *, typed: bool = True) -> pl.DataFrame:
     return _keyed(pl.concat([entering, leaving]), spec, typed=typed)
 
 
-def _accumulate(index: Index, keys: list[str], delta: np.ndarray) -> tuple[np.ndarray, Values]:
+def _accumulate(index: Index, keys: pl.Series, delta: np.ndarray) -> tuple[np.ndarray, Values]:
     """Add ``delta`` (a row per key) to the keys' rows, dropping those whose first column
     (a count) reaches 0; returns the rows and their sums."""
     rows = index.add(keys)
@@ -138,7 +138,7 @@ class _Sums:
             return _NO_CHANGE
         sign, value = pl.col("sign"), pl.col("event_value").fill_null(0.0)
         sums = delta.group_by("k").agg(sign.sum(), (sign * value).sum().alias("sum"))
-        keys = sums["k"].to_list()
+        keys = sums["k"]
         _, total = _accumulate(self.index, keys, sums.select("sign", "sum").to_numpy())
         out = total[:, 0 if self.spec.aggregation == "count" else 1].copy()
         out[total[:, 0] <= 0] = np.nan
@@ -160,7 +160,7 @@ class _Distinct:
         if delta.is_empty():
             return _NO_CHANGE
         pairs = delta.group_by("k", "user").agg(pl.col("sign").sum())
-        names = pairs.select(pl.concat_str(["k", "user"], separator=SEP)).to_series().to_list()
+        names = pairs.select(pl.concat_str(["k", "user"], separator=SEP)).to_series()
         rows = self.pairs.add(names)
         before = np.nan_to_num(self.pairs.values[rows, 0])
         after = before + pairs["sign"].to_numpy()
@@ -168,7 +168,7 @@ class _Distinct:
         self.pairs.drop(rows[after <= 0])
         joined = (after > 0).astype(np.float64) - (before > 0)  # +1 a user came, -1 one left
         moves = pairs.select("k", pl.Series("d", joined)).group_by("k").agg(pl.col("d").sum())
-        keys = moves["k"].to_list()
+        keys = moves["k"]
         # A count column of its own: an entity whose users all left is dropped.
         _, total = _accumulate(self.index, keys, moves.select("d").to_numpy())
         out = total[:, 0].copy()
@@ -186,27 +186,27 @@ class _LastSeen:
         self.index = Index(1)
 
     def advance(self, step: Step) -> Change:
-        keys: list[str] = []
+        keys: list[pl.Series] = []
         parts: list[Values] = []
         entering = _keyed(step.entering(self.spec.window), self.spec)
         if entering.height:
             latest = entering.group_by("k").agg(pl.col("ts").max().cast(pl.Float64))
-            keys = latest["k"].to_list()
-            rows = self.index.add(keys)
+            keys.append(latest["k"])
+            rows = self.index.add(latest["k"])
             # Out-of-order arrivals: the latest time is a maximum, not the last one read.
             self.index.values[rows, 0] = np.fmax(self.index.values[rows, 0],
                                                  latest["ts"].to_numpy())  # fmt: skip
             parts.append(self.index.values[rows, 0].copy())
-        leaving = _keyed(step.leaving(self.spec.window), self.spec)["k"].unique().to_list()
-        if leaving:
+        leaving = _keyed(step.leaving(self.spec.window), self.spec)["k"].unique()
+        if len(leaving):
             rows = self.index.find(leaving)
             present = rows >= 0
             expired = present.copy()
             expired[present] = self.index.values[rows[present], 0] < step.at - self.spec.window
             self.index.drop(rows[expired])
-            keys += [key for key, gone in zip(leaving, expired.tolist(), strict=True) if gone]
+            keys.append(leaving.filter(pl.Series(expired)))
             parts.append(np.full(int(expired.sum()), np.nan))
-        return (keys, np.concatenate(parts)) if parts else _NO_CHANGE
+        return (pl.concat(keys), np.concatenate(parts)) if parts else _NO_CHANGE
 
 
 class _Rate:
@@ -221,7 +221,7 @@ class _Rate:
         self.missing = self._missing()
 
     def advance(self, step: Step) -> Change:
-        keys: list[str] = []
+        keys = _NO_CHANGE[0]
         rows = np.zeros(0, np.int64)
         delta = _signed(step, self.spec, typed=False)
         if delta.height:
@@ -230,7 +230,7 @@ class _Rate:
             is_d = pl.col("event_type").is_in(list(self.spec.denominator))
             sums = delta.group_by("k").agg(sign.sum(), (sign * is_n).sum().alias("n"),
                                            (sign * is_d).sum().alias("d"))  # fmt: skip
-            keys = sums["k"].to_list()
+            keys = sums["k"]
             change = sums.select("sign", "n", "d").to_numpy()
             rows, _ = _accumulate(self.index, keys, change)
             self.totals += change[:, 1:].sum(axis=0)
@@ -241,11 +241,10 @@ class _Rate:
             self.prior = prior
             self.missing = self._missing()
             live = self.index.live()
-            gone = [key for key, row in zip(keys, rows.tolist(), strict=True)
-                    if np.isnan(self.index.values[row, 0])]  # fmt: skip
-            values = np.concatenate([self._values(live), np.full(len(gone), np.nan)])
-            return self.index.keys(live) + gone, values
-        return (keys, self._values(rows)) if keys else _NO_CHANGE
+            gone = keys.filter(pl.Series(np.isnan(self.index.values[rows, 0])))
+            everyone = pl.Series("k", self.index.keys(live), pl.String).append(gone)
+            return everyone, np.concatenate([self._values(live), np.full(len(gone), np.nan)])
+        return (keys, self._values(rows)) if len(keys) else _NO_CHANGE
 
     def _values(self, rows: np.ndarray) -> Values:
         n, d = self.index.values[rows, 1], self.index.values[rows, 2]
@@ -292,7 +291,7 @@ class _Sessions:
         if affected.is_empty():
             return _NO_CHANGE
         counts = self._counts(step, touched, affected)
-        groups = affected["group"].to_list()
+        groups = affected["group"]
         old = np.nan_to_num(self.groups.read(groups)[:, 0])
         new = affected.join(counts, on="group", how="left")["n"].fill_null(0).to_numpy()
         rows = self.groups.add(groups)
@@ -300,7 +299,7 @@ class _Sessions:
         self.groups.drop(rows[new <= 0])
         moves = affected.select("item", pl.Series("d", (new - old).astype(np.float64)))
         moves = moves.group_by("item").agg(pl.col("d").sum())
-        keys = moves["item"].to_list()
+        keys = moves["item"]
         rows = self.index.add(keys)
         total = np.nan_to_num(self.index.values[rows, 0]) + moves["d"].to_numpy()
         self.index.values[rows, 0] = total

@@ -22,10 +22,11 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 import redis
 
 from tastebud.errors import NotReady
-from tastebud.features.index import Index
+from tastebud.features.index import Index, series
 
 FloatMatrix = npt.NDArray[np.float64]  # last_seen holds epoch seconds: float32 is too coarse
 _PUBLISH_CHUNK = 5_000
@@ -49,7 +50,7 @@ return out
 KEY_SEPARATOR = "\x1e"
 
 
-Change = tuple[Sequence[str], npt.NDArray[np.float64], bool]  # keys, values, replaces all
+Change = tuple[Sequence[str] | pl.Series, npt.NDArray[np.float64], bool]  # keys, values, all?
 
 
 class Table:
@@ -73,12 +74,15 @@ class Table:
         with self._lock:
             return {j: self._set(j, *change) for j, change in columns.items()}
 
-    def _set(self, column: int, keys: Sequence[str], values: FloatMatrix, whole: bool) -> int:
+    def _set(
+        self, column: int, keys: Sequence[str] | pl.Series, values: FloatMatrix, whole: bool
+    ) -> int:
         index = self._index
+        keys = series(keys)
         rows = index.find(keys)
         new = (rows < 0) & ~np.isnan(values)  # no row for an entity that has no value
         if new.any():
-            rows[new] = index.add([keys[i] for i in np.flatnonzero(new).tolist()])
+            rows[new] = index.add(keys.gather(np.flatnonzero(new)))
         kept = rows >= 0
         rows, values = rows[kept], values[kept]
         if whole:

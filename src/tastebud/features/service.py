@@ -208,7 +208,7 @@ class FeatureService:
         if (computations != state.computations or first) and state.features.batch:
             batch, batch_missing = sync.batch_values(self.store, group, state.features)
             for name, frame in batch.items():
-                changes[name] = (frame["k"].to_list(), frame["v"].cast(pl.Float64)
+                changes[name] = (frame["k"], frame["v"].cast(pl.Float64)
                                  .fill_null(math.nan).to_numpy(), True)  # fmt: skip
             state.missing.update(batch_missing)
         changed = sync.update_tables(state, changes)
