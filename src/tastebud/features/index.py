@@ -29,6 +29,16 @@ def series(keys: Sequence[str] | pl.Series) -> pl.Series:
     return keys if isinstance(keys, pl.Series) else pl.Series(keys, dtype=pl.String)
 
 
+def _positions(ordered: Hashes, wanted: Hashes) -> Rows:
+    """``searchsorted``, faster for many keys when they are sorted first (cache-friendly)."""
+    if len(wanted) < 4096:
+        return np.searchsorted(ordered, wanted)
+    order = np.argsort(wanted)
+    out = np.empty(len(wanted), np.int64)
+    out[order] = np.searchsorted(ordered, wanted[order])
+    return out
+
+
 class Index:
     """Rows of ``values`` (``width`` columns) by entity key; not thread-safe."""
 
@@ -50,7 +60,7 @@ class Index:
     def _find(self, wanted: Hashes) -> Rows:
         if not len(self._sorted):
             return np.full(len(wanted), -1, np.int64)
-        at = np.minimum(np.searchsorted(self._sorted, wanted), len(self._sorted) - 1)
+        at = np.minimum(_positions(self._sorted, wanted), len(self._sorted) - 1)
         return np.where(self._sorted[at] == wanted, self._rows[at], -1)
 
     def read(self, keys: Sequence[str] | pl.Series) -> npt.NDArray[np.float64]:

@@ -50,6 +50,7 @@ class GroupState:
     data_at: float = 0.0  # monotonic: when the tail they include was read
     rebuilt_at: dict[str, float] = field(default_factory=dict)  # monotonic
     checked: str | None = None  # the feature the last sync rebuilt as a check
+    checked_at: float = 0.0  # monotonic: when a feature was last rebuilt
     led: bool = False  # whether this process has published everything since it leads
     synced_at: float = 0.0
     last_read: float = 0.0
@@ -141,8 +142,8 @@ def advance(
 ) -> dict[str, Change]:  # fmt: skip
     """Move every stream feature to ``at`` by the events that entered or left its window
     since the last call, or rebuild them all from the log (``rebuild``, the first call, or a
-    clock that went back); one feature, the one rebuilt longest ago if over
-    ``REBUILD_SECONDS``, is rebuilt anyway. Returns each feature's changed values.
+    clock that went back); now and then (each feature every ``REBUILD_SECONDS``) one feature,
+    the one rebuilt longest ago, is rebuilt anyway. Returns each feature's changed values.
     ``clock``: when the tail was read."""
     assert state.features is not None and state.log is not None
     specs = state.features.stream
@@ -150,9 +151,12 @@ def advance(
     due = {s.name for s in specs} if rebuild else set()
     oldest = min(specs, key=lambda s: state.rebuilt_at.get(s.name, 0.0), default=None)
     state.checked = None
-    if oldest is not None and clock - state.rebuilt_at.get(oldest.name, 0.0) >= REBUILD_SECONDS:
+    if rebuild:
+        state.checked_at = clock
+    elif oldest is not None and clock - state.checked_at >= REBUILD_SECONDS / len(specs):
+        # Spread out: one feature at a time, each one every REBUILD_SECONDS.
         due.add(oldest.name)
-        state.checked = None if rebuild else oldest.name
+        state.checked, state.checked_at = oldest.name, clock
     step = incremental.Step(before, new, state.log, since=state.at or at, at=at)
     changes: dict[str, Change] = {}
     for spec in specs:
