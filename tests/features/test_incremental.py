@@ -197,6 +197,7 @@ def test_a_rebuild_repairs_running_values_that_drifted(
     put(engine, group, event("u1", "s1", T - 100), event("u2", "s1", T - 50))
     state = engine.features.sync(group, now=T)
     counts = state.aggregates["views_5m"]
+    assert isinstance(counts, incremental._Sums)
     counts.index.values[counts.index.find(["s1"]), 0] = 40.0  # a planted error
     put(engine, group, event("u3", "s1", T - 20))
     assert engine.features.online(group, ["views_5m"], user_id=None, item_ids=["s1"],
@@ -211,3 +212,25 @@ def test_a_rebuild_repairs_running_values_that_drifted(
     assert engine.features.online(group, ["views_5m"], user_id=None, item_ids=["s1"],
                                   now=T).tolist() == [[3.0]]  # fmt: skip
     assert "feature=views_5m values=1" in caplog.text
+
+
+def test_a_sync_failing_midway_counts_nothing_twice(
+    engine: Engine, group: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shows(engine, group, {"s1": "h1"})
+    engine.features.apply(group, LIVE_SMALL)
+    put(engine, group, event("u1", "s1", T - 100))
+    rate = type(engine.features.sync(group, now=T).aggregates["completion"])
+    put(engine, group, event("u2", "s1", T - 50))
+
+    def fail(self: object, step: incremental.Step) -> incremental.Change:
+        raise RuntimeError("planted")
+
+    with monkeypatch.context() as patch:  # the rate comes last: the counts moved already
+        patch.setattr(rate, "advance", fail)
+        with pytest.raises(RuntimeError, match="planted"):
+            engine.features.sync(group, now=T + 1)
+    engine.features.sync(group, now=T + 1)
+    names = ["views_5m", "viewers_10m"]
+    assert engine.features.online(group, names, user_id="u1", item_ids=["s1"],
+                                  now=T + 1).tolist() == [[2.0, 2.0]]  # fmt: skip

@@ -199,8 +199,9 @@ class FeatureService:
             state.led = False  # another process publishes; a later lead starts afresh
             return
         clock = time.monotonic()
-        before, new = sync.tail(self.store, group, state, now=now)
         first = not state.led
+        state.led = False  # until this sync is done: one failing midway rebuilds the next
+        before, new = sync.tail(self.store, group, state, now=now)
         # Events of the current second are before `now`: they count at once.
         changes = sync.advance(state, before, new, at=math.ceil(now), clock=clock,
                                rebuild=full or first)  # fmt: skip

@@ -110,10 +110,11 @@ def tail(
     since = int(now) - keep
     before = state.log if state.log is not None else _empty_log(state)
     parts = []
+    seq = state.seq  # kept until the whole tail is read: a failing read loses nothing
     while True:
-        rows = store.feature_events(group, after_seq=state.seq, since_ts=since, limit=TAIL_BATCH)
+        rows = store.feature_events(group, after_seq=seq, since_ts=since, limit=TAIL_BATCH)
         if rows.height:
-            state.seq = int(rows["seq"][-1])
+            seq = int(rows["seq"][-1])
             parts.append(compute.with_fields(rows.drop("seq", "context"), state.items,
                                              state.features.fields))  # fmt: skip
         if rows.height < TAIL_BATCH:
@@ -126,7 +127,7 @@ def tail(
     # Kept sorted by time; events mostly arrive in order, so this is usually a check.
     if not log["ts"].is_sorted():
         log = log.sort("ts", maintain_order=True)
-    state.log = log.slice(log["ts"].search_sorted(since))
+    state.log, state.seq = log.slice(log["ts"].search_sorted(since)), seq
     return before, new
 
 
@@ -157,7 +158,8 @@ def advance(
         # Spread out: one feature at a time, each one every REBUILD_SECONDS.
         due.add(oldest.name)
         state.checked, state.checked_at = oldest.name, clock
-    step = incremental.Step(before, new, state.log, since=state.at or at, at=at)
+    since = at if state.at is None else state.at
+    step = incremental.Step(before, new, state.log, since=since, at=at)
     changes: dict[str, Change] = {}
     for spec in specs:
         if spec.name in due:
