@@ -80,7 +80,7 @@ def _keys(spec: Any) -> list[str]:
     return list(spec.key_columns) if hasattr(spec, "key_columns") else ["item"]
 
 
-def _session_members(events: pl.DataFrame, spec: SessionsSpec) -> pl.DataFrame:
+def session_members(events: pl.DataFrame, spec: SessionsSpec) -> pl.DataFrame:
     """Events that make their session longer than ``min_minutes``: ``item, member, group, ts``
     (``group``: the SESSION_ID, or the user whose events gaps split into sessions).
 
@@ -275,7 +275,7 @@ def _value_at(spec: Any, position: int, events: pl.DataFrame, queries: pl.DataFr
     if isinstance(spec, RequestSpec):
         return _request_at(spec, position, queries)
     if isinstance(spec, SessionsSpec):
-        members = _session_members(events, spec)
+        members = session_members(events, spec)
         return _active(members, ["item"], "member", queries, spec.window)
     if isinstance(spec, RateSpec):
         return _rate_at(events, _keys(spec), spec, queries, spec.window)
@@ -301,7 +301,7 @@ def snapshot(spec: Any, events: pl.DataFrame, at: int) -> tuple[pl.DataFrame, fl
     if isinstance(spec, SessionsSpec):
         # Online, a session's start is sought at most SESSION_LOOKBACK before the window.
         since = past["ts"].search_sorted(at - spec.window - SESSION_LOOKBACK)
-        members = _session_members(past.slice(since), spec).filter(pl.col("ts") >= at - spec.window)
+        members = session_members(past.slice(since), spec).filter(pl.col("ts") >= at - spec.window)
         frame = members.group_by("item").agg(pl.col("member").n_unique().cast(pl.Float64))
         return _as_frame(frame, keys), 0.0
     if isinstance(spec, RateSpec) or getattr(spec, "aggregation", "") == "rate":

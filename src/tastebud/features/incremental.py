@@ -266,7 +266,7 @@ class _Sessions:
 
     A session belongs to a *group*: its ``SESSION_ID`` on the item, or a user's events on the
     item (split into sessions by gaps; events with a ``SESSION_ID`` take part in the gaps, as
-    in :func:`compute._session_members`). A step recomputes the groups of the events that
+    in :func:`compute.session_members`). A step recomputes the groups of the events that
     entered, left the window, or left the lookback (a session's start), from the log."""
 
     missing = 0.0
@@ -318,7 +318,7 @@ class _Sessions:
             & (pl.col("user").is_in(touched["user"].drop_nulls().unique().to_list())
                | pl.col("session").is_in(touched["session"].drop_nulls().unique().to_list()))
         )  # fmt: skip
-        members = compute._session_members(ours, self.spec)
+        members = compute.session_members(ours, self.spec)
         members = members.filter(pl.col("ts") >= at - self.spec.window)
         members = members.with_columns(
             pl.concat_str(["item", "group"], separator=SEP).alias("group")
