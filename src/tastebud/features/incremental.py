@@ -22,7 +22,7 @@ Each ``advance`` returns the keys it touched and their values (NaN: the entity h
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -64,13 +64,19 @@ class Step:
         """From nothing to ``at``: every row of the log is new."""
         return cls(before=log.clear(), new=log, log=log, since=at, at=at)
 
+    _slices: dict[tuple[str, int], pl.DataFrame] = field(default_factory=dict, compare=False)
+
     def entering(self, window: int) -> pl.DataFrame:
-        low = self.at - window
-        old = _between(self.before, max(self.since, low), self.at)
-        new = self.new.filter((pl.col("ts") >= low) & (pl.col("ts") < self.at))
-        return pl.concat([old, new]) if old.height else new
+        """The rows that entered a window (features of one window share them)."""
+        if ("in", window) not in self._slices:
+            low = self.at - window
+            old = _between(self.before, max(self.since, low), self.at)
+            new = self.new.filter((pl.col("ts") >= low) & (pl.col("ts") < self.at))
+            self._slices["in", window] = pl.concat([old, new]) if old.height else new
+        return self._slices["in", window]
 
     def leaving(self, window: int) -> pl.DataFrame:
+        """The rows that left a window."""
         return _between(self.before, self.since - window, min(self.since, self.at - window))
 
 

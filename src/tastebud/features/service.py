@@ -252,14 +252,18 @@ class FeatureService:
             self._wake.clear()
             if self._stop.is_set():
                 return
+            started = time.monotonic()
             for group in list(self._groups):
                 try:
                     self.sync(group)
                     self._run_batch_if_due(group)
                 except Exception as exc:  # a store or Redis outage: try again next round
                     _log.warning("feature sync failed group=%s error=%s", group, exc)
-            # At most this often, however fast commits wake it: syncing costs a recompute.
-            self._stop.wait(self.settings.min_sync_gap_seconds)
+            # However fast commits wake it: at most every min_sync_gap_seconds, and resting as
+            # long as the round took, so that syncing takes at most half of one core away from
+            # the event tracker when events pour in (a round then covers more of them).
+            took = time.monotonic() - started
+            self._stop.wait(max(self.settings.min_sync_gap_seconds, took))
 
     # batch features ---------------------------------------------------------------------------
     def compute(self, group: str, *, now: float | None = None) -> dict[str, Any]:
