@@ -102,8 +102,9 @@ def aggregate(spec: Any) -> Aggregate:
     return _Sums(spec)
 
 
-def _keyed(rows: pl.DataFrame, spec: Any, *, typed: bool = True) -> pl.DataFrame:
-    """Rows with a whole key (``k``), of the feature's event types."""
+def _keyed(rows: pl.LazyFrame, spec: Any, *, typed: bool = True) -> pl.LazyFrame:
+    """Rows with a whole key (``k``), of the feature's event types (lazy: a feature's step is
+    one Polars query, not a dozen small ones)."""
     keys = list(spec.key_columns)
     if typed and spec.event_types is not None:
         rows = rows.filter(pl.col("event_type").is_in(list(spec.event_types)))
@@ -112,10 +113,10 @@ def _keyed(rows: pl.DataFrame, spec: Any, *, typed: bool = True) -> pl.DataFrame
     return rows.with_columns(key.alias("k"))
 
 
-def _signed(step: Step, spec: Any, *, typed: bool = True) -> pl.DataFrame:
+def _signed(step: Step, spec: Any, *, typed: bool = True) -> pl.LazyFrame:
     """The entering (``sign`` +1) and leaving (-1) rows, keyed."""
-    entering = step.entering(spec.window).with_columns(pl.lit(1.0).alias("sign"))
-    leaving = step.leaving(spec.window).with_columns(pl.lit(-1.0).alias("sign"))
+    entering = step.entering(spec.window).lazy().with_columns(pl.lit(1.0).alias("sign"))
+    leaving = step.leaving(spec.window).lazy().with_columns(pl.lit(-1.0).alias("sign"))
     return _keyed(pl.concat([entering, leaving]), spec, typed=typed)
 
 
@@ -139,11 +140,12 @@ class _Sums:
         self.index = Index(2)
 
     def advance(self, step: Step) -> Change:
-        delta = _signed(step, self.spec)
-        if delta.is_empty():
-            return _NO_CHANGE
         sign, value = pl.col("sign"), pl.col("event_value").fill_null(0.0)
-        sums = delta.group_by("k").agg(sign.sum(), (sign * value).sum().alias("sum"))
+        sums = _signed(step, self.spec).group_by("k").agg(
+            sign.sum(), (sign * value).sum().alias("sum")
+        ).collect()  # fmt: skip
+        if sums.is_empty():
+            return _NO_CHANGE
         keys = sums["k"]
         _, total = _accumulate(self.index, keys, sums.select("sign", "sum").to_numpy())
         out = total[:, 0 if self.spec.aggregation == "count" else 1].copy()
@@ -163,9 +165,9 @@ class _Distinct:
 
     def advance(self, step: Step) -> Change:
         delta = _signed(step, self.spec).filter(pl.col("user").is_not_null())
-        if delta.is_empty():
+        pairs = delta.group_by("k", "user").agg(pl.col("sign").sum()).collect()
+        if pairs.is_empty():
             return _NO_CHANGE
-        pairs = delta.group_by("k", "user").agg(pl.col("sign").sum())
         names = pairs.select(pl.concat_str(["k", "user"], separator=SEP)).to_series()
         rows = self.pairs.add(names)
         before = np.nan_to_num(self.pairs.values[rows, 0])
@@ -194,16 +196,18 @@ class _LastSeen:
     def advance(self, step: Step) -> Change:
         keys: list[pl.Series] = []
         parts: list[Values] = []
-        entering = _keyed(step.entering(self.spec.window), self.spec)
-        if entering.height:
-            latest = entering.group_by("k").agg(pl.col("ts").max().cast(pl.Float64))
+        entering = _keyed(step.entering(self.spec.window).lazy(), self.spec)
+        latest = entering.group_by("k").agg(pl.col("ts").max().cast(pl.Float64)).collect()
+        if latest.height:
             keys.append(latest["k"])
             rows = self.index.add(latest["k"])
             # Out-of-order arrivals: the latest time is a maximum, not the last one read.
             self.index.values[rows, 0] = np.fmax(self.index.values[rows, 0],
                                                  latest["ts"].to_numpy())  # fmt: skip
             parts.append(self.index.values[rows, 0].copy())
-        leaving = _keyed(step.leaving(self.spec.window), self.spec)["k"].unique()
+        leaving = _keyed(step.leaving(self.spec.window).lazy(), self.spec).select(
+            pl.col("k").unique()
+        ).collect()["k"]  # fmt: skip
         if len(leaving):
             rows = self.index.find(leaving)
             present = rows >= 0
@@ -229,13 +233,13 @@ class _Rate:
     def advance(self, step: Step) -> Change:
         keys = _NO_CHANGE[0]
         rows = np.zeros(0, np.int64)
-        delta = _signed(step, self.spec, typed=False)
-        if delta.height:
-            sign = pl.col("sign")
-            is_n = pl.col("event_type").is_in(list(self.spec.numerator))
-            is_d = pl.col("event_type").is_in(list(self.spec.denominator))
-            sums = delta.group_by("k").agg(sign.sum(), (sign * is_n).sum().alias("n"),
-                                           (sign * is_d).sum().alias("d"))  # fmt: skip
+        sign = pl.col("sign")
+        is_n = pl.col("event_type").is_in(list(self.spec.numerator))
+        is_d = pl.col("event_type").is_in(list(self.spec.denominator))
+        sums = _signed(step, self.spec, typed=False).group_by("k").agg(
+            sign.sum(), (sign * is_n).sum().alias("n"), (sign * is_d).sum().alias("d")
+        ).collect()  # fmt: skip
+        if sums.height:
             keys = sums["k"]
             change = sums.select("sign", "n", "d").to_numpy()
             rows, _ = _accumulate(self.index, keys, change)
