@@ -27,7 +27,7 @@ from tastebud.store import Store
 _log = logging.getLogger(__name__)
 TAIL_BATCH = 100_000
 ITEMS_REFRESH_SECONDS = 30.0
-REBUILD_SECONDS = 600.0
+REBUILD_SECONDS = 3600.0  # each feature checked hourly: one check every 3 min for 20
 
 
 @dataclass
