@@ -77,3 +77,29 @@ def test_reads_fail_fast_with_not_ready_when_redis_is_down(
     finally:
         down.features.close()
         shows_engine.features.close()
+
+
+def test_only_changed_entities_are_written_and_emptied_ones_deleted(
+    engines: tuple[Engine, Engine], group: str
+) -> None:
+    writer, reader = engines
+    shows(writer, group, {"s1": "h1", "s2": "h2"})
+    writer.features.apply(group, LIVE)
+    client = redis.Redis.from_url(REDIS_URL)
+    items = f"tb:feat:{group}:1:item"
+    put(writer, group, event("u1", "s1", T - 100), event("u2", "s2", T - 50))
+    assert online(writer, group, ["views_5m"], "u1", ["s1", "s2"], T) == [[1.0], [1.0]]
+    assert sorted(client.hkeys(items)) == [b"s1", b"s2"]
+    # A sync that changes s2 alone writes s2's row alone.
+    client.hset(items, "s1", b"planted")
+    put(writer, group, event("u3", "s2", T - 10))
+    assert online(writer, group, ["views_5m"], "u1", ["s2"], T) == [[2.0]]
+    assert client.hget(items, "s1") == b"planted"
+    client.hdel(items, "s1")
+    # Two days on, the item features' windows (1 day at most) are empty: the rows go.
+    later = T + 2 * 86_400
+    assert online(writer, group, ["views_5m", "completion"], "u1", ["s2"], later)[0][0] == 0.0
+    assert client.hkeys(items) == []
+    assert reader.features.online(group, ["views_5m"], user_id=None, item_ids=["s2"],
+                                  now=later).tolist() == [[0.0]]  # fmt: skip
+    client.close()

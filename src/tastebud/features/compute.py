@@ -80,8 +80,9 @@ def _keys(spec: Any) -> list[str]:
     return list(spec.key_columns) if hasattr(spec, "key_columns") else ["item"]
 
 
-def _session_members(events: pl.DataFrame, spec: SessionsSpec) -> pl.DataFrame:
-    """Events that make their session longer than ``min_minutes``: ``item, member, ts``.
+def session_members(events: pl.DataFrame, spec: SessionsSpec) -> pl.DataFrame:
+    """Events that make their session longer than ``min_minutes``: ``item, member, group, ts``
+    (``group``: the SESSION_ID, or the user whose events gaps split into sessions).
 
     A session is the events of one SESSION_ID on one item, or, without one, a user's events on
     the item with gaps of at most ``gap_minutes``. Its start is its first event: always earlier
@@ -93,11 +94,15 @@ def _session_members(events: pl.DataFrame, spec: SessionsSpec) -> pl.DataFrame:
     by_gap = pl.concat_str(
         [pl.lit("g"), pl.col("user"), pl.col("run").cast(pl.String)], separator=SEP
     )
-    member = pl.when(pl.col("session").is_not_null()).then(pl.lit("s") + pl.col("session"))
-    ev = ev.with_columns(member.otherwise(by_gap).alias("member"))
+    sessioned = pl.when(pl.col("session").is_not_null()).then(pl.lit("s") + pl.col("session"))
+    ev = ev.with_columns(
+        sessioned.otherwise(by_gap).alias("member"),
+        sessioned.otherwise(pl.concat_str([pl.lit("g"), pl.col("user")], separator=SEP))
+        .alias("group"),
+    )  # fmt: skip
     start = pl.col("ts").min().over("item", "member")
     ev = ev.filter(pl.col("ts") - start > spec.min_minutes * 60)
-    return ev.select("item", "member", "ts").sort("ts", maintain_order=True)
+    return ev.select("item", "member", "group", "ts").sort("ts", maintain_order=True)
 
 
 def _runs(group: list[str], gap: float) -> pl.Expr:
@@ -270,7 +275,7 @@ def _value_at(spec: Any, position: int, events: pl.DataFrame, queries: pl.DataFr
     if isinstance(spec, RequestSpec):
         return _request_at(spec, position, queries)
     if isinstance(spec, SessionsSpec):
-        members = _session_members(events, spec)
+        members = session_members(events, spec)
         return _active(members, ["item"], "member", queries, spec.window)
     if isinstance(spec, RateSpec):
         return _rate_at(events, _keys(spec), spec, queries, spec.window)
@@ -296,7 +301,7 @@ def snapshot(spec: Any, events: pl.DataFrame, at: int) -> tuple[pl.DataFrame, fl
     if isinstance(spec, SessionsSpec):
         # Online, a session's start is sought at most SESSION_LOOKBACK before the window.
         since = past["ts"].search_sorted(at - spec.window - SESSION_LOOKBACK)
-        members = _session_members(past.slice(since), spec).filter(pl.col("ts") >= at - spec.window)
+        members = session_members(past.slice(since), spec).filter(pl.col("ts") >= at - spec.window)
         frame = members.group_by("item").agg(pl.col("member").n_unique().cast(pl.Float64))
         return _as_frame(frame, keys), 0.0
     if isinstance(spec, RateSpec) or getattr(spec, "aggregation", "") == "rate":
@@ -318,7 +323,7 @@ def snapshot(spec: Any, events: pl.DataFrame, at: int) -> tuple[pl.DataFrame, fl
         return _as_frame(part.select(*keys, "n"), keys), 0.0
     value = {"count": pl.len(), "sum": pl.col("event_value").fill_null(0.0).sum(),
              "distinct_users": pl.col("user").drop_nulls().n_unique()}[how]  # fmt: skip
-    frame = typed.group_by(keys).agg(value.cast(pl.Float64))
+    frame = typed.group_by(keys).agg(value.cast(pl.Float64).alias("v"))  # "user" may be a key
     return _as_frame(frame, keys), 0.0
 
 

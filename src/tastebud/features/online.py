@@ -1,10 +1,10 @@
 """Where online feature values live: this process's memory (embedded) or Redis (scaled out).
 
-Values are published as whole snapshots computed from the store's interactions (see
-:mod:`tastebud.features.sync`): a value is *set*, never incremented, so publishing the same
-events twice cannot count them twice. Features are grouped by the kind of entity that keys them
-(``item``, ``user``, ``user_item``, ``field:HOST`` …): one :class:`Table` per kind holds a row
-of float64 values per entity, found by the 64-bit hash of its key.
+Values come from the store's interactions (see :mod:`tastebud.features.sync`): each sync sets
+the values of the entities whose events entered or left a window, and a value is *set*, never
+incremented, so publishing the same events twice cannot count them twice. Features are grouped
+by the kind of entity that keys them (``item``, ``user``, ``user_item``, ``field:HOST`` …): one
+:class:`Table` per kind holds a row of float64 values per entity, changed in place.
 
 In Redis a kind is one hash, ``tb:feat:{group}:{version}:{kind}``: entity key -> its row as
 packed float64 (declaration order). A read of many entities is one ``EVALSHA`` whose script
@@ -18,8 +18,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +26,7 @@ import polars as pl
 import redis
 
 from tastebud.errors import NotReady
+from tastebud.features.index import Index, series
 
 FloatMatrix = npt.NDArray[np.float64]  # last_seen holds epoch seconds: float32 is too coarse
 _PUBLISH_CHUNK = 5_000
@@ -50,55 +50,70 @@ return out
 KEY_SEPARATOR = "\x1e"
 
 
-def hashes(keys: Sequence[str] | pl.Series) -> npt.NDArray[np.uint64]:
-    """The 64-bit hashes entity keys are found by (Polars' hash, the same for every process
-    running this version)."""
-    series = keys if isinstance(keys, pl.Series) else pl.Series(keys, dtype=pl.String)
-    return series.hash(seed=0).to_numpy()
+Change = tuple[Sequence[str] | pl.Series, npt.NDArray[np.float64], bool]  # keys, values, all?
 
 
-@dataclass(frozen=True)
 class Table:
-    """One kind's values: ``keys`` sorted by ``hashes``, ``values[i]`` the row of ``keys[i]``."""
+    """One kind's values, changed in place by each sync: a row of float64 per entity (the
+    features in declaration order; NaN where one has no value). Thread-safe: a reader sees a
+    sync's changes to the table all or none. It remembers the keys changed since
+    :meth:`drain`, which is what a publication to Redis writes."""
 
-    names: tuple[str, ...]
-    keys: pl.Series
-    hashes: npt.NDArray[np.uint64]
-    values: FloatMatrix
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        self._index = Index(len(self.names))
+        self._lock = threading.Lock()
+        self._changed: set[str] = set()
 
-    @classmethod
-    def build(
-        cls, names: Sequence[str], frames: Mapping[str, pl.DataFrame], *, with_keys: bool = True
-    ) -> Table:
-        """From each feature's ``k``, ``v`` frame (features without one are NaN); ``with_keys``
-        keeps the key strings (needed to publish to Redis)."""
-        parts = [(j, frames[n]) for j, n in enumerate(names) if n in frames]
-        keyed = [(j, frame, hashes(frame["k"])) for j, frame in parts]
-        if not keyed:
-            empty = np.zeros(0, dtype=np.uint64)
-            return cls(tuple(names), pl.Series("k", [], pl.String), empty,
-                       np.zeros((0, len(names))))  # fmt: skip
-        every = np.concatenate([h for _, _, h in keyed])
-        unique, first = np.unique(every, return_index=True)
-        matrix = np.full((len(unique), len(names)), np.nan)
-        for j, frame, frame_hashes in keyed:
-            matrix[np.searchsorted(unique, frame_hashes), j] = (
-                frame["v"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-            )
-        keys = pl.Series("k", [], pl.String)
-        if with_keys:
-            keys = pl.concat([frame["k"] for _, frame, _ in keyed]).gather(first)
-        return cls(tuple(names), keys, unique, matrix)
+    def __len__(self) -> int:
+        return len(self._index)
 
-    def rows(self, key_hashes: npt.NDArray[np.uint64]) -> FloatMatrix:
+    def update(self, columns: Mapping[int, Change]) -> dict[int, int]:
+        """Set values by key, column by column (a change that replaces all also clears the
+        keys it lacks); returns how many values of each column differ from before."""
+        with self._lock:
+            return {j: self._set(j, *change) for j, change in columns.items()}
+
+    def _set(
+        self, column: int, keys: Sequence[str] | pl.Series, values: FloatMatrix, whole: bool
+    ) -> int:
+        index = self._index
+        keys = series(keys)
+        rows = index.find(keys)
+        new = (rows < 0) & ~np.isnan(values)  # no row for an entity that has no value
+        if new.any():
+            rows[new] = index.add(keys.gather(np.flatnonzero(new)))
+        kept = rows >= 0
+        rows, values = rows[kept], values[kept]
+        if whole:
+            before = index.values[:, column].copy()
+            index.values[:, column] = np.nan
+            index.values[rows, column] = values
+            after = index.values[:, column]
+            touched = np.flatnonzero(~_same(before, after))
+        else:
+            before = index.values[rows, column].copy()
+            index.values[rows, column] = values
+            touched = np.unique(rows[~_same(before, values)])
+        self._changed.update(index.keys(touched))
+        index.drop(touched[np.isnan(index.values[touched]).all(axis=1)])
+        return len(touched)
+
+    def rows(self, keys: Sequence[str]) -> FloatMatrix:
         """The rows of these keys (NaN rows for unknown ones)."""
-        out = np.full((len(key_hashes), len(self.names)), np.nan)
-        if not len(self.hashes):
-            return out
-        position = np.minimum(np.searchsorted(self.hashes, key_hashes), len(self.hashes) - 1)
-        found = self.hashes[position] == key_hashes
-        out[found] = self.values[position[found]]
-        return out
+        with self._lock:
+            return self._index.read(keys)
+
+    def drain(self, *, everything: bool = False) -> list[str]:
+        """The keys changed since the last call (all keys when ``everything``)."""
+        with self._lock:
+            changed, self._changed = self._changed, set()
+            return self._index.keys(self._index.live()) if everything else list(changed)
+
+
+def _same(a: FloatMatrix, b: FloatMatrix) -> npt.NDArray[np.bool_]:
+    same: npt.NDArray[np.bool_] = (a == b) | (np.isnan(a) & np.isnan(b))
+    return same
 
 
 class OnlineValues(Protocol):
@@ -113,9 +128,10 @@ class OnlineValues(Protocol):
 
     def publish(
         self, group: str, version: int, tables: Mapping[str, Table], missing: Mapping[str, float],
-        previous: Mapping[str, Table],
+        *, everything: bool,
     ) -> None:  # fmt: skip
-        """Replace the kinds' tables (``previous``: what this process published before)."""
+        """Make the tables' changes since the last publication readable (``everything``: this
+        process had not published them before)."""
         ...
 
     def lead(self, group: str, owner: str, seconds: float) -> bool:
@@ -140,17 +156,19 @@ class LocalValues:
         out = {}
         for kind, (keys, width) in wanted.items():
             table = tables.get(kind)
-            out[kind] = (table.rows(hashes(keys)) if table is not None
+            out[kind] = (table.rows(keys) if table is not None
                          else np.full((len(keys), width), np.nan))  # fmt: skip
         return out, self._missing.get(group, {})
 
     def publish(
         self, group: str, version: int, tables: Mapping[str, Table], missing: Mapping[str, float],
-        previous: Mapping[str, Table],
+        *, everything: bool,
     ) -> None:  # fmt: skip
-        with self._lock:  # readers see the old or the new tables, each whole
-            self._tables[group] = {**self._tables.get(group, {}), **tables}
+        with self._lock:  # readers read the tables themselves, changed in place
+            self._tables[group] = dict(tables)
             self._missing[group] = {**self._missing.get(group, {}), **missing}
+        for table in tables.values():
+            table.drain()  # nothing to write anywhere
 
     def lead(self, group: str, owner: str, seconds: float) -> bool:
         return True
@@ -195,24 +213,25 @@ class RedisValues:
 
     def publish(
         self, group: str, version: int, tables: Mapping[str, Table], missing: Mapping[str, float],
-        previous: Mapping[str, Table],
+        *, everything: bool,
     ) -> None:  # fmt: skip
         pipe = self._redis.pipeline(transaction=False)
         for kind, table in tables.items():
             key = self._key(group, version, kind)
-            before = previous.get(kind)
-            if before is None:  # first publication here: drop what an earlier leader left
+            if everything:  # first publication here: drop what an earlier leader left
                 pipe.delete(key)
-            changed, gone = _diff(table, before)
+            changed = table.drain(everything=everything)
             for start in range(0, len(changed), _PUBLISH_CHUNK):
-                part = changed[start : start + _PUBLISH_CHUNK]
-                names = table.keys.gather(part).to_list()
-                rows = {
-                    name: table.values[i].tobytes() for name, i in zip(names, part, strict=True)
+                names = changed[start : start + _PUBLISH_CHUNK]
+                rows = table.rows(names)
+                empty = set(np.flatnonzero(np.isnan(rows).all(axis=1)).tolist())
+                kept: dict[Any, bytes] = {
+                    name: rows[i].tobytes() for i, name in enumerate(names) if i not in empty
                 }
-                pipe.hset(key, mapping=rows)
-            for start in range(0, len(gone), _PUBLISH_CHUNK):
-                pipe.hdel(key, *gone[start : start + _PUBLISH_CHUNK])
+                if kept:
+                    pipe.hset(key, mapping=kept)
+                if empty:  # entities left with no value
+                    pipe.hdel(key, *(names[i] for i in sorted(empty)))
         if missing:
             pipe.hset(self._key(group, version, "m"),
                       mapping={k: json.dumps(v) for k, v in missing.items()})  # fmt: skip
@@ -229,18 +248,3 @@ class RedisValues:
 
     def close(self) -> None:
         self._redis.close()
-
-
-def _diff(table: Table, before: Table | None) -> tuple[npt.NDArray[np.int64], list[str]]:
-    """Rows of ``table`` that are new or changed since ``before``, and keys it no longer has."""
-    if before is None or not len(before.hashes):
-        return np.arange(len(table.hashes)), []
-    if before.names != table.names:
-        return np.arange(len(table.hashes)), []
-    position = np.minimum(np.searchsorted(before.hashes, table.hashes), len(before.hashes) - 1)
-    found = before.hashes[position] == table.hashes
-    old = before.values[position]
-    same = found & np.all((old == table.values) | (np.isnan(old) & np.isnan(table.values)), axis=1)
-    kept = np.zeros(len(before.hashes), dtype=bool)
-    kept[position[found]] = True
-    return np.flatnonzero(~same), before.keys.filter(pl.Series(~kept)).to_list()

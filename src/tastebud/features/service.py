@@ -170,17 +170,17 @@ class FeatureService:
                 pending.append(time.monotonic())
             self._wake.set()
 
-    def sync(self, group: str, *, now: float | None = None, full: bool = True) -> GroupState:
-        """Bring ``group``'s online values up to date now (the thread does this continually,
-        recomputing each feature when due: ``full=False``)."""
+    def sync(self, group: str, *, now: float | None = None, full: bool = False) -> GroupState:
+        """Bring ``group``'s online values up to date now (the thread does this continually);
+        ``full`` rebuilds every stream feature from the log rather than moving it forward."""
         with self._lock:
             state = self._groups.setdefault(group, GroupState())
             pending, self._pending[group] = self._pending.get(group, []), []
             self._sync(group, state, time.time() if now is None else now, full=full)
             done = time.monotonic()
             features = state.features.stream if state.features is not None else []
-            # A commit is fresh once every stream feature was computed from a later tail.
-            seen = min((state.data_at.get(f.name, 0.0) for f in features), default=done)
+            # A commit is fresh once every stream feature was moved by a later tail.
+            seen = state.data_at if features else done
             for committed_at in pending:
                 if committed_at <= seen:
                     observability.feature_freshness(done - committed_at)
@@ -191,35 +191,34 @@ class FeatureService:
     def _sync(self, group: str, state: GroupState, now: float, *, full: bool) -> None:
         version = self.store.feature_set_version(group)
         if state.features is None or state.features.version != version:
-            state.features = sync.load_features(self.store, group)
-            state.log, state.seq, state.items_at, state.published = None, 0, -1e18, {}
-            state.computations, state.frames, state.next_at, state.data_at = {}, {}, {}, {}
-            state.cost = {}
+            state.restart(sync.load_features(self.store, group))
         if state.features is None:
             return
         sync.refresh_items(self.store, group, state, now=now)
         if not self.values.lead(group, self._owner, self.settings.lease_seconds):
-            state.published = {}  # another process publishes; a later lead starts afresh
+            state.led = False  # another process publishes; a later lead starts afresh
             return
         clock = time.monotonic()
-        sync.tail(self.store, group, state, now=now)
-        first = not state.published
+        first = not state.led
+        state.led = False  # until this sync is done: one failing midway rebuilds the next
+        before, new = sync.tail(self.store, group, state, now=now)
         # Events of the current second are before `now`: they count at once.
-        at = math.ceil(now)
-        changed = sync.stream_snapshots(state, at=at, clock=clock, full=full or first)
+        changes = sync.advance(state, before, new, at=math.ceil(now), clock=clock,
+                               rebuild=full or first)  # fmt: skip
         computations = self.store.feature_computations(group)
         if (computations != state.computations or first) and state.features.batch:
             batch, batch_missing = sync.batch_values(self.store, group, state.features)
-            state.frames.update(batch)
+            for name, frame in batch.items():
+                changes[name] = (frame["k"], frame["v"].cast(pl.Float64)
+                                 .fill_null(math.nan).to_numpy(), True)  # fmt: skip
             state.missing.update(batch_missing)
-            changed |= set(batch)
-        if first:
-            changed |= {name for names in state.features.layout.values() for name in names}
-        tables = sync.tables(state.features, state.frames, changed,
-                             with_keys=not isinstance(self.values, LocalValues))  # fmt: skip
-        self.values.publish(group, state.features.version, tables, state.missing,
-                            state.published)  # fmt: skip
-        state.published = {**state.published, **tables}
+        changed = sync.update_tables(state, changes)
+        if state.checked and changed.get(state.checked):
+            _log.info("feature rebuilt: the running values differed group=%s feature=%s "
+                      "values=%d", group, state.checked, changed[state.checked])  # fmt: skip
+        self.values.publish(group, state.features.version, state.tables, state.missing,
+                            everything=first)  # fmt: skip
+        state.led = True
         state.computations = computations
         state.synced_at = now
 
@@ -253,14 +252,18 @@ class FeatureService:
             self._wake.clear()
             if self._stop.is_set():
                 return
+            started = time.monotonic()
             for group in list(self._groups):
                 try:
-                    self.sync(group, full=False)
+                    self.sync(group)
                     self._run_batch_if_due(group)
                 except Exception as exc:  # a store or Redis outage: try again next round
                     _log.warning("feature sync failed group=%s error=%s", group, exc)
-            # At most this often, however fast commits wake it: syncing costs a recompute.
-            self._stop.wait(self.settings.min_sync_gap_seconds)
+            # However fast commits wake it: at most every min_sync_gap_seconds, and resting as
+            # long as the round took, so that syncing takes at most half of one core away from
+            # the event tracker when events pour in (a round then covers more of them).
+            took = time.monotonic() - started
+            self._stop.wait(max(self.settings.min_sync_gap_seconds, took))
 
     # batch features ---------------------------------------------------------------------------
     def compute(self, group: str, *, now: float | None = None) -> dict[str, Any]:

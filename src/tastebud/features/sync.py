@@ -4,7 +4,10 @@ Stream features derive from the ``interactions`` table, never from the requests 
 an event stored once (its eventId makes a retry or a NATS redelivery a no-op) is counted once,
 whichever process committed it (HTTP, NATS, SDK, an import). A process warms up from the store
 (the events inside the longest window), then reads the arrivals after the last one it saw (a
-primary-key range, the way the result cache follows new events) and recomputes the snapshots.
+primary-key range, the way the result cache follows new events) and moves every stream feature
+forward by the events that entered or left its window (:mod:`.incremental`), changing only the
+entities they name. One feature at a time is rebuilt from the whole log now and then, a check
+that the running values agree with a computation from scratch.
 """
 
 from __future__ import annotations
@@ -16,21 +19,21 @@ from typing import Any
 
 import polars as pl
 
-from tastebud.features import compute
-from tastebud.features.online import Table
+from tastebud.features import compute, incremental
+from tastebud.features.online import Change, Table
 from tastebud.features.spec import FeatureSet, SessionsSpec, parse
 from tastebud.store import Store
 
 _log = logging.getLogger(__name__)
 TAIL_BATCH = 100_000
 ITEMS_REFRESH_SECONDS = 30.0
-COST_RATIO = 20.0
-COSTLY_SECONDS = 0.01
+REBUILD_SECONDS = 3600.0  # each feature checked hourly: one check every 3 min for 20
 
 
 @dataclass
 class GroupState:
-    """One group's declaration, recent events and item metadata, as this process knows them."""
+    """One group's declaration, recent events and item metadata, as this process knows them,
+    and the stream features' running values as of ``at``."""
 
     features: FeatureSet | None = None
     log: pl.DataFrame | None = None
@@ -40,14 +43,23 @@ class GroupState:
     creation: dict[str, int] = field(default_factory=dict)
     items_at: float = -1e18
     computations: dict[str, tuple[float, int]] = field(default_factory=dict)
-    frames: dict[str, pl.DataFrame] = field(default_factory=dict)  # each feature's (k, v)
+    aggregates: dict[str, incremental.Aggregate] = field(default_factory=dict)
+    tables: dict[str, Table] = field(default_factory=dict)  # by kind of entity
     missing: dict[str, float] = field(default_factory=dict)
-    next_at: dict[str, float] = field(default_factory=dict)  # monotonic: recompute from then
-    data_at: dict[str, float] = field(default_factory=dict)  # monotonic: the tail it saw
-    cost: dict[str, float] = field(default_factory=dict)  # seconds its last computation took
-    published: dict[str, Table] = field(default_factory=dict)
+    at: int | None = None  # the time the running values are as of
+    data_at: float = 0.0  # monotonic: when the tail they include was read
+    rebuilt_at: dict[str, float] = field(default_factory=dict)  # monotonic
+    checked: str | None = None  # the feature the last sync rebuilt as a check
+    checked_at: float = 0.0  # monotonic: when a feature was last rebuilt
+    led: bool = False  # whether this process has published everything since it leads
     synced_at: float = 0.0
     last_read: float = 0.0
+
+    def restart(self, features: FeatureSet | None) -> None:
+        """Forget everything an earlier declaration computed."""
+        self.__dict__.update(GroupState(features=features).__dict__)
+        if features is not None:
+            self.tables = {kind: Table(names) for kind, names in features.layout.items()}
 
 
 def load_features(store: Store, group: str) -> FeatureSet | None:
@@ -88,57 +100,91 @@ def refresh_items(store: Store, group: str, state: GroupState, *, now: float) ->
     state.items_at = now
 
 
-def tail(store: Store, group: str, state: GroupState, *, now: float) -> int:
-    """Read the events that arrived since the last call (all recent ones the first time)."""
+def tail(
+    store: Store, group: str, state: GroupState, *, now: float
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Read the events that arrived since the last call (all recent ones the first time):
+    returns the log before them and them; ``state.log`` becomes both, sorted by time."""
     assert state.features is not None
     keep = retention(state.features)
     since = int(now) - keep
-    read = 0
-    parts = [] if state.log is None else [state.log]
+    before = state.log if state.log is not None else _empty_log(state)
+    parts = []
+    seq = state.seq  # kept until the whole tail is read: a failing read loses nothing
     while True:
-        rows = store.feature_events(group, after_seq=state.seq, since_ts=since, limit=TAIL_BATCH)
+        rows = store.feature_events(group, after_seq=seq, since_ts=since, limit=TAIL_BATCH)
         if rows.height:
-            state.seq = int(rows["seq"][-1])
-            read += rows.height
+            seq = int(rows["seq"][-1])
             parts.append(compute.with_fields(rows.drop("seq", "context"), state.items,
                                              state.features.fields))  # fmt: skip
         if rows.height < TAIL_BATCH:
             break
     if not parts:
-        state.log = compute.with_fields(
-            pl.DataFrame(schema=compute.EVENT_SCHEMA).drop("context"), state.items,
-            state.features.fields,
-        )  # fmt: skip
-        return read
-    log = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
-    if len(parts) > 1 or state.log is None:
-        # Kept sorted by time; events mostly arrive in order, so this is usually a check.
-        if not log["ts"].is_sorted():
-            log = log.sort("ts", maintain_order=True)
-        log = log.slice(log["ts"].search_sorted(since))
-    state.log = log
-    return read
+        state.log = before
+        return before, before.clear()
+    new = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
+    log = pl.concat([before, new], how="vertical_relaxed")
+    # Kept sorted by time; events mostly arrive in order, so this is usually a check.
+    if not log["ts"].is_sorted():
+        log = log.sort("ts", maintain_order=True)
+    state.log, state.seq = log.slice(log["ts"].search_sorted(since)), seq
+    return before, new
 
 
-def stream_snapshots(state: GroupState, *, at: int, clock: float, full: bool) -> set[str]:
-    """Recompute the stream features that are due (all when ``full``) into ``state.frames``;
-    returns their names. A feature is due again after ``COST_RATIO`` times what it took, and
-    a sync computes at most one costly feature (the most overdue): cheap ones (an item's viewers
-    over 5 minutes) follow every sync, never waiting behind the costly ones (user x item over 7
-    days), which take a bounded share of the process. ``clock``: when the tail was read."""
+def _empty_log(state: GroupState) -> pl.DataFrame:
+    assert state.features is not None
+    empty = pl.DataFrame(schema=compute.EVENT_SCHEMA).drop("context")
+    return compute.with_fields(empty, state.items, state.features.fields)
+
+
+def advance(
+    state: GroupState, before: pl.DataFrame, new: pl.DataFrame, *, at: int, clock: float,
+    rebuild: bool,
+) -> dict[str, Change]:  # fmt: skip
+    """Move every stream feature to ``at`` by the events that entered or left its window
+    since the last call, or rebuild them all from the log (``rebuild``, the first call, or a
+    clock that went back); now and then (each feature every ``REBUILD_SECONDS``) one feature,
+    the one rebuilt longest ago, is rebuilt anyway. Returns each feature's changed values.
+    ``clock``: when the tail was read."""
     assert state.features is not None and state.log is not None
-    due = [s for s in state.features.stream if full or clock >= state.next_at.get(s.name, 0.0)]
-    costly = sorted((s for s in due if state.cost.get(s.name, 0.0) > COSTLY_SECONDS),
-                    key=lambda s: state.next_at.get(s.name, 0.0))  # fmt: skip
-    if not full:
-        due = [s for s in due if s not in costly] + costly[:1]
-    for spec in due:
-        started = time.monotonic()
-        state.frames[spec.name], state.missing[spec.name] = compute.snapshot(spec, state.log, at)
-        state.cost[spec.name] = time.monotonic() - started
-        state.next_at[spec.name] = clock + state.cost[spec.name] * COST_RATIO
-        state.data_at[spec.name] = clock
-    return {spec.name for spec in due}
+    specs = state.features.stream
+    rebuild = rebuild or state.at is None or at < state.at
+    due = {s.name for s in specs} if rebuild else set()
+    oldest = min(specs, key=lambda s: state.rebuilt_at.get(s.name, 0.0), default=None)
+    state.checked = None
+    if rebuild:
+        state.checked_at = clock
+    elif oldest is not None and clock - state.checked_at >= REBUILD_SECONDS / len(specs):
+        # Spread out: one feature at a time, each one every REBUILD_SECONDS.
+        due.add(oldest.name)
+        state.checked, state.checked_at = oldest.name, clock
+    since = at if state.at is None else state.at
+    step = incremental.Step(before, new, state.log, since=since, at=at)
+    changes: dict[str, Change] = {}
+    for spec in specs:
+        if spec.name in due:
+            state.aggregates[spec.name] = incremental.aggregate(spec)
+            state.rebuilt_at[spec.name] = clock
+        current = state.aggregates[spec.name]
+        keys, values = current.advance(incremental.Step.whole(state.log, at)
+                                       if spec.name in due else step)  # fmt: skip
+        changes[spec.name] = (keys, values, spec.name in due)
+        state.missing[spec.name] = current.missing
+    state.at, state.data_at = at, clock
+    return changes
+
+
+def update_tables(state: GroupState, changes: dict[str, Change]) -> dict[str, int]:
+    """Apply the features' changes to their tables; returns how many values of each feature
+    changed."""
+    assert state.features is not None
+    changed: dict[str, int] = {}
+    for kind, names in state.features.layout.items():
+        columns = {j: changes[name] for j, name in enumerate(names) if name in changes}
+        if columns:
+            counts = state.tables[kind].update(columns)
+            changed |= {names[j]: n for j, n in counts.items()}
+    return changed
 
 
 def batch_values(
@@ -157,14 +203,6 @@ def batch_values(
             pl.col("entity").alias("k"), pl.col("value").alias("v")
         )
     return values, missing
-
-
-def tables(
-    features: FeatureSet, frames: dict[str, pl.DataFrame], changed: set[str], *, with_keys: bool
-) -> dict[str, Table]:
-    """The table of each kind of entity with a changed feature, from every feature's values."""
-    return {kind: Table.build(names, frames, with_keys=with_keys)
-            for kind, names in features.layout.items() if changed & set(names)}  # fmt: skip
 
 
 def compute_batch(store: Store, group: str, features: FeatureSet, *, now: float) -> dict[str, Any]:
