@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -61,6 +62,17 @@ SCORES_PER_BATCH = 1 << 24  # base scores held at once while scoring (Q x I per 
 HISTORY_WINDOW = 200  # serving.history_length's default
 # Below-candidate fill: non-candidates land in [floor - 2, floor - 1), the first base's order.
 FILL_GAP = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateRows:
+    """A batch's (query row, candidate item) pairs, their features, and the first base's
+    (Q x I) scores, which order everything below the candidates."""
+
+    rows: IntArray
+    items: IntArray
+    features: FloatArray
+    first: FloatArray
 
 
 class RankerModel:
@@ -116,12 +128,17 @@ class RankerModel:
         return out
 
     def _score_batch(self, query: Query) -> FloatArray:
+        ranked = self.candidate_rows(query)
+        return fill_below(ranked.first, ranked.rows, ranked.items, self.predict(ranked.features))
+
+    def candidate_rows(self, query: Query) -> CandidateRows:
+        """Each query's candidates and their features: what :meth:`score` asks the trees to
+        order (tuning reuses them across tree settings)."""
         query = latest_events(query, self.history_window)
         scored = self._score_bases(query)
         rows, items = candidate_pairs(scored)
-        trees = self._predict(query, scored, rows, items)
-        first = next(iter(scored.scores.values()))
-        return fill_below(first, rows, items, trees)
+        features = self._features(query, scored, rows, items)
+        return CandidateRows(rows, items, features, next(iter(scored.scores.values())))
 
     def score_items(self, query: Query, items: IntArray) -> FloatArray:
         """(len(items),): the trees' score of each listed item for the first query."""
@@ -129,21 +146,24 @@ class RankerModel:
         scored = self._score_bases(first)
         listed = np.asarray(items, dtype=np.int32)
         rows = np.zeros(len(listed), dtype=np.int32)
-        return self._predict(first, scored, rows, listed)
+        return self.predict(self._features(first, scored, rows, listed))
 
     def _score_bases(self, query: Query) -> BaseScores:
         return score_bases(self.bases, query, self.n_items, top_n=self.config.candidates,
                            exclude_seen=self.config.exclude_seen)  # fmt: skip
 
-    def _predict(
+    def _features(
         self, query: Query, scored: BaseScores, rows: IntArray, items: IntArray
     ) -> FloatArray:
         declared = online_features(query, rows, items, self.config.features)
-        matrix = pair_features(self.facts, query, scored, rows, items, declared)
-        if not len(matrix):
+        return pair_features(self.facts, query, scored, rows, items, declared)
+
+    def predict(self, features: FloatArray) -> FloatArray:
+        """The trees' score of each row of ``features``."""
+        if not len(features):
             return np.zeros(0, dtype=np.float32)
         # One thread: a request's 1,000 rows finish before a second thread would start.
-        return np.asarray(self.trees.predict(matrix, num_threads=1), dtype=np.float32)
+        return np.asarray(self.trees.predict(features, num_threads=1), dtype=np.float32)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
