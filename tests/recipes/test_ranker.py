@@ -305,3 +305,30 @@ def test_item_values_reads_the_rows_scipy_would_slice() -> None:
     assert got.values.tolist() == sliced.indices.tolist()
     assert got.counts.tolist() == np.diff(sliced.indptr).tolist()
     assert got.owner.tolist() == np.repeat(np.arange(len(items)), np.diff(sliced.indptr)).tolist()
+
+
+def test_a_saved_model_keeps_its_bases_order(tmp_path: Path) -> None:
+    """model.json sorts its keys; the first base (not the alphabetically first) still orders
+    the non-candidates after loading, and the trees read the same columns."""
+    model = fit(clustered(n_users=60), bases={"pop": CHEAP["pop"], "next": CHEAP["next"]})
+    model.save(tmp_path / "m")
+    loaded = get_recipe("ranker").load(tmp_path / "m")
+    assert isinstance(loaded, RankerModel)
+    assert list(loaded.bases) == ["pop", "next"] and loaded.names == model.names
+    query = Query.single(0, [1, 2, 3])
+    np.testing.assert_allclose(loaded.score(query), model.score(query), rtol=1e-6)
+
+
+def test_a_query_without_a_time_reads_the_same_popularity_as_one_asked_just_after() -> None:
+    """Served queries (no time) read per-item popularity computed once; it must equal the
+    point-in-time search at the newest event + 1."""
+    data = clustered(n_users=60)
+    model = fit(data)
+    latest = int(data.timestamps.max())
+    untimed = Query.single(0, [1, 2, 3])
+    timed = dataclasses.replace(untimed, times=np.array([latest + 1], np.int64))
+    items = np.arange(model.n_items, dtype=np.int32)
+    np.testing.assert_array_equal(model.score_items(untimed, items),
+                                  model.score_items(timed, items))  # fmt: skip
+    earlier = dataclasses.replace(untimed, times=np.array([int(data.timestamps.min())], np.int64))
+    assert not np.array_equal(model.score_items(untimed, items), model.score_items(earlier, items))

@@ -320,6 +320,7 @@ class Ranker:
 
         meta, arrays = load_arrays(folder)
         config = RankerConfig.model_validate(meta["config"])
+        config = config.model_copy(update={"bases": _saved_order(config, meta["feature_names"])})
         bases = {name: get_recipe(spec.recipe).load(folder / "bases" / name)
                  for name, spec in config.bases.items()}  # fmt: skip
         booster = lightgbm.Booster(model_file=str(folder / TREES_FILE))
@@ -332,6 +333,16 @@ class Ranker:
         if model.names != meta["feature_names"]:
             raise ValueError(f"{folder}: feature columns differ from this tastebud's")
         return model
+
+
+def _saved_order(config: RankerConfig, names: list[str]) -> dict[str, Any]:
+    """``config.bases`` in the order of the saved feature columns (``B.score``, ``B.rank``,
+    ``B.gap`` per base): model.json's keys come back sorted, but the first base is the one that
+    orders the non-candidates, and the trees read the columns by position."""
+    order = [name.split(".", 1)[0] for name in names[: 3 * len(config.bases) : 3]]
+    if sorted(order) != sorted(config.bases):
+        return dict(config.bases)  # not this config's columns: the check after loading says so
+    return {name: config.bases[name] for name in order}
 
 
 def build_groups(
