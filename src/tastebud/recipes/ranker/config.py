@@ -80,8 +80,9 @@ class RankerConfig(RecipeConfig):
     popularity_windows_days: tuple[float, ...] = Field(
         default=(1.0, 7.0, 30.0), description="recent-popularity windows, in days before a query"
     )
-    # Small trees on many rows: on ml-1m-seq (cheap bases) 15 leaves / 200 rows per leaf beat
-    # 31 / 50 (test NDCG@10 0.177 vs 0.173); validation NDCG peaks within ~30 rounds either way.
+    # Tuned on validation (benchmarks/ranker_quality.py --tune, docs/benchmarks.md): 7-31
+    # leaves, 50-1000 rows per leaf and rates 0.05-0.1 all land within 0.0012 NDCG@10 on
+    # ml-1m-seq (one standard error ~0.004), so 15 / 200 / 0.05 stays.
     num_leaves: int = Field(default=15, ge=2, le=1_024, description="LightGBM leaves per tree")
     learning_rate: float = Field(default=0.05, gt=0.0, le=1.0, description="shrinkage")
     # At most 100 trees: LightGBM predicts 1,000 rows in ~4 ms with 100 trees of 15 leaves (the
