@@ -15,7 +15,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -64,7 +63,7 @@ HISTORY_WINDOW = 200  # serving.history_length's default
 FILL_GAP = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class CandidateRows:
     """A batch's (query row, candidate item) pairs, their features, and the first base's
     (Q x I) scores, which order everything below the candidates."""
