@@ -1,7 +1,7 @@
 """Ranker latency: 1,000 candidates ranked end to end over HTTP, and the trees alone (issue 15).
 
     flock /tmp/tastebud-bench.lock python benchmarks/ranker_latency.py [--data DIR] [--home DIR]
-        [--requests 500]
+        [--requests 500] [--runs 2]
 
 ml-1m-seq (6,040 users, 3,416 items, 987,531 interactions) is imported into an embedded (SQLite)
 store and a ``ranker`` solution is trained with the default bases (``sequential``,
@@ -14,7 +14,8 @@ user's history, every base's scores, the features, the trees and the ordering, p
 
 In process, on the loaded model: the trees alone (LightGBM ``predict`` on 1,000 x F rows,
 ``num_threads=1``), and ``score_items`` (bases + features + trees) for the same users.
-Results: ``benchmarks/results/ranker_latency.json``.
+Both are measured ``--runs`` times back to back. Results:
+``benchmarks/results/ranker_latency.json`` (one entry per run).
 """
 
 from __future__ import annotations
@@ -177,6 +178,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the data sets")
     parser.add_argument("--home", type=Path, default=None, help="keep the prepared store here")
     parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=2, help="measure this many times in a row")
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="ranker-latency-"))
     home.mkdir(parents=True, exist_ok=True)
@@ -186,15 +188,18 @@ def main() -> None:
         marker.write_text(json.dumps({"token": prepare(settings, args.data / "ml-1m-seq")}))
     token = json.loads(marker.read_text())["token"]
     rng = np.random.default_rng(0)
-    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    runs = []
+    for _ in range(args.runs):  # back to back, under the same lock: the same quiet machine
+        run: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                "candidates": CANDIDATES, "cpus": os.cpu_count(),
                                "load_1min": round(os.getloadavg()[0], 2)}  # fmt: skip
-    results |= in_process(settings, args.requests, rng)
-    print("in process:", json.dumps(results), flush=True)
-    results |= over_http(settings, token, args.requests, rng, home)
-    print(json.dumps(results, indent=2), flush=True)
+        run |= in_process(settings, args.requests, rng)
+        print("in process:", json.dumps(run), flush=True)
+        run |= over_http(settings, token, args.requests, rng, home)
+        print(json.dumps(run, indent=2), flush=True)
+        runs.append(run)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ranker_latency.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "ranker_latency.json").write_text(json.dumps({"runs": runs}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -9,12 +9,20 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+import scipy.sparse as sp
 
 from tastebud.errors import InvalidInput
 from tastebud.evaluation import evaluate, split_data
 from tastebud.recipes import Query, ScoresItems, TrainingData, get_recipe, parse_config
 from tastebud.recipes.ranker import RankerConfig, RankerModel
-from tastebud.recipes.ranker.features import ItemLog
+from tastebud.recipes.ranker.candidates import BaseScores
+from tastebud.recipes.ranker.features import (
+    ItemFacts,
+    ItemLog,
+    feature_names,
+    item_values,
+    pair_features,
+)
 from tastebud.recipes.ranker.recipe import fill_below, latest_events
 from tastebud.recipes.ranker.stacking import hold_out_last, label_grades
 from tests.recipes.conftest import clustered
@@ -255,3 +263,72 @@ def test_fill_below_orders_non_candidates_under_the_lowest_candidate() -> None:
     assert out[0, 1] == 0.5
     assert out[0, [0, 3, 4, 2]].tolist() == sorted(out[0, [0, 3, 4, 2]].tolist(), reverse=True)
     assert out[0, [0, 2, 3, 4]].max() < 0.5
+
+
+def test_history_features_by_hand() -> None:
+    """genre shares, category gap and history counts against values worked out by hand."""
+    # Items 0..4 carry the values {A}, {A, B}, {B}, {C}, {} (columns 0, 1, 2).
+    genres = sp.csr_matrix(np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]],
+                                    np.float32))  # fmt: skip
+    log = ItemLog.from_keys(np.zeros(0, np.int64), 0, 2, 0, n_items=5)
+    facts = ItemFacts(log, genres, None, ())
+    # Query 0 (oldest first): item 3, item 0, then item 2 ten times; query 1: no history.
+    history = np.array([3, 0] + [2] * 10, np.int32)
+    query = Query(users=np.array([0, 1], np.int32), history_indptr=np.array([0, 12, 12]),
+                  history_items=history)  # fmt: skip
+    rows = np.array([0, 0, 0, 0, 0, 1], np.int32)
+    items = np.array([1, 3, 4, 0, 2, 1], np.int32)
+    scores = np.zeros((2, 5), np.float32)
+    scored = BaseScores({"b": scores}, {"b": scores}, {"b": np.zeros(2, np.float32)},
+                        np.ones((2, 5), np.bool_))  # fmt: skip
+    matrix = pair_features(facts, query, scored, rows, items, np.zeros((6, 0), np.float32))
+    names = feature_names(["b"], (), ())
+    column = {name: matrix[:, names.index(name)].tolist() for name in names}
+    nan = float("nan")
+    third = float(np.float32(1 / 3))
+    # All history: {3, 0, 2}, a third each of A, B, C. The last 10 events: item 2 only (B).
+    assert column["genre_share"] == pytest.approx([third, third, nan, third, third, nan],
+                                                  nan_ok=True)  # fmt: skip
+    assert column["genre_share_recent"] == pytest.approx([0.5, 0, nan, 0, 1, nan], nan_ok=True)
+    # Events since the newest one carrying a value: B 1, A 11 (item 0), C 12 (item 3).
+    assert column["category_gap"] == pytest.approx([1, 12, nan, 11, 1, nan], nan_ok=True)
+    assert column["history_count"] == [0, 1, 0, 1, 10, 0]
+    assert column["history_length"] == [12, 12, 12, 12, 12, 0]
+
+
+def test_item_values_reads_the_rows_scipy_would_slice() -> None:
+    rng = np.random.default_rng(3)
+    matrix = sp.random(50, 7, density=0.3, format="csr", random_state=4)
+    items = rng.integers(0, 50, size=200).astype(np.int32)
+    got = item_values(matrix, items)
+    sliced = matrix[items]
+    assert got.values.tolist() == sliced.indices.tolist()
+    assert got.counts.tolist() == np.diff(sliced.indptr).tolist()
+    assert got.owner.tolist() == np.repeat(np.arange(len(items)), np.diff(sliced.indptr)).tolist()
+
+
+def test_a_saved_model_keeps_its_bases_order(tmp_path: Path) -> None:
+    """model.json sorts its keys; the first base (not the alphabetically first) still orders
+    the non-candidates after loading, and the trees read the same columns."""
+    model = fit(clustered(n_users=60), bases={"pop": CHEAP["pop"], "next": CHEAP["next"]})
+    model.save(tmp_path / "m")
+    loaded = get_recipe("ranker").load(tmp_path / "m")
+    assert isinstance(loaded, RankerModel)
+    assert list(loaded.bases) == ["pop", "next"] and loaded.names == model.names
+    query = Query.single(0, [1, 2, 3])
+    np.testing.assert_allclose(loaded.score(query), model.score(query), rtol=1e-6)
+
+
+def test_a_query_without_a_time_reads_the_same_popularity_as_one_asked_just_after() -> None:
+    """Served queries (no time) read per-item popularity computed once; it must equal the
+    point-in-time search at the newest event + 1."""
+    data = clustered(n_users=60)
+    model = fit(data)
+    latest = int(data.timestamps.max())
+    untimed = Query.single(0, [1, 2, 3])
+    timed = dataclasses.replace(untimed, times=np.array([latest + 1], np.int64))
+    items = np.arange(model.n_items, dtype=np.int32)
+    np.testing.assert_array_equal(model.score_items(untimed, items),
+                                  model.score_items(timed, items))  # fmt: skip
+    earlier = dataclasses.replace(untimed, times=np.array([int(data.timestamps.min())], np.int64))
+    assert not np.array_equal(model.score_items(untimed, items), model.score_items(earlier, items))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tastebud.engine import Engine
 from tastebud.errors import InvalidInput, NotFound
+from tastebud.recipes import get_recipe, parse_config
+from tastebud.serving.recommend import rank_by_scores
+from tests.serving.test_explain import pairs, version_of
 
 CLUSTER_A_ITEMS = {f"i{i}" for i in range(20)}
 CLUSTER_A_USERS = {f"u{u}" for u in range(30)}
@@ -78,3 +82,15 @@ def test_erased_users_are_never_answered(trained: Engine, group: str) -> None:
 def test_a_recipe_without_the_capability_says_so(trained: Engine, group: str) -> None:
     with pytest.raises(InvalidInput, match="does not answer similar users"):
         trained.recommender.similar_users(group, {"solution": "for-you"}, user_id="u1")
+
+
+def test_rank_by_scores_orders_ties_by_input_and_puts_unknown_and_nan_items_last() -> None:
+    data = pairs(n_pairs=3, n_users=20)
+    version = version_of(get_recipe("popularity-count").fit(data, parse_config(
+        get_recipe("popularity-count"), {})), data, "popularity-count")  # fmt: skip
+    scores = np.array([0.5, 0.9, 0.5, np.nan, 0.1, 0.9], np.float32)  # items i0..i5
+    listed = ["i0", "new", "i2", "i3", "i1", "i5", "i4"]
+    ranked = rank_by_scores(version, scores, listed)
+    assert [s.id for s in ranked] == ["i1", "i5", "i0", "i2", "i4", "i3", "new"]
+    assert [s.score for s in ranked][:5] == pytest.approx([0.9, 0.9, 0.5, 0.5, 0.1])
+    assert ranked[-1].score is None

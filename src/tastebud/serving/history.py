@@ -38,14 +38,21 @@ class UserHistory:
     ``events``: the latest events read, oldest first; ``event_items``: the version's index of
     each (-1: unknown to it); ``window``: the model's history window (None: all, as a set);
     ``filter_length``: how many of the latest events filters see; ``seen``: the sorted version
-    indexes of every known item the user ever interacted with.
+    indexes of every known item the user ever interacted with (None: not read, see
+    :attr:`seen_items`).
     """
 
     events: list[Event]
     event_items: IntArray
     window: int | None
     filter_length: int
-    seen: IntArray
+    seen: IntArray | None
+
+    @property
+    def seen_items(self) -> IntArray:
+        if self.seen is None:
+            raise ValueError("the seen items were not read for this request")
+        return self.seen
 
     @property
     def filter_events(self) -> list[Event]:
@@ -61,7 +68,7 @@ class UserHistory:
     ) -> Query:  # fmt: skip
         """The model's query: its window of events, or every seen item (window None)."""
         if self.window is None:
-            return user_query(version, user_id, (), self.seen, context=context)
+            return user_query(version, user_id, (), self.seen_items, context=context)
         start = max(0, len(self.events) - self.window)
         events = self.events[start:]
         return user_query(

@@ -140,7 +140,9 @@ def rank_items(
     not allow are dropped from the list. ``events`` and ``context``: see :func:`user_query`."""
     check_item_list(item_ids)
     query = user_query(version, user_id, history, history_indexes, events=events, context=context)
-    return rank_by_scores(version, list_scores(version, query, item_ids), item_ids, selection)
+    indexes = version.items.indices(item_ids)
+    scores = list_scores(version, query, item_ids, indexes)
+    return rank_by_scores(version, scores, item_ids, selection, indexes)
 
 
 def check_item_list(item_ids: Sequence[str]) -> None:
@@ -150,16 +152,20 @@ def check_item_list(item_ids: Sequence[str]) -> None:
         raise InvalidInput("inputList: item ids must be unique")
 
 
-def list_scores(version: LoadedVersion, query: Query, item_ids: Sequence[str]) -> FloatArray:
+def list_scores(
+    version: LoadedVersion, query: Query, item_ids: Sequence[str], indexes: IntArray | None = None
+) -> FloatArray:
     """The first query's scores for ordering ``item_ids``: the model's row, or, for a model that
     scores given items itself (:class:`ScoresItems`, the learned ranker), the listed items' own
     scores (NaN elsewhere), so every listed item is ranked by the model and not only those its
-    candidate generation would have picked."""
+    candidate generation would have picked. ``indexes``: the version's indexes of ``item_ids``,
+    when already looked up."""
     model = version.model
     if not hasattr(model, "score_items"):  # hasattr: a runtime protocol check costs ~80 µs
         row: FloatArray = model.score(query)[0]
         return row
-    indexes = version.items.indices(item_ids)
+    if indexes is None:
+        indexes = version.items.indices(item_ids)
     known = indexes[indexes >= 0].astype(np.int32)
     scores = np.full(model.n_items, np.nan, dtype=np.float32)
     scores[known] = model.score_items(query, known)
@@ -171,16 +177,23 @@ def rank_by_scores(
     scores: FloatArray,
     item_ids: Sequence[str],
     selection: Selection | None = None,
+    indexes: IntArray | None = None,
 ) -> list[Scored]:
-    """``item_ids`` ordered by one user's ``scores`` (see :func:`rank_items`)."""
+    """``item_ids`` ordered by one user's ``scores`` (see :func:`rank_items`); equal scores keep
+    their input order, NaN ones go last. ``indexes``: the version's indexes of ``item_ids``,
+    when already looked up. Sorted by numpy: 1,000 listed items took ~1 ms as Python tuples."""
+    if indexes is None:
+        indexes = version.items.indices(item_ids)
     if selection is not None:
-        passed = selection.permits(item_ids)
-        item_ids = [item for item, keep in zip(item_ids, passed, strict=True) if keep]
-    indexes = version.items.indices(item_ids)
-    known = [(float(scores[i]), position) for position, i in enumerate(indexes) if i >= 0]
-    known.sort(key=lambda pair: (-pair[0], pair[1]))
-    ranked = [Scored(item_ids[position], score) for score, position in known]
-    return ranked + [Scored(item_ids[p], None) for p, i in enumerate(indexes) if i < 0]
+        passed = np.asarray(selection.permits(item_ids), dtype=np.bool_)
+        item_ids = [item for item, keep in zip(item_ids, passed.tolist(), strict=True) if keep]
+        indexes = indexes[passed]
+    positions = np.flatnonzero(indexes >= 0)
+    values = scores[indexes[positions]]
+    order = np.lexsort((positions, -values))  # best first, then input order
+    best = zip(positions[order].tolist(), values[order].tolist(), strict=True)
+    ranked = [Scored(item_ids[p], s) for p, s in best]
+    return ranked + [Scored(item_ids[p], None) for p in np.flatnonzero(indexes < 0).tolist()]
 
 
 def similar_items(

@@ -186,7 +186,7 @@ class Recommender:
         query = self._with_features(
             group, version, history.query(version, user_id, context=context), user_id, context
         )
-        seen = history.seen if exclude_seen else None
+        seen = history.seen_items if exclude_seen else None
         items = nearest_items(
             version, query, k=k, exclude_seen=exclude_seen, seen=seen, selection=selection
         ) if version.nearest is not None else None  # fmt: skip
@@ -226,7 +226,10 @@ class Recommender:
         carries its reasons."""
         version = self.version_for(group, target)
         check_item_list(item_ids)
-        history = self.read_history(group, version, user_id, filtered=filter_name is not None)
+        # A ranking excludes nothing: the seen items are read only for a model that scores
+        # from them (a whole-history one); for long histories that is a second store query.
+        history = self.read_history(group, version, user_id, filtered=filter_name is not None,
+                                    seen=False)  # fmt: skip
         selection = self.select(
             group, version, filter_name, filter_values, user_id=user_id,
             events=history.filter_events, event_items=history.filter_event_items,
@@ -234,7 +237,9 @@ class Recommender:
         query = self._with_features(
             group, version, history.query(version, user_id, context=context), user_id, context
         )
-        ranked = rank_by_scores(version, list_scores(version, query, item_ids), item_ids, selection)
+        indexes = version.items.indices(item_ids)
+        scores = list_scores(version, query, item_ids, indexes)
+        ranked = rank_by_scores(version, scores, item_ids, selection, indexes)
         if explain:
             ranked = explain_results(version, query, ranked, filter_name=filter_name,
                                      unscored=None)  # fmt: skip
@@ -316,10 +321,12 @@ class Recommender:
         return compiled.select(request)
 
     def read_history(
-        self, group: str, version: LoadedVersion, user_id: str | None, *, filtered: bool
-    ) -> UserHistory:
+        self, group: str, version: LoadedVersion, user_id: str | None, *, filtered: bool,
+        seen: bool = True,
+    ) -> UserHistory:  # fmt: skip
         """What a request for ``user_id`` reads of its history (see ``serving/history.py``):
-        ``version``'s scoring window, the events a filter sees (``filtered``), every seen item."""
+        ``version``'s scoring window, the events a filter sees (``filtered``), every seen item
+        (``seen``, or when the model scores from them: a whole-history model)."""
         filter_length = self.settings.serving.history_length
         window = history_window(version.model, default=filter_length)
         if user_id is None:
@@ -329,19 +336,21 @@ class Recommender:
         try:
             events = self.store.recent_events(group, user_id, limit) if limit else []
             event_items = version.items.indices([e.item_id for e in events])
+            if not seen and window is not None:
+                return UserHistory(events, event_items, window, filter_length, None)
             if len(events) < limit:  # the events read are the whole history
-                seen = seen_from_events(event_items)
+                items = seen_from_events(event_items)
             else:
                 frame = self.store.seen_items(group, [user_id])
                 lookup = self.item_lookup(group, version)
-                seen = seen_from_store(frame["item_index"].to_numpy(), lookup)
+                items = seen_from_store(frame["item_index"].to_numpy(), lookup)
         except StoreUnavailable:
             # The model still answers, as for a visitor it has not seen (docs/operations.md,
             # "Failure modes"): better than no answer while the store is down.
             _note_outage()
             nothing = np.zeros(0, np.int32)
             return UserHistory([], nothing, window, filter_length, nothing)
-        return UserHistory(events, event_items, window, filter_length, seen)
+        return UserHistory(events, event_items, window, filter_length, items)
 
     def item_lookup(self, group: str, version: LoadedVersion) -> IntArray:
         """``version``'s index of each of the store's item indexes, then a -1 (items unknown

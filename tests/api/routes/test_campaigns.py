@@ -224,3 +224,40 @@ def test_the_fast_path_answers_as_the_route(trained: Api) -> None:  # noqa: F811
     metrics = api.http.get("/metrics", headers=api.admin).text
     route = 'route="/v1/dataset-groups/{group}/campaigns/{name}/recommendations"'
     assert route in metrics and 'route="(unmatched)"' not in metrics
+
+
+def test_the_fast_path_ranks_an_input_list_as_the_route(trained: Api) -> None:  # noqa: F811
+    """personalized-ranking skips FastAPI too: a cached ranking is sent without the engine
+    being asked, another is computed on a worker thread; bad bodies and unknown campaigns get
+    the route's errors, and metrics name the route."""
+    api = trained
+    assert deploy(api).status_code == 201
+
+    def rank(name: str = "home", **body: Any) -> Any:
+        return api.http.post(api.url(f"/campaigns/{name}/personalized-ranking"), json=body,
+                             headers=api.admin)  # fmt: skip
+
+    listed = ["i3", "nope", "i1", "i2"]
+    first = rank(userId="u1", inputList=listed)
+    assert first.status_code == 200 and first.json()["cache"] == "miss", first.text
+    order = [item["itemId"] for item in first.json()["itemList"]]
+    assert sorted(order) == sorted(listed) and order[-1] == "nope"  # unknown items last
+    computed: list[str] = []
+    answer = api.engine.campaign_answer
+    api.engine.campaign_answer = (  # type: ignore[method-assign]
+        lambda *a, **k: computed.append(threading.current_thread().name) or answer(*a, **k)
+    )
+    try:
+        hit = rank(userId="u1", inputList=listed)
+        assert hit.json() == {**first.json(), "cache": "hit"} and computed == []
+        other = rank(userId="u2", inputList=listed)
+        assert other.status_code == 200 and other.json()["cache"] == "miss"
+        assert len(computed) == 1 and computed[0] != threading.main_thread().name
+    finally:
+        del api.engine.campaign_answer
+    empty = rank(userId="u1", inputList=[])
+    assert empty.status_code == 422 and "inputList" in empty.text
+    missing = rank(name="nope", userId="u1", inputList=listed)
+    assert missing.status_code == 404 and "campaign 'nope'" in missing.text
+    metrics = api.http.get("/metrics", headers=api.admin).text
+    assert 'route="/v1/dataset-groups/{group}/campaigns/{name}/personalized-ranking"' in metrics

@@ -3,14 +3,16 @@
 A campaign's answers come from its deployed version, or from the rule engine while the group has
 too little data or no trained version; the response's ``source`` says which.
 
-``POST …/recommendations`` also has a pure-ASGI way in (:class:`CampaignFastPath`, see
-``api/asgi.py``): a cached answer is sent from the event loop as the bytes stored, and an answer
-to compute goes to a worker thread without FastAPI's routing and dependency solving.
+``POST …/recommendations`` and ``…/personalized-ranking`` also have a pure-ASGI way in
+(:class:`CampaignFastPath`, see ``api/asgi.py``): a cached answer is sent from the event loop as
+the bytes stored, and an answer to compute goes to a worker thread without FastAPI's routing and
+dependency solving.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -141,18 +143,31 @@ router = APIRouter()
 router.include_router(readers)  # the hot path first
 router.include_router(admin)
 
-# The route the fast path answers for, named in the scope so metrics and logs label it as usual.
-_RECOMMEND_ROUTE = next(r for r in readers.routes
-                        if isinstance(r, APIRoute) and r.endpoint is recommend)  # fmt: skip
-_RECOMMEND_PATH = re.compile(r"/v1/dataset-groups/([^/]+)/campaigns/([^/]+)/recommendations")
+# The routes the fast path answers for (named in the scope so metrics and logs label them as
+# usual), each with its body's model and how the body becomes a request.
+_FAST_PATH = re.compile(
+    r"/v1/dataset-groups/([^/]+)/campaigns/([^/]+)/(recommendations|personalized-ranking)"
+)
+_FastRoute = tuple[APIRoute, type[pydantic.BaseModel], Callable[[Any], CampaignRequest]]
+_FAST_ROUTES: dict[str, _FastRoute] = {
+    "recommendations": (next(r for r in readers.routes
+                             if isinstance(r, APIRoute) and r.endpoint is recommend),
+                        CampaignRecommendIn, recommend_request),
+    # 1,000 listed ids: pydantic-core parses the JSON itself, and FastAPI's routing,
+    # dependencies and thread hand-off are skipped.
+    "personalized-ranking": (next(r for r in readers.routes
+                                  if isinstance(r, APIRoute) and r.endpoint is rank),
+                             CampaignRankIn, rank_request),
+}  # fmt: skip
 
 
 class CampaignFastPath:
-    """Pure ASGI middleware serving ``POST …/campaigns/{name}/recommendations`` when it can
-    (a reader token verified within the cache delay, a JSON body that validates), else the
-    wrapped app. A cached answer never leaves the event loop; any other is computed by one of
-    ``threads`` threads (``api.answer_threads``): the rest wait their turn, so that answers
-    computed at once never starve the event loop of the interpreter.
+    """Pure ASGI middleware serving ``POST …/campaigns/{name}/recommendations`` and
+    ``…/personalized-ranking`` when it can (a reader token verified within the cache delay, a
+    JSON body that validates), else the wrapped app. A cached answer never leaves the event
+    loop; any other is computed by one of ``threads`` threads (``api.answer_threads``): the rest
+    wait their turn, so that answers computed at once never starve the event loop of the
+    interpreter.
 
     Args:
         app: the wrapped ASGI app (FastAPI's router and error handlers, further in).
@@ -167,7 +182,7 @@ class CampaignFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = post_path(scope)
-        match = _RECOMMEND_PATH.fullmatch(path) if path is not None else None
+        match = _FAST_PATH.fullmatch(path) if path is not None else None
         engine: Engine | None = getattr(self.state, "engine", None)
         verifier: TokenVerifier | None = getattr(self.state, "verifier", None)
         if match is None or engine is None or verifier is None:
@@ -181,12 +196,13 @@ class CampaignFastPath:
         body = await read_body(receive)
         if body is None:  # the client left: nobody to answer
             return
+        route, body_model, to_request = _FAST_ROUTES[match.group(3)]
         try:
-            request = recommend_request(CampaignRecommendIn.model_validate_json(body))
+            request = to_request(body_model.model_validate_json(body))
         except pydantic.ValidationError:
             await self.app(scope, replay(body, receive), send)
             return
-        scope["route"] = _RECOMMEND_ROUTE
+        scope["route"] = route
         group, name = match.group(1), match.group(2)
         try:
             answer = engine.campaigns.cached(group, name, request)

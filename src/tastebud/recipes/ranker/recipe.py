@@ -63,6 +63,17 @@ HISTORY_WINDOW = 200  # serving.history_length's default
 FILL_GAP = 1.0
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class CandidateRows:
+    """A batch's (query row, candidate item) pairs, their features, and the first base's
+    (Q x I) scores, which order everything below the candidates."""
+
+    rows: IntArray
+    items: IntArray
+    features: FloatArray
+    first: FloatArray
+
+
 class RankerModel:
     """The stacked bases, the trees, and the item facts the features read."""
 
@@ -116,12 +127,17 @@ class RankerModel:
         return out
 
     def _score_batch(self, query: Query) -> FloatArray:
+        ranked = self.candidate_rows(query)
+        return fill_below(ranked.first, ranked.rows, ranked.items, self.predict(ranked.features))
+
+    def candidate_rows(self, query: Query) -> CandidateRows:
+        """Each query's candidates and their features: what :meth:`score` asks the trees to
+        order (tuning reuses them across tree settings)."""
         query = latest_events(query, self.history_window)
         scored = self._score_bases(query)
         rows, items = candidate_pairs(scored)
-        trees = self._predict(query, scored, rows, items)
-        first = next(iter(scored.scores.values()))
-        return fill_below(first, rows, items, trees)
+        features = self._features(query, scored, rows, items)
+        return CandidateRows(rows, items, features, next(iter(scored.scores.values())))
 
     def score_items(self, query: Query, items: IntArray) -> FloatArray:
         """(len(items),): the trees' score of each listed item for the first query."""
@@ -129,21 +145,24 @@ class RankerModel:
         scored = self._score_bases(first)
         listed = np.asarray(items, dtype=np.int32)
         rows = np.zeros(len(listed), dtype=np.int32)
-        return self._predict(first, scored, rows, listed)
+        return self.predict(self._features(first, scored, rows, listed))
 
     def _score_bases(self, query: Query) -> BaseScores:
         return score_bases(self.bases, query, self.n_items, top_n=self.config.candidates,
                            exclude_seen=self.config.exclude_seen)  # fmt: skip
 
-    def _predict(
+    def _features(
         self, query: Query, scored: BaseScores, rows: IntArray, items: IntArray
     ) -> FloatArray:
         declared = online_features(query, rows, items, self.config.features)
-        matrix = pair_features(self.facts, query, scored, rows, items, declared)
-        if not len(matrix):
+        return pair_features(self.facts, query, scored, rows, items, declared)
+
+    def predict(self, features: FloatArray) -> FloatArray:
+        """The trees' score of each row of ``features``."""
+        if not len(features):
             return np.zeros(0, dtype=np.float32)
         # One thread: a request's 1,000 rows finish before a second thread would start.
-        return np.asarray(self.trees.predict(matrix, num_threads=1), dtype=np.float32)
+        return np.asarray(self.trees.predict(features, num_threads=1), dtype=np.float32)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -300,6 +319,7 @@ class Ranker:
 
         meta, arrays = load_arrays(folder)
         config = RankerConfig.model_validate(meta["config"])
+        config = config.model_copy(update={"bases": _saved_order(config, meta["feature_names"])})
         bases = {name: get_recipe(spec.recipe).load(folder / "bases" / name)
                  for name, spec in config.bases.items()}  # fmt: skip
         booster = lightgbm.Booster(model_file=str(folder / TREES_FILE))
@@ -312,6 +332,16 @@ class Ranker:
         if model.names != meta["feature_names"]:
             raise ValueError(f"{folder}: feature columns differ from this tastebud's")
         return model
+
+
+def _saved_order(config: RankerConfig, names: list[str]) -> dict[str, Any]:
+    """``config.bases`` in the order of the saved feature columns (``B.score``, ``B.rank``,
+    ``B.gap`` per base): model.json's keys come back sorted, but the first base is the one that
+    orders the non-candidates, and the trees read the columns by position."""
+    order = [name.split(".", 1)[0] for name in names[: 3 * len(config.bases) : 3]]
+    if sorted(order) != sorted(config.bases):
+        return dict(config.bases)  # not this config's columns: the check after loading says so
+    return {name: config.bases[name] for name in order}
 
 
 def build_groups(
