@@ -54,8 +54,10 @@ HTTP_EXCEPTIONS = Counter(
 )
 OVERLOAD_REJECTIONS = Counter(
     "tastebud_overload_rejections",
-    "Requests refused at once: reason 'inflight' (503, too many in flight) or 'rate_limit' "
-    "(429, the token's requests/s exceeded).",
+    "Requests refused at once: reason 'lag' (503, the event loop's lag stayed above "
+    "api.shed_lag_ms), 'inflight' (503, too many in flight), 'answers' (503, too many "
+    "campaign answers waiting for a thread) or 'rate_limit' (429, the token's requests/s "
+    "exceeded).",
     ["reason"],
 )
 EVENTS_INGESTED = Counter(

@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tastebud import observability as obs
 from tastebud.api.asgi import post_path, read_body, read_headers, replay, send_json
 from tastebud.api.auth import TokenVerifier
 from tastebud.api.deps import READER_SCOPES, EngineDep, require_admin, require_reader
@@ -36,7 +37,7 @@ from tastebud.api.models import (
     CampaignUpdateIn,
 )
 from tastebud.engine import Engine
-from tastebud.errors import TastebudError
+from tastebud.errors import Overloaded, TastebudError
 from tastebud.serving.campaigns import CampaignRequest, Promotion
 
 PREFIX = "/v1/dataset-groups/{group}/campaigns"
@@ -152,17 +153,24 @@ class CampaignFastPath:
     (a reader token verified within the cache delay, a JSON body that validates), else the
     wrapped app. A cached answer never leaves the event loop; any other is computed by one of
     ``threads`` threads (``api.answer_threads``): the rest wait their turn, so that answers
-    computed at once never starve the event loop of the interpreter.
+    computed at once never starve the event loop of the interpreter. Beyond ``max_waiting``
+    answers waiting for a thread, the next one is refused at once (503 ``Overloaded``): it would
+    only wait its turn longer than its client does, and make those behind it wait too.
 
     Args:
         app: the wrapped ASGI app (FastAPI's router and error handlers, further in).
         state: the FastAPI app's state, where its lifespan puts the engine and token verifier.
+        threads: answers computed at once.
+        max_waiting: answers waiting for a thread at most; None: no limit.
     """
 
-    def __init__(self, app: ASGIApp, *, state: State, threads: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, state: State, threads: int, max_waiting: int | None = None
+    ) -> None:
         self.app = app
         self.state = state
         self.threads = threads
+        self.max_waiting = max_waiting
         self._limiter: anyio.CapacityLimiter | None = None  # made in the server's event loop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -203,6 +211,11 @@ class CampaignFastPath:
         self, engine: Engine, group: str, name: str, request: CampaignRequest
     ) -> bytes:
         self._limiter = self._limiter or anyio.CapacityLimiter(self.threads)
+        if self.max_waiting is not None and self._limiter.available_tokens == 0:
+            waiting = self._limiter.statistics().tasks_waiting
+            if waiting >= self.max_waiting:
+                obs.overload_rejected("answers")
+                raise Overloaded(f"server busy ({waiting} answers waiting); retry shortly")
         computed = await anyio.to_thread.run_sync(
             engine.campaign_answer, group, name, request, limiter=self._limiter
         )
