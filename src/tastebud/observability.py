@@ -193,8 +193,9 @@ class InflightSource(Protocol):
     def inflight_share(self) -> float: ...
 
 
-# The in-flight limits of this process's API apps (their operations middleware), read without
-# any per-request cost: only code that sheds work under load asks (see `inflight_share`).
+# The in-flight limits of this process's API apps (their operations middleware and campaign
+# answer queues), read without any per-request cost: only code that sheds work under load asks
+# (see `inflight_share`).
 _INFLIGHT_SOURCES: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
@@ -204,8 +205,9 @@ def track_inflight(source: InflightSource) -> None:
 
 
 def inflight_share() -> float:
-    """How busy this process's API is now: requests in flight over its in-flight limit (the
-    busiest app's, if several); 0.0 without a limit or outside a server."""
+    """How busy this process's API is now: requests in flight over its in-flight limit, or
+    campaign answers computing or waiting over the most allowed (the busiest, if several);
+    0.0 without a limit or outside a server."""
     return max((source.inflight_share() for source in list(_INFLIGHT_SOURCES)), default=0.0)
 
 

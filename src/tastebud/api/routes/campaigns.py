@@ -10,6 +10,7 @@ to compute goes to a worker thread without FastAPI's routing and dependency solv
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -155,7 +156,9 @@ class CampaignFastPath:
     ``threads`` threads (``api.answer_threads``): the rest wait their turn, so that answers
     computed at once never starve the event loop of the interpreter. Beyond ``max_waiting``
     answers waiting for a thread, the next one is refused at once (503 ``Overloaded``): it would
-    only wait its turn longer than its client does, and make those behind it wait too.
+    only wait its turn longer than its client does, and make those behind it wait too. The
+    queue's fill counts in ``observability.inflight_share()``, so a campaign with precomputed
+    answers serves them before the queue is full.
 
     Args:
         app: the wrapped ASGI app (FastAPI's router and error handlers, further in).
@@ -171,6 +174,10 @@ class CampaignFastPath:
         self.state = state
         self.threads = threads
         self.max_waiting = max_waiting
+        self._most = threads + max_waiting if max_waiting is not None else math.inf
+        self._answers = 0  # computing or waiting for a thread (changed on the event loop only)
+        if max_waiting is not None:
+            obs.track_inflight(self)  # precomputed campaigns fall back as the queue fills
         self._limiter: anyio.CapacityLimiter | None = None  # made in the server's event loop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -207,16 +214,23 @@ class CampaignFastPath:
             return
         await send_json(send, answer)
 
+    def inflight_share(self) -> float:
+        """Answers computing or waiting over the most there may be (read from any thread)."""
+        return self._answers / self._most
+
     async def _compute(
         self, engine: Engine, group: str, name: str, request: CampaignRequest
     ) -> bytes:
         self._limiter = self._limiter or anyio.CapacityLimiter(self.threads)
-        if self.max_waiting is not None and self._limiter.available_tokens == 0:
-            waiting = self._limiter.statistics().tasks_waiting
-            if waiting >= self.max_waiting:
-                obs.overload_rejected("answers")
-                raise Overloaded(f"server busy ({waiting} answers waiting); retry shortly")
-        computed = await anyio.to_thread.run_sync(
-            engine.campaign_answer, group, name, request, limiter=self._limiter
-        )
+        if self._answers >= self._most:
+            obs.overload_rejected("answers")
+            waiting = self._answers - self.threads
+            raise Overloaded(f"server busy ({waiting} answers waiting); retry shortly")
+        self._answers += 1
+        try:
+            computed = await anyio.to_thread.run_sync(
+                engine.campaign_answer, group, name, request, limiter=self._limiter
+            )
+        finally:
+            self._answers -= 1
         return orjson.dumps(computed)
