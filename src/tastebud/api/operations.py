@@ -48,7 +48,7 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 _REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 # Lag with fewer requests in flight is not theirs (a training thread, a full collection):
 # refusing requests would not shorten it, only turn a slow moment into an outage.
-SHED_MIN_INFLIGHT = 4
+SHED_MIN_INFLIGHT = 8
 # The answer to a request shed for lag, made once: refusing must cost far less than serving.
 _SHED_MESSAGE = "server busy (requests are queueing); retry shortly"
 _SHED_BODY = orjson.dumps({"error": {"type": Overloaded.__name__, "message": _SHED_MESSAGE}})
