@@ -25,12 +25,12 @@ class ApiSettings(BaseModel):
         default=128, ge=1, description="Per process; beyond it requests get 503 at once."
     )
     shed_lag_ms: float | None = Field(
-        default=20.0, gt=0,
+        default=10.0, gt=0,
         description="Per process: while the event loop's lag stays above this for 100 ms, new "
         "requests get 503 at once (they queue unseen); None: never.",
     )  # fmt: skip
     max_waiting_answers: int | None = Field(
-        default=8, ge=0,
+        default=4, ge=0,
         description="Per process: campaign answers waiting for an answer thread at most; "
         "beyond, 503 at once (cached answers never wait); None: no limit.",
     )  # fmt: skip
