@@ -176,7 +176,10 @@ def parse_args() -> argparse.Namespace:
         default="defaults",
         help="servers to compare: NAME or NAME=KEY:VALUE+KEY:VALUE (TASTEBUD_API__KEY)",
     )
-    parser.add_argument("--connections", type=int, default=8, help="closed-loop clients")
+    parser.add_argument(
+        "--connections", type=int, default=4,
+        help="closed-loop clients (at most answer threads + waiting answers: none refused)",
+    )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=10.0, help="per phase")
     parser.add_argument("--overload", type=float, default=3.0, help="offered load / capacity")
     parser.add_argument("--home", type=Path, help="reuse a prepared home (skip training)")
