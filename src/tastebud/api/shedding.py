@@ -17,10 +17,8 @@ stall (a blocking call, a full collection) counts as lag for its whole length.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 
 
-@dataclass
 class LagShedder:
     """Whether to refuse new requests now: :attr:`shedding`, read once per request.
 
@@ -30,14 +28,13 @@ class LagShedder:
         period: seconds between samples.
     """
 
-    target: float
-    interval: float = 0.1
-    period: float = 0.005
-    shedding: bool = False
-    lag: float = 0.0  # the latest sample
-    _above_since: float | None = None
-    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
-    _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    def __init__(self, target: float, interval: float = 0.1, period: float = 0.005) -> None:
+        self.target, self.interval, self.period = target, interval, period
+        self.shedding = False
+        self.lag = 0.0  # the latest sample
+        self._above_since: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         """Sample the running loop's lag until :meth:`stop` (idempotent per loop)."""
