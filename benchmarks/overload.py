@@ -14,8 +14,14 @@ The generator is a small asyncio HTTP/1.1 client over keep-alive connections (wr
 the latency of admitted and refused requests). Latency is counted from each request's intended
 send time, so a generator that falls behind shows it as latency (no coordinated omission).
 
+Each variant is one server with some `TASTEBUD_API__*` settings changed: `defaults`, or
+`NAME=KEY:VALUE+KEY:VALUE` (KEY without the prefix), e.g. the limits before issue 18's fix:
+
     flock /tmp/tastebud-bench.lock flock /tmp/tastebud-quiet.lock \\
-        .venv/bin/python benchmarks/overload.py --max-inflight 32
+        .venv/bin/python benchmarks/overload.py --pin \\
+        --variants "defaults,old=MAX_INFLIGHT_REQUESTS:512+SHED_LAG_MS:1e9+MAX_WAITING_ANSWERS:9999"
+
+Each phase also reports the CPU share (of one core) of the server and of this generator.
 """
 
 from __future__ import annotations
@@ -25,18 +31,20 @@ import asyncio
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import serving_latency
-from http_load import free_port, wait_ready
+from http_load import TICK, free_port, thread_ticks, wait_ready
 from serving_latency import CAMPAIGN, GROUP, prepare
 from tastebud.settings import Settings
 
@@ -164,11 +172,14 @@ async def open_loop(port: int, token: str, rate: float, seconds: float) -> dict[
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--max-inflight",
-        default="32,512",
-        help="in-flight limits to compare, one server each (512: the default)",
+        "--variants",
+        default="defaults",
+        help="servers to compare: NAME or NAME=KEY:VALUE+KEY:VALUE (TASTEBUD_API__KEY)",
     )
-    parser.add_argument("--connections", type=int, default=8, help="closed-loop clients")
+    parser.add_argument(
+        "--connections", type=int, default=4,
+        help="closed-loop clients (at most answer threads + waiting answers: none refused)",
+    )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=10.0, help="per phase")
     parser.add_argument("--overload", type=float, default=3.0, help="offered load / capacity")
     parser.add_argument("--home", type=Path, help="reuse a prepared home (skip training)")
@@ -180,11 +191,30 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()  # fmt: skip
 
 
-def serve(home: Path, max_inflight: int, *, pin: bool) -> tuple[subprocess.Popen[bytes], int]:
+def variant(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME=KEY:VALUE+KEY:VALUE`` -> (NAME, {TASTEBUD_API__KEY: VALUE})."""
+    name, _, settings = text.partition("=")
+    pairs = (item.split(":", 1) for item in settings.split("+") if item)
+    return name, {f"TASTEBUD_API__{key.upper()}": value for key, value in pairs}
+
+
+def cpu_share(pid: int, phase: Coroutine[Any, Any, Any]) -> tuple[Any, dict[str, float]]:
+    """Run ``phase``; its result and the CPU share (of one core) of the server and of us."""
+    start, server = time.perf_counter(), thread_ticks(pid)
+    ours = resource.getrusage(resource.RUSAGE_SELF)
+    result = asyncio.run(phase)
+    wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+    server_s = sum((thread_ticks(pid) - server).values()) / TICK
+    ours_s = after.ru_utime + after.ru_stime - ours.ru_utime - ours.ru_stime
+    return result, {"server": round(server_s / wall, 2), "generator": round(ours_s / wall, 2)}
+
+
+def serve(
+    home: Path, settings: dict[str, str], *, pin: bool
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {**os.environ, "TASTEBUD_HOME": str(home / "home"), "TASTEBUD_API__ACCESS_LOG": "false",
-           "TASTEBUD_API__MAX_INFLIGHT_REQUESTS": str(max_inflight),
-           "OMP_NUM_THREADS": "1"}  # fmt: skip
+           **settings, "OMP_NUM_THREADS": "1"}  # fmt: skip
     server = subprocess.Popen(
         [sys.executable, "-m", "tastebud", "serve", "--port", str(port)], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -204,18 +234,19 @@ def main() -> None:
     if args.pin:
         os.sched_setaffinity(0, {1})
     rate = None
-    for limit in (int(value) for value in args.max_inflight.split(",")):
-        server, port = serve(home, limit, pin=args.pin)
+    for name, settings in (variant(text) for text in args.variants.split(",")):
+        server, port = serve(home, settings, pin=args.pin)
         try:
             asyncio.run(closed_loop(port, token, 2, 3.0))  # warm up: load the version
             if rate is None:  # the capacity of the first server sets the offered rates
                 capacity = asyncio.run(closed_loop(port, token, args.connections, args.seconds))
                 rate = capacity["200"]["per_second"]
                 print("capacity:", json.dumps(capacity), flush=True)
-            for name, share in (("light", 0.5), ("overload", args.overload)):
-                figures = asyncio.run(open_loop(port, token, rate * share, args.seconds))
-                print(f"max_inflight={limit} {name} ({share:g}x):", json.dumps(figures),
-                      flush=True)  # fmt: skip
+            for phase, share in (("light", 0.5), ("full", 1.0), ("overload", args.overload)):
+                load = open_loop(port, token, rate * share, args.seconds)
+                figures, cpu = cpu_share(server.pid, load)
+                figures["cpu"] = cpu
+                print(f"{name} {phase} ({share:g}x):", json.dumps(figures), flush=True)
         finally:
             server.terminate()
             server.wait(30)

@@ -54,8 +54,10 @@ HTTP_EXCEPTIONS = Counter(
 )
 OVERLOAD_REJECTIONS = Counter(
     "tastebud_overload_rejections",
-    "Requests refused at once: reason 'inflight' (503, too many in flight) or 'rate_limit' "
-    "(429, the token's requests/s exceeded).",
+    "Requests refused at once: reason 'lag' (503, the event loop's lag stayed above "
+    "api.shed_lag_ms), 'inflight' (503, too many in flight), 'answers' (503, too many "
+    "campaign answers waiting for a thread) or 'rate_limit' (429, the token's requests/s "
+    "exceeded).",
     ["reason"],
 )
 EVENTS_INGESTED = Counter(
@@ -191,8 +193,9 @@ class InflightSource(Protocol):
     def inflight_share(self) -> float: ...
 
 
-# The in-flight limits of this process's API apps (their operations middleware), read without
-# any per-request cost: only code that sheds work under load asks (see `inflight_share`).
+# The in-flight limits of this process's API apps (their operations middleware and campaign
+# answer queues), read without any per-request cost: only code that sheds work under load asks
+# (see `inflight_share`).
 _INFLIGHT_SOURCES: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
@@ -202,8 +205,9 @@ def track_inflight(source: InflightSource) -> None:
 
 
 def inflight_share() -> float:
-    """How busy this process's API is now: requests in flight over its in-flight limit (the
-    busiest app's, if several); 0.0 without a limit or outside a server."""
+    """How busy this process's API is now: requests in flight over its in-flight limit, or
+    campaign answers computing or waiting over the most allowed (the busiest, if several);
+    0.0 without a limit or outside a server."""
     return max((source.inflight_share() for source in list(_INFLIGHT_SOURCES)), default=0.0)
 
 

@@ -22,8 +22,18 @@ class ApiSettings(BaseModel):
     )
     # operations (docs/operations.md)
     max_inflight_requests: int | None = Field(
-        default=512, ge=1, description="Per process; beyond it requests get 503 at once."
+        default=128, ge=1, description="Per process; beyond it requests get 503 at once."
     )
+    shed_lag_ms: float | None = Field(
+        default=10.0, gt=0,
+        description="Per process: while the event loop's lag stays above this for 100 ms, new "
+        "requests get 503 at once (they queue unseen); None: never.",
+    )  # fmt: skip
+    max_waiting_answers: int | None = Field(
+        default=4, ge=0,
+        description="Per process: campaign answers waiting for an answer thread at most; "
+        "beyond, 503 at once (cached answers never wait); None: no limit.",
+    )  # fmt: skip
     rate_limit_per_token: float | None = Field(
         default=None, gt=0, description="Requests/s per bearer token per process; over: 429."
     )

@@ -106,7 +106,10 @@ def create_app(
     # Added first, so it runs inside the body limit (the last added middleware is outermost).
     app.add_middleware(events.EventsFastPath, state=app.state)
     app.add_middleware(
-        campaigns.CampaignFastPath, state=app.state, threads=settings.api.answer_threads
+        campaigns.CampaignFastPath,
+        state=app.state,
+        threads=settings.api.answer_threads,
+        max_waiting=settings.api.max_waiting_answers,
     )
     app.add_middleware(
         BodyLimitMiddleware,
@@ -119,6 +122,7 @@ def create_app(
     app.add_middleware(
         OperationsMiddleware,
         max_inflight=settings.api.max_inflight_requests,
+        shed_lag=settings.api.shed_lag_ms / 1000 if settings.api.shed_lag_ms else None,
         rate_limit=settings.api.rate_limit_per_token,
         rate_burst=settings.api.rate_limit_burst,
         redis_url=settings.redis_url,

@@ -119,8 +119,19 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, InternalError.__name__, "internal server error (see the server log)")
 
 
+async def _unencodable(request: Request, exc: Exception) -> JSONResponse:
+    """Text UTF-8 cannot encode reached the store or an answer: a lone surrogate, which
+    FastAPI's JSON parser (the standard library's) lets through from a ``"\\ud800"`` escape.
+    The caller's input, not a bug: 422 (the statement failed before anything was written)."""
+    assert isinstance(exc, UnicodeEncodeError)
+    bad = exc.object[exc.start : exc.end]
+    message = f"text holds {bad!r}, a lone surrogate: UTF-8 cannot encode it (send valid text)"
+    return error_response(InvalidInput.status_code, InvalidInput.__name__, message)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TastebudError, _tastebud_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(UnicodeEncodeError, _unencodable)
     app.add_exception_handler(Exception, _unexpected_error)

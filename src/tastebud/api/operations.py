@@ -5,13 +5,15 @@ One pure ASGI middleware, outermost in the app, so that every request — the ev
 coroutine frame and a handful of dictionary operations (the ingestion path answers thousands of
 requests a second on one core).
 
-Overload: beyond ``max_inflight`` requests in this process a request is answered 503 at once,
-with ``Retry-After``, instead of queueing behind the others until everything times out; with a
-per-token rate a client over its budget hears 429. ``/health``, ``/ready`` and ``/metrics`` are
-exempt: probes and scrapes must keep working when the server is busiest. Below the limit,
-``observability.inflight_share()`` tells how close to it the process is (read only when asked,
-no cost per request), so a campaign with precomputed answers can serve them instead of queueing
-model work.
+Overload: while the event loop's lag has stayed above ``shed_lag`` (:mod:`.shedding`: requests
+wait unseen in the socket's queue), new requests are answered 503 before anything else is done
+for them, from precomputed bytes; beyond ``max_inflight`` requests in this process a request is
+answered 503 at once, with ``Retry-After``, instead of queueing behind the others until
+everything times out; with a per-token rate a client over its budget hears 429. ``/health``,
+``/ready`` and ``/metrics`` are exempt: probes and scrapes must keep working when the server
+is busiest. Below the limit, ``observability.inflight_share()`` tells how close to it the
+process is (read only when asked, no cost per request), so a campaign with precomputed answers
+can serve them instead of queueing model work.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tastebud import observability as obs
 from tastebud.api.auth import bearer_token
 from tastebud.api.rate_limits import RateLimiter, SharedTokenBuckets, TokenBuckets
 from tastebud.api.request_metrics import new_stats
+from tastebud.api.shedding import LagShedder
 from tastebud.errors import Overloaded, TooManyRequests
 
 _access_log = logging.getLogger("tastebud.access")
@@ -43,6 +46,16 @@ UNMATCHED = "(unmatched)"  # 404s and answers given before routing: one label, n
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # A caller's request id is kept when short and printable (no spaces: it goes into log lines).
 _REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
+# Lag with fewer requests in flight is not theirs (a training thread, a full collection):
+# refusing requests would not shorten it, only turn a slow moment into an outage.
+SHED_MIN_INFLIGHT = 8
+# The answer to a request shed for lag, made once: refusing must cost far less than serving.
+_SHED_MESSAGE = "server busy (requests are queueing); retry shortly"
+_SHED_BODY = orjson.dumps({"error": {"type": Overloaded.__name__, "message": _SHED_MESSAGE}})
+_SHED_START = {"type": "http.response.start", "status": Overloaded.status_code, "headers": [
+    (b"content-type", b"application/json"), (b"content-length", str(len(_SHED_BODY)).encode()),
+    (b"retry-after", b"1")]}  # fmt: skip
+_SHED_BODY_MESSAGE = {"type": "http.response.body", "body": _SHED_BODY}
 
 
 class OperationsMiddleware:
@@ -51,6 +64,8 @@ class OperationsMiddleware:
     Args:
         app: the wrapped ASGI app.
         max_inflight: requests served at once at most (exempt paths aside); None: no limit.
+        shed_lag: refuse new requests while the event loop's lag stays above this many
+            seconds (:class:`~tastebud.api.shedding.LagShedder`); None: never.
         rate_limit: requests per second per bearer token; None: no limit.
         rate_burst: the bucket's size (default: one second's worth).
         redis_url: share each token's bucket between processes through this Redis (falling
@@ -63,6 +78,7 @@ class OperationsMiddleware:
         app: ASGIApp,
         *,
         max_inflight: int | None = None,
+        shed_lag: float | None = None,
         rate_limit: float | None = None,
         rate_burst: float | None = None,
         redis_url: str | None = None,
@@ -70,6 +86,7 @@ class OperationsMiddleware:
     ) -> None:
         self.app = app
         self.max_inflight = max_inflight if max_inflight is not None else math.inf
+        self.shedder = LagShedder(shed_lag) if shed_lag is not None else None
         self.buckets: RateLimiter | None = None
         if rate_limit:
             local = TokenBuckets(rate_limit, rate_burst)
@@ -87,6 +104,15 @@ class OperationsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        if self.shedder is not None:
+            self.shedder.start()  # in the server's loop (no-op once started there)
+            if (
+                self.shedder.shedding
+                and self.stats.inflight >= SHED_MIN_INFLIGHT
+                and scope["path"] not in EXEMPT_PATHS
+            ):
+                await self._shed(scope, send, start)
+                return
         request_id, authorization = _read_headers(scope)
         if request_id is None:
             request_id = f"{self._id_prefix}{next(self._ids):x}"
@@ -127,6 +153,16 @@ class OperationsMiddleware:
             if counted:
                 self.stats.finished()
             self._record(scope, events, status, time.perf_counter() - start, request_id)
+
+    async def _shed(self, scope: Scope, send: Send, start: float) -> None:
+        """Refuse with the precomputed 503: no request id, routing or access log line (a flood
+        of refusals would write thousands a second just when the CPU is short); counted in the
+        metrics as ``reason="lag"``."""
+        obs.overload_rejected("lag")
+        await send(_SHED_START)
+        await send(_SHED_BODY_MESSAGE)
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+        self.stats.record(UNMATCHED, method, Overloaded.status_code, time.perf_counter() - start)
 
     def inflight_share(self) -> float:
         """Requests in flight (exempt paths aside) over the limit."""

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import threading
 from typing import Any
 
+import httpx
+import pytest
+
+from tastebud.api.app import create_app
+from tastebud.settings import ApiSettings
 from tests.api.routes.test_recommendations import trained  # noqa: F401 (fixture)
 from tests.serving.test_precomputed import REDIS_URL, prefix, write  # noqa: F401 (fixture)
 
 from ..conftest import Api, bearer
+from ..servers import server_thread
 
 
 def deploy(api: Api, **body: Any) -> Any:
@@ -261,3 +268,45 @@ def test_the_fast_path_ranks_an_input_list_as_the_route(trained: Api) -> None:  
     assert missing.status_code == 404 and "campaign 'nope'" in missing.text
     metrics = api.http.get("/metrics", headers=api.admin).text
     assert 'route="/v1/dataset-groups/{group}/campaigns/{name}/personalized-ranking"' in metrics
+
+
+def test_answers_beyond_the_waiting_limit_get_503_at_once(
+    trained: Api,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api = trained
+    assert deploy(api).status_code == 201
+    settings = api.engine.settings.model_copy(
+        update={"api": ApiSettings(answer_threads=1, max_waiting_answers=1)}
+    )
+    app = create_app(settings, engine=api.engine)
+    release, computing = threading.Event(), threading.Event()
+    answer = api.engine.campaign_answer
+
+    def gated(*args: Any, **kwargs: Any) -> Any:
+        computing.set()
+        release.wait(10)
+        return answer(*args, **kwargs)
+
+    monkeypatch.setattr(api.engine, "campaign_answer", gated)
+    with server_thread(app) as url:
+        asyncio.run(_crowd(url, api, release, computing))
+
+
+async def _crowd(url: str, api: Api, release: threading.Event, computing: threading.Event) -> None:
+    path = api.url("/campaigns/home/recommendations")
+    async with httpx.AsyncClient(base_url=url, headers=api.admin, timeout=10) as client:
+        # The token verified once: the next asks take the fast path, where the limit applies.
+        assert (await client.get(api.url("/campaigns"))).status_code == 200
+        running = asyncio.create_task(client.post(path, json={"userId": "u1"}))
+        while not computing.is_set():  # the one thread is taken
+            await asyncio.sleep(0.01)
+        waiting = asyncio.create_task(client.post(path, json={"userId": "u2"}))
+        await asyncio.sleep(0.1)  # u2 waits for the thread
+        refused = await client.post(path, json={"userId": "u3"})
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["type"] == "Overloaded"
+        assert refused.headers["retry-after"] == "1"
+        release.set()
+        assert [(await t).status_code for t in (running, waiting)] == [200, 200]
+        assert (await client.post(path, json={"userId": "u3"})).status_code == 200

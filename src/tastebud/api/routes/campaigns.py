@@ -11,6 +11,7 @@ dependency solving.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,7 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tastebud import observability as obs
 from tastebud.api.asgi import post_path, read_body, read_headers, replay, send_json
 from tastebud.api.auth import TokenVerifier
 from tastebud.api.deps import READER_SCOPES, EngineDep, require_admin, require_reader
@@ -38,7 +40,7 @@ from tastebud.api.models import (
     CampaignUpdateIn,
 )
 from tastebud.engine import Engine
-from tastebud.errors import TastebudError
+from tastebud.errors import Overloaded, TastebudError
 from tastebud.serving.campaigns import CampaignRequest, Promotion
 
 PREFIX = "/v1/dataset-groups/{group}/campaigns"
@@ -167,17 +169,29 @@ class CampaignFastPath:
     JSON body that validates), else the wrapped app. A cached answer never leaves the event
     loop; any other is computed by one of ``threads`` threads (``api.answer_threads``): the rest
     wait their turn, so that answers computed at once never starve the event loop of the
-    interpreter.
+    interpreter. Beyond ``max_waiting`` answers waiting for a thread, the next one is refused at
+    once (503 ``Overloaded``): it would only wait its turn longer than its client does, and make
+    those behind it wait too. The queue's fill counts in ``observability.inflight_share()``, so
+    a campaign with precomputed answers serves them before the queue is full.
 
     Args:
         app: the wrapped ASGI app (FastAPI's router and error handlers, further in).
         state: the FastAPI app's state, where its lifespan puts the engine and token verifier.
+        threads: answers computed at once.
+        max_waiting: answers waiting for a thread at most; None: no limit.
     """
 
-    def __init__(self, app: ASGIApp, *, state: State, threads: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, state: State, threads: int, max_waiting: int | None = None
+    ) -> None:
         self.app = app
         self.state = state
         self.threads = threads
+        self.max_waiting = max_waiting
+        self._most = threads + max_waiting if max_waiting is not None else math.inf
+        self._answers = 0  # computing or waiting for a thread (changed on the event loop only)
+        if max_waiting is not None:
+            obs.track_inflight(self)  # precomputed campaigns fall back as the queue fills
         self._limiter: anyio.CapacityLimiter | None = None  # made in the server's event loop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -215,11 +229,23 @@ class CampaignFastPath:
             return
         await send_json(send, answer)
 
+    def inflight_share(self) -> float:
+        """Answers computing or waiting over the most there may be (read from any thread)."""
+        return self._answers / self._most
+
     async def _compute(
         self, engine: Engine, group: str, name: str, request: CampaignRequest
     ) -> bytes:
         self._limiter = self._limiter or anyio.CapacityLimiter(self.threads)
-        computed = await anyio.to_thread.run_sync(
-            engine.campaign_answer, group, name, request, limiter=self._limiter
-        )
+        if self._answers >= self._most:
+            obs.overload_rejected("answers")
+            waiting = self._answers - self.threads
+            raise Overloaded(f"server busy ({waiting} answers waiting); retry shortly")
+        self._answers += 1
+        try:
+            computed = await anyio.to_thread.run_sync(
+                engine.campaign_answer, group, name, request, limiter=self._limiter
+            )
+        finally:
+            self._answers -= 1
         return orjson.dumps(computed)

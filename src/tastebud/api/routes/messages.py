@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from tastebud.api.deps import EngineDep, require_admin
+from tastebud.errors import InvalidInput
 from tastebud.messaging import read_segment
 from tastebud.store import MessageRecord
 
@@ -76,10 +77,17 @@ def message_out(record: MessageRecord) -> MessageOut:
 def create(group: str, body: MessageIn, engine: EngineDep) -> MessageOut:
     spec = body.model_dump(exclude={"name", "segment"})
     if body.segment is not None:
-        lines = [orjson.dumps(row).decode() for row in body.segment]
+        lines = [_segment_line(row, n) for n, row in enumerate(body.segment)]
         item, spec["users"] = read_segment(lines, source="segment")
         spec["item_id"] = spec["item_id"] or item
     return message_out(engine.messaging.create(group, body.name, spec))
+
+
+def _segment_line(row: dict[str, Any], n: int) -> str:
+    try:
+        return orjson.dumps(row).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate ("\\ud800"): no UTF-8 for it
+        raise InvalidInput(f"segment[{n}]: text with a lone surrogate (send valid text)") from None
 
 
 @router.get("")
