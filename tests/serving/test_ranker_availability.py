@@ -73,7 +73,12 @@ def test_redis_down_mid_load_answers_from_the_rules_then_the_model_again(
                                   k=len(on_air))  # fmt: skip
         return engine.campaign_answer(group, RANKER, request)
 
-    assert ask(0)["source"] == "model"  # features read from Redis
+    # The model answers with features read from Redis. The first answers warm the process up
+    # (the features' first read, the bases' first calls) and may miss the deadline on a loaded
+    # machine: they get the rule order, as they should; ask until one is within it.
+    warm_until = time.monotonic() + 30
+    while ask(0)["source"] != "model":
+        assert time.monotonic() < warm_until, "the model never answered within the deadline"
     sources: Counter[str] = Counter()
     failures: list[BaseException] = []
     stop = threading.Event()
