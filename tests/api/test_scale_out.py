@@ -4,13 +4,11 @@ user; an event accepted by one is reflected by the other; campaign answers are s
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,17 +16,13 @@ import pytest
 from tastebud.engine import Engine
 from tastebud.settings import Settings
 from tastebud.store import Store
+from tests.api.outages import STARTUP_SECONDS, ask
+from tests.api.servers import free_port
 from tests.conftest import unique_name
 from tests.serving.conftest import write_clustered
 
 REDIS_URL = os.environ.get("TASTEBUD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CLUSTER_B = {f"i{i}" for i in range(20, 40)}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Worker:
@@ -46,7 +40,7 @@ class Worker:
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
 
-    def wait(self, timeout: float = 30.0) -> None:
+    def wait(self, timeout: float = STARTUP_SECONDS) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.process.communicate()[1]
@@ -93,14 +87,6 @@ def cluster(
             worker.stop()
         pg_cleanup_store.delete_group(group)
         pg_cleanup_store.revoke_token(f"{group}-admin")
-
-
-def ask(url: str, group: str, headers: dict[str, str], user: str) -> dict[str, Any]:
-    response = httpx.post(f"{url}/v1/dataset-groups/{group}/campaigns/home/recommendations",
-                          json={"userId": user, "numResults": 5}, headers=headers)  # fmt: skip
-    assert response.status_code == 200, response.text
-    answer: dict[str, Any] = response.json()
-    return answer
 
 
 def test_two_workers_share_events_and_answers(
