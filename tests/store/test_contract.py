@@ -547,6 +547,9 @@ def test_seen_items_are_every_item_once_however_old(store: Store, group: str) ->
     assert store.seen_items(group, ["nobody"]).is_empty()
     many = [f"u{i}" for i in range(1200)]  # more users than one IN (...) list holds
     assert store.seen_items(group, many)["user_id"].n_unique() == 2
+    one = store.seen_item_indexes(group, "u1")  # the real-time path's read of one user
+    assert sorted(one.tolist()) == mine
+    assert store.seen_item_indexes(group, "nobody").size == 0
 
 
 def test_read_interactions_int_arrays_in_arrival_order(store: Store, group: str) -> None:

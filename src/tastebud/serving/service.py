@@ -341,9 +341,8 @@ class Recommender:
             if len(events) < limit:  # the events read are the whole history
                 items = seen_from_events(event_items)
             else:
-                frame = self.store.seen_items(group, [user_id])
-                lookup = self.item_lookup(group, version)
-                items = seen_from_store(frame["item_index"].to_numpy(), lookup)
+                store_items = self.store.seen_item_indexes(group, user_id)
+                items = seen_from_store(store_items, self.item_lookup(group, version))
         except StoreUnavailable:
             # The model still answers, as for a visitor it has not seen (docs/operations.md,
             # "Failure modes"): better than no answer while the store is down.

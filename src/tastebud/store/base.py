@@ -12,6 +12,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from tastebud.ids import Vocabulary
@@ -399,6 +401,11 @@ class Store(Protocol):
         """Every item each user ever interacted with, each once, whatever the age (seen-item
         exclusion beyond the events a request reads): ``user_id, item_index``, sorted by user,
         then item; users with no events are left out."""
+        ...
+
+    def seen_item_indexes(self, group: str, user_id: str) -> npt.NDArray[np.int64]:
+        """:meth:`seen_items` of one user as the store's item indexes, unsorted (the real-time
+        path: no frame built per request); empty for a user with no events."""
         ...
 
     def recent_events_of(

@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from tastebud.errors import AlreadyExists, InvalidInput, NotFound, TastebudError
@@ -850,6 +851,17 @@ class SqlStore(
         if not frames:
             return pl.DataFrame(schema=schema)
         return pl.concat(frames).sort("user_id", "item_index")
+
+    def seen_item_indexes(self, group: str, user_id: str) -> npt.NDArray[np.int64]:
+        # A polars frame, its sort and its thread pool cost more than the query for one user.
+        for cur, group_id, users in self._users_in_chunks(group, [user_id]):
+            rows = self._run(
+                cur,
+                "SELECT DISTINCT item_idx FROM interactions WHERE group_id = ? AND user_idx = ?",
+                (group_id, next(iter(users))),
+            ).fetchall()
+            return np.fromiter((row[0] for row in rows), np.int64, len(rows))
+        return np.zeros(0, np.int64)
 
     def recent_events_of(
         self, group: str, user_ids: Sequence[str], limit: int
