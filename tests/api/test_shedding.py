@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 
@@ -71,7 +72,9 @@ def rejections(reason: str) -> float:
     return value or 0.0
 
 
-def test_a_lagging_loop_with_requests_in_flight_answers_503_then_recovers(api: Api) -> None:
+def test_a_lagging_loop_with_requests_in_flight_answers_503_then_recovers(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = api.engine.settings.model_copy(update={"api": ApiSettings(shed_lag_ms=20)})
     app = create_app(settings, engine=api.engine)
     release = threading.Event()
@@ -88,9 +91,12 @@ def test_a_lagging_loop_with_requests_in_flight_answers_503_then_recovers(api: A
     app.add_api_route("/slow", slow)
     app.add_api_route("/block", block)
     before = rejections("lag")
-    with server_thread(app) as url:
+    with caplog.at_level(logging.WARNING, "tastebud.api.operations"), server_thread(app) as url:
         asyncio.run(_lag(url, api.admin, release))
     assert rejections("lag") - before >= 1
+    # Shed requests get no access-log line each, but a summary names them.
+    summaries = [r for r in caplog.records if r.getMessage().startswith("overloaded:")]
+    assert summaries and "1 requests refused (503)" in summaries[0].getMessage()
 
 
 async def _lag(url: str, admin: dict[str, str], release: threading.Event) -> None:

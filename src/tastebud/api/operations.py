@@ -35,6 +35,7 @@ from tastebud.api.request_metrics import new_stats
 from tastebud.api.shedding import LagShedder
 from tastebud.errors import Overloaded, TooManyRequests
 
+_log = logging.getLogger(__name__)
 _access_log = logging.getLogger("tastebud.access")
 EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics"})
 # Answered by `EventsFastPath` without routing, so no route in the scope names it.
@@ -56,6 +57,7 @@ _SHED_START = {"type": "http.response.start", "status": Overloaded.status_code, 
     (b"content-type", b"application/json"), (b"content-length", str(len(_SHED_BODY)).encode()),
     (b"retry-after", b"1")]}  # fmt: skip
 _SHED_BODY_MESSAGE = {"type": "http.response.body", "body": _SHED_BODY}
+SHED_LOG_SECONDS = 1.0  # shed requests are summed up in one log line this often at most
 
 
 class OperationsMiddleware:
@@ -98,6 +100,7 @@ class OperationsMiddleware:
         # Unique enough across processes and restarts, and far cheaper than a uuid4 per request.
         self._id_prefix = secrets.token_hex(4) + "-"
         self._ids = itertools.count(1)
+        self._shed_since_log, self._shed_logged_at = 0, -math.inf
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -155,14 +158,28 @@ class OperationsMiddleware:
             self._record(scope, events, status, time.perf_counter() - start, request_id)
 
     async def _shed(self, scope: Scope, send: Send, start: float) -> None:
-        """Refuse with the precomputed 503: no request id, routing or access log line (a flood
-        of refusals would write thousands a second just when the CPU is short); counted in the
-        metrics as ``reason="lag"``."""
+        """Refuse with the precomputed 503: no request id, routing or access log line of its
+        own (a flood of refusals would write thousands a second just when the CPU is short),
+        one summary line a second instead; counted in the metrics as ``reason="lag"``."""
         obs.overload_rejected("lag")
         await send(_SHED_START)
         await send(_SHED_BODY_MESSAGE)
         method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-        self.stats.record(UNMATCHED, method, Overloaded.status_code, time.perf_counter() - start)
+        now = time.perf_counter()
+        self.stats.record(UNMATCHED, method, Overloaded.status_code, now - start)
+        self._shed_since_log += 1
+        if now - self._shed_logged_at >= SHED_LOG_SECONDS:
+            self._log_shedding(now)
+
+    def _log_shedding(self, now: float) -> None:
+        assert self.shedder is not None
+        seconds = min(now - self._shed_logged_at, 3600.0)
+        _log.warning(
+            "overloaded: %d requests refused (503) in the last %.1f s; event-loop lag %.0f ms",
+            self._shed_since_log, seconds, self.shedder.lag * 1000,
+            extra={"shed": self._shed_since_log, "lag_ms": round(self.shedder.lag * 1000, 1)},
+        )  # fmt: skip
+        self._shed_since_log, self._shed_logged_at = 0, now
 
     def inflight_share(self) -> float:
         """Requests in flight (exempt paths aside) over the limit."""
