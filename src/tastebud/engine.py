@@ -34,6 +34,7 @@ from tastebud.jobs.runner import JobRunner
 from tastebud.jobs.scheduler import Scheduler
 from tastebud.jobs.schedules import Schedules
 from tastebud.jobs.training import SolutionSpec, VersionTrainer
+from tastebud.maintenance.swap import finish_interrupted
 from tastebud.messaging import MessagingService, engagement_records, split_engagement
 from tastebud.reels import ReelService
 from tastebud.schema import DATASETS, DatasetKind, DatasetSchema
@@ -80,6 +81,7 @@ class Engine:
     def __init__(self, settings: Settings, *, store: Store | None = None) -> None:
         self.settings = settings
         if store is None:
+            finish_interrupted(settings.home)  # a restore killed half-way (maintenance/swap.py)
             store = open_store(settings.store_url, limits=settings.store)
         self.store = store
         self.tracker = EventTracker(self.store, max_batch_events=settings.ingest.max_batch_events)

@@ -20,7 +20,8 @@ from tastebud.engine import Engine
 from tastebud.errors import InvalidInput, NotReady
 from tastebud.maintenance import backup, read_manifest, restore
 from tastebud.maintenance.archive import MANIFEST
-from tastebud.maintenance.restore import STAGING_PREFIX
+from tastebud.maintenance.restore import PREVIOUS_PREFIX, STAGING_PREFIX
+from tastebud.maintenance.swap import JOURNAL
 from tastebud.store.migrations import LATEST
 from tests.maintenance.conftest import (
     GROUP,
@@ -237,3 +238,55 @@ conn.execute("SELECT 1")
 print("open", flush=True)
 time.sleep(60)
 """
+
+
+_KILLED_RESTORE = """
+import os, sys
+from pathlib import Path
+from tastebud.maintenance import restore, swap
+from tastebud.settings import Settings
+
+home, url, archive, point = sys.argv[1:5]
+moves = 0
+real_move = swap._move
+
+def move_then_die(source, destination):
+    global moves
+    real_move(source, destination)
+    moves += 1
+    if point == "first-move":
+        os._exit(9)  # like kill -9: no finally, no undo
+
+def die(database):
+    os._exit(9)
+
+swap._move = move_then_die
+if point == "database":
+    swap._swap_databases = die
+settings = Settings(home=Path(home), default_group="shop", database_url=url or None)
+restore(settings, Path(archive))
+"""
+
+
+@pytest.mark.parametrize("point", ["first-move", "database"])
+def test_a_restore_killed_half_way_is_finished_by_the_next_process(
+    make_settings: MakeSettings, tmp_path: Path, point: str
+) -> None:
+    settings = make_settings("killed")
+    with Engine(settings) as engine:
+        populate(engine, tmp_path / "data")
+        expected = answers(engine)
+        backup(settings, tmp_path / "store.tar")
+        put_event(engine, "u01", "i02", "after-backup")  # the restore replaces it
+    url = settings.database_url or ""
+    command = [sys.executable, "-c", _KILLED_RESTORE, str(settings.home), url,
+               str(tmp_path / "store.tar"), point]  # fmt: skip
+    killed = subprocess.run(command, capture_output=True, text=True)
+    assert killed.returncode == 9, killed.stderr
+    assert (settings.home / JOURNAL).exists()  # half-way: the journal says what is left
+    with Engine(settings) as engine:  # the next process finishes the restore first
+        assert answers(engine) == expected
+        assert "after-backup" not in _event_ids(engine, tmp_path)
+    assert not (settings.home / JOURNAL).exists()
+    assert not list(settings.home.glob(f"{STAGING_PREFIX}*"))
+    assert list(settings.home.glob(f"{PREVIOUS_PREFIX}*")), "the replaced files are kept aside"

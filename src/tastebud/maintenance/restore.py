@@ -10,19 +10,18 @@ paths are in the result) until the operator deletes it.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tastebud.errors import InvalidInput, NotReady, TastebudError
+from tastebud.errors import InvalidInput, NotReady
 from tastebud.maintenance.archive import Manifest, extract_verified, read_manifest
 from tastebud.maintenance.backup import HOME_FILES, sqlite_path, store_kind
+from tastebud.maintenance.swap import DatabaseSwap, Plan, finish_interrupted, plan_moves, swap
 from tastebud.settings import Settings
 from tastebud.store import open_store
 from tastebud.store.copies import (
@@ -32,7 +31,6 @@ from tastebud.store.copies import (
     pg_restore_new,
     pg_sessions,
     pg_snapshot,
-    pg_swap,
     sqlite_integrity,
     sqlite_snapshot,
     sqlite_users,
@@ -82,6 +80,7 @@ def restore(settings: Settings, path: Path) -> RestoreResult:
         NotReady: the store is in use by another process (nothing changed).
     """
     started = time.perf_counter()
+    finish_interrupted(settings.home)  # a restore killed half-way is finished first
     manifest = check_archive(settings, path)
     url = settings.store_url
     _refuse_if_in_use(url, manifest)
@@ -98,9 +97,11 @@ def restore(settings: Settings, path: Path) -> RestoreResult:
             _prepare_sqlite(database, manifest, path)
             files.append((database, sqlite_path(url)))
             _refuse_if_in_use(url, manifest)  # again: a server may have started meanwhile
-            previous = _kept(_swap_files(files, stamp))
+            moves = plan_moves(files, f"{PREVIOUS_PREFIX}{stamp}")
+            swap(settings.home, Plan(moves, None, staging))
+            previous = _kept(moves)
         else:
-            previous = _restore_postgres(url, staging / manifest.database, manifest, files, stamp,
+            previous = _restore_postgres(settings.home, url, staging, manifest, files, stamp,
                                          path)  # fmt: skip
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -135,20 +136,16 @@ def _prepare_sqlite(database: Path, manifest: Manifest, archive: Path) -> None:
 
 
 def _restore_postgres(
-    url: str, dump: Path, manifest: Manifest, files: list[tuple[Path, Path]], stamp: str,
-    archive: Path,
+    home: Path, url: str, staging: Path, manifest: Manifest, files: list[tuple[Path, Path]],
+    stamp: str, archive: Path,
 ) -> list[str]:  # fmt: skip
-    staged = pg_restore_new(url, dump)
+    staged = pg_restore_new(url, staging / manifest.database)
+    moves = plan_moves(files, f"{PREVIOUS_PREFIX}{stamp}")
+    kept = f"{database_name(url)}_pre_restore_{stamp.lower()}"[:63]
     try:
         _check_rows(pg_snapshot(staged), manifest, archive)
         open_store(staged).close()  # migrated here, before the swap
-        moves = _swap_files(files, stamp)
-        kept = f"{database_name(url)}_pre_restore_{stamp.lower()}"[:63]
-        try:
-            replaced = pg_swap(url, staged, keep_as=kept)
-        except BaseException:
-            _undo(moves)
-            raise
+        replaced = swap(home, Plan(moves, DatabaseSwap(url, staged, kept), staging))
     except BaseException:
         drop_database(url, database_name(staged))
         raise
@@ -168,53 +165,6 @@ def _check_rows(restored: Snapshot, manifest: Manifest, archive: Path) -> None:
                            f"backup counted {expected}; nothing was restored")  # fmt: skip
 
 
-Move = tuple[Path, Path]  # (from, to)
-
-
-def _swap_files(files: list[tuple[Path, Path]], stamp: str) -> list[Move]:
-    """Move each existing target aside (with a SQLite database's WAL and shared memory), then
-    each staged path into place; all undone on error. Returns the moves made, in order."""
-    moves: list[Move] = []
-    try:
-        for _, target in files:
-            aside = target.parent / f"{PREVIOUS_PREFIX}{stamp}"
-            for old in _with_companions(target):
-                aside.mkdir(exist_ok=True)
-                moves.append(_move(old, aside / old.name))
-        for staged, target in files:
-            if staged.exists():
-                moves.append(_move(staged, target))
-    except BaseException:
-        _undo(moves)
-        raise
-    return moves
-
-
-def _undo(moves: list[Move]) -> None:
-    for source, destination in reversed(moves):
-        with contextlib.suppress(OSError):
-            shutil.move(destination, source)
-
-
-def _kept(moves: list[Move]) -> list[str]:
+def _kept(moves: list[tuple[Path, Path]]) -> list[str]:
     """The folders holding what a swap moved aside."""
     return sorted({str(to.parent) for _, to in moves if to.parent.name.startswith(PREVIOUS_PREFIX)})
-
-
-def _with_companions(target: Path) -> Iterator[Path]:
-    for path in (target, *_companions(target)):
-        if path.exists():
-            yield path
-
-
-def _companions(target: Path) -> list[Path]:
-    return [target.with_name(f"{target.name}-wal"), target.with_name(f"{target.name}-shm")]
-
-
-def _move(source: Path, destination: Path) -> tuple[Path, Path]:
-    if destination.exists():
-        raise TastebudError(f"cannot move {source} to {destination}: it exists")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    # A rename; a copy when the database lives on another disk than the home.
-    shutil.move(source, destination)
-    return source, destination

@@ -178,6 +178,13 @@ def pg_swap(url: str, staged: str, *, keep_as: str) -> bool:
     return replaced
 
 
+def pg_database_exists(url: str, name: str) -> bool:
+    """Whether the cluster of ``url`` has a database ``name``."""
+    with _admin(url) as admin:
+        found = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        return found.fetchone() is not None
+
+
 def pg_sessions(url: str) -> int:
     """Sessions connected to ``url``'s database (other than this one)."""
     with _admin(url) as admin:
