@@ -405,7 +405,7 @@ class Store(Protocol):
 
     def seen_item_indexes(self, group: str, user_id: str) -> npt.NDArray[np.int64]:
         """:meth:`seen_items` of one user as the store's item indexes, unsorted (the real-time
-        path: no frame built per request); empty for a user with no events."""
+        path: no frame built per request); empty for a user (or group) with no events."""
         ...
 
     def recent_events_of(

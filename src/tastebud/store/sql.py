@@ -853,15 +853,18 @@ class SqlStore(
         return pl.concat(frames).sort("user_id", "item_index")
 
     def seen_item_indexes(self, group: str, user_id: str) -> npt.NDArray[np.int64]:
-        # A polars frame, its sort and its thread pool cost more than the query for one user.
-        for cur, group_id, users in self._users_in_chunks(group, [user_id]):
+        # One statement (one round trip on PostgreSQL), and no polars frame, sort or thread
+        # pool: for one user they cost more than the query.
+        with self._transaction(write=False) as cur:
             rows = self._run(
                 cur,
-                "SELECT DISTINCT item_idx FROM interactions WHERE group_id = ? AND user_idx = ?",
-                (group_id, next(iter(users))),
+                "SELECT DISTINCT x.item_idx FROM dataset_groups g JOIN id_map u "
+                "ON u.group_id = g.id AND u.kind = 'user' AND u.external_id = ? "
+                "JOIN interactions x ON x.group_id = u.group_id AND x.user_idx = u.idx "
+                "WHERE g.name = ?",
+                (user_id, group),
             ).fetchall()
-            return np.fromiter((row[0] for row in rows), np.int64, len(rows))
-        return np.zeros(0, np.int64)
+        return np.fromiter((row[0] for row in rows), np.int64, len(rows))
 
     def recent_events_of(
         self, group: str, user_ids: Sequence[str], limit: int
