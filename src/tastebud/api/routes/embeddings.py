@@ -1,0 +1,61 @@
+"""A solution's item and user vectors, in its stable space (``tastebud.embeddings``).
+
+Readable with an ``admin`` or ``recommend`` token, like recommendations; an ingest-only token
+gets 403.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from tastebud.api.deps import EngineDep, require_reader
+from tastebud.api.models import EmbeddingsAnswer
+from tastebud.embeddings.service import MAX_IDS, Vectors
+
+router = APIRouter(
+    prefix="/v1/dataset-groups/{group}/solutions/{name}/embeddings",
+    tags=["embeddings"],
+    dependencies=[Depends(require_reader)],
+)
+
+Ids = Annotated[
+    str, Query(description=f"Comma-separated ids, at most {MAX_IDS}.", max_length=200_000)
+]
+VersionId = Annotated[
+    str | None,
+    Query(alias="solutionVersionId", description="This version (default: the newest active)."),
+]
+
+
+@router.get("/items")
+def item_embeddings(
+    group: str, name: str, ids: Ids, engine: EngineDep, version_id: VersionId = None
+) -> EmbeddingsAnswer:
+    """Item vectors; dotted with a user's vector of the same version, a recommendation score."""
+    return _answer(engine.embeddings.lookup(group, name, "items", _split(ids),
+                                            version_id=version_id))  # fmt: skip
+
+
+@router.get("/users")
+def user_embeddings(
+    group: str, name: str, ids: Ids, engine: EngineDep, version_id: VersionId = None
+) -> EmbeddingsAnswer:
+    """User vectors from each user's latest events (newer than the model included)."""
+    return _answer(engine.embeddings.lookup(group, name, "users", _split(ids),
+                                            version_id=version_id))  # fmt: skip
+
+
+def _split(ids: str) -> list[str]:
+    return [part.strip() for part in ids.split(",") if part.strip()]
+
+
+def _answer(found: Vectors) -> EmbeddingsAnswer:
+    rows = found.vectors.tolist()
+    return {
+        "solutionVersionId": found.version_id,
+        "spaceId": found.space_id,
+        "dimensions": int(found.vectors.shape[1]),
+        "embeddings": [{"id": i, "vector": v} for i, v in zip(found.ids, rows, strict=True)],
+    }
