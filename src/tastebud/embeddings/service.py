@@ -26,7 +26,8 @@ from tastebud.serving.service import Recommender
 from tastebud.serving.versions import LoadedVersion, version_folder
 
 Kind = Literal["items", "users"]
-MAX_IDS = 500  # ids per lookup, as many as a recommendation's results
+MAX_IDS = 100  # ids per lookup (more: export the whole table)
+MAX_IDS_LENGTH = 4_096  # characters of the comma-separated ids in a URL
 EXPORT_CHUNK = 1_024  # users encoded at once when exporting
 _SHOWN_UNKNOWN = 20  # unknown ids named in an error
 

@@ -62,8 +62,10 @@ def test_errors_name_the_ids_and_the_recipe(trained: Api) -> None:
     assert status == 404 and "'nope'" in message and "'i0'" not in message
     status, message = get("users", "who")
     assert status == 404 and "'who'" in message
-    status, message = get("items", ",".join(f"x{i}" for i in range(501)))
-    assert status == 422 and "at most 500" in message
+    status, message = get("items", ",".join(f"x{i}" for i in range(101)))
+    assert status == 422 and "at most 100" in message
+    status, message = get("items", "x" * 4097)
+    assert status == 422 and "4096 characters" in message
     status, message = get("items", "i0", solution="popular")
     assert status == 422 and "has no embeddings" in message
     status, _ = get("items", "i0", solution="missing")

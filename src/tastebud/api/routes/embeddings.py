@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query
 
 from tastebud.api.deps import EngineDep, require_reader
 from tastebud.api.models import EmbeddingsAnswer
-from tastebud.embeddings.service import MAX_IDS, Vectors
+from tastebud.embeddings.service import MAX_IDS, MAX_IDS_LENGTH, Vectors
 
 router = APIRouter(
     prefix="/v1/dataset-groups/{group}/solutions/{name}/embeddings",
@@ -20,13 +20,18 @@ router = APIRouter(
     dependencies=[Depends(require_reader)],
 )
 
+# A URL over ~64 KB is refused by the HTTP server itself (400): 4,096 characters stay under it
+# even when every one is percent-encoded UTF-8 (12 bytes at most).
 Ids = Annotated[
-    str, Query(description=f"Comma-separated ids, at most {MAX_IDS}.", max_length=200_000)
-]
+    str,
+    Query(description=f"Comma-separated ids, at most {MAX_IDS} (and {MAX_IDS_LENGTH:,} "
+          "characters).", max_length=MAX_IDS_LENGTH),
+]  # fmt: skip
 VersionId = Annotated[
     str | None,
-    Query(alias="solutionVersionId", description="This version (default: the newest active)."),
-]
+    Query(alias="solutionVersionId", description="This version (default: the newest active).",
+          max_length=100),
+]  # fmt: skip
 
 
 @router.get("/items")
