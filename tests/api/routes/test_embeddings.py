@@ -70,5 +70,7 @@ def test_errors_name_the_ids_and_the_recipe(trained: Api) -> None:
     assert status == 422 and "has no embeddings" in message
     status, _ = get("items", "i0", solution="missing")
     assert status == 404
+    status, message = get("genres", "i0")
+    assert status == 422 and "'items' or 'users'" in message
     missing = trained.http.get(url(trained, "items"), headers=trained.admin)
     assert missing.status_code == 422 and "ids" in missing.json()["error"]["message"]

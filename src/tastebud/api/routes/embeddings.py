@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query
 
 from tastebud.api.deps import EngineDep, require_reader
 from tastebud.api.models import EmbeddingsAnswer
-from tastebud.embeddings.service import MAX_IDS, MAX_IDS_LENGTH, Vectors
+from tastebud.embeddings.service import MAX_IDS, MAX_IDS_LENGTH, Kind, Vectors
 
 router = APIRouter(
     prefix="/v1/dataset-groups/{group}/solutions/{name}/embeddings",
@@ -34,22 +34,14 @@ VersionId = Annotated[
 ]  # fmt: skip
 
 
-@router.get("/items")
-def item_embeddings(
-    group: str, name: str, ids: Ids, engine: EngineDep, version_id: VersionId = None
+@router.get("/{kind}")
+def embeddings(
+    group: str, name: str, kind: Kind, ids: Ids, engine: EngineDep, version_id: VersionId = None
 ) -> EmbeddingsAnswer:
-    """Item vectors; dotted with a user's vector of the same version, a recommendation score."""
-    return _answer(engine.embeddings.lookup(group, name, "items", _split(ids),
-                                            version_id=version_id))  # fmt: skip
-
-
-@router.get("/users")
-def user_embeddings(
-    group: str, name: str, ids: Ids, engine: EngineDep, version_id: VersionId = None
-) -> EmbeddingsAnswer:
-    """User vectors from each user's latest events (newer than the model included)."""
-    return _answer(engine.embeddings.lookup(group, name, "users", _split(ids),
-                                            version_id=version_id))  # fmt: skip
+    """Item or user vectors (``items``, ``users``). A user's vector comes from the user's
+    latest events (newer than the model included); dotted with an item's, the model's score."""
+    found = engine.embeddings.lookup(group, name, kind, _split(ids), version_id=version_id)
+    return _answer(found)
 
 
 def _split(ids: str) -> list[str]:
