@@ -130,11 +130,22 @@ def run(folder: Path, dataset: str, model: str, seconds: float) -> list[dict[str
     base = fit(data, model, 0, seconds)
     for pair, old in (("seed 0 -> 1", base), ("95% -> +5% data", fit(earlier, model, 0, seconds))):
         new = fit(data, model, 1, seconds) if pair.startswith("seed") else base
-        row = {"dataset": dataset, "model": model, "pair": pair}
+        row = {"dataset": dataset, "model": model, "pair": pair} | fit_facts(old, new)
         rows.append(row | compare(old, new, query, data.n_items))
         logging.info("done %s", rows[-1])
     rows[-1]["fit_seconds_total"] = time.perf_counter() - started
     return rows
+
+
+def fit_facts(old: Embeddings, new: Embeddings) -> dict[str, Any]:
+    """The sequential fits' epochs and validation NDCG@10 (how trained the compared models are)."""
+    facts: dict[str, Any] = {}
+    for name, model in (("old", old), ("new", new)):
+        training = getattr(model, "training", None) or {}
+        if training:
+            facts[f"{name}_epochs"] = len(training.get("curve", []))
+            facts[f"{name}_val_ndcg@10"] = training.get("validation_ndcg@10")
+    return facts
 
 
 def table(rows: list[dict[str, Any]]) -> str:
