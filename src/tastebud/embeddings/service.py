@@ -30,6 +30,7 @@ MAX_IDS = 100  # ids per lookup (more: export the whole table)
 MAX_IDS_LENGTH = 4_096  # characters of the comma-separated ids in a URL
 EXPORT_CHUNK = 1_024  # users encoded at once when exporting
 _SHOWN_UNKNOWN = 20  # unknown ids named in an error
+_CACHED_SPACES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,8 @@ class EmbeddingService:
             folder = version_folder(self.recommender.settings.artifacts, version.id)
             space = load_space(folder, version.id)
             with self._lock:
+                if len(self._spaces) >= _CACHED_SPACES:
+                    self._spaces.clear()
                 self._spaces[version.id] = space
         return space
 
