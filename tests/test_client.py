@@ -208,6 +208,24 @@ def test_solutions_train_and_recommend(client: Client, tmp_path: Path) -> None:
     client.delete_solution("picky")
 
 
+def test_embeddings(client: Client, tmp_path: Path) -> None:
+    from tests.serving.conftest import write_clustered
+
+    interactions, _ = write_clustered(tmp_path)
+    client.import_file(interactions, dataset="interactions", mode="full", poll_interval=0.02)
+    client.create_solution("als", "user-personalization", params={"algorithm": "als",
+                                                                  "factors": 4})  # fmt: skip
+    first = client.train("als", poll_interval=0.02)
+    second = client.train("als", poll_interval=0.02)
+    items = client.item_embeddings("als", ["i1", "i2"])
+    old = client.item_embeddings("als", ["i1", "i2"], version_id=first["id"])
+    assert items["solutionVersionId"] == second["id"] and old["spaceId"] == items["spaceId"]
+    assert [len(e["vector"]) for e in items["embeddings"]] == [4, 4]
+    assert client.user_embeddings("als", ["u3"])["embeddings"][0]["id"] == "u3"
+    with pytest.raises(NotFound, match="'nobody'"):
+        client.user_embeddings("als", ["nobody"])
+
+
 def test_campaigns(client: Client, tmp_path: Path) -> None:
     from tests.serving.conftest import write_clustered
 

@@ -42,6 +42,7 @@ from tastebud.api.models import (
     CampaignAnswer,
     CampaignList,
     CampaignOut,
+    EmbeddingsAnswer,
     EventList,
     EventOut,
     ExportFormat,
@@ -384,6 +385,27 @@ class Client:
         return cast(
             VersionOut, self._json("GET", f"/v1/solution-versions/{quote(version_id, safe='')}")
         )
+
+    def item_embeddings(
+        self, solution: str, item_ids: Sequence[str], *, version_id: str | None = None
+    ) -> EmbeddingsAnswer:
+        """Item vectors of the solution's newest active version (or ``version_id``), in its
+        stable space: vectors with the same ``spaceId`` compare across versions."""
+        return self._embeddings(solution, "items", item_ids, version_id)
+
+    def user_embeddings(
+        self, solution: str, user_ids: Sequence[str], *, version_id: str | None = None
+    ) -> EmbeddingsAnswer:
+        """User vectors from each user's latest events; dotted with an item vector of the
+        same version, the model's score."""
+        return self._embeddings(solution, "users", user_ids, version_id)
+
+    def _embeddings(
+        self, solution: str, kind: str, ids: Sequence[str], version_id: str | None
+    ) -> EmbeddingsAnswer:
+        path = self._path(f"/solutions/{quote(solution, safe='')}/embeddings/{kind}")
+        params = {"ids": ",".join(ids)} | ({"solutionVersionId": version_id} if version_id else {})
+        return cast(EmbeddingsAnswer, self._json("GET", path, params=params))
 
     # filters ----------------------------------------------------------------------------------
     def create_filter(self, name: str, expression: str, *, replace: bool = False) -> FilterOut:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from tastebud.batch import BatchService
+from tastebud.embeddings.service import EmbeddingService
 from tastebud.errors import AlreadyExists, InvalidInput, PayloadTooLarge
 from tastebud.experiments import ExperimentService
 from tastebud.features import FeatureService
@@ -94,6 +95,7 @@ class Engine:
         self.campaigns = CampaignServer(self.store, self.recommender, self.cache)
         self.batch = BatchService(self.store, self.recommender, self.jobs, settings)
         self.reels = ReelService(self.store, self.recommender)
+        self.embeddings = EmbeddingService(self.recommender)
         self.training = VersionTrainer(self.store, settings.artifacts, features=self.features)
         self.schedules = Schedules(self.store)
         self.messaging = MessagingService(self.store, self.tracker, self.recommender, settings)

@@ -19,6 +19,7 @@ from tastebud.api.operations import OperationsMiddleware
 from tastebud.api.routes import (
     batch_jobs,
     campaigns,
+    embeddings,
     events,
     experiments,
     exports,
@@ -51,7 +52,7 @@ UPLOAD_PATH = re.compile(r"/v1/dataset-groups/[^/]+/import-jobs/upload")
 ROUTERS = (
     events, items, users, campaigns, recommendations, health, groups, schemas, imports, exports,
     batch_jobs, tokens, solutions, filters, jobs, schedules,
-    messages, tracking, reels, experiments, features,
+    messages, tracking, reels, experiments, features, embeddings,
 )  # fmt: skip
 
 

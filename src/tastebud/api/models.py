@@ -634,3 +634,18 @@ class ReelOut(TypedDict):
     titles: list[ReelTitleOut]
     clips: list[ReelClipOut]
     timeline: dict[str, Any]  # OpenTimelineIO JSON
+
+
+# embeddings (issue 17) -----------------------------------------------------------------------
+class EmbeddingOut(TypedDict):
+    id: str
+    vector: list[float]
+
+
+class EmbeddingsAnswer(TypedDict):
+    """Vectors of one version in its space: the same ``spaceId`` means comparable vectors."""
+
+    solutionVersionId: str
+    spaceId: str
+    dimensions: int
+    embeddings: list[EmbeddingOut]

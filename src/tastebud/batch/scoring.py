@@ -94,14 +94,7 @@ class ChunkScorer:
         user_ids = [str(r.user_id) for r in requests]
         lookup = self.recommender.item_lookup(self.group, version)
         seen = seen_by_user(store.seen_items(self.group, user_ids), lookup)
-        window = history_window(version.model, default=limit)
-        if window is None:  # the whole history as a set of items, as in real time
-            query = seen_query(version, requests, seen)
-        elif window == 0:  # a model that scores from no history
-            query = seen_query(version, requests, {})
-        else:
-            frame = store.latest_interactions(self.group, user_ids, window)
-            query = users_query(version, requests, frame, lookup)
+        query = history_query(self.recommender, self.group, version, requests, seen)
         scores = version.model.score(query)
         events: dict[str, list[Event]] = {}
         if self.options.filter_name is not None:  # filters read the events themselves
@@ -190,6 +183,25 @@ class ChunkScorer:
             users = users_for_item(version, item_id=request.item_id,
                                    k=self.options.num_results, selection=selection)  # fmt: skip
         return {"usersList": [s.id for s in users], "scores": [s.score for s in users]}
+
+
+def history_query(
+    recommender: Recommender, group: str, version: LoadedVersion,
+    requests: Sequence[LineRequest], seen: dict[str, IntArray] | None = None,
+) -> Query:  # fmt: skip
+    """One query row per request, from its user's history as real time reads it (the model's
+    window, or every ``seen`` item (:func:`seen_by_user`; read here when None))."""
+    window = history_window(version.model, default=recommender.settings.serving.history_length)
+    user_ids = [str(r.user_id) for r in requests]
+    lookup = recommender.item_lookup(group, version)
+    if window is None:  # the whole history as a set of items, as in real time
+        if seen is None:
+            seen = seen_by_user(recommender.store.seen_items(group, user_ids), lookup)
+        return seen_query(version, requests, seen)
+    if window == 0:  # a model that scores from no history
+        return seen_query(version, requests, {})
+    frame = recommender.store.latest_interactions(group, user_ids, window)
+    return users_query(version, requests, frame, lookup)
 
 
 def seen_by_user(frame: pl.DataFrame, lookup: IntArray) -> dict[str, IntArray]:

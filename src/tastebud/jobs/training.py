@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from threadpoolctl import threadpool_limits
 
 from tastebud import __version__
+from tastebud.embeddings.alignment import save_space
+from tastebud.embeddings.lineage import space_for
 from tastebud.errors import InvalidInput, TastebudError
 from tastebud.ids import Vocabulary
 from tastebud.recipes import TrainingData, get_recipe, parse_config
@@ -34,7 +36,7 @@ from tastebud.recipes.base import (
     TrainingFeatureLookup,
     declared_features,
 )
-from tastebud.serving.versions import save_version, version_folder
+from tastebud.serving.versions import save_version, version_folder, write_checksums
 from tastebud.store import SolutionRecord, SolutionVersionRecord, Store
 from tastebud.store.base import VersionStatus
 from tastebud.training import (
@@ -187,13 +189,22 @@ def train_version(
         "tastebud_version": __version__, "seed": seed,
     }  # fmt: skip
     report(0.95, "writing artifacts")
-    _write_atomically(
-        version_folder(artifacts, version_id),
-        lambda folder: save_version(
+    # aligned to the previous version's space, so stored vectors stay usable (issue 17)
+    space = space_for(
+        store, artifacts, group=solution.group, solution=solution.name, version_id=version_id,
+        recipe=spec.recipe, model=model, items=items,
+    )  # fmt: skip
+
+    def write(folder: Path) -> None:
+        save_version(
             folder, recipe=spec.recipe, meta=meta, model=model, users=users, items=items,
             popularity=data.item_counts(), item_features=data.item_features,
-        ),
-    )  # fmt: skip
+        )  # fmt: skip
+        if space is not None:
+            save_space(folder, space)
+            write_checksums(folder)
+
+    _write_atomically(version_folder(artifacts, version_id), write)
     _log.info("version trained id=%s recipe=%s seconds=%.2f", version_id, spec.recipe, seconds)
     return TrainingOutcome(metrics, params, snapshot, round(seconds, 3))
 

@@ -10,6 +10,7 @@ import importlib
 
 from tastebud.errors import InvalidInput
 from tastebud.recipes.base import (
+    Embeddings,
     HistoryContributions,
     HistoryWindow,
     ItemSimilarity,
@@ -27,6 +28,7 @@ from tastebud.recipes.base import (
 
 __all__ = [
     "RECIPES",
+    "Embeddings",
     "HistoryContributions",
     "HistoryWindow",
     "ItemSimilarity",

@@ -389,6 +389,22 @@ class HistoryContributions(Protocol):
         ...
 
 
+@runtime_checkable
+class Embeddings(Protocol):
+    """Models whose item and user vectors are reused downstream (issue 17): a user's vector
+    dotted with an item's is the model's score of that item (or its item-vector part, before
+    extras such as a genre bias). ``tastebud.embeddings`` aligns them across versions."""
+
+    def item_embeddings(self) -> FloatArray | None:
+        """(n_items x d) float32, or None when the model as configured has none (EASE)."""
+        ...
+
+    def user_embeddings(self, query: Query) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+        """(len(query) x d) float32 vectors from each query's history, and which rows have
+        one (False: a user with neither a history nor a trained vector)."""
+        ...
+
+
 class Recipe(Protocol):
     name: ClassVar[str]
     config_type: ClassVar[type[RecipeConfig]]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from tastebud.recipes.base import (
@@ -75,6 +76,14 @@ class ItemAffinityModel:
     def history_contributions(self, query: Query, items: IntArray) -> tuple[IntArray, FloatArray]:
         """The user model's (explanations)."""
         return self.user_model.history_contributions(query, items)
+
+    def item_embeddings(self) -> FloatArray | None:
+        """The user model's (embeddings)."""
+        return self.user_model.item_embeddings()
+
+    def user_embeddings(self, query: Query) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+        """The user model's (embeddings)."""
+        return self.user_model.user_embeddings(query)
 
     def save(self, folder: Path) -> None:
         arrays = {**self.user_model.arrays, _INTERACTIONS: self.interactions}

@@ -283,6 +283,23 @@ class UserPersonalizationModel:
             return None  # BPR penalises impressions after scoring
         return self._bpr_users(query, history, known)
 
+    def item_embeddings(self) -> FloatArray | None:
+        """ALS and BPR item factors (BPR's last column is the item bias); EASE has none."""
+        return None if self.algorithm == "ease" else self.arrays["item_factors"]
+
+    def user_embeddings(self, query: Query) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+        """The user vectors :meth:`score` multiplies with the item factors (ALS: the
+        least-squares step over the history, BPR: the blend); EASE has none."""
+        history = query.history_matrix(self.n_items)
+        known = fz.known_users(query.users, self.n_users)
+        present = known | (history.getnnz(axis=1) > 0)
+        if self.algorithm == "ease":
+            return np.zeros((len(query), 0), np.float32), np.zeros(len(query), np.bool_)
+        if self.algorithm == "als":
+            negatives = self._negatives(query, history, known)
+            return self._als_users(query, history, negatives, known), present
+        return self._bpr_users(query, history, known), present
+
     def save(self, folder: Path) -> None:
         meta = {
             "recipe": self.recipe,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from pydantic import Field, model_validator
 
@@ -172,17 +173,7 @@ class SequentialModel:
     def score(self, query: Query) -> FloatArray:
         """(len(query) x n_items): next-item scores from each query's latest history, its
         events' types, values and times, and the request's time and context."""
-        codec = self.codec
-        sequences = query_sequences(
-            query, self.n_items, events=codec.query_events(query), strength=codec.strengths()
-        )
-        times = query.times  # None: the request is now
-        if times is None:
-            times = np.full(len(query), int(time.time()), np.int64)
-        requests = codec.requests(sequences, times, codec.query_contexts(query))
-        tokens, features, lengths = inputs_with_request(
-            sequences, codec.features(sequences), requests, self.network.config.max_len
-        )  # (Q, T + 1) right-padded then the request slot, (Q, T + 1, C), (Q,)
+        tokens, features, lengths = self._inputs(query)
         scores = np.repeat(self.popularity[None, :], len(query), axis=0)
         active = np.flatnonzero(lengths > 0)
         with intra_op_threads(1 if len(active) <= FEW_QUERIES else None):
@@ -191,21 +182,63 @@ class SequentialModel:
                 scores[rows] = self._next_item_scores(tokens[rows], features[rows], lengths[rows])
         return scores
 
+    def _inputs(self, query: Query) -> tuple[IntArray, IntArray, Int64Array]:
+        """(Q, T + 1) tokens right-padded then the request slot, (Q, T + 1, C) features, (Q,)
+        lengths: each query's latest history, its events' columns and the request's."""
+        codec = self.codec
+        sequences = query_sequences(
+            query, self.n_items, events=codec.query_events(query), strength=codec.strengths()
+        )
+        times = query.times  # None: the request is now
+        if times is None:
+            times = np.full(len(query), int(time.time()), np.int64)
+        requests = codec.requests(sequences, times, codec.query_contexts(query))
+        return inputs_with_request(
+            sequences, codec.features(sequences), requests, self.network.config.max_len
+        )
+
+    def item_embeddings(self) -> FloatArray:
+        """(n_items x D): the tied item table (id + metadata vectors) the scores dot with."""
+        table: FloatArray = self._table[1:].float().numpy()
+        return table
+
+    def user_embeddings(self, query: Query) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+        """(len(query) x D): the encoder's state after each query's latest token (what dots
+        with :meth:`item_embeddings`), and which queries have a history to encode."""
+        tokens, features, lengths = self._inputs(query)
+        vectors = np.zeros((len(query), self.network.config.hidden), np.float32)
+        active = np.flatnonzero(lengths > 0)
+        for low in range(0, len(active), SCORE_BATCH):
+            rows = active[low : low + SCORE_BATCH]
+            vectors[rows] = self._last_states(tokens[rows], features[rows], lengths[rows])
+        return vectors, lengths > 0
+
+    def _last_states(self, tokens: IntArray, features: IntArray, lengths: Int64Array) -> FloatArray:
+        """(B, D) user vectors: the item head's query after each row's last token."""
+        with torch.inference_mode():
+            query, _ = self.network.heads(self._encode_last(tokens, features, lengths))
+        vectors: FloatArray = query.float().numpy()
+        return vectors
+
     def _next_item_scores(
         self, tokens: IntArray, features: IntArray, lengths: Int64Array
     ) -> FloatArray:
         """(B, T + 1) tokens, (B, T + 1, C) features, (B,) lengths >= 1 -> (B, I) scores
         after the last token."""
-        width = int(lengths.max())
         with torch.inference_mode():
-            rows = torch.from_numpy(features[:, : width + 1]) if features.shape[2] else None
-            states = self.network.encode(
-                torch.from_numpy(tokens[:, :width]).long(), self._table, rows
-            )
-            last = states[torch.arange(len(tokens)), torch.from_numpy(lengths - 1)]  # (B, D)
+            last = self._encode_last(tokens, features, lengths)
             logits = self.network.logits(last, self._table)  # (B, I)
         scores: FloatArray = logits.float().numpy()
         return scores
+
+    def _encode_last(
+        self, tokens: IntArray, features: IntArray, lengths: Int64Array
+    ) -> torch.Tensor:
+        """(B, D) encoder state after each row's last token (call under inference mode)."""
+        width = int(lengths.max())
+        rows = torch.from_numpy(features[:, : width + 1]) if features.shape[2] else None
+        states = self.network.encode(torch.from_numpy(tokens[:, :width]).long(), self._table, rows)
+        return states[torch.arange(len(tokens)), torch.from_numpy(lengths - 1)]
 
     def save(self, folder: Path) -> None:
         meta = {
