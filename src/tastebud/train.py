@@ -123,16 +123,19 @@ def train_in_processes(
     version = eng.training.create(group, solution)
     command = [sys.executable, "-m", "tastebud.train", solution, "--group", group,
                "--seed", str(seed), "--version", version.id]  # fmt: skip
-    code = _run_ranks(command, nproc, _settings_env(eng.settings))
+    codes = run_ranks(command, nproc, _settings_env(eng.settings))
+    exits = ", ".join(f"rank {rank} {code}" for rank, code in enumerate(codes))
     done = eng.solution_version(version.id)
     if done.status == "training":  # rank 0 died before it could say so
-        reason = f"a training process exited with code {code}"
+        reason = f"a training process stopped (exit codes: {exits})"
         failed = dataclasses.replace(done, status="failed", updated_at=time.time(),
                                      body={**done.body, "error": reason})  # fmt: skip
         eng.store.save_solution_version(failed)
         done = failed
     if done.status == "failed":
-        raise TastebudError(f"training {solution!r} failed: {done.body.get('error')}")
+        raise TastebudError(
+            f"training {solution!r} failed: {done.body.get('error')} (exit codes: {exits})"
+        )
     return done
 
 
@@ -144,9 +147,10 @@ def _settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _run_ranks(command: list[str], nproc: int, env: dict[str, str]) -> int:
-    """Run ``command`` as ranks 0..nproc-1 of one process group on this host; once one fails
-    the others are stopped. The first non-zero exit code, or 0."""
+def run_ranks(command: list[str], nproc: int, env: dict[str, str]) -> list[int]:
+    """Run ``command`` as ranks 0..nproc-1 of one process group on this host (with ``env``
+    added to this process's environment); once one fails, the others get a grace period to
+    notice, then are stopped. Their exit codes, by rank."""
     shared = os.environ | env | {
         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
         "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
@@ -165,7 +169,7 @@ def _run_ranks(command: list[str], nproc: int, env: dict[str, str]) -> int:
             time.sleep(POLL_SECONDS)
     finally:
         _stop(ranks)
-    return next((rank.returncode for rank in ranks if rank.returncode), 0)
+    return [rank.returncode for rank in ranks]
 
 
 def _stop(ranks: list[subprocess.Popen[bytes]]) -> None:

@@ -106,6 +106,8 @@ class Team:
             # every parameter takes part in each step's loss (a module that did not would
             # make DDP fail loudly): no graph traversal per step to find unused ones
         )  # fmt: skip
+        # the same init everywhere (DDP copied rank 0's), but each rank its own dropout masks
+        torch.manual_seed(torch.initial_seed() + self.rank)
         return cast(Forward, wrapped)
 
     def check_same(self, windows: IntArray) -> None:
