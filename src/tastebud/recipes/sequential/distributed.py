@@ -113,18 +113,29 @@ class Team:
     def check_same(self, windows: IntArray) -> None:
         """Raise on every rank when the ranks' training windows differ (they read the store
         at different moments, or different data)."""
-        mine = torch.tensor(
-            [float(windows.size), float(zlib.crc32(np.ascontiguousarray(windows).tobytes()))],
-            dtype=torch.float64, device=self.device,
-        )  # fmt: skip
-        low, high = mine.clone(), mine.clone()
-        dist.all_reduce(low, op=dist.ReduceOp.MIN)
-        dist.all_reduce(high, op=dist.ReduceOp.MAX)
-        if not torch.equal(low, high):
+        if self._differ(np.ascontiguousarray(windows).tobytes()):
             raise InvalidInput(
                 "the training processes read different data (events or items arrived while they "
                 "started); train again"
             )
+
+    def check_synced(self, model: nn.Module) -> None:
+        """Raise on every rank when the ranks' weights differ: DDP keeps them identical, so a
+        difference means a step went without its all-reduce."""
+        if self.size == 1:
+            return
+        weights = [p.detach().float().cpu().numpy().tobytes() for p in model.parameters()]
+        if self._differ(b"".join(weights)):
+            raise RuntimeError("the training processes ended with different weights")
+
+    def _differ(self, data: bytes) -> bool:
+        """Whether ``data`` (its length and checksum) differs between ranks."""
+        mine = torch.tensor([float(len(data)), float(zlib.crc32(data))], dtype=torch.float64,
+                            device=self.device)  # fmt: skip
+        low, high = mine.clone(), mine.clone()
+        dist.all_reduce(low, op=dist.ReduceOp.MIN)
+        dist.all_reduce(high, op=dist.ReduceOp.MAX)
+        return not torch.equal(low, high)
 
 
 class _LossModule(nn.Module):

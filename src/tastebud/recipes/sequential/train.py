@@ -357,6 +357,7 @@ def train(
             report.stopped = "epochs" if epoch == settings.epochs else "time budget"
             break
     model.load_state_dict(best_state)
+    team.check_synced(model)
     model.eval()
     return report
 
