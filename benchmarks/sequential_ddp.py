@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--rank-output", help=argparse.SUPPRESS)  # set on the ranks
     args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs: at least 2 (the pace after the first epoch is reported)")
     if args.rank_output:
         rank_main(args)
         return
