@@ -118,16 +118,23 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     group: str | None = group_option(),
     as_json: JsonFlag = False,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            help="Train on N processes with PyTorch DDP (sequential only; gloo on CPU, NCCL on "
+            "GPU), each on cores/N threads; progress on stderr."
+        ),
+    ] = None,
 ) -> None:
     """Train a new version of a solution now (progress bar), with its offline metrics."""
-    with engine(ctx) as eng, progress_bar(enabled=not as_json) as bar:
-        task = bar.add_task(f"train {solution}", total=1.0, note="")
+    if nproc is not None and nproc != 1:
+        from tastebud.train import train_in_processes  # torch loads only here
 
-        def on_progress(fraction: float, message: str) -> None:
-            bar.update(task, completed=fraction, note=message)
-
-        version = eng.train(resolve_group(ctx, group), solution, seed=seed, on_progress=on_progress)
-        bar.update(task, completed=1.0, note="done")
+        with engine(ctx) as eng:
+            version = train_in_processes(eng, resolve_group(ctx, group), solution, nproc=nproc,
+                                         seed=seed)  # fmt: skip
+    else:
+        version = _train_here(ctx, solution, seed=seed, group=group, quiet=as_json)
     if as_json:
         print_json(_version_json(version))
         return
@@ -135,6 +142,20 @@ def train(
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "@" in k)
     console.print(f"[green]version {version.id} active[/] "
                   f"(fit {version.body.get('train_seconds')} s) {shown}")  # fmt: skip
+
+
+def _train_here(
+    ctx: typer.Context, solution: str, *, seed: int, group: str | None, quiet: bool
+) -> SolutionVersionRecord:
+    with engine(ctx) as eng, progress_bar(enabled=not quiet) as bar:
+        task = bar.add_task(f"train {solution}", total=1.0, note="")
+
+        def on_progress(fraction: float, message: str) -> None:
+            bar.update(task, completed=fraction, note=message)
+
+        version = eng.train(resolve_group(ctx, group), solution, seed=seed, on_progress=on_progress)
+        bar.update(task, completed=1.0, note="done")
+    return version
 
 
 def _version_json(version: SolutionVersionRecord) -> dict[str, Any]:

@@ -148,14 +148,19 @@ def train_version(
     threads: int = 2,
     progress: ProgressFn | None = None,
     features: PointInTimeFeatures | None = None,
+    up_to_seq: int | None = None,
+    write: bool = True,
 ) -> TrainingOutcome:
     """Fit ``solution`` on its group's data now and write the version's artifacts. A recipe
-    that reads declared features (the ranker) reads them from ``features``, point in time."""
+    that reads declared features (the ranker) reads them from ``features``, point in time.
+    ``up_to_seq``: the events read (default: all now); ``write`` False: the fit only (the other
+    ranks of a distributed fit, whose rank 0 writes)."""
     report = progress or (lambda fraction, message: None)
     spec = SolutionSpec.parse(dict(solution.body))
     recipe = get_recipe(spec.recipe)
     report(0.02, "reading data")
-    last_seq = store.last_seq(solution.group)  # live updates continue from here
+    # live updates continue from here
+    last_seq = store.last_seq(solution.group) if up_to_seq is None else up_to_seq
     data, users, items = load_training_data(store, solution.group, spec.data, up_to_seq=last_seq)
     params = dict(spec.params)
     if declared_features(parse_config(recipe, params)):
@@ -188,6 +193,8 @@ def train_version(
         "train_seconds": round(seconds, 3), "feature_names": list(data.feature_names),
         "tastebud_version": __version__, "seed": seed,
     }  # fmt: skip
+    if not write:
+        return TrainingOutcome(metrics, params, snapshot, round(seconds, 3))
     report(0.95, "writing artifacts")
     # aligned to the previous version's space, so stored vectors stay usable (issue 17)
     space = space_for(
@@ -305,16 +312,19 @@ class VersionTrainer:
         progress: ProgressFn | None = None,
         job_id: str | None = None,
         gate: Gate | None = None,
+        up_to_seq: int | None = None,
     ) -> SolutionVersionRecord:
-        """Train ``version`` in this thread. It ends ``active`` (the newest active version
-        answers requests and ``latest`` campaigns), ``gated`` when ``gate`` names a reason, or
-        ``failed`` (with the error, which is raised again)."""
+        """Train ``version`` in this thread (on the events up to ``up_to_seq``, default all).
+        It ends ``active`` (the newest active version answers requests and ``latest``
+        campaigns), ``gated`` when ``gate`` names a reason, or ``failed`` (with the error,
+        which is raised again)."""
         solution = self.store.get_solution(version.group, version.solution)
         body = dict(version.body) | ({"job": job_id} if job_id else {})
         try:
             outcome = train_version(
                 self.store, solution, version_id=version.id, artifacts=self.artifacts,
                 seed=seed, threads=self.threads, progress=progress, features=self.features,
+                up_to_seq=up_to_seq,
             )  # fmt: skip
         except Exception as error:
             message = error.message if isinstance(error, TastebudError) else f"internal: {error}"

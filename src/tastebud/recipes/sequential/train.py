@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tastebud.recipes.base import IntArray, ProgressFn
+from tastebud.recipes.sequential.distributed import Forward, Team, current_team, direct
 from tastebud.recipes.sequential.loss import softmax_cross_entropy
 from tastebud.recipes.sequential.model import SequenceTransformer
 from tastebud.recipes.sequential.tokens import (
@@ -272,6 +274,8 @@ class _Run:
     rng: np.random.Generator
     generator: torch.Generator
     deadline: float  # perf_counter() value past which no step starts
+    team: Team = field(default_factory=Team)  # the processes training together (distributed.py)
+    forward: Forward = direct  # computes a step's loss (through DDP in a team)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -309,6 +313,7 @@ def train(
     """
     started = time.perf_counter()
     budget = settings.time_budget_seconds
+    team = current_team()
     run = _Run(
         model=model,
         # fused: one kernel for every parameter, 3x less optimizer time per step on CPU
@@ -322,13 +327,18 @@ def train(
         settings=settings, rng=np.random.default_rng(settings.seed),
         generator=torch.Generator(device=settings.device).manual_seed(settings.seed),
         deadline=math.inf if budget is None else started + budget,
+        team=team, forward=team.forward(model, windows),
     )  # fmt: skip
     report, planned = TrainReport(), settings.epochs
     best_state = copy.deepcopy(model.state_dict())
     for epoch in range(1, settings.epochs + 1):
         loss = run_epoch(run, epoch, planned)
         elapsed = time.perf_counter() - started
-        ndcg = -1.0 if validation is None else validation_ndcg(model, validation, settings.device)
+        ndcg = -1.0
+        if validation is not None:
+            ndcg = team.mean_over(validation, lambda v: validation_ndcg(model, v, settings.device))
+        # every rank acts on rank 0's clock and figures: they all stop at the same epoch
+        elapsed, ndcg = team.agree(elapsed, ndcg)
         report.epochs.append(EpochLog(epoch, loss, ndcg, elapsed))
         _log.info(
             "epoch done recipe=sequential epoch=%d loss=%.4f val_ndcg@10=%.4f seconds=%.1f",
@@ -343,10 +353,11 @@ def train(
         if epoch - report.best_epoch >= settings.patience:
             report.stopped = "patience"
             break
-        if epoch >= planned or time.perf_counter() > run.deadline:
+        if epoch >= planned or team.any(time.perf_counter() > run.deadline):
             report.stopped = "epochs" if epoch == settings.epochs else "time budget"
             break
     model.load_state_dict(best_state)
+    team.check_synced(model)
     model.eval()
     return report
 
@@ -359,9 +370,9 @@ def run_epoch(run: _Run, epoch: int, planned: int) -> float:
     total, count = 0.0, 0
     chosen = run.epoch_windows()
     for step, picked in enumerate(batches(run.lengths[chosen], settings.batch_size, run.rng)):
-        if time.perf_counter() > run.deadline:
+        if run.team.any(time.perf_counter() > run.deadline):
             break
-        index = chosen[picked]
+        index = run.team.shard(chosen[picked])
         rate = learning_rate(settings.lr, first + step, planned * run.steps_per_epoch)
         for group in run.optimizer.param_groups:
             group["lr"] = rate
@@ -371,11 +382,11 @@ def run_epoch(run: _Run, epoch: int, planned: int) -> float:
         if run.features is not None:
             features = torch.from_numpy(run.features[index, :width]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = next_item_loss(
-                run.model, batch, features, run.model.items(), run.sampling,
+            loss = run.forward(partial(
+                next_item_loss, run.model, batch, features, run.model.items(), run.sampling,
                 negatives=settings.negatives, generator=run.generator,
                 exclude_seen=settings.exclude_seen,
-            )  # fmt: skip
+            ))  # fmt: skip
         run.optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(loss)
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
