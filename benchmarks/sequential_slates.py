@@ -1,7 +1,7 @@
 """Multi-token prediction and "next session" slates (issue 17, part 3).
 
     ./dev bench sequential_slates [--datasets ml-100k,ml-1m-seq] [--predict-next 3]
-                                  [--budget SECONDS] [--param KEY=VALUE ...]
+                                  [--budget SECONDS] [--param KEY=VALUE ...] [--data DIR]
 
 Split (``leave_last_out(data, count=3)``): each user's last 3 interactions are held out as the
 "next 3 items" (users with at least 7); the 3 before them are the split's validation, unused
@@ -48,16 +48,15 @@ SEED = 0
 HELD = 3  # the next items each user's test holds
 
 
-def load(dataset: str) -> TrainingData:
-    folder = DATA / dataset
+def load(folder: Path) -> TrainingData:
     interactions = read_table(folder / "interactions.csv.gz")
     items = read_table(folder / "items.csv", dataset="items")
     data, _, _ = build_training_data(interactions, items)
     return data
 
 
-def run(dataset: str, predict_next: int, params: dict[str, Any]) -> dict[str, Any]:
-    data = load(dataset)
+def run(data_root: Path, dataset: str, predict_next: int, params: dict[str, Any]) -> dict[str, Any]:
+    data = load(data_root / dataset)
     split = leave_last_out(data, count=HELD)
     recipe = get_recipe("sequential")
     report: dict[str, Any] = {
@@ -103,6 +102,7 @@ def table(report: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default="ml-100k")
+    parser.add_argument("--data", type=Path, default=DATA, help="folder of the data sets")
     parser.add_argument("--predict-next", type=int, default=3)
     parser.add_argument("--budget", type=float, default=None, help="seconds per fit")
     parser.add_argument("--param", action="append", default=[], help="KEY=VALUE (JSON value)")
@@ -118,7 +118,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     with threadpool_limits(limits=THREADS):
         for dataset in args.datasets.split(","):
-            report = run(dataset, args.predict_next, params)
+            report = run(args.data, dataset, args.predict_next, params)
             report["machine"] = {
                 "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "cpus": os.cpu_count(), "python": platform.python_version(),

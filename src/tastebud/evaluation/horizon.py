@@ -26,7 +26,7 @@ from tastebud.recipes.base import FloatArray, Model, Query, ScoresHorizon
 DEPTH = 10
 
 
-@dataclass(frozen=True)
+@dataclass
 class AtHorizon:
     """``model`` whose :meth:`score` is its slate for the next ``horizon`` actions
     (:meth:`ScoresHorizon.score_horizon`), so the evaluation's full ranking scores it."""
@@ -45,11 +45,12 @@ class AtHorizon:
 def next_items_metrics(model: Model, targets: Targets, *, horizon: int = 1) -> dict[str, float]:
     """The metrics of the module docstring for ``model``'s ranking at ``horizon`` (1: its
     ordinary next-item scores; more: a :class:`ScoresHorizon` model's slate)."""
+    scorer = model
     if horizon > 1:
         if not isinstance(model, ScoresHorizon):
             raise TypeError(f"{type(model).__name__} has no slates (score_horizon)")
-        model = AtHorizon(model, horizon, model.n_items)  # type: ignore[attr-defined]
-    ranked = rank_top_k(model, targets.query, DEPTH)
+        scorer = AtHorizon(model, horizon, model.n_items)
+    ranked = rank_top_k(scorer, targets.query, DEPTH)
     relevant = targets.relevant()
     counts = np.diff(targets.relevant_indptr)
     k = int(counts.max(initial=1))

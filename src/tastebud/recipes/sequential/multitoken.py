@@ -38,11 +38,10 @@ class OffsetHeads(nn.Module):
     def __init__(self, hidden: int, predict_next: int, weight: float) -> None:
         super().__init__()
         self.weight = weight
-        self.projections = nn.ModuleList(
-            nn.Linear(hidden, hidden, bias=False) for _ in range(predict_next - 1)
-        )
-        for projection in self.projections:
+        projections = [nn.Linear(hidden, hidden, bias=False) for _ in range(predict_next - 1)]
+        for projection in projections:
             nn.init.zeros_(projection.weight)
+        self.projections = nn.ModuleList(projections)
 
     @property
     def predict_next(self) -> int:
