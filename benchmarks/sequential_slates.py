@@ -2,6 +2,7 @@
 
     ./dev bench sequential_slates [--datasets ml-100k,ml-1m-seq] [--predict-next 3]
                                   [--budget SECONDS] [--param KEY=VALUE ...] [--data DIR]
+                                  [--tag NAME]
 
 Split (``leave_last_out(data, count=3)``): each user's last 3 interactions are held out as the
 "next 3 items" (users with at least 7); the 3 before them are the split's validation, unused
@@ -106,6 +107,7 @@ def main() -> None:
     parser.add_argument("--predict-next", type=int, default=3)
     parser.add_argument("--budget", type=float, default=None, help="seconds per fit")
     parser.add_argument("--param", action="append", default=[], help="KEY=VALUE (JSON value)")
+    parser.add_argument("--tag", default="", help="suffix of the results file's name")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     params: dict[str, Any] = {}
@@ -124,7 +126,7 @@ def main() -> None:
                 "cpus": os.cpu_count(), "python": platform.python_version(),
                 "torch": torch.__version__,
             }  # fmt: skip
-            path = RESULTS / f"sequential_slates-{dataset}.json"
+            path = RESULTS / f"sequential_slates-{dataset}{args.tag and '-' + args.tag}.json"
             path.write_text(json.dumps(report, indent=1))
             print(table(report), flush=True)
 
