@@ -56,6 +56,23 @@ def test_leave_last_out_histories_and_request_times() -> None:
     assert test.times is not None and test.times.tolist() == [5, 7]
 
 
+def test_leave_last_k_out_holds_out_the_next_items_in_time_order() -> None:
+    # user 0 has 7 interactions (scored), user 1 has 6 (trains only)
+    rows = [(0, i, t) for t, i in enumerate([1, 2, 3, 4, 5, 6, 7])]
+    rows += [(1, i, 10 + t) for t, i in enumerate([8, 9, 10, 11, 12, 13])]
+    split = leave_last_out(make_data(rows, n_users=2, n_items=20), count=3)
+    assert split.protocol == "leave-last-3-out"
+    assert split.test.users.tolist() == [0] and split.test.relevant()[0].tolist() == [5, 6, 7]
+    assert split.test.query.history(0).tolist() == [1, 2, 3, 4]
+    assert split.test.times.tolist() == [4]  # the first held-out item's time
+    assert split.validation.relevant()[0].tolist() == [2, 3, 4]
+    assert split.validation.query.history(0).tolist() == [1]
+    assert split.train.items.tolist() == [1, 8, 9, 10, 11, 12, 13]
+    assert split.train_and_validation.items.tolist() == [1, 2, 3, 4, *range(8, 14)]
+    with pytest.raises(InvalidInput, match="count must be at least 1"):
+        leave_last_out(make_data(rows, n_users=2, n_items=20), count=0)
+
+
 def test_leave_last_out_ties_keep_data_order() -> None:
     swapped = list(LLO_ROWS)
     swapped[5], swapped[6] = swapped[6], swapped[5]  # now 15 comes after 16 at time 5

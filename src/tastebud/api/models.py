@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 from typing_extensions import TypedDict
 
 from tastebud.ingest import ItemIn, UserIn
+from tastebud.recipes.base import MAX_HORIZON
 from tastebud.schema import MAX_ID_LENGTH, DatasetKind, FieldType
 
 ImportMode = Literal["full", "incremental"]
@@ -267,6 +268,12 @@ class RecommendIn(FilteredIn):
     explain: bool = Field(
         default=False, description="Add each item's reasons (docs/explanations.md)."
     )
+    horizon: int = Field(
+        default=1, ge=1, le=MAX_HORIZON, strict=True,
+        description="Rank for the user's next N actions (a \"next session\" slate): items "
+        "likely among the next N. Above 1 only for a sequential version trained with "
+        "predictNext >= N (else 422); docs/sequential.md.",
+    )  # fmt: skip
 
 
 class RankIn(FilteredIn):

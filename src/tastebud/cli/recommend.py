@@ -17,6 +17,7 @@ from tastebud.cli._common import (
     print_json,
     resolve_group,
 )
+from tastebud.recipes.base import MAX_HORIZON
 from tastebud.serving import Answer, Scored, VersionRef
 
 Solution = Annotated[str | None, typer.Option(help="Solution whose newest version answers.")]
@@ -77,15 +78,24 @@ def recommend(
     filter_name: FilterName = None,
     filter_value: FilterValue = None,
     explain: Explain = False,
+    horizon: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_HORIZON,
+            help="Rank for the user's next N actions (a sequential version trained with "
+            "predictNext >= N).",
+        ),
+    ] = 1,
     group: str | None = group_option(),
     as_json: JsonFlag = False,
 ) -> None:
-    """Items for a user, from the user's latest events."""
+    """Items for a user, from the user's latest events (``--horizon N``: for the next N)."""
     with engine(ctx) as eng:
         answer = eng.recommender.recommend(
             resolve_group(ctx, group), _ref(solution, version), user_id=user, k=num_results,
             exclude_seen=not include_seen, filter_name=filter_name,
-            filter_values=_values(filter_value), explain=explain,
+            filter_values=_values(filter_value), explain=explain, horizon=horizon,
         )  # fmt: skip
     _show(answer, what=f"for {user or 'a new visitor'}", as_json=as_json)
 

@@ -60,31 +60,48 @@ class Split:
     test: Targets
 
 
-def leave_last_out(data: TrainingData) -> Split:
+def leave_last_out(data: TrainingData, count: int = 1) -> Split:
     """Each user's last interaction is the test target, the one before it validation.
 
     Users are ordered by time, ties in the data's order. Users with fewer than 3 interactions
     stay in every training set and are not scored. The validation history is the user's
     training part; the test history adds the validation interaction. A target already in the
     history stays the target (and, history being excluded from ranking, counts as a miss).
+
+    ``count`` > 1 holds out each user's last ``count`` interactions as the test's relevant
+    items ("the next ``count`` items", in time order; the first is the next item) and the
+    ``count`` before them as validation, scoring users with at least ``2 * count + 1``; the
+    request time is the first held-out interaction's.
     """
+    if count < 1:
+        raise InvalidInput(f"leave-last-out count must be at least 1, got {count}")
     order = np.lexsort((np.arange(data.size), data.timestamps, data.users))
     users = data.users[order]
     counts = np.bincount(data.users, minlength=data.n_users)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     from_end = counts[users] - 1 - (np.arange(data.size) - starts[users])
-    scored = counts[users] >= 3
-    test_rows, validation_rows = order[scored & (from_end == 0)], order[scored & (from_end == 1)]
+    scored = counts[users] >= 2 * count + 1
+    test_rows = order[scored & (from_end < count)]
+    validation_rows = order[scored & (from_end >= count) & (from_end < 2 * count)]
     held = np.zeros(data.size, dtype=bool)
     held[test_rows] = True
-    scored_users = np.flatnonzero(counts >= 3).astype(np.int32)
+    scored_users = np.flatnonzero(counts >= 2 * count + 1).astype(np.int32)
+    # the request happens at the first held-out interaction (count 1: the target's own time)
+    test_requests = order[scored & (from_end == count - 1)]
+    validation_requests = order[scored & (from_end == 2 * count - 1)]
     return Split(
-        protocol="leave-last-out",
+        protocol="leave-last-out" if count == 1 else f"leave-last-{count}-out",
         train=data.subset(~held & ~_mask(data.size, validation_rows)),
         train_and_validation=data.subset(~held),
-        validation=_targets(data, scored_users, validation_rows, order[scored & (from_end >= 2)]),
-        test=_targets(data, scored_users, test_rows, order[scored & (from_end >= 1)]),
-    )
+        validation=_targets(
+            data, scored_users, validation_rows, order[scored & (from_end >= 2 * count)],
+            request_rows=validation_requests,
+        ),
+        test=_targets(
+            data, scored_users, test_rows, order[scored & (from_end >= count)],
+            request_rows=test_requests,
+        ),
+    )  # fmt: skip
 
 
 def time_holdout(data: TrainingData, fraction: float = 0.1) -> Split:

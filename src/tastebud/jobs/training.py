@@ -202,7 +202,7 @@ def train_version(
         recipe=spec.recipe, model=model, items=items,
     )  # fmt: skip
 
-    def write(folder: Path) -> None:
+    def save(folder: Path) -> None:
         save_version(
             folder, recipe=spec.recipe, meta=meta, model=model, users=users, items=items,
             popularity=data.item_counts(), item_features=data.item_features,
@@ -211,7 +211,7 @@ def train_version(
             save_space(folder, space)
             write_checksums(folder)
 
-    _write_atomically(version_folder(artifacts, version_id), write)
+    _write_atomically(version_folder(artifacts, version_id), save)
     _log.info("version trained id=%s recipe=%s seconds=%.2f", version_id, spec.recipe, seconds)
     return TrainingOutcome(metrics, params, snapshot, round(seconds, 3))
 

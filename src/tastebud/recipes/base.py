@@ -316,6 +316,26 @@ class ScoresItems(Protocol):
         ...
 
 
+# The most actions ahead a "next session" slate ranks for (``horizon``; issue 17).
+MAX_HORIZON = 8
+
+
+@runtime_checkable
+class ScoresHorizon(Protocol):
+    """Models that rank items for the user's next few actions, not only the next one (the
+    ``sequential`` recipe trained with ``predict_next`` > 1; a "next session" slate)."""
+
+    @property
+    def predict_next(self) -> int:
+        """The largest horizon the model answers for."""
+        ...
+
+    def score_horizon(self, query: Query, horizon: int) -> FloatArray:
+        """(len(query) x n_items) float32: each item's score for appearing among the next
+        ``horizon`` items (1 <= horizon <= predict_next); horizon 1 is :meth:`Model.score`."""
+        ...
+
+
 @runtime_checkable
 class LiveUpdates(Protocol):
     """Models that fold in live events without retraining (e.g. trending counts)."""

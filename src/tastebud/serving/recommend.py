@@ -17,7 +17,7 @@ import numpy as np
 from tastebud.errors import InvalidInput, NotFound
 from tastebud.filters import Selection
 from tastebud.recipes import ItemSimilarity, Query, UserAffinity, UserSimilarity
-from tastebud.recipes.base import FloatArray, IntArray
+from tastebud.recipes.base import MAX_HORIZON, FloatArray, IntArray
 from tastebud.recipes.topk import best
 from tastebud.serving.explain import Reason
 from tastebud.serving.nearest import UserVectors
@@ -63,6 +63,37 @@ def check_k(k: int) -> int:
     if not 1 <= k <= MAX_RESULTS:
         raise InvalidInput(f"numResults: expected 1 to {MAX_RESULTS}, got {k}")
     return k
+
+
+def check_horizon(version: LoadedVersion, horizon: object) -> int:
+    """``horizon`` (the actions ahead an answer ranks for) as an int the version can answer:
+    1 for every recipe; up to its ``predict_next`` for a :class:`ScoresHorizon` model."""
+    if isinstance(horizon, bool) or not isinstance(horizon, int):
+        raise InvalidInput(f"horizon: expected an integer, got {horizon!r}")
+    if not 1 <= horizon <= MAX_HORIZON:
+        raise InvalidInput(f"horizon: expected 1 to {MAX_HORIZON}, got {horizon}")
+    predict_next = getattr(version.model, "predict_next", 1)
+    if horizon > predict_next:
+        learned = (
+            f"learned the next {predict_next} items (predictNext={predict_next})"
+            if hasattr(version.model, "score_horizon")
+            else f"(recipe '{version.recipe}') ranks for the next action only"
+        )
+        raise InvalidInput(
+            f"horizon {horizon}: version {version.id} {learned}; ask for horizon <= "
+            f"{predict_next}, or train the sequential recipe with predictNext >= {horizon}"
+        )
+    return horizon
+
+
+def horizon_scores(version: LoadedVersion, query: Query, horizon: int) -> FloatArray:
+    """The first query's scores for the next ``horizon`` actions (a "next session" slate);
+    horizon 1: the model's ordinary scores."""
+    if horizon == 1:
+        row: FloatArray = version.model.score(query)[0]
+        return row
+    slate: FloatArray = version.model.score_horizon(query, horizon)[0]  # type: ignore[attr-defined]
+    return slate
 
 
 def user_query(

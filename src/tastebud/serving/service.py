@@ -32,8 +32,10 @@ from tastebud.serving.live import LiveFeed
 from tastebud.serving.recommend import (
     Scored,
     answer_from_scores,
+    check_horizon,
     check_item_list,
     check_k,
+    horizon_scores,
     list_scores,
     nearest_items,
     rank_by_scores,
@@ -171,13 +173,15 @@ class Recommender:
         self, group: str, target: Target, *, user_id: str | None, k: int = 25,
         exclude_seen: bool = True, filter_name: str | None = None,
         filter_values: FilterValues | None = None, context: Mapping[str, str] | None = None,
-        explain: bool = False,
+        explain: bool = False, horizon: int = 1,
     ) -> Answer:  # fmt: skip
         """Items for ``user_id`` from the user's latest events (a new user gets the cold answer),
         limited by the named filter when one is given; ``context`` (e.g. the device) reaches
-        the models that read it. ``explain``: each result carries its reasons."""
+        the models that read it. ``explain``: each result carries its reasons. ``horizon`` > 1
+        ranks for the user's next few actions (a model that learned them, else InvalidInput)."""
         version = self.version_for(group, target)
         check_k(k)
+        check_horizon(version, horizon)
         history = self.read_history(group, version, user_id, filtered=filter_name is not None)
         selection = self.select(
             group, version, filter_name, filter_values, user_id=user_id,
@@ -189,11 +193,11 @@ class Recommender:
         seen = history.seen_items if exclude_seen else None
         items = nearest_items(
             version, query, k=k, exclude_seen=exclude_seen, seen=seen, selection=selection
-        ) if version.nearest is not None else None  # fmt: skip
-        if items is None:
+        ) if version.nearest is not None and horizon == 1 else None  # fmt: skip
+        if items is None and horizon == 1:
             items = shortlisted_items(version, query, k=k, seen=seen, selection=selection)
         if items is None:
-            scores = version.model.score(query)[0]
+            scores = horizon_scores(version, query, horizon)
             items = answer_from_scores(version, scores, k, seen, selection)
         if explain:
             items = explain_results(version, query, items, filter_name=filter_name)

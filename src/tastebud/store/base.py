@@ -403,7 +403,7 @@ class Store(Protocol):
         then item; users with no events are left out."""
         ...
 
-    def seen_item_indexes(self, group: str, user_id: str) -> npt.NDArray[np.int64]:
+    def seen_item_indexes(self, group: str, user_id: str) -> npt.NDArray[np.int32]:
         """:meth:`seen_items` of one user as the store's item indexes, unsorted (the real-time
         path: no frame built per request); empty for a user (or group) with no events."""
         ...

@@ -852,7 +852,7 @@ class SqlStore(
             return pl.DataFrame(schema=schema)
         return pl.concat(frames).sort("user_id", "item_index")
 
-    def seen_item_indexes(self, group: str, user_id: str) -> npt.NDArray[np.int64]:
+    def seen_item_indexes(self, group: str, user_id: str) -> npt.NDArray[np.int32]:
         # One statement (one round trip on PostgreSQL), and no polars frame, sort or thread
         # pool: for one user they cost more than the query.
         with self._transaction(write=False) as cur:
@@ -864,7 +864,7 @@ class SqlStore(
                 "WHERE g.name = ?",
                 (user_id, group),
             ).fetchall()
-        return np.fromiter((row[0] for row in rows), np.int64, len(rows))
+        return np.fromiter((row[0] for row in rows), np.int32, len(rows))
 
     def recent_events_of(
         self, group: str, user_ids: Sequence[str], limit: int

@@ -67,12 +67,13 @@ def _filter(body: FilteredIn) -> tuple[str | None, FilterValues | None]:
 @router.post("/recommendations")
 def recommend(group: str, body: RecommendIn, engine: EngineDep) -> ItemsAnswer:
     """Items for a user, from the user's latest events: one click changes the next answer.
-    ``filterName`` applies a filter of the group before the top results are taken."""
+    ``filterName`` applies a filter of the group before the top results are taken; ``horizon``
+    ranks for the next few actions (a version that learned them)."""
     name, values = _filter(body)
     answer = engine.recommender.recommend(
         group, _ref(body), user_id=body.user_id, k=body.num_results,
         exclude_seen=body.exclude_seen, filter_name=name, filter_values=values,
-        context=body.context, explain=body.explain,
+        context=body.context, explain=body.explain, horizon=body.horizon,
     )  # fmt: skip
     return items_answer(answer)
 

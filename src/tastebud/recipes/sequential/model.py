@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tastebud.recipes.sequential.multitoken import OffsetHeads
 from tastebud.recipes.sequential.tokens import GAP, GAP_BUCKETS, HOUR, HOURS, TYPE, VALUE
 
 
@@ -45,6 +46,8 @@ class TransformerConfig:
     n_contexts: int = 0  # distinct context values over all fields
     genre_features: int = 0  # G: feature columns the genre head predicts
     field_pooling: bool = False  # features averaged per field, fields summed (else one mean)
+    predict_next: int = 1  # k: items each position learns (offsets 2..k: multitoken.py)
+    predict_next_weight: float = 0.5  # the offsets' mean loss, weighed against the next item's
 
     @property
     def token_width(self) -> int:
@@ -254,6 +257,11 @@ class SequenceTransformer(nn.Module):
         if config.genre_head and config.genre_features > 0 and genre_columns is not None:
             self.genre = GenreHead(
                 config, columns=genre_columns, features=self.items.feature_matrix()
+            )
+        self.offsets: OffsetHeads | None = None  # the items after the next (multitoken.py)
+        if config.predict_next > 1:
+            self.offsets = OffsetHeads(
+                config.hidden, config.predict_next, config.predict_next_weight
             )
 
     def encode(self, tokens: Tensor, table: Tensor, features: Tensor | None = None) -> Tensor:

@@ -35,6 +35,7 @@ from tastebud.recipes.sequential.inputs import (
     token_codec,
 )
 from tastebud.recipes.sequential.model import SequenceTransformer, TransformerConfig
+from tastebud.recipes.sequential.multitoken import MAX_PREDICT_NEXT, check_horizon, slate_scores
 from tastebud.recipes.sequential.tokens import (
     Sequences,
     TokenCodec,
@@ -134,6 +135,15 @@ class SequentialConfig(RecipeConfig):
         description="the genre head's field (e.g. GENRES); None: the field with at most "
         f"{MAX_GENRE_VALUES} values that covers the most items",
     )
+    predict_next: int = Field(
+        default=1, ge=1, le=MAX_PREDICT_NEXT,
+        description="items ahead each position learns (multi-token prediction): k > 1 lets "
+        "answers rank for the next k actions (horizon); 1: the next item only",
+    )  # fmt: skip
+    predict_next_weight: float = Field(
+        default=0.5, ge=0.0, le=10.0,
+        description="weight of the items-after-the-next mean loss beside the next item's",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> SequentialConfig:
@@ -170,16 +180,32 @@ class SequentialModel:
         adjacent repeats, which merge into one token (and give the oldest token its gap)."""
         return 2 * self.network.config.max_len
 
+    @property
+    def predict_next(self) -> int:
+        """Items ahead the model learned, so the largest ``horizon`` it answers for."""
+        return self.network.config.predict_next
+
     def score(self, query: Query) -> FloatArray:
         """(len(query) x n_items): next-item scores from each query's latest history, its
         events' types, values and times, and the request's time and context."""
+        return self._scores(query, 1)
+
+    def score_horizon(self, query: Query, horizon: int) -> FloatArray:
+        """(len(query) x n_items): each item's probability of being among the next
+        ``horizon`` items (1 <= horizon <= predict_next; see ``multitoken.py``); an empty
+        history gets the popularity. Horizon 1 is :meth:`score`."""
+        return self._scores(query, check_horizon(horizon, self.predict_next))
+
+    def _scores(self, query: Query, horizon: int) -> FloatArray:
         tokens, features, lengths = self._inputs(query)
         scores = np.repeat(self.popularity[None, :], len(query), axis=0)
         active = np.flatnonzero(lengths > 0)
         with intra_op_threads(1 if len(active) <= FEW_QUERIES else None):
             for low in range(0, len(active), SCORE_BATCH):
                 rows = active[low : low + SCORE_BATCH]
-                scores[rows] = self._next_item_scores(tokens[rows], features[rows], lengths[rows])
+                scores[rows] = self._next_item_scores(
+                    tokens[rows], features[rows], lengths[rows], horizon
+                )
         return scores
 
     def _inputs(self, query: Query) -> tuple[IntArray, IntArray, Int64Array]:
@@ -221,13 +247,20 @@ class SequentialModel:
         return vectors
 
     def _next_item_scores(
-        self, tokens: IntArray, features: IntArray, lengths: Int64Array
+        self, tokens: IntArray, features: IntArray, lengths: Int64Array, horizon: int = 1
     ) -> FloatArray:
         """(B, T + 1) tokens, (B, T + 1, C) features, (B,) lengths >= 1 -> (B, I) scores
-        after the last token."""
+        after the last token (horizon > 1: the slate's probabilities)."""
         with torch.inference_mode():
             last = self._encode_last(tokens, features, lengths)
-            logits = self.network.logits(last, self._table)  # (B, I)
+            if horizon == 1:
+                logits = self.network.logits(last, self._table)  # (B, I)
+            else:
+                history = torch.from_numpy(tokens[:, : int(lengths.max())]).long()
+                logits = slate_scores(
+                    self.network, last, self._table, history, horizon,
+                    exclude_history=self.config.exclude_seen,
+                )  # fmt: skip
         scores: FloatArray = logits.float().numpy()
         return scores
 
@@ -439,6 +472,7 @@ def build_network(
         time_features=codec.gaps, request_features=codec.request_times,
         n_context_fields=len(codec.context_fields), n_contexts=len(codec.context_names),
         genre_features=0 if genres is None else len(genres), field_pooling=True,
+        predict_next=settings.predict_next, predict_next_weight=settings.predict_next_weight,
     )  # fmt: skip
     return SequenceTransformer(
         config, known=torch.from_numpy(known), feature_index=feature_index,

@@ -177,7 +177,8 @@ def next_item_loss(
     """
     inputs, targets = window[:, :-1], window[:, 1:]  # (B, T) each
     mask = targets != PAD
-    states = model.encode(inputs, table, features)[mask]  # (N, D)
+    encoded = model.encode(inputs, table, features)  # (B, T, D)
+    states = encoded[mask]  # (N, D)
     target = targets[mask] - 1  # (N,) item index
     query, genre_logits = model.heads(states)
     items = table[1:]  # (I, D)
@@ -206,6 +207,12 @@ def next_item_loss(
     if genre is not None and genre_logits is not None:  # multi-label: the next item's values
         labels = genre.targets(target)
         loss = loss + F.binary_cross_entropy_with_logits(genre_logits.float(), labels)
+    if model.offsets is not None:  # the items after the next one (multitoken.py)
+        seen = seen_before(inputs, len(items)) if exclude_seen and negatives == 0 else None
+        loss = loss + model.offsets.loss(
+            encoded, window, items, available, seen=seen, sampling=sampling,
+            negatives=negatives, generator=generator,
+        )  # fmt: skip
     return loss
 
 
