@@ -366,11 +366,15 @@ class Client:
         self._request("DELETE", self._path(f"/solutions/{quote(name, safe='')}"))
 
     def train(
-        self, solution: str, *, wait: bool = True, seed: int = 0, poll_interval: float = 0.5
-    ) -> VersionOut:
-        """Train a new version; with ``wait`` return it once active (JobFailed if it fails)."""
+        self, solution: str, *, wait: bool = True, seed: int = 0, poll_interval: float = 0.5,
+        incremental: bool = False, full_fallback: bool = False,
+    ) -> VersionOut:  # fmt: skip
+        """Train a new version; with ``wait`` return it once active (JobFailed if it fails).
+        ``incremental`` grows the active version (sequential); ``full_fallback`` fits from
+        scratch when there is none to grow."""
         path = self._path(f"/solutions/{quote(solution, safe='')}/versions")
-        started = cast(TrainingStarted, self._json("POST", path, params={"seed": seed}))
+        params = {"seed": seed, "incremental": incremental, "fullFallback": full_fallback}
+        started = cast(TrainingStarted, self._json("POST", path, params=params))
         if not wait:
             return started["solutionVersion"]
         self.wait_for_job(started["job"]["id"], poll_interval=poll_interval)

@@ -355,6 +355,7 @@ class VersionOut(TypedDict):
     trainSeconds: float | None
     error: str | None
     gatedReason: str | None  # why a schedule's quality gate held this version back
+    incremental: dict[str, Any] | None  # grown from "parent" (train --incremental), or "fallback"
     createdAt: float
     updatedAt: float
 

@@ -116,6 +116,16 @@ def train(
     ctx: typer.Context,
     solution: Annotated[str, typer.Argument(help="The solution to train.")],
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    incremental: Annotated[
+        bool,
+        typer.Option(
+            help="Grow the active version with the events since it (sequential): a fraction "
+            "of a full fit, no offline metrics."
+        ),
+    ] = False,
+    full_fallback: Annotated[
+        bool, typer.Option(help="With --incremental: a full fit when there is nothing to grow.")
+    ] = False,
     group: str | None = group_option(),
     as_json: JsonFlag = False,
 ) -> None:
@@ -126,13 +136,21 @@ def train(
         def on_progress(fraction: float, message: str) -> None:
             bar.update(task, completed=fraction, note=message)
 
-        version = eng.train(resolve_group(ctx, group), solution, seed=seed, on_progress=on_progress)
+        version = eng.train(
+            resolve_group(ctx, group), solution, seed=seed, on_progress=on_progress,
+            incremental=incremental, full_fallback=full_fallback,
+        )  # fmt: skip
         bar.update(task, completed=1.0, note="done")
     if as_json:
         print_json(_version_json(version))
         return
     metrics = version.body.get("metrics") or {}
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "@" in k)
+    grown = version.body.get("incremental") or {}
+    if "parent" in grown:
+        shown = f"grown from {grown['parent']}: {grown.get('users')} users' new events"
+    elif "fallback" in grown:
+        shown = f"full fit ({grown['fallback']}) {shown}"
     console.print(f"[green]version {version.id} active[/] "
                   f"(fit {version.body.get('train_seconds')} s) {shown}")  # fmt: skip
 
