@@ -559,6 +559,10 @@ class ScheduleIn(_Body):
     )  # fmt: skip
     metric: str | None = Field(default=None, description="ndcg@10 (default), hr@10, mrr@25, …")
     replace: bool = False
+    incremental: bool = Field(
+        default=False, description="Grow the serving version with the new events (sequential; "
+        "the first run is a full fit) instead of a full retrain.",
+    )  # fmt: skip
 
 
 class ScheduleOut(TypedDict):
@@ -573,6 +577,7 @@ class ScheduleOut(TypedDict):
     maxTrainSeconds: float | None
     maxMetricDrop: float | None
     metric: str
+    incremental: bool
     paused: bool
     nextRunAt: float | None
     pendingEvents: int | None

@@ -68,7 +68,7 @@ def train(
     full_fallback: Annotated[bool, Query(alias="fullFallback")] = False,
 ) -> TrainingStarted:  # fmt: skip
     """Train a new version in the background; poll the job or the version for its status.
-    ``incremental``: grow the active version with the events since it (400 when there is none
+    ``incremental``: grow the active version with the events since it (422 when there is none
     to grow, unless ``fullFallback``)."""
     version, job = engine.start_training(group, name, seed=seed, incremental=incremental,
                                          full_fallback=full_fallback)  # fmt: skip
