@@ -16,9 +16,9 @@ pools use 2 threads.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,19 +32,9 @@ from tastebud.evaluation.splits import leave_last_out
 from tastebud.recipes import TrainingData, parse_config
 from tastebud.recipes.sequential import Sequential, SequentialConfig, SequentialModel
 from tastebud.recipes.sequential.growth import fit_incremental
-from tastebud.training.data import build_training_data, read_table
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-RESULTS = Path(__file__).parent / "results"
-THREADS = 2
-
-
-def load(dataset: str) -> TrainingData:
-    folder = DATA / dataset
-    interactions = read_table(folder / "interactions.csv.gz")
-    items = read_table(folder / "items.csv", dataset="items")
-    data, _, _ = build_training_data(interactions, items)
-    return data
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recipe_quality import RESULTS, THREADS, load, machine_facts
 
 
 def timed_fit(
@@ -70,10 +60,10 @@ def run(dataset: str, share: float, params: dict[str, object], seed: int) -> dic
         "new_items": len(np.setdiff1d(np.unique(everything.items[recent]),
                                       np.unique(base_data.items))),
         "test_users": len(split.test), "params": config.model_dump(mode="json"),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "load_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "machine": machine_facts(),
     }  # fmt: skip
-    print(json.dumps({k: v for k, v in facts.items() if k != "params"}), flush=True)
+    print(json.dumps({k: v for k, v in facts.items() if k not in ("params", "machine")}),
+          flush=True)  # fmt: skip
     base, base_seconds = timed_fit(base_data, config, seed)
     results: dict[str, Any] = {"base": _row(base, split, base_seconds)}
     print("base", results["base"], flush=True)
