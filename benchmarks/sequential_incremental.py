@@ -1,8 +1,9 @@
 """Warm-start growth (``train --incremental``) against a full retrain of ``sequential``.
 
-    ./dev bench sequential_incremental [--dataset ml-100k] [--share 0.05] [-p KEY=VALUE ...]
+    ./dev bench sequential_incremental [--dataset ml-100k] [--data /work/shared/data]
+        [--share 0.05] [-p KEY=VALUE ...]
 
-On ``../shared/data/<dataset>`` with the leave-last-out protocol (DESIGN.md: each user's last
+On ``<data>/<dataset>`` with the leave-last-out protocol (DESIGN.md: each user's last
 interaction is the test item, full ranking, history excluded): the latest ``--share`` (5%) of
 the training events by time are held out, a base model is fitted on the rest, then the held-out
 events are added back and two models compared on the test item: the incremental one (the base
@@ -32,9 +33,21 @@ from tastebud.evaluation.splits import leave_last_out
 from tastebud.recipes import TrainingData, parse_config
 from tastebud.recipes.sequential import Sequential, SequentialConfig, SequentialModel
 from tastebud.recipes.sequential.growth import fit_incremental
+from tastebud.training.data import build_training_data, read_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recipe_quality import RESULTS, THREADS, load, machine_facts
+from recipe_quality import RESULTS, THREADS, machine_facts
+
+DATA = Path("/work/shared/data")
+
+
+def load(folder: Path) -> TrainingData:
+    """``folder``'s interactions and item metadata (a worktree has no ``../shared``)."""
+    interactions = read_table(folder / "interactions.csv.gz")
+    data, _, _ = build_training_data(
+        interactions, read_table(folder / "items.csv", dataset="items")
+    )
+    return data
 
 
 def timed_fit(
@@ -45,8 +58,10 @@ def timed_fit(
     return model, time.perf_counter() - started
 
 
-def run(dataset: str, share: float, params: dict[str, object], seed: int) -> dict[str, Any]:
-    data = load(dataset)
+def run(
+    data_root: Path, dataset: str, share: float, params: dict[str, object], seed: int
+) -> dict[str, Any]:
+    data = load(data_root / dataset)
     split = leave_last_out(data)
     everything = split.train_and_validation
     cutoff = int(np.sort(everything.timestamps)[round((1 - share) * everything.size)])
@@ -91,6 +106,7 @@ def _row(model: SequentialModel, split: Any, seconds: float) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--data", type=Path, default=DATA, help="folder of the data sets")
     parser.add_argument("--share", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-p", "--param", action="append", default=[], help="KEY=VALUE")
@@ -98,7 +114,7 @@ def main() -> None:
     params: dict[str, object] = dict(p.split("=", 1) for p in args.param)
     torch.set_num_threads(THREADS)
     with threadpool_limits(limits=THREADS):
-        result = run(args.dataset, args.share, params, args.seed)
+        result = run(args.data, args.dataset, args.share, params, args.seed)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"sequential_incremental-{args.dataset}.json"
     out.write_text(json.dumps(result, indent=2))
