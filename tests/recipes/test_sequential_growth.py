@@ -79,6 +79,7 @@ def test_an_incremental_fit_serves_a_new_item_its_fans_took_up() -> None:
     assert rank_a < 10 < rank_b
     record = model.training["incremental"]
     assert record["users"] == 24 and record["windows"] >= 24 and record["epochs"] == 10
+    assert record["new_items"] == 2 and record["metadata_rows"] == 1  # NEW_B has no events
 
 
 def test_recent_windows_predict_the_new_tokens_with_their_history_as_context() -> None:

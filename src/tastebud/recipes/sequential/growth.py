@@ -318,9 +318,13 @@ def fit_incremental(
     counts = data.item_counts()
     seconds = time.perf_counter() - started
     grown = int((lineage.items < 0).sum())
+    # rows started from metadata: items with events now and no trained row before
+    known_now = network.items.known[1:, 0].cpu().numpy() > 0
+    from_metadata = int((known_now & ~_old_rows(previous.network, lineage)).sum())
     training = {
         "incremental": {"since": since, "users": users, "windows": len(positions),
-                        "new_items": grown, "epochs": len(curve)},
+                        "new_items": grown, "metadata_rows": from_metadata,
+                        "epochs": len(curve)},
         "best_epoch": len(curve), "stopped": "incremental", "seconds": seconds, "curve": curve,
     }  # fmt: skip
     _log.info(
