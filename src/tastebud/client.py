@@ -367,11 +367,15 @@ class Client:
         self._request("DELETE", self._path(f"/solutions/{quote(name, safe='')}"))
 
     def train(
-        self, solution: str, *, wait: bool = True, seed: int = 0, poll_interval: float = 0.5
-    ) -> VersionOut:
-        """Train a new version; with ``wait`` return it once active (JobFailed if it fails)."""
+        self, solution: str, *, wait: bool = True, seed: int = 0, poll_interval: float = 0.5,
+        incremental: bool = False, full_fallback: bool = False,
+    ) -> VersionOut:  # fmt: skip
+        """Train a new version; with ``wait`` return it once active (JobFailed if it fails).
+        ``incremental`` grows the active version (sequential); ``full_fallback`` fits from
+        scratch when there is none to grow."""
         path = self._path(f"/solutions/{quote(solution, safe='')}/versions")
-        started = cast(TrainingStarted, self._json("POST", path, params={"seed": seed}))
+        params = {"seed": seed, "incremental": incremental, "fullFallback": full_fallback}
+        started = cast(TrainingStarted, self._json("POST", path, params=params))
         if not wait:
             return started["solutionVersion"]
         self.wait_for_job(started["job"]["id"], poll_interval=poll_interval)
@@ -599,15 +603,17 @@ class Client:
         self, name: str, solution: str, *, every: str | int | None = None,
         cron: str | None = None, after_events: int | None = None,
         max_train_seconds: float | None = None, max_metric_drop: float | None = None,
-        metric: str | None = None, replace: bool = False,
+        metric: str | None = None, replace: bool = False, incremental: bool = False,
     ) -> ScheduleOut:  # fmt: skip
         """Retrain ``solution`` on one trigger: ``every="15m"``, ``cron="0 3 * * *"`` (UTC) or
         ``after_events=1000``; ``latest`` campaigns follow each successful run. A training
         slower than ``max_train_seconds`` is stopped; a version more than ``max_metric_drop``
-        below the serving one on ``metric`` (default ndcg@10) is kept back (status gated)."""
+        below the serving one on ``metric`` (default ndcg@10) is kept back (status gated).
+        ``incremental`` grows the serving version instead of a full retrain (sequential)."""
         body = {"name": name, "solution": solution, "every": every, "cron": cron,
                 "afterEvents": after_events, "maxTrainSeconds": max_train_seconds,
-                "maxMetricDrop": max_metric_drop, "metric": metric, "replace": replace}  # fmt: skip
+                "maxMetricDrop": max_metric_drop, "metric": metric, "replace": replace,
+                "incremental": incremental}  # fmt: skip
         return cast(ScheduleOut, self._json("POST", self._path("/schedules"), json=body))
 
     def list_schedules(self) -> list[ScheduleOut]:

@@ -383,22 +383,32 @@ class Engine:
         self.store.delete_solution(group, name)
 
     def train(
-        self, group: str, solution: str, *, seed: int = 0, on_progress: ProgressFn | None = None
-    ) -> SolutionVersionRecord:
-        """Train a new version of ``solution`` in this thread; returns it once active."""
-        return self.training.train_new(group, solution, seed=seed, progress=on_progress)
+        self, group: str, solution: str, *, seed: int = 0, on_progress: ProgressFn | None = None,
+        incremental: bool = False, full_fallback: bool = False,
+    ) -> SolutionVersionRecord:  # fmt: skip
+        """Train a new version of ``solution`` in this thread; returns it once active.
+        ``incremental``: grow the active version instead of fitting from scratch."""
+        return self.training.train_new(
+            group, solution, seed=seed, progress=on_progress, incremental=incremental,
+            full_fallback=full_fallback,
+        )  # fmt: skip
 
     def start_training(
-        self, group: str, solution: str, *, seed: int = 0
-    ) -> tuple[SolutionVersionRecord, JobRecord]:
+        self, group: str, solution: str, *, seed: int = 0, incremental: bool = False,
+        full_fallback: bool = False,
+    ) -> tuple[SolutionVersionRecord, JobRecord]:  # fmt: skip
         """Queue training in the background: the new version (status ``training``) and its job."""
+        growth = (self.training.growth(group, solution, full_fallback=full_fallback)
+                  if incremental else None)  # fmt: skip
         version = self.training.create(group, solution)
 
         def work(job_id: str, progress: ProgressFn) -> Mapping[str, object]:
-            done = self.training.train(version, seed=seed, progress=progress, job_id=job_id)
+            done = self.training.train(version, seed=seed, progress=progress, job_id=job_id,
+                                       growth=growth)  # fmt: skip
             return {"solution_version": done.id, **done.body}
 
-        params = {"solution": solution, "solution_version": version.id, "seed": seed}
+        params = {"solution": solution, "solution_version": version.id, "seed": seed,
+                  "incremental": incremental}  # fmt: skip
         job = self.jobs.submit(group=group, kind="training", params=params, fn=work)
         return version, job
 

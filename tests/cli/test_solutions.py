@@ -51,3 +51,34 @@ def test_user_mistakes_are_one_line_errors(cli) -> None:  # type: ignore[no-unty
     assert code == 1 and "solution 'nope' does not exist" in err
     code, _, err = cli("recommend", "--user", "u0")
     assert code == 1 and "--solution" in err
+
+
+def test_train_incremental_grows_the_active_version(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tiny = ["-p", "epochs=2", "-p", "hidden=16", "-p", "max_len=8", "-p", "validation_users=8"]
+    assert cli("solutions", "create", "next", "--recipe", "sequential", *tiny)[0] == 0
+    code, _, err = cli("train", "next", "--incremental")
+    assert code == 1 and "no active version to grow from" in err and "Traceback" not in err
+    code, out, err = cli("train", "next", "--incremental", "--full-fallback", "--json")
+    assert code == 0, err
+    first = json.loads(out)
+    assert "no active version" in first["incremental"]["fallback"] and first["metrics"]
+    # a new item after the first version, taken up by a few users
+    later = tmp_path / "later.csv"
+    rows = [f"u{u},i40,{2_000_000 + u},click" for u in range(5)]
+    later.write_text("USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n" + "\n".join(rows) + "\n")
+    assert cli("import", str(later), "--dataset", "interactions", "--json")[0] == 0
+    code, out, err = cli("train", "next", "--incremental", "--json")
+    assert code == 0, err
+    grown = json.loads(out)
+    assert grown["status"] == "active" and grown["metrics"] == {}
+    assert grown["incremental"]["parent"] == first["id"]
+    assert grown["incremental"]["users"] == 5 and grown["incremental"]["new_items"] == 1
+    code, out, err = cli("recommend", "--solution", "next", "--user", "u7", "-n", "41", "--json")
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["solutionVersionId"] == grown["id"]
+    assert "i40" in [r["id"] for r in answer["results"]]  # the grown table has its row
+    assert cli("solutions", "create", "pop", "--recipe", "popularity-count")[0] == 0
+    assert cli("train", "pop")[0] == 0
+    code, _, err = cli("train", "pop", "--incremental")
+    assert code == 1 and "cannot train incrementally" in err

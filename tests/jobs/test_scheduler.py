@@ -15,6 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tastebud.engine import Engine
+from tastebud.errors import InvalidInput
 from tastebud.ingest import PutEventsRequest
 from tastebud.jobs.runner import JobRunner
 from tastebud.jobs.scheduler import JOB_KIND, RunReport, Scheduler, TrainFn
@@ -355,3 +356,24 @@ def test_rules_until_enough_events_then_the_model_retrained_every_n_events(
             seen.append(version)
     assert len(trained) == 5  # at 300, 600, 900, 1,200 and 1,500 events
     assert list(dict.fromkeys(seen)) == trained[2:]  # 1,000 -> the 900 version, then each new
+
+
+def test_an_incremental_schedule_grows_the_serving_version(
+    engine: Engine, group: str, tmp_path: Path
+) -> None:
+    interactions, _ = write_clustered(tmp_path)
+    engine.import_file(group, "interactions", interactions, mode="full")
+    tiny = {"epochs": 2, "hidden": 16, "max_len": 8, "validation_users": 8}
+    engine.create_solution(group, "next", {"recipe": "sequential", "params": tiny,
+                                           "evaluate": False})  # fmt: skip
+    create(engine, group, solution="next", every="15m", incremental=True)
+    assert engine.schedules.describe(engine.schedules.get(group, "s"))["incremental"] is True
+    (first,) = engine.scheduler.run_due(now=T0 + 900)  # nothing to grow yet: a full fit
+    (second,) = engine.scheduler.run_due(now=T0 + 1800)
+    assert (first.outcome, second.outcome) == ("succeeded", "succeeded")
+    assert first.version_id is not None and second.version_id is not None
+    grown = engine.solution_version(second.version_id).body["incremental"]
+    assert "fallback" in engine.solution_version(first.version_id).body["incremental"]
+    assert grown["parent"] == first.version_id
+    with pytest.raises(InvalidInput, match="max_metric_drop: incremental versions"):
+        ScheduleSpec.parse(every="15m", incremental=True, max_metric_drop=0.01)

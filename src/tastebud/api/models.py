@@ -362,6 +362,7 @@ class VersionOut(TypedDict):
     trainSeconds: float | None
     error: str | None
     gatedReason: str | None  # why a schedule's quality gate held this version back
+    incremental: dict[str, Any] | None  # grown from "parent" (train --incremental), or "fallback"
     createdAt: float
     updatedAt: float
 
@@ -565,6 +566,10 @@ class ScheduleIn(_Body):
     )  # fmt: skip
     metric: str | None = Field(default=None, description="ndcg@10 (default), hr@10, mrr@25, …")
     replace: bool = False
+    incremental: bool = Field(
+        default=False, description="Grow the serving version with the new events (sequential; "
+        "the first run is a full fit) instead of a full retrain.",
+    )  # fmt: skip
 
 
 class ScheduleOut(TypedDict):
@@ -579,6 +584,7 @@ class ScheduleOut(TypedDict):
     maxTrainSeconds: float | None
     maxMetricDrop: float | None
     metric: str
+    incremental: bool
     paused: bool
     nextRunAt: float | None
     pendingEvents: int | None

@@ -99,6 +99,9 @@ def create(
         str | None, typer.Option(help=f"The gate's metric: {', '.join(METRICS)} (ndcg@10).")
     ] = None,
     replace: Annotated[bool, typer.Option(help="Overwrite a schedule of that name.")] = False,
+    incremental: Annotated[
+        bool, typer.Option(help="Grow the serving version with the new events (sequential).")
+    ] = False,
     group: str | None = group_option(),
     as_json: JsonFlag = False,
 ) -> None:
@@ -110,6 +113,7 @@ def create(
         spec = ScheduleSpec.parse(
             every=every, cron=cron, after_events=after_events,
             max_train_seconds=max_train_seconds, max_metric_drop=max_metric_drop, metric=metric,
+            incremental=incremental,
         )  # fmt: skip
         record = eng.schedules.create(resolve_group(ctx, group), name, solution=solution,
                                       spec=spec, replace=replace)  # fmt: skip

@@ -116,6 +116,16 @@ def train(
     ctx: typer.Context,
     solution: Annotated[str, typer.Argument(help="The solution to train.")],
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    incremental: Annotated[
+        bool,
+        typer.Option(
+            help="Grow the active version with the events since it (sequential): a fraction "
+            "of a full fit, no offline metrics."
+        ),
+    ] = False,
+    full_fallback: Annotated[
+        bool, typer.Option(help="With --incremental: a full fit when there is nothing to grow.")
+    ] = False,
     group: str | None = group_option(),
     as_json: JsonFlag = False,
     nproc: Annotated[
@@ -130,30 +140,42 @@ def train(
     if nproc is not None and nproc != 1:
         from tastebud.train import train_in_processes  # torch loads only here
 
+        if incremental:
+            raise typer.BadParameter("--incremental trains in this process: leave out --nproc")
         with engine(ctx) as eng:
             version = train_in_processes(eng, resolve_group(ctx, group), solution, nproc=nproc,
                                          seed=seed)  # fmt: skip
     else:
-        version = _train_here(ctx, solution, seed=seed, group=group, quiet=as_json)
+        version = _train_here(ctx, solution, seed=seed, group=group, quiet=as_json,
+                              incremental=incremental, full_fallback=full_fallback)  # fmt: skip
     if as_json:
         print_json(_version_json(version))
         return
     metrics = version.body.get("metrics") or {}
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "@" in k)
+    grown = version.body.get("incremental") or {}
+    if "parent" in grown:
+        shown = f"grown from {grown['parent']}: {grown.get('users')} users' new events"
+    elif "fallback" in grown:
+        shown = f"full fit ({grown['fallback']}) {shown}"
     console.print(f"[green]version {version.id} active[/] "
                   f"(fit {version.body.get('train_seconds')} s) {shown}")  # fmt: skip
 
 
 def _train_here(
-    ctx: typer.Context, solution: str, *, seed: int, group: str | None, quiet: bool
-) -> SolutionVersionRecord:
+    ctx: typer.Context, solution: str, *, seed: int, group: str | None, quiet: bool,
+    incremental: bool = False, full_fallback: bool = False,
+) -> SolutionVersionRecord:  # fmt: skip
     with engine(ctx) as eng, progress_bar(enabled=not quiet) as bar:
         task = bar.add_task(f"train {solution}", total=1.0, note="")
 
         def on_progress(fraction: float, message: str) -> None:
             bar.update(task, completed=fraction, note=message)
 
-        version = eng.train(resolve_group(ctx, group), solution, seed=seed, on_progress=on_progress)
+        version = eng.train(
+            resolve_group(ctx, group), solution, seed=seed, on_progress=on_progress,
+            incremental=incremental, full_fallback=full_fallback,
+        )  # fmt: skip
         bar.update(task, completed=1.0, note="done")
     return version
 

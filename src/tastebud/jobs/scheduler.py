@@ -57,7 +57,8 @@ class TrainFn(Protocol):
 
     def __call__(
         self, group: str, solution: str, *, progress: ProgressFn | None = None,
-        job_id: str | None = None, gate: Gate | None = None,
+        job_id: str | None = None, gate: Gate | None = None, incremental: bool = False,
+        full_fallback: bool = False,
     ) -> SolutionVersionRecord: ...  # fmt: skip
 
 
@@ -293,10 +294,12 @@ class _Run:
         if spec.max_metric_drop is not None:
             gate = quality_gate(self.scheduler.store, record.group, record.solution,
                                 metric=spec.metric, max_drop=spec.max_metric_drop)  # fmt: skip
+        # an incremental schedule's first run (nothing to grow yet) is a full fit
+        grow = {"incremental": True, "full_fallback": True} if spec.incremental else {}
         try:
             self.version = self.scheduler.train(
                 record.group, record.solution, progress=self._guard(progress), job_id=job_id,
-                gate=gate,
+                gate=gate, **grow,
             )  # fmt: skip
         except TrainingTimeout:
             self.outcome = "timed_out"

@@ -92,12 +92,14 @@ class ScheduleSpec:
     max_train_seconds: float | None = None
     max_metric_drop: float | None = None
     metric: str = DEFAULT_METRIC
+    incremental: bool = False  # grow the serving version (``train --incremental``)
 
     @classmethod
     def parse(
         cls, *, every: str | int | None = None, cron: str | None = None,
         after_events: int | None = None, max_train_seconds: float | None = None,
         max_metric_drop: float | None = None, metric: str | None = None,
+        incremental: bool = False,
     ) -> ScheduleSpec:  # fmt: skip
         """Validate user input; every error names the field and the value.
 
@@ -121,6 +123,9 @@ class ScheduleSpec:
             raise InvalidInput(f"max_metric_drop: expected a number >= 0, got {max_metric_drop!r}")
         if metric is not None and max_metric_drop is None:
             raise InvalidInput(f"metric: {metric!r} is only used with max_metric_drop; set both")
+        if incremental and max_metric_drop is not None:
+            raise InvalidInput("max_metric_drop: incremental versions have no offline metrics "
+                               "to compare; use one or the other")  # fmt: skip
         if metric is not None and metric not in METRICS:
             raise InvalidInput(f"metric: expected one of {', '.join(METRICS)}, got {metric!r}")
         return cls(
@@ -128,6 +133,7 @@ class ScheduleSpec:
             cron=None if cron is None else parse_cron(cron),
             after_events=after_events, max_train_seconds=max_train_seconds,
             max_metric_drop=max_metric_drop, metric=metric or DEFAULT_METRIC,
+            incremental=incremental,
         )  # fmt: skip
 
     @classmethod

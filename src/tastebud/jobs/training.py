@@ -31,12 +31,22 @@ from tastebud.ids import Vocabulary
 from tastebud.recipes import TrainingData, get_recipe, parse_config
 from tastebud.recipes.base import (
     FloatArray,
+    IncrementalFit,
     Int64Array,
     IntArray,
+    Model,
+    Recipe,
+    RecipeConfig,
     TrainingFeatureLookup,
     declared_features,
 )
-from tastebud.serving.versions import save_version, version_folder, write_checksums
+from tastebud.serving.versions import (
+    LoadedVersion,
+    load_version,
+    save_version,
+    version_folder,
+    write_checksums,
+)
 from tastebud.store import SolutionRecord, SolutionVersionRecord, Store
 from tastebud.store.base import VersionStatus
 from tastebud.training import (
@@ -93,6 +103,7 @@ class TrainingOutcome:
     params: dict[str, Any]
     snapshot: dict[str, Any]
     train_seconds: float
+    incremental: dict[str, Any] | None = None  # the parent version and what the growth did
 
 
 def load_training_data(
@@ -150,11 +161,14 @@ def train_version(
     features: PointInTimeFeatures | None = None,
     up_to_seq: int | None = None,
     write: bool = True,
+    parent: LoadedVersion | None = None,
 ) -> TrainingOutcome:
     """Fit ``solution`` on its group's data now and write the version's artifacts. A recipe
     that reads declared features (the ranker) reads them from ``features``, point in time.
     ``up_to_seq``: the events read (default: all now); ``write`` False: the fit only (the other
-    ranks of a distributed fit, whose rank 0 writes)."""
+    ranks of a distributed fit, whose rank 0 writes). With ``parent`` (``train --incremental``)
+    the model grows from the parent version's and trains on the events since its snapshot,
+    without offline metrics (they take full fits)."""
     report = progress or (lambda fraction, message: None)
     spec = SolutionSpec.parse(dict(solution.body))
     recipe = get_recipe(spec.recipe)
@@ -171,16 +185,25 @@ def train_version(
             data, feature_lookup=_point_in_time(features, solution.group, users, items)
         )
     metrics: dict[str, Any] = {}
+    lineage: dict[str, Any] = {}
+
+    # Progress from the fit too: callers (a schedule's deadline) act on it while it runs.
+    def fit_progress(fraction: float, message: str) -> None:
+        report(0.75 + 0.2 * fraction, f"fit: {message}")
+
     with threadpool_limits(limits=threads):
-        if spec.evaluate or spec.hpo:
+        if (spec.evaluate or spec.hpo) and parent is None:
             metrics, params = _offline_metrics(data, spec, seed=seed, report=report)
-        report(0.75, "final fit on all data")
+        report(0.75, "final fit on all data" if parent is None else "incremental fit")
         started = time.perf_counter()
-        # Progress from the fit too: callers (a schedule's deadline) act on it while it runs.
-        model = recipe.fit(
-            data, parse_config(recipe, params), seed=seed,
-            progress=lambda fraction, message: report(0.75 + 0.2 * fraction, f"fit: {message}"),
-        )  # fmt: skip
+        if parent is None:
+            model = recipe.fit(data, parse_config(recipe, params), seed=seed,
+                               progress=fit_progress)  # fmt: skip
+        else:
+            model = grow_version(parent, recipe, data, items, parse_config(recipe, params),
+                                 seed=seed, progress=fit_progress)  # fmt: skip
+            grown = getattr(model, "training", {}).get("incremental", {})  # what the fit did
+            lineage = {"parent": parent.id, **grown}
         seconds = time.perf_counter() - started
     snapshot = {
         "interactions": data.size, "users": data.n_users, "items": data.n_items,
@@ -193,8 +216,10 @@ def train_version(
         "train_seconds": round(seconds, 3), "feature_names": list(data.feature_names),
         "tastebud_version": __version__, "seed": seed,
     }  # fmt: skip
+    if lineage:
+        meta["incremental"] = lineage
     if not write:
-        return TrainingOutcome(metrics, params, snapshot, round(seconds, 3))
+        return TrainingOutcome(metrics, params, snapshot, round(seconds, 3), lineage or None)
     report(0.95, "writing artifacts")
     # aligned to the previous version's space, so stored vectors stay usable (issue 17)
     space = space_for(
@@ -213,7 +238,32 @@ def train_version(
 
     _write_atomically(version_folder(artifacts, version_id), save)
     _log.info("version trained id=%s recipe=%s seconds=%.2f", version_id, spec.recipe, seconds)
-    return TrainingOutcome(metrics, params, snapshot, round(seconds, 3))
+    return TrainingOutcome(metrics, params, snapshot, round(seconds, 3), lineage or None)
+
+
+def grow_version(
+    parent: LoadedVersion, recipe: Recipe, data: TrainingData, items: Vocabulary,
+    config: RecipeConfig, *, seed: int, progress: ProgressFn,
+) -> Model:  # fmt: skip
+    """``parent``'s model grown to ``data`` (items matched by id) and trained on the events
+    after its snapshot's newest one.
+
+    Raises:
+        InvalidInput: the recipe cannot grow a model, or the parent is another recipe's.
+    """
+    if not isinstance(recipe, IncrementalFit) or parent.recipe != recipe.name:
+        raise InvalidInput(
+            f"recipe {recipe.name!r} cannot train incrementally from version {parent.id} "
+            f"({parent.recipe}); only sequential can: train a full version"
+        )
+    newest = (parent.meta.get("snapshot") or {}).get("max_timestamp")
+    previous_items = parent.items.indices(i or "" for i in items.ids(range(len(items))))
+    names = parent.meta.get("feature_names")
+    return recipe.fit_incremental(
+        parent.model, data, config, since=-(2**62) if newest is None else int(newest) + 1,
+        previous_items=previous_items, seed=seed, progress=progress,
+        previous_feature_names=None if names is None else tuple(names),
+    )  # fmt: skip
 
 
 class PointInTimeFeatures(Protocol):
@@ -277,6 +327,15 @@ def _write_atomically(folder: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+@dataclass(frozen=True, slots=True)
+class Growth:
+    """What an incremental training grows from: the ``parent`` version, or None with the
+    ``fallback`` reason for a full fit instead."""
+
+    parent: LoadedVersion | None
+    fallback: str | None = None
+
+
 class VersionTrainer:
     """A solution version from creation to ``active`` (or ``failed``, or ``gated``): the
     record-keeping around :func:`train_version` that ``tastebud train``, background training
@@ -290,6 +349,32 @@ class VersionTrainer:
         self.artifacts = artifacts
         self.threads = threads
         self.features = features
+
+    def growth(self, group: str, solution: str, *, full_fallback: bool = False) -> Growth:
+        """The newest active version of ``solution``, which an incremental training grows.
+
+        Raises:
+            InvalidInput: there is none (or its recipe cannot grow) and not ``full_fallback``.
+        """
+        record = self.store.get_solution(group, solution)
+        active = next((v for v in self.store.list_solution_versions(group, solution)
+                       if v.status == "active"), None)  # fmt: skip
+        reason = None
+        if not isinstance(get_recipe(record.recipe), IncrementalFit):
+            reason = f"recipe {record.recipe!r} cannot train incrementally (sequential can)"
+        elif active is None:
+            reason = f"solution {solution!r} has no active version to grow from"
+        else:
+            parent = load_version(version_folder(self.artifacts, active.id), active.id)
+            if parent.recipe == record.recipe:
+                return Growth(parent)
+            reason = f"its active version {active.id} is a {parent.recipe} model"
+        if not full_fallback:
+            raise InvalidInput(f"incremental training: {reason}; train a full version "
+                               "(or allow a full fit as the fallback)")  # fmt: skip
+        _log.info("incremental training falls back to a full fit solution=%s reason=%r",
+                  solution, reason)  # fmt: skip
+        return Growth(None, reason)
 
     def create(self, group: str, solution: str) -> SolutionVersionRecord:
         """A new version (status ``training``) of a valid solution; NotFound when it has gone."""
@@ -313,18 +398,22 @@ class VersionTrainer:
         job_id: str | None = None,
         gate: Gate | None = None,
         up_to_seq: int | None = None,
+        growth: Growth | None = None,
     ) -> SolutionVersionRecord:
-        """Train ``version`` in this thread (on the events up to ``up_to_seq``, default all).
-        It ends ``active`` (the newest active version answers requests and ``latest``
-        campaigns), ``gated`` when ``gate`` names a reason, or ``failed`` (with the error,
-        which is raised again)."""
+        """Train ``version`` in this thread (on the events up to ``up_to_seq``, default all;
+        incrementally with ``growth``, see :meth:`growth`). It ends ``active`` (the newest
+        active version answers requests and ``latest`` campaigns), ``gated`` when ``gate``
+        names a reason, or ``failed`` (with the error, which is raised again)."""
         solution = self.store.get_solution(version.group, version.solution)
         body = dict(version.body) | ({"job": job_id} if job_id else {})
+        if growth is not None and growth.fallback is not None:
+            body["incremental"] = {"fallback": growth.fallback}
         try:
             outcome = train_version(
                 self.store, solution, version_id=version.id, artifacts=self.artifacts,
                 seed=seed, threads=self.threads, progress=progress, features=self.features,
                 up_to_seq=up_to_seq,
+                parent=None if growth is None else growth.parent,
             )  # fmt: skip
         except Exception as error:
             message = error.message if isinstance(error, TastebudError) else f"internal: {error}"
@@ -332,6 +421,8 @@ class VersionTrainer:
             raise
         body |= {"metrics": outcome.metrics, "params": outcome.params,
                  "snapshot": outcome.snapshot, "train_seconds": outcome.train_seconds}  # fmt: skip
+        if outcome.incremental is not None:
+            body["incremental"] = outcome.incremental
         reason = gate(outcome.metrics) if gate is not None else None
         if reason is not None:
             _log.warning("version gated id=%s solution=%s reason=%r", version.id,
@@ -348,10 +439,15 @@ class VersionTrainer:
         progress: ProgressFn | None = None,
         job_id: str | None = None,
         gate: Gate | None = None,
+        incremental: bool = False,
+        full_fallback: bool = False,
     ) -> SolutionVersionRecord:
-        """:meth:`create` then :meth:`train`."""
+        """:meth:`create` then :meth:`train`; ``incremental`` grows the active version
+        (:meth:`growth`), refused before any version is created when there is none."""
+        growth = self.growth(group, solution, full_fallback=full_fallback) if incremental else None
         version = self.create(group, solution)
-        return self.train(version, seed=seed, progress=progress, job_id=job_id, gate=gate)
+        return self.train(version, seed=seed, progress=progress, job_id=job_id, gate=gate,
+                          growth=growth)  # fmt: skip
 
     def _save(
         self, version: SolutionVersionRecord, status: VersionStatus, body: dict[str, Any]

@@ -348,6 +348,21 @@ class LiveUpdates(Protocol):
         ...
 
 
+@runtime_checkable
+class IncrementalFit(Protocol):
+    """Recipes that grow a previous version's model to today's data and train it on the events
+    since (``train --incremental``) instead of fitting from scratch (``sequential``)."""
+
+    def fit_incremental(
+        self, previous: Model, data: TrainingData, config: RecipeConfig, *, since: int,
+        previous_items: IntArray, previous_feature_names: tuple[str, ...] | None = None,
+        seed: int = 0, progress: ProgressFn | None = None,
+    ) -> Model:  # fmt: skip
+        """``previous`` grown to ``data``: ``previous_items`` (n_items,) is each item's index in
+        ``previous`` (-1: new), ``since`` (epoch seconds) where the new events start."""
+        ...
+
+
 class OnlineFeatures(Protocol):
     """Declared features' values now (the feature store, ``features/``), as serving reads them
     for a model that declares some (:func:`declared_features`)."""

@@ -59,6 +59,21 @@ def test_version_is_listed_with_metrics(trained: Api) -> None:
     assert one.json() == version
 
 
+def test_incremental_training_is_refused_without_a_model_to_grow(trained: Api) -> None:
+    path = trained.url("/solutions/popular/versions")
+    refused = trained.http.post(path, params={"incremental": "true"}, headers=trained.admin)
+    assert refused.status_code == 422
+    assert "cannot train incrementally" in refused.json()["error"]["message"]
+    started = trained.http.post(path, params={"incremental": "true", "fullFallback": "true"},
+                                headers=trained.admin)  # fmt: skip
+    assert started.status_code == 202, started.text
+    trained.wait_for_job(started.json()["job"]["id"])
+    made = started.json()["solutionVersion"]["id"]
+    version = trained.http.get(f"/v1/solution-versions/{made}", headers=trained.admin).json()
+    assert version["status"] == "active"
+    assert "popularity-count" in version["incremental"]["fallback"]
+
+
 def test_recommendations_exclude_the_history_and_follow_new_events(trained: Api) -> None:
     reader = bearer(trained.engine.create_token(f"{trained.group}-web", scope="recommend"))
     answer = recommend(trained, reader, userId="u0", numResults=5).json()

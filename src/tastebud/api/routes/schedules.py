@@ -30,7 +30,7 @@ def create(group: str, body: ScheduleIn, engine: EngineDep) -> ScheduleOut:
     spec = ScheduleSpec.parse(
         every=body.every, cron=body.cron, after_events=body.after_events,
         max_train_seconds=body.max_train_seconds, max_metric_drop=body.max_metric_drop,
-        metric=body.metric,
+        metric=body.metric, incremental=body.incremental,
     )  # fmt: skip
     record = engine.schedules.create(group, body.name, solution=body.solution, spec=spec,
                                      replace=body.replace)  # fmt: skip

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
 
 from tastebud.api.deps import EngineDep, require_admin
 from tastebud.api.models import (
@@ -32,6 +34,7 @@ def version_out(version: SolutionVersionRecord) -> VersionOut:
         "params": body.get("params"), "metrics": body.get("metrics"),
         "snapshot": body.get("snapshot"), "trainSeconds": body.get("train_seconds"),
         "error": body.get("error"), "gatedReason": body.get("gated"),
+        "incremental": body.get("incremental"),
         "createdAt": version.created_at,
         "updatedAt": version.updated_at,
     }  # fmt: skip
@@ -60,9 +63,15 @@ def delete_solution(group: str, name: str, engine: EngineDep) -> Response:
 
 
 @router.post("/dataset-groups/{group}/solutions/{name}/versions", status_code=202)
-def train(group: str, name: str, engine: EngineDep, seed: int = 0) -> TrainingStarted:
-    """Train a new version in the background; poll the job or the version for its status."""
-    version, job = engine.start_training(group, name, seed=seed)
+def train(
+    group: str, name: str, engine: EngineDep, seed: int = 0, incremental: bool = False,
+    full_fallback: Annotated[bool, Query(alias="fullFallback")] = False,
+) -> TrainingStarted:  # fmt: skip
+    """Train a new version in the background; poll the job or the version for its status.
+    ``incremental``: grow the active version with the events since it (422 when there is none
+    to grow, unless ``fullFallback``)."""
+    version, job = engine.start_training(group, name, seed=seed, incremental=incremental,
+                                         full_fallback=full_fallback)  # fmt: skip
     return {"solutionVersion": version_out(version), "job": job_out(job)}
 
 

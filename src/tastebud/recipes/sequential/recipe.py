@@ -17,10 +17,12 @@ import numpy.typing as npt
 import torch
 from pydantic import Field, model_validator
 
+from tastebud.errors import InvalidInput
 from tastebud.recipes.base import (
     FloatArray,
     Int64Array,
     IntArray,
+    Model,
     ProgressFn,
     Query,
     RecipeConfig,
@@ -144,6 +146,23 @@ class SequentialConfig(RecipeConfig):
         default=0.5, ge=0.0, le=10.0,
         description="weight of the items-after-the-next mean loss beside the next item's",
     )  # fmt: skip
+
+    # warm-start growth (``train --incremental``, growth.py); a full fit ignores these
+    incremental_epochs: int = Field(
+        default=4, ge=1, le=1_000, description="incremental fit: passes over the recent windows"
+    )
+    incremental_budget_share: float = Field(
+        default=0.15, gt=0.0, le=1.0,
+        description="incremental fit: its share of time_budget_seconds",
+    )  # fmt: skip
+    incremental_replay: float = Field(
+        default=0.1, ge=0.0, le=1.0,
+        description="incremental fit: share of the users without new events whose latest "
+        "window also trains (against forgetting)",
+    )  # fmt: skip
+    incremental_lr_scale: float = Field(
+        default=0.3, gt=0.0, le=1.0, description="incremental fit: peak learning rate / lr"
+    )
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> SequentialConfig:
@@ -408,6 +427,29 @@ class Sequential:
             time.perf_counter() - started,
         )  # fmt: skip
         return model
+
+    def fit_incremental(
+        self,
+        previous: Model,
+        data: TrainingData,
+        config: RecipeConfig,
+        *,
+        since: int,
+        previous_items: IntArray,
+        previous_feature_names: tuple[str, ...] | None = None,
+        seed: int = 0,
+        progress: ProgressFn | None = None,
+    ) -> SequentialModel:
+        """``previous`` grown to ``data`` and trained on its events since ``since`` (see
+        ``growth.py``; imported here, as it builds on this module)."""
+        from tastebud.recipes.sequential.growth import Lineage, fit_incremental
+
+        if not isinstance(previous, SequentialModel):
+            raise InvalidInput("incremental: the previous version is not a sequential model")
+        settings = SequentialConfig.model_validate(config.model_dump())
+        lineage = Lineage(previous_items, previous_feature_names)
+        return fit_incremental(previous, data, settings, since=since, lineage=lineage,
+                               seed=seed, progress=progress)  # fmt: skip
 
     def load(self, folder: Path) -> SequentialModel:
         """Read a model written by :meth:`SequentialModel.save` (any layout up to ``LAYOUT``).

@@ -1,0 +1,126 @@
+"""Warm-start growth (``train --incremental``) against a full retrain of ``sequential``.
+
+    ./dev bench sequential_incremental [--dataset ml-100k] [--data /work/shared/data]
+        [--share 0.05] [-p KEY=VALUE ...]
+
+On ``<data>/<dataset>`` with the leave-last-out protocol (DESIGN.md: each user's last
+interaction is the test item, full ranking, history excluded): the latest ``--share`` (5%) of
+the training events by time are held out, a base model is fitted on the rest, then the held-out
+events are added back and two models compared on the test item: the incremental one (the base
+grown and trained on the new events, ``fit_incremental``) and a full retrain on all of them.
+Reports NDCG@10 and HR@10 of the base, incremental and full models and the wall time of each
+fit. Goal (issue 17): incremental >= 97% of the full retrain's NDCG@10 in <= 20% of its time.
+Results: ``benchmarks/results/sequential_incremental-<dataset>.json``. torch and the BLAS
+pools use 2 threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from tastebud.evaluation import evaluate
+from tastebud.evaluation.splits import leave_last_out
+from tastebud.recipes import TrainingData, parse_config
+from tastebud.recipes.sequential import Sequential, SequentialConfig, SequentialModel
+from tastebud.recipes.sequential.growth import fit_incremental
+from tastebud.training.data import build_training_data, read_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recipe_quality import RESULTS, THREADS, machine_facts
+
+DATA = Path("/work/shared/data")
+
+
+def load(folder: Path) -> TrainingData:
+    """``folder``'s interactions and item metadata (a worktree has no ``../shared``)."""
+    interactions = read_table(folder / "interactions.csv.gz")
+    data, _, _ = build_training_data(
+        interactions, read_table(folder / "items.csv", dataset="items")
+    )
+    return data
+
+
+def timed_fit(
+    data: TrainingData, config: SequentialConfig, seed: int
+) -> tuple[SequentialModel, float]:
+    started = time.perf_counter()
+    model = Sequential().fit(data, config, seed=seed)
+    return model, time.perf_counter() - started
+
+
+def run(
+    data_root: Path, dataset: str, share: float, params: dict[str, object], seed: int
+) -> dict[str, Any]:
+    data = load(data_root / dataset)
+    split = leave_last_out(data)
+    everything = split.train_and_validation
+    cutoff = int(np.sort(everything.timestamps)[round((1 - share) * everything.size)])
+    base_data = everything.subset(everything.timestamps < cutoff)
+    recent = everything.timestamps >= cutoff
+    config = SequentialConfig.model_validate(parse_config(Sequential(), params).model_dump())
+    facts: dict[str, Any] = {
+        "dataset": dataset, "share": share, "cutoff": cutoff, "seed": seed,
+        "events": everything.size, "recent_events": int(recent.sum()),
+        "recent_users": len(np.unique(everything.users[recent])),
+        "new_items": len(np.setdiff1d(np.unique(everything.items[recent]),
+                                      np.unique(base_data.items))),
+        "test_users": len(split.test), "params": config.model_dump(mode="json"),
+        "machine": machine_facts(),
+    }  # fmt: skip
+    print(json.dumps({k: v for k, v in facts.items() if k not in ("params", "machine")}),
+          flush=True)  # fmt: skip
+    base, base_seconds = timed_fit(base_data, config, seed)
+    results: dict[str, Any] = {"base": _row(base, split, base_seconds)}
+    print("base", results["base"], flush=True)
+    started = time.perf_counter()
+    grown = fit_incremental(base, everything, config, since=cutoff, seed=seed)
+    results["incremental"] = _row(grown, split, time.perf_counter() - started)
+    results["incremental"]["training"] = grown.training["incremental"]
+    print("incremental", results["incremental"], flush=True)
+    full, full_seconds = timed_fit(everything, config, seed)
+    results["full"] = _row(full, split, full_seconds)
+    print("full", results["full"], flush=True)
+    results["ndcg_ratio"] = results["incremental"]["ndcg@10"] / results["full"]["ndcg@10"]
+    results["time_ratio"] = results["incremental"]["seconds"] / full_seconds
+    facts["load_1_5_15_end"] = [round(x, 2) for x in os.getloadavg()]
+    return facts | results
+
+
+def _row(model: SequentialModel, split: Any, seconds: float) -> dict[str, Any]:
+    metrics = evaluate(model, split.test, protocol="leave-last-out")
+    epochs = len(model.training.get("curve", []))
+    return {"ndcg@10": round(metrics["ndcg@10"], 4), "hr@10": round(metrics["hr@10"], 4),
+            "seconds": round(seconds, 1), "epochs": epochs}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--data", type=Path, default=DATA, help="folder of the data sets")
+    parser.add_argument("--share", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-p", "--param", action="append", default=[], help="KEY=VALUE")
+    args = parser.parse_args()
+    params: dict[str, object] = dict(p.split("=", 1) for p in args.param)
+    torch.set_num_threads(THREADS)
+    with threadpool_limits(limits=THREADS):
+        result = run(args.data, args.dataset, args.share, params, args.seed)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"sequential_incremental-{args.dataset}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"incremental/full NDCG@10 {result['ndcg_ratio']:.3f}, "
+          f"time {result['time_ratio']:.3f} -> {out}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
