@@ -188,11 +188,15 @@ def main() -> None:
                 for seed in [int(s) for s in args.seeds.split(",")]:
                     results.append(run(data, stage, name, seed))
                     print(table(results[-1:]).splitlines()[-1], flush=True)
+                    save(results)  # after each fit: an interrupted run keeps what it measured
     print(table(results))
+
+
+def save(results: list[dict[str, Any]]) -> None:
+    """Merge ``results`` into the results file (a run replaces its stage, config and seed)."""
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
-    keep = [r for r in previous["runs"]
-            if (r["stage"], r["config"], r["seed"]) not in
-            {(n["stage"], n["config"], n["seed"]) for n in results}]  # fmt: skip
+    fresh = {(r["stage"], r["config"], r["seed"]) for r in results}
+    keep = [r for r in previous["runs"] if (r["stage"], r["config"], r["seed"]) not in fresh]
     RESULTS.write_text(json.dumps({
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="minutes"),
         "machine": f"{platform.machine()}, {THREADS} threads", "runs": keep + results,
