@@ -119,7 +119,11 @@ def ranks(scores: npt.NDArray[np.float32], query: Query, targets: npt.NDArray[np
 def metrics(rank: npt.NDArray[np.int64]) -> dict[str, float]:
     hit = rank < K
     ndcg = np.where(hit, 1.0 / np.log2(rank + 2.0), 0.0)
-    return {"hr@10": float(hit.mean()), "ndcg@10": float(ndcg.mean()), "n": len(rank)}
+    return {
+        "hr@10": float(hit.mean()), "ndcg@10": float(ndcg.mean()),
+        "hr@100": float((rank < 100).mean()), "median_rank": float(np.median(rank) + 1),
+        "n": len(rank),
+    }  # fmt: skip
 
 
 def run(data: TrainingData, stage: str, name: str, seed: int) -> dict[str, Any]:
@@ -148,14 +152,16 @@ def run(data: TrainingData, stage: str, name: str, seed: int) -> dict[str, Any]:
 
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| stage | config | seed | cold HR@10 | cold NDCG@10 | among cold HR@10 | warm HR@10 "
-        "| warm NDCG@10 | own val NDCG@10 | fit s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| stage | config | seed | cold HR@10 | cold NDCG@10 | cold HR@100 | cold median rank "
+        "| among cold HR@10 | warm HR@10 | warm NDCG@10 | own val NDCG@10 | fit s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         lines.append(
             f"| {r['stage']} | {r['config']} | {r['seed']} | {r['cold']['hr@10']:.3f} "
-            f"| {r['cold']['ndcg@10']:.3f} | {r['cold_among_cold']['hr@10']:.3f} "
+            f"| {r['cold']['ndcg@10']:.3f} | {r['cold'].get('hr@100', float('nan')):.3f} "
+            f"| {r['cold'].get('median_rank', float('nan')):.0f} "
+            f"| {r['cold_among_cold']['hr@10']:.3f} "
             f"| {r['warm']['hr@10']:.3f} | {r['warm']['ndcg@10']:.3f} "
             f"| {r['validation_ndcg@10']:.3f} | {r['fit_seconds']:.0f} |"
         )
