@@ -119,3 +119,16 @@ def test_missing_file_and_missing_columns(runner: CliRunner, tmp_path: Path) -> 
     pl.DataFrame({"USER_ID": ["a"], "ITEM_ID": ["b"]}).write_csv(path)
     code, _, err = run(runner, "--interactions", str(path), "--recipe", "popularity-count")
     assert code == 1 and "missing required column(s) TIMESTAMP" in err
+
+
+def test_text_fields_are_named_and_checked(runner: CliRunner, tmp_path: Path) -> None:
+    path, items = tmp_path / "interactions.csv", tmp_path / "items.csv"
+    interactions_frame().write_csv(path)
+    pl.DataFrame({"ITEM_ID": ["item0"], "TITLE": ["Toy Story"], "YEAR": [1995]}).write_csv(items)
+    base = ["--interactions", str(path), "--recipe", "popularity-count"]
+    code, _, err = run(runner, *base, "--text-field", "TITLE")
+    assert code != 0 and "need an items file" in err
+    code, _, err = run(runner, *base, "--items", str(items), "--text-field", "PLOT")
+    assert code != 0 and "no textual field 'PLOT'" in err
+    code, _, err = run(runner, *base, "--items", str(items), "--text-field", "YEAR")
+    assert code != 0 and "items.YEAR: a textual field holds text" in err

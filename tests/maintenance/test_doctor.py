@@ -11,6 +11,7 @@ import socket
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 from typer.testing import CliRunner
@@ -20,6 +21,7 @@ from tastebud.engine import Engine
 from tastebud.maintenance import Check, diagnose
 from tastebud.settings import Settings
 from tastebud.store.migrations import LATEST
+from tastebud.text.items import CACHE_FOLDER as TEXT_CACHE_FOLDER
 from tests.maintenance.conftest import GROUP, MakeSettings, populate
 
 REDIS_URL = os.environ.get("TASTEBUD_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
@@ -190,3 +192,11 @@ def test_a_store_not_made_yet_is_a_warning_and_doctor_creates_nothing(tmp_path: 
     assert not _failed(checks)
     assert _by_name(checks)["store"].status == "warn"
     assert not (tmp_path / "new").exists()
+
+
+def test_the_text_embedding_cache_is_no_version_folder(healthy: Settings) -> None:
+    shard = healthy.artifacts / TEXT_CACHE_FOLDER / "ab"
+    shard.mkdir(parents=True)
+    np.save(shard / f"ab{'0' * 62}.npy", np.zeros(384, np.float32))
+    check = _by_name(diagnose(lambda: healthy))["artifacts"]
+    assert check.status == "ok" and check.message.startswith("2 version folder(s)")

@@ -43,8 +43,12 @@ def grown_catalogue(data: TrainingData, *, fans: int) -> TrainingData:
     )  # fmt: skip
 
 
-def test_growth_keeps_old_items_scores_and_starts_new_items_from_metadata() -> None:
-    previous = fit(clustered(), TINY)
+# age_mix: a per-item buffer (interaction counts) that grows with the catalogue
+@pytest.mark.parametrize("extra", [{}, {"age_mix": True}], ids=["plain", "age-mix"])
+def test_growth_keeps_old_items_scores_and_starts_new_items_from_metadata(
+    extra: dict[str, object],
+) -> None:
+    previous = fit(clustered(), {**TINY, **extra})
     data = grown_catalogue(clustered(), fans=20)
     network, codec = grow(previous, data, Lineage.same_items(previous, data))
     grown = SequentialModel(previous.config, network, np.zeros(data.n_items, np.float32),

@@ -16,12 +16,15 @@ from tastebud.cli._common import (
     key_values,
     print_json,
     progress_bar,
+    state,
 )
 from tastebud.evaluation import PROTOCOLS, EvaluationProtocol, run_evaluation
+from tastebud.text.items import CACHE_FOLDER as TEXT_CACHE_FOLDER
 from tastebud.training import SolutionDataConfig, build_training_data, read_table
 
 
 def evaluate(
+    ctx: typer.Context,
     interactions: Annotated[
         Path, typer.Option(help="Interactions file: .csv, .csv.gz or .parquet.")
     ],
@@ -43,6 +46,10 @@ def evaluate(
         float | None, typer.Option(help="Drop interactions with a smaller EVENT_VALUE.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    text_field: Annotated[
+        list[str] | None,
+        typer.Option(help="An items column of free text (TITLE): embedded as item metadata."),
+    ] = None,
 ) -> None:
     """Fit a recipe on each user's earlier interactions and report ranking metrics."""
     params = key_values(param, "--param")
@@ -54,7 +61,10 @@ def evaluate(
         config = _data_config(key_values(event_weight, "--event-weight"), min_event_value)
         frame = read_table(interactions, dataset="interactions")
         item_frame = None if items is None else read_table(items, dataset="items")
-        data, _, _ = build_training_data(frame, item_frame, config=config)
+        data, _, _ = build_training_data(
+            frame, item_frame, config=config, item_textual=text_field or (),
+            text_cache=state(ctx).settings().artifacts / TEXT_CACHE_FOLDER if text_field else None,
+        )  # fmt: skip
         with progress_bar() as bar:
             task = bar.add_task(f"evaluate {recipe}", total=1.0, note="")
 

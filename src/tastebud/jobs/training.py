@@ -49,6 +49,8 @@ from tastebud.serving.versions import (
 )
 from tastebud.store import SolutionRecord, SolutionVersionRecord, Store
 from tastebud.store.base import VersionStatus
+from tastebud.text.items import CACHE_FOLDER as TEXT_CACHE_FOLDER
+from tastebud.text.items import item_texts
 from tastebud.training import (
     SolutionDataConfig,
     impression_negatives,
@@ -107,10 +109,16 @@ class TrainingOutcome:
 
 
 def load_training_data(
-    store: Store, group: str, data_config: SolutionDataConfig, *, up_to_seq: int
+    store: Store,
+    group: str,
+    data_config: SolutionDataConfig,
+    *,
+    up_to_seq: int,
+    text_cache: Path | None = None,
 ) -> tuple[TrainingData, Vocabulary, Vocabulary]:
     """The group's interactions (identified users, arrived by ``up_to_seq``) and item metadata
-    as training arrays."""
+    as training arrays; the schema's textual item fields are embedded on demand, their vectors
+    cached in ``text_cache``."""
     users = store.vocabulary(group, "user")
     items = store.vocabulary(group, "item")
     frame = store.read_interactions(group, up_to_seq=up_to_seq)
@@ -126,6 +134,11 @@ def load_training_data(
         if schema is not None
         else None
     )
+    # declared textual fields that some item fills (an empty field is no column in the export)
+    textual = [
+        name for name, kind in (schema.extra_fields if schema is not None else {}).items()
+        if kind == "textual" and item_frame is not None and name in item_frame.columns
+    ]  # fmt: skip
     features, names = item_feature_matrix(item_frame, items, categorical)
     # Shown but never interacted with: a negative signal for the recipes that use it.
     negative_users, negative_items = impression_negatives(frame["impression"], frame, items)
@@ -135,6 +148,8 @@ def load_training_data(
         item_created=item_creation_times(item_frame, items),
         negative_users=negative_users, negative_items=negative_items,
     )  # fmt: skip
+    texts = item_texts(item_frame, items, textual, text_cache)
+    data = dataclasses.replace(data, item_texts=texts)
     return data, users, items
 
 
@@ -175,7 +190,10 @@ def train_version(
     report(0.02, "reading data")
     # live updates continue from here
     last_seq = store.last_seq(solution.group) if up_to_seq is None else up_to_seq
-    data, users, items = load_training_data(store, solution.group, spec.data, up_to_seq=last_seq)
+    data, users, items = load_training_data(
+        store, solution.group, spec.data, up_to_seq=last_seq,
+        text_cache=artifacts / TEXT_CACHE_FOLDER,
+    )  # fmt: skip
     params = dict(spec.params)
     if declared_features(parse_config(recipe, params)):
         if features is None:

@@ -28,6 +28,7 @@ from tastebud.settings import Settings, StoreSettings
 from tastebud.store import Store, open_store
 from tastebud.store.copies import pg_ping, sqlite_integrity
 from tastebud.store.migrations import LATEST, too_new
+from tastebud.text.items import CACHE_FOLDER as TEXT_CACHE_FOLDER
 
 Status = Literal["ok", "warn", "fail"]
 MIN_FREE_BYTES = 1 << 30  # below this a bulk import or a backup may fail half-way
@@ -195,7 +196,9 @@ def _disk(settings: Settings, min_free_bytes: int) -> Check:
 
 
 def _artifacts(root: Path, versions: dict[str, str] | None) -> Check:
-    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    # every folder but the text-embedding cache (tastebud.text) is a version's
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name != TEXT_CACHE_FOLDER
+                     ) if root.is_dir() else []  # fmt: skip
     damaged, unsummed, leftovers = [], [], []
     for folder in folders:
         if folder.name.endswith(".partial"):

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +19,9 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict
 
 from tastebud.recipes.mapped import read_npz
+
+if TYPE_CHECKING:
+    from tastebud.text.items import ItemTexts
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int32]
@@ -60,6 +63,9 @@ class TrainingData:
     ``feature_lookup`` (optional) reads declared features as they were at given times (the
     feature store's point-in-time frames); recipes that do not declare features ignore it.
 
+    ``item_texts`` (optional) holds each item's declared textual fields as one text, and their
+    sentence embeddings, computed on first use (``tastebud.text``).
+
     Optional event columns, parallel to the interactions (None where the data has none):
     ``event_types`` codes into ``event_type_names`` (-1: no type), ``values`` the
     ``EVENT_VALUE`` (NaN: none), and ``contexts`` the request context of each event, one
@@ -87,6 +93,7 @@ class TrainingData:
     item_numbers: FloatArray | None = None
     number_names: tuple[str, ...] = ()
     feature_lookup: TrainingFeatureLookup | None = None
+    item_texts: ItemTexts | None = None
 
     def __post_init__(self) -> None:
         n = len(self.users)
@@ -141,7 +148,7 @@ class TrainingData:
             contexts=None if self.contexts is None else self.contexts[mask],
             context_fields=self.context_fields, context_names=self.context_names,
             item_numbers=self.item_numbers, number_names=self.number_names,
-            feature_lookup=self.feature_lookup,
+            feature_lookup=self.feature_lookup, item_texts=self.item_texts,
         )  # fmt: skip
 
 

@@ -84,6 +84,11 @@ class SimilarItemsConfig(RecipeConfig):
     popularity_weight: float = Field(
         default=1e-3, ge=0.0, le=1.0, description="weight of normalised popularity (ties, fill)"
     )
+    text_weight: float = Field(
+        default=1.0, ge=0.0, le=10.0,
+        description="weight of the text cosine (textual item fields) for an anchor nobody has "
+        "touched yet",
+    )  # fmt: skip
 
 
 class SimilarItemsModel:
@@ -97,8 +102,10 @@ class SimilarItemsModel:
         popularity: FloatArray,
         metadata_scale: FloatArray,
         features: sp.csr_matrix | None,
+        text: FloatArray | None = None,
     ) -> None:
         self.config = config
+        self.text = None if text is None else np.asarray(text, np.float32)  # (I, E) unit rows
         self.neighbours = sp.csr_matrix(neighbours, dtype=np.float32)
         self.popularity = np.asarray(popularity, np.float32)  # max 1
         self.metadata_scale = np.asarray(metadata_scale, np.float32)
@@ -145,6 +152,11 @@ class SimilarItemsModel:
             shape=(len(anchors), self.n_items),
         )
         scores = self._expand(onehot)
+        if self.text is not None and self.config.text_weight > 0:
+            # nobody touched the anchor (no neighbours, no popularity): its text speaks for it
+            untouched = rows[self.popularity[anchors[known]] == 0]
+            cosine = self.text[anchors[untouched]] @ self.text.T  # zero rows: no text
+            scores[untouched] += self.config.text_weight * cosine
         scores[rows, anchors[known]] = SELF_SCORE
         return scores
 
@@ -164,6 +176,7 @@ class SimilarItemsModel:
             "popularity": self.popularity,
             "metadata_scale": self.metadata_scale,
             "features": self.features,
+            "text": self.text,
         }
         save_arrays(folder, meta, arrays)
 
@@ -283,6 +296,16 @@ def metadata_features(data: TrainingData) -> sp.csr_matrix | None:
     return sp.csr_matrix(features.multiply(inverse[:, None]), dtype=np.float32)
 
 
+def untouched_text(data: TrainingData) -> FloatArray | None:
+    """The items' text vectors when some item that nobody touched has text (the only anchors
+    that read them), else None: the sentence model is not loaded for nothing."""
+    texts = data.item_texts
+    if texts is None:
+        return None
+    untouched = np.bincount(data.items, minlength=data.n_items) == 0
+    return texts.vectors if bool((untouched & texts.has_text).any()) else None
+
+
 class SimilarItems:
     """The ``similar-items`` recipe."""
 
@@ -314,6 +337,7 @@ class SimilarItems:
             popularity=counts / max(float(counts.max(initial=0.0)), 1e-12),
             metadata_scale=settings.metadata_weight * COLD_SUPPORT / (COLD_SUPPORT + support),
             features=metadata_features(data),
+            text=untouched_text(data),
         )
         if progress is not None:
             progress(1.0, "done")
@@ -332,6 +356,7 @@ class SimilarItems:
             popularity=arrays["popularity"],
             metadata_scale=arrays["metadata_scale"],
             features=arrays.get("features"),
+            text=arrays.get("text"),
         )
 
     def search_space(self, trial: optuna.trial.BaseTrial) -> dict[str, object]:

@@ -7,6 +7,7 @@ indexes (the store's ``read_interactions``). Rows end up in time order, ties in 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from tastebud.errors import InvalidInput
 from tastebud.ids import Vocabulary
 from tastebud.recipes.base import FloatArray, Int64Array, IntArray, TrainingData
 from tastebud.schema import REQUIRED, RESERVED, DatasetKind, canonical_name, parse_timestamp
+from tastebud.text.items import item_texts
 
 _log = logging.getLogger(__name__)
 
@@ -111,6 +113,8 @@ def build_training_data(
     *,
     config: SolutionDataConfig = SolutionDataConfig(),
     item_categorical: Sequence[str] | None = None,
+    item_textual: Sequence[str] = (),
+    text_cache: Path | None = None,
 ) -> tuple[TrainingData, Vocabulary, Vocabulary]:
     """Turn an interactions frame (and optionally an items frame) into training arrays.
 
@@ -120,6 +124,8 @@ def build_training_data(
     the user never interacted with. Item features are one-hot over ``item_categorical``, or,
     when None, over the string columns whose ``|``-split values number fewer than half the items.
     ``item_created`` comes from ``CREATION_TIMESTAMP`` (-1 where missing; None without the column).
+    ``item_textual`` names the items' text columns, embedded on demand (vectors cached in
+    ``text_cache``, see ``tastebud.text``).
 
     Returns:
         ``(data, users, items)``: the training data and the user and item vocabularies.
@@ -159,6 +165,8 @@ def build_training_data(
         item_created=item_creation_times(item_frame, item_vocabulary),
         negative_users=negative_users, negative_items=negative_items, context_columns=contexts,
     )  # fmt: skip
+    texts = item_texts(item_frame, item_vocabulary, item_textual, text_cache)
+    data = dataclasses.replace(data, item_texts=texts)
     _log.info(
         "training data built users=%d items=%d interactions=%d negatives=%d features=%d "
         "event_types=%d contexts=%s",

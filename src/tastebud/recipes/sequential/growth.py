@@ -56,8 +56,10 @@ NEIGHBOURS = 10  # trained items whose id rows a new item's row averages
 _SIZES = ("n_items", "n_features", "n_event_types", "n_value_buckets", "n_contexts",
           "genre_features")  # fmt: skip
 # Buffers rebuilt from today's data rather than copied.
+# Rebuilt from today's data, never copied: per-item buffers (text vectors, counts) included.
 _DERIVED = {"items.known", "items.feature_index", "items.feature_offsets",
-            "items.feature_weights", "genre.columns"}  # fmt: skip
+            "items.feature_weights", "genre.columns", "items.mix.log_counts",
+            "items.text.vectors"}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tastebud.recipes.sequential.cold import AgeMix, TextProjection, id_dropout
 from tastebud.recipes.sequential.multitoken import OffsetHeads
 from tastebud.recipes.sequential.tokens import GAP, GAP_BUCKETS, HOUR, HOURS, TYPE, VALUE
 
@@ -48,6 +49,9 @@ class TransformerConfig:
     field_pooling: bool = False  # features averaged per field, fields summed (else one mean)
     predict_next: int = 1  # k: items each position learns (offsets 2..k: multitoken.py)
     predict_next_weight: float = 0.5  # the offsets' mean loss, weighed against the next item's
+    age_mix: bool = False  # id vectors gated by the item's interaction count (cold.py)
+    id_dropout: float = 0.0  # share of id vectors zeroed per training step (cold.py)
+    text_width: int = 0  # E: width of the items' text vectors (0: no text)
 
     @property
     def token_width(self) -> int:
@@ -63,7 +67,10 @@ class TransformerConfig:
 class ItemEmbedding(nn.Module):
     """The (I + 1, D) item table: id vector (zero for items unseen in training) + feature
     vectors, averaged within each field and summed over the fields (genres, year bucket).
-    ``features`` holds the one-hot rows as an EmbeddingBag input."""
+    ``features`` holds the one-hot rows as an EmbeddingBag input.
+    With ``age_mix`` / ``id_dropout`` the id vectors are gated by the item's interaction count
+    and dropped while training, and ``text_width`` adds a projection of the items' text vectors
+    (``cold.py``)."""
 
     known: Tensor  # buffers, saved with the parameters
     feature_index: Tensor
@@ -78,6 +85,8 @@ class ItemEmbedding(nn.Module):
         feature_index: Tensor,  # (nnz,) feature of each (item, feature) pair, items in order
         feature_offsets: Tensor,  # (I + 1,) where each item's features start in feature_index
         feature_weights: Tensor | None = None,  # (nnz,) 1 / the item's values in that field
+        counts: Tensor | None = None,  # (I + 1,) training interactions (age_mix; load: None)
+        text: Tensor | None = None,  # (I + 1, E) text vectors (text_width > 0; load: None)
     ) -> None:
         super().__init__()
         self.ids = nn.Embedding(config.n_items + 1, config.hidden, padding_idx=0)
@@ -95,6 +104,13 @@ class ItemEmbedding(nn.Module):
             mode = "sum" if config.field_pooling else "mean"
             self.features = nn.EmbeddingBag(config.n_features, config.hidden, mode=mode)
             nn.init.normal_(self.features.weight, std=0.02)
+        # created last, so that a model without them draws the same initial weights as before
+        self.id_dropout = config.id_dropout
+        n_rows = config.n_items + 1
+        self.mix = AgeMix(n_rows, counts) if config.age_mix else None
+        self.text = None
+        if config.text_width:
+            self.text = TextProjection(n_rows, config.text_width, config.hidden, text)
 
     def feature_matrix(self) -> Tensor:
         """(I + 1, F) one-hot item features, rebuilt from the bags."""
@@ -109,7 +125,11 @@ class ItemEmbedding(nn.Module):
 
     def forward(self) -> Tensor:
         """(I + 1, D); row 0 (padding) is zero."""
-        table = self.ids.weight * self.known
+        table = id_dropout(self.ids.weight * self.known, self.id_dropout, training=self.training)
+        if self.mix is not None:
+            table = self.mix(table)
+        if self.text is not None:
+            table = table + self.text()
         if self.features is not None:  # an item without features gets an empty bag: zeros
             bags = self.features(
                 self.feature_index, self.feature_offsets, per_sample_weights=self.feature_weights
@@ -240,12 +260,14 @@ class SequenceTransformer(nn.Module):
         feature_offsets: Tensor,
         feature_weights: Tensor | None = None,
         genre_columns: Tensor | None = None,
+        counts: Tensor | None = None,
+        text: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.items = ItemEmbedding(
             config, known=known, feature_index=feature_index, feature_offsets=feature_offsets,
-            feature_weights=feature_weights,
+            feature_weights=feature_weights, counts=counts, text=text,
         )  # fmt: skip
         self.positions = nn.Embedding(config.max_len, config.hidden)
         nn.init.normal_(self.positions.weight, std=0.02)

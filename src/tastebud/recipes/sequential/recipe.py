@@ -30,6 +30,7 @@ from tastebud.recipes.base import (
     load_arrays,
     save_arrays,
 )
+from tastebud.recipes.sequential.cold import item_text_rows
 from tastebud.recipes.sequential.inputs import (
     MAX_GENRE_VALUES,
     feature_bags,
@@ -162,6 +163,21 @@ class SequentialConfig(RecipeConfig):
     )  # fmt: skip
     incremental_lr_scale: float = Field(
         default=0.3, gt=0.0, le=1.0, description="incremental fit: peak learning rate / lr"
+    )
+    age_mix: bool = Field(
+        default=False,
+        description="weigh each item's id vector by a learned gate of its interaction count, "
+        "so that the metadata dominates for new and rarely seen items",
+    )
+    id_dropout: float = Field(
+        default=0.0, ge=0.0, le=0.9,
+        description="share of the item id vectors zeroed at each training step, so that the "
+        "metadata alone learns to score an item",
+    )  # fmt: skip
+    text_metadata: bool = Field(
+        default=True,
+        description="embed the items' textual fields (all-MiniLM-L6-v2, offline) into the item "
+        "vectors; only where the items schema declares textual fields",
     )
 
     @model_validator(mode="after")
@@ -503,8 +519,10 @@ def build_network(
     codec = codec or TokenCodec()
     n_features, feature_index, offsets, weights = feature_bags(data)
     genres = genre_columns(data, settings.genre_field) if settings.genre_head else None
-    known = np.zeros(data.n_items + 1, np.float32)
-    known[1:] = np.bincount(data.items, minlength=data.n_items) > 0
+    counts = np.zeros(data.n_items + 1, np.float32)
+    counts[1:] = np.bincount(data.items, minlength=data.n_items)
+    known = (counts > 0).astype(np.float32)
+    text = item_text_rows(data) if settings.text_metadata else None
     config = TransformerConfig(
         n_items=data.n_items, n_features=n_features, max_len=max_len,
         hidden=settings.hidden or auto_hidden(data.n_items, settings.heads),
@@ -515,8 +533,11 @@ def build_network(
         n_context_fields=len(codec.context_fields), n_contexts=len(codec.context_names),
         genre_features=0 if genres is None else len(genres), field_pooling=True,
         predict_next=settings.predict_next, predict_next_weight=settings.predict_next_weight,
+        age_mix=settings.age_mix, id_dropout=settings.id_dropout,
+        text_width=0 if text is None else text.shape[1],
     )  # fmt: skip
     return SequenceTransformer(
         config, known=torch.from_numpy(known), feature_index=feature_index,
         feature_offsets=offsets, feature_weights=weights, genre_columns=genres,
+        counts=torch.from_numpy(counts), text=text,
     )  # fmt: skip
