@@ -267,6 +267,11 @@ class RecommendIn(FilteredIn):
     explain: bool = Field(
         default=False, description="Add each item's reasons (docs/explanations.md)."
     )
+    include_intent: bool = Field(
+        default=False,
+        description="Add the user's predicted intent (next event type, next item's field "
+        "values); the solution needs intent heads (docs/sequential.md).",
+    )
 
 
 class RankIn(FilteredIn):
@@ -394,6 +399,8 @@ class ItemsAnswer(TypedDict):
     recommendationId: str
     solutionVersionId: str
     itemList: list[ScoredItem]
+    # includeIntent: head ("eventType", "GENRES") -> its most probable values -> probability
+    intent: NotRequired[dict[str, dict[str, float]]]
 
 
 class UsersAnswer(TypedDict):

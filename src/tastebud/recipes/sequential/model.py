@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tastebud.recipes.sequential.intent import IntentHeads, IntentOutput
 from tastebud.recipes.sequential.tokens import GAP, GAP_BUCKETS, HOUR, HOURS, TYPE, VALUE
 
 
@@ -45,6 +46,12 @@ class TransformerConfig:
     n_contexts: int = 0  # distinct context values over all fields
     genre_features: int = 0  # G: feature columns the genre head predicts
     field_pooling: bool = False  # features averaged per field, fields summed (else one mean)
+    intent_events: int = 0  # event types the intent heads predict (0: no event head)
+    intent_sizes: tuple[int, ...] = ()  # values of each field the intent heads predict
+
+    @property
+    def intent(self) -> bool:
+        return bool(self.intent_events or self.intent_sizes)
 
     @property
     def token_width(self) -> int:
@@ -237,6 +244,7 @@ class SequenceTransformer(nn.Module):
         feature_offsets: Tensor,
         feature_weights: Tensor | None = None,
         genre_columns: Tensor | None = None,
+        intent_columns: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -255,6 +263,13 @@ class SequenceTransformer(nn.Module):
             self.genre = GenreHead(
                 config, columns=genre_columns, features=self.items.feature_matrix()
             )
+        self.intent: IntentHeads | None = None
+        if config.intent:
+            self.intent = IntentHeads(
+                config.hidden, n_events=config.intent_events, sizes=tuple(config.intent_sizes),
+                columns=torch.zeros(0) if intent_columns is None else intent_columns,
+                features=self.items.feature_matrix(),
+            )  # fmt: skip
 
     def encode(self, tokens: Tensor, table: Tensor, features: Tensor | None = None) -> Tensor:
         """(B, T) right-padded token ids (and (B, T + 1, C) feature codes: each token's, then
@@ -271,11 +286,17 @@ class SequenceTransformer(nn.Module):
         out: Tensor = self.norm(x)
         return out
 
-    def heads(self, states: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(N, D) states -> (query (N, D) to dot with the item table, genre logits (N, G))."""
+    def heads(
+        self, states: Tensor, intent: IntentOutput | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """(N, D) states -> (query (N, D) to dot with the item table, genre logits (N, G));
+        with intent heads the query is steered by their ``intent`` (computed when None)."""
+        query = states
+        if self.intent is not None:
+            query = self.intent.steer(states, intent or self.intent(states))
         if self.genre is None:
-            return states, None
-        return states, self.genre.project(states)
+            return query, None
+        return query, self.genre.project(states)
 
     def logits(self, states: Tensor, table: Tensor) -> Tensor:
         """(N, D) states -> (N, I) next-item scores (padding row dropped)."""
