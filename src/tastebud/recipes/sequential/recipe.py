@@ -203,6 +203,40 @@ class SequentialModel:
                 scores[rows] = self._next_item_scores(tokens[rows], features[rows], lengths[rows])
         return scores
 
+    def _last_states(self, tokens: IntArray, features: IntArray, lengths: Int64Array
+                     ) -> torch.Tensor:  # fmt: skip
+        """(B, D) states after each row's last token (lengths >= 1); call in inference mode."""
+        width = int(lengths.max())
+        rows = torch.from_numpy(features[:, : width + 1]) if features.shape[2] else None
+        states = self.network.encode(torch.from_numpy(tokens[:, :width]).long(), self._table, rows)
+        return states[torch.arange(len(tokens)), torch.from_numpy(lengths - 1)]
+
+    def _next_item_scores(
+        self, tokens: IntArray, features: IntArray, lengths: Int64Array
+    ) -> FloatArray:
+        """(B, T + 1) tokens, (B, T + 1, C) features, (B,) lengths >= 1 -> (B, I) scores
+        after the last token."""
+        with torch.inference_mode():
+            last = self._last_states(tokens, features, lengths)  # (B, D)
+            logits = self.network.logits(last, self._table)  # (B, I)
+        scores: FloatArray = logits.float().numpy()
+        return scores
+
+    def _inputs(self, query: Query) -> tuple[IntArray, IntArray, Int64Array]:
+        """The model's inputs for ``query``: (Q, T + 1) right-padded tokens then the request
+        slot, (Q, T + 1, C) features, (Q,) history lengths."""
+        codec = self.codec
+        sequences = query_sequences(
+            query, self.n_items, events=codec.query_events(query), strength=codec.strengths()
+        )
+        times = query.times  # None: the request is now
+        if times is None:
+            times = np.full(len(query), int(time.time()), np.int64)
+        requests = codec.requests(sequences, times, codec.query_contexts(query))
+        return inputs_with_request(
+            sequences, codec.features(sequences), requests, self.network.config.max_len
+        )
+
     @property
     def has_intent(self) -> bool:
         return self.network.intent is not None
@@ -248,40 +282,6 @@ class SequentialModel:
         events, fields = (None if parts[0][i] is None else torch.cat([p[i] for p in parts])
                           for i in (0, 1))  # fmt: skip
         return active, IntentOutput(events, fields, torch.cat([p.vector for p in parts]))
-
-    def _inputs(self, query: Query) -> tuple[IntArray, IntArray, Int64Array]:
-        """The model's inputs for ``query``: (Q, T + 1) right-padded tokens then the request
-        slot, (Q, T + 1, C) features, (Q,) history lengths."""
-        codec = self.codec
-        sequences = query_sequences(
-            query, self.n_items, events=codec.query_events(query), strength=codec.strengths()
-        )
-        times = query.times  # None: the request is now
-        if times is None:
-            times = np.full(len(query), int(time.time()), np.int64)
-        requests = codec.requests(sequences, times, codec.query_contexts(query))
-        return inputs_with_request(
-            sequences, codec.features(sequences), requests, self.network.config.max_len
-        )
-
-    def _last_states(self, tokens: IntArray, features: IntArray, lengths: Int64Array
-                     ) -> torch.Tensor:  # fmt: skip
-        """(B, D) states after each row's last token (lengths >= 1); call in inference mode."""
-        width = int(lengths.max())
-        rows = torch.from_numpy(features[:, : width + 1]) if features.shape[2] else None
-        states = self.network.encode(torch.from_numpy(tokens[:, :width]).long(), self._table, rows)
-        return states[torch.arange(len(tokens)), torch.from_numpy(lengths - 1)]
-
-    def _next_item_scores(
-        self, tokens: IntArray, features: IntArray, lengths: Int64Array
-    ) -> FloatArray:
-        """(B, T + 1) tokens, (B, T + 1, C) features, (B,) lengths >= 1 -> (B, I) scores
-        after the last token."""
-        with torch.inference_mode():
-            last = self._last_states(tokens, features, lengths)  # (B, D)
-            logits = self.network.logits(last, self._table)  # (B, I)
-        scores: FloatArray = logits.float().numpy()
-        return scores
 
     def save(self, folder: Path) -> None:
         meta = {
