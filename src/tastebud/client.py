@@ -444,15 +444,20 @@ class Client:
         filter_values: Mapping[str, Sequence[str]] | None = None,
         explain: bool = False,
         horizon: int = 1,
+        include_intent: bool = False,
     ) -> ItemsAnswer:
         """Items for a user (``None``: a new visitor), best first; ``filter_name`` applies a
         filter of the group, with ``filter_values`` for its ``$PARAMETERS``. ``explain``: each
         item carries ``reasons`` (docs/explanations.md). ``horizon`` > 1: items for the user's
-        next few actions (a sequential version trained with ``predictNext`` >= horizon)."""
+        next few actions (a sequential version trained with ``predictNext`` >= horizon).
+        ``include_intent``: the answer's ``intent`` holds the predicted next event type and
+        field values (intent heads)."""
         body = {"userId": user_id, "numResults": num_results, "excludeSeen": exclude_seen}
         body |= _filter(filter_name, filter_values) | _explain(explain)
         if horizon != 1:
             body["horizon"] = horizon
+        if include_intent:
+            body["includeIntent"] = True
         return cast(ItemsAnswer, self._ask("/recommendations", solution, version_id, body))
 
     def rank(

@@ -275,6 +275,12 @@ class RecommendIn(FilteredIn):
         "predictNext >= N (else 422); docs/sequential.md.",
     )  # fmt: skip
 
+    include_intent: bool = Field(
+        default=False,
+        description="Add the user's predicted intent (next event type, next item's field "
+        "values); the solution needs intent heads (docs/sequential.md).",
+    )
+
 
 class RankIn(FilteredIn):
     user_id: Id | None = None
@@ -402,6 +408,8 @@ class ItemsAnswer(TypedDict):
     recommendationId: str
     solutionVersionId: str
     itemList: list[ScoredItem]
+    # includeIntent: head ("eventType", "GENRES") -> its most probable values -> probability
+    intent: NotRequired[dict[str, dict[str, float]]]
 
 
 class UsersAnswer(TypedDict):

@@ -24,6 +24,7 @@ from tastebud.cli import (
     recommend,
     reels,
     schedules,
+    segments,
     serve,
     solutions,
 )
@@ -91,6 +92,7 @@ app.add_typer(reels.reels_app, name="reels")
 app.add_typer(experiments.experiments_app, name="experiments")
 app.add_typer(experiments.metrics_app, name="metrics")
 app.add_typer(embeddings.embeddings_app, name="embeddings")
+app.add_typer(segments.segments_app, name="segments")
 
 
 def main() -> None:

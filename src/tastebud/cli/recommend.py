@@ -49,8 +49,10 @@ def _show(answer: Answer, *, what: str, as_json: bool) -> None:
     explained = any(r.reasons is not None for r in answer.results)
     if as_json:
         results = [{"id": r.id, "score": r.score} | _reasons(r) for r in answer.results]
+        intent = {} if answer.intent is None else {"intent": answer.intent}
         print_json({"recommendationId": answer.recommendation_id,
-                    "solutionVersionId": answer.version_id, "results": results})  # fmt: skip
+                    "solutionVersionId": answer.version_id, "results": results}
+                   | intent)  # fmt: skip
         return
     table = Table(title=f"{what} (version {answer.version_id})")
     for column in ("#", "id", "score", *(("why",) if explained else ())):
@@ -60,6 +62,9 @@ def _show(answer: Answer, *, what: str, as_json: bool) -> None:
         why = ("; ".join(r.text for r in result.reasons or ()),) if explained else ()
         table.add_row(str(rank), result.id, score, *why)
     console.print(table)
+    for head, values in (answer.intent or {}).items():
+        shown = ", ".join(f"{name} {p:.0%}" for name, p in values.items()) or "-"
+        console.print(f"intent {head}: {shown}")
 
 
 def _reasons(result: Scored) -> dict[str, Any]:
@@ -87,6 +92,9 @@ def recommend(
             "predictNext >= N).",
         ),
     ] = 1,
+    include_intent: Annotated[
+        bool, typer.Option("--include-intent", help="Show the predicted intent (intent heads).")
+    ] = False,
     group: str | None = group_option(),
     as_json: JsonFlag = False,
 ) -> None:
@@ -96,6 +104,7 @@ def recommend(
             resolve_group(ctx, group), _ref(solution, version), user_id=user, k=num_results,
             exclude_seen=not include_seen, filter_name=filter_name,
             filter_values=_values(filter_value), explain=explain, horizon=horizon,
+            include_intent=include_intent,
         )  # fmt: skip
     _show(answer, what=f"for {user or 'a new visitor'}", as_json=as_json)
 

@@ -28,6 +28,7 @@ from tastebud.serving.history import (
     seen_from_events,
     seen_from_store,
 )
+from tastebud.serving.intent import Intent, predicted_intent
 from tastebud.serving.live import LiveFeed
 from tastebud.serving.recommend import (
     Scored,
@@ -103,6 +104,7 @@ class Answer:
     version_id: str
     recommendation_id: str
     results: list[Scored]
+    intent: Intent | None = None  # asked for (include_intent): the user's predicted intent
 
 
 class Recommender:
@@ -173,12 +175,13 @@ class Recommender:
         self, group: str, target: Target, *, user_id: str | None, k: int = 25,
         exclude_seen: bool = True, filter_name: str | None = None,
         filter_values: FilterValues | None = None, context: Mapping[str, str] | None = None,
-        explain: bool = False, horizon: int = 1,
+        explain: bool = False, horizon: int = 1, include_intent: bool = False,
     ) -> Answer:  # fmt: skip
         """Items for ``user_id`` from the user's latest events (a new user gets the cold answer),
         limited by the named filter when one is given; ``context`` (e.g. the device) reaches
         the models that read it. ``explain``: each result carries its reasons. ``horizon`` > 1
-        ranks for the user's next few actions (a model that learned them, else InvalidInput)."""
+        ranks for the user's next few actions (a model that learned them, else InvalidInput);
+        ``include_intent``: the answer carries the predicted intent (a model with intent heads)."""
         version = self.version_for(group, target)
         check_k(k)
         check_horizon(version, horizon)
@@ -201,7 +204,8 @@ class Recommender:
             items = answer_from_scores(version, scores, k, seen, selection)
         if explain:
             items = explain_results(version, query, items, filter_name=filter_name)
-        return Answer(version.id, f"rec-{uuid.uuid4().hex}", items)
+        intent = predicted_intent(version, query) if include_intent else None
+        return Answer(version.id, f"rec-{uuid.uuid4().hex}", items, intent)
 
     def _with_features(
         self, group: str, version: LoadedVersion, query: Query, user_id: str | None,

@@ -34,11 +34,14 @@ router = APIRouter(
 
 
 def items_answer(answer: Answer) -> ItemsAnswer:
-    return {
+    out: ItemsAnswer = {
         "recommendationId": answer.recommendation_id,
         "solutionVersionId": answer.version_id,
         "itemList": [_item(r) for r in answer.results],
     }
+    if answer.intent is not None:  # asked for (includeIntent)
+        out["intent"] = answer.intent
+    return out
 
 
 def _item(result: Scored) -> ScoredItem:
@@ -74,6 +77,7 @@ def recommend(group: str, body: RecommendIn, engine: EngineDep) -> ItemsAnswer:
         group, _ref(body), user_id=body.user_id, k=body.num_results,
         exclude_seen=body.exclude_seen, filter_name=name, filter_values=values,
         context=body.context, explain=body.explain, horizon=body.horizon,
+        include_intent=body.include_intent,
     )  # fmt: skip
     return items_answer(answer)
 

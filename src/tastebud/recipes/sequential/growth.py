@@ -59,7 +59,7 @@ _SIZES = ("n_items", "n_features", "n_event_types", "n_value_buckets", "n_contex
 # Rebuilt from today's data, never copied: per-item buffers (text vectors, counts) included.
 _DERIVED = {"items.known", "items.feature_index", "items.feature_offsets",
             "items.feature_weights", "genre.columns", "items.mix.log_counts",
-            "items.text.vectors"}  # fmt: skip
+            "items.text.vectors", "intent.columns"}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

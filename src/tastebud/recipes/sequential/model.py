@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tastebud.recipes.sequential.cold import AgeMix, TextProjection, id_dropout
+from tastebud.recipes.sequential.intent import IntentHeads, IntentOutput
 from tastebud.recipes.sequential.multitoken import OffsetHeads
 from tastebud.recipes.sequential.tokens import GAP, GAP_BUCKETS, HOUR, HOURS, TYPE, VALUE
 
@@ -52,6 +53,12 @@ class TransformerConfig:
     age_mix: bool = False  # id vectors gated by the item's interaction count (cold.py)
     id_dropout: float = 0.0  # share of id vectors zeroed per training step (cold.py)
     text_width: int = 0  # E: width of the items' text vectors (0: no text)
+    intent_events: int = 0  # event types the intent heads predict (0: no event head)
+    intent_sizes: tuple[int, ...] = ()  # values of each field the intent heads predict
+
+    @property
+    def intent(self) -> bool:
+        return bool(self.intent_events or self.intent_sizes)
 
     @property
     def token_width(self) -> int:
@@ -262,6 +269,7 @@ class SequenceTransformer(nn.Module):
         genre_columns: Tensor | None = None,
         counts: Tensor | None = None,
         text: Tensor | None = None,
+        intent_columns: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -285,6 +293,13 @@ class SequenceTransformer(nn.Module):
             self.offsets = OffsetHeads(
                 config.hidden, config.predict_next, config.predict_next_weight
             )
+        self.intent: IntentHeads | None = None
+        if config.intent:
+            self.intent = IntentHeads(
+                config.hidden, n_events=config.intent_events, sizes=tuple(config.intent_sizes),
+                columns=torch.zeros(0) if intent_columns is None else intent_columns,
+                features=self.items.feature_matrix(),
+            )  # fmt: skip
 
     def encode(self, tokens: Tensor, table: Tensor, features: Tensor | None = None) -> Tensor:
         """(B, T) right-padded token ids (and (B, T + 1, C) feature codes: each token's, then
@@ -301,11 +316,17 @@ class SequenceTransformer(nn.Module):
         out: Tensor = self.norm(x)
         return out
 
-    def heads(self, states: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(N, D) states -> (query (N, D) to dot with the item table, genre logits (N, G))."""
+    def heads(
+        self, states: Tensor, intent: IntentOutput | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """(N, D) states -> (query (N, D) to dot with the item table, genre logits (N, G));
+        with intent heads the query is steered by their ``intent`` (computed when None)."""
+        query = states
+        if self.intent is not None:
+            query = self.intent.steer(states, intent or self.intent(states))
         if self.genre is None:
-            return states, None
-        return states, self.genre.project(states)
+            return query, None
+        return query, self.genre.project(states)
 
     def logits(self, states: Tensor, table: Tensor) -> Tensor:
         """(N, D) states -> (N, I) next-item scores (padding row dropped)."""

@@ -37,6 +37,13 @@ from tastebud.recipes.sequential.inputs import (
     genre_columns,
     token_codec,
 )
+from tastebud.recipes.sequential.intent import (
+    TOP_INTENTS,
+    IntentLabels,
+    IntentOutput,
+    describe,
+    intent_columns,
+)
 from tastebud.recipes.sequential.model import SequenceTransformer, TransformerConfig
 from tastebud.recipes.sequential.multitoken import MAX_PREDICT_NEXT, check_horizon, slate_scores
 from tastebud.recipes.sequential.tokens import (
@@ -179,6 +186,18 @@ class SequentialConfig(RecipeConfig):
         description="embed the items' textual fields (all-MiniLM-L6-v2, offline) into the item "
         "vectors; only where the items schema declares textual fields",
     )
+    intent_heads: bool = Field(
+        default=False,
+        description="heads predicting the next event type and the next item's intent_fields "
+        "values, combined into an intent vector that steers the item scores (intent.py)",
+    )
+    intent_weight: float = Field(
+        default=0.5, ge=0.0, le=100.0, description="lambda: weight of the intent heads' losses"
+    )
+    intent_fields: list[str] | None = Field(
+        default=None,
+        description="categorical item fields the intent heads predict (None: the genre rule)",
+    )
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> SequentialConfig:
@@ -199,8 +218,10 @@ class SequentialModel:
         *,
         codec: TokenCodec | None = None,
         training: dict[str, Any] | None = None,
+        intent_labels: IntentLabels | None = None,
     ) -> None:
         self.config = config
+        self.intent_labels = intent_labels or IntentLabels()
         self.codec = codec or TokenCodec()
         self.training = training or {}  # the learning curve and why training stopped
         self.network = network.cpu().eval()
@@ -308,6 +329,52 @@ class SequentialModel:
         states = self.network.encode(torch.from_numpy(tokens[:, :width]).long(), self._table, rows)
         return states[torch.arange(len(tokens)), torch.from_numpy(lengths - 1)]
 
+    @property
+    def has_intent(self) -> bool:
+        return self.network.intent is not None
+
+    def predict_intent(
+        self, query: Query, top: int = TOP_INTENTS
+    ) -> list[dict[str, dict[str, float]]]:
+        """Per query, each intent head's ``top`` most probable classes (``{}`` without
+        history), e.g. ``{"eventType": {"watch": 0.8, ...}, "GENRES": {"Drama": 0.4, ...}}``."""
+        active, output = self._intent(query)
+        heads = self.network.intent
+        out: list[dict[str, dict[str, float]]] = [{} for _ in range(len(query))]
+        if heads is None or output is None:
+            return out
+        tables = [p.float().numpy() for p in heads.probabilities(output)]
+        for row, described in zip(active, describe(self.intent_labels, tables, top), strict=True):
+            out[row] = described
+        return out
+
+    def intent_vectors(self, query: Query) -> FloatArray:
+        """(len(query), D) each query's intent vector; NaN rows without history."""
+        active, output = self._intent(query)
+        vectors = np.full((len(query), self.network.config.hidden), np.nan, np.float32)
+        if output is not None:
+            vectors[active] = output.vector.float().numpy()
+        return vectors
+
+    def _intent(self, query: Query) -> tuple[Int64Array, IntentOutput | None]:
+        """The queries with history and their intent heads' output."""
+        heads = self.network.intent
+        if heads is None:
+            raise InvalidInput("this sequential model has no intent heads; train it with "
+                               "intent_heads: true")  # fmt: skip
+        tokens, features, lengths = self._inputs(query)
+        active = np.flatnonzero(lengths > 0)
+        if len(active) == 0:
+            return active, None
+        parts = []
+        with torch.inference_mode():
+            for low in range(0, len(active), SCORE_BATCH):
+                rows = active[low : low + SCORE_BATCH]
+                parts.append(heads(self._encode_last(tokens[rows], features[rows], lengths[rows])))
+        events, fields = (None if parts[0][i] is None else torch.cat([p[i] for p in parts])
+                          for i in (0, 1))  # fmt: skip
+        return active, IntentOutput(events, fields, torch.cat([p.vector for p in parts]))
+
     def save(self, folder: Path) -> None:
         meta = {
             "recipe": Sequential.name,
@@ -317,6 +384,8 @@ class SequentialModel:
             "codec": asdict(self.codec),
             "training": self.training,
         }
+        if self.has_intent:
+            meta["intent"] = self.intent_labels.to_json()
         arrays = {f"state.{k}": v.cpu().numpy() for k, v in self.network.state_dict().items()}
         save_arrays(folder, meta, arrays | {"popularity": self.popularity})
 
@@ -382,6 +451,7 @@ def train_settings(settings: SequentialConfig, *, n_items: int, seed: int) -> Tr
         exclude_seen=settings.exclude_seen,
         older_windows=settings.older_windows,
         time_budget_seconds=settings.time_budget_seconds, device=torch.device(device), seed=seed,
+        intent_weight=settings.intent_weight,
     )  # fmt: skip
 
 
@@ -409,6 +479,7 @@ class Sequential:
         features = codec.features(sequences)  # (n_tokens, C)
         max_len = settings.max_len or auto_max_len(sequences)
         network = build_network(data, settings, max_len, codec)
+        labels = intent_labels(data, settings, codec)
         remaining, remaining_features, validation = hold_out_last(
             sequences, features, n_users=settings.validation_users, max_len=max_len, rng=rng,
         )  # fmt: skip
@@ -433,7 +504,7 @@ class Sequential:
         }  # fmt: skip
         model = SequentialModel(
             settings, network, counts / max(float(counts.max(initial=0)), 1), codec=codec,
-            training=training,
+            training=training, intent_labels=labels,
         )  # fmt: skip
         _log.info(
             "fit done recipe=sequential users=%d items=%d windows=%d max_len=%d hidden=%d "
@@ -490,12 +561,14 @@ class Sequential:
             feature_offsets=state["items.feature_offsets"],
             feature_weights=state.get("items.feature_weights"),
             genre_columns=state.get("genre.columns"),
+            intent_columns=state.get("intent.columns"),
         )
         network.load_state_dict(state)
         return SequentialModel(
             SequentialConfig(**meta["config"]), network, arrays["popularity"],
             codec=TokenCodec.from_json(meta.get("codec") or {}),
             training=meta.get("training"),
+            intent_labels=IntentLabels.from_json(meta.get("intent") or {}),
         )  # fmt: skip
 
     def search_space(self, trial: optuna.trial.BaseTrial) -> dict[str, object]:
@@ -519,6 +592,9 @@ def build_network(
     codec = codec or TokenCodec()
     n_features, feature_index, offsets, weights = feature_bags(data)
     genres = genre_columns(data, settings.genre_field) if settings.genre_head else None
+    intents, labels = torch.zeros(0, dtype=torch.long), IntentLabels()
+    if settings.intent_heads:
+        intents, labels = intent_columns(data, settings.intent_fields, codec.event_types)
     counts = np.zeros(data.n_items + 1, np.float32)
     counts[1:] = np.bincount(data.items, minlength=data.n_items)
     known = (counts > 0).astype(np.float32)
@@ -535,9 +611,19 @@ def build_network(
         predict_next=settings.predict_next, predict_next_weight=settings.predict_next_weight,
         age_mix=settings.age_mix, id_dropout=settings.id_dropout,
         text_width=0 if text is None else text.shape[1],
+        intent_events=len(labels.event_types), intent_sizes=tuple(len(v) for v in labels.values),
     )  # fmt: skip
     return SequenceTransformer(
         config, known=torch.from_numpy(known), feature_index=feature_index,
         feature_offsets=offsets, feature_weights=weights, genre_columns=genres,
         counts=torch.from_numpy(counts), text=text,
+        intent_columns=intents,
     )  # fmt: skip
+
+
+def intent_labels(data: TrainingData, settings: SequentialConfig, codec: TokenCodec
+                  ) -> IntentLabels:  # fmt: skip
+    """What the intent heads of ``build_network`` predict (none without the heads)."""
+    if not settings.intent_heads:
+        return IntentLabels()
+    return intent_columns(data, settings.intent_fields, codec.event_types)[1]

@@ -58,6 +58,7 @@ class TrainSettings:
     time_budget_seconds: float | None
     device: torch.device
     seed: int
+    intent_weight: float = 0.0  # lambda of the intent heads' losses
 
 
 @dataclass
@@ -164,6 +165,7 @@ def next_item_loss(
     negatives: int,
     generator: torch.Generator,
     exclude_seen: bool = False,
+    intent_weight: float = 0.0,
 ) -> Tensor:
     """Mean cross-entropy of each token's next item over a (B, T + 1) window batch (with its
     (B, T + 1, C) token features).
@@ -174,13 +176,15 @@ def next_item_loss(
     the batch, with the logQ correction of sampled softmax (Bengio & Senecal 2008).
     ``exclude_seen`` (full softmax without the genre head): the items before each position in
     its window are not negatives there, as serving excludes a user's history from the answer.
+    With intent heads, ``intent_weight`` x their losses is added (see ``intent.py``).
     """
     inputs, targets = window[:, :-1], window[:, 1:]  # (B, T) each
     mask = targets != PAD
     encoded = model.encode(inputs, table, features)  # (B, T, D)
     states = encoded[mask]  # (N, D)
     target = targets[mask] - 1  # (N,) item index
-    query, genre_logits = model.heads(states)
+    intent = None if model.intent is None else model.intent(states)
+    query, genre_logits = model.heads(states, intent)
     items = table[1:]  # (I, D)
     genre = model.genre if genre_logits is not None else None
     # log(0) = -inf drops the items that can never be negatives, log(1) = 0 keeps the rest
@@ -213,6 +217,9 @@ def next_item_loss(
             encoded, window, items, available, seen=seen, sampling=sampling,
             negatives=negatives, generator=generator,
         )  # fmt: skip
+    if intent is not None and model.intent is not None:
+        types = None if features is None else features[:, 1:, TYPE][mask]
+        loss = loss + intent_weight * model.intent.loss(intent, target, types)
     return loss
 
 
@@ -392,7 +399,7 @@ def run_epoch(run: _Run, epoch: int, planned: int) -> float:
             loss = run.forward(partial(
                 next_item_loss, run.model, batch, features, run.model.items(), run.sampling,
                 negatives=settings.negatives, generator=run.generator,
-                exclude_seen=settings.exclude_seen,
+                exclude_seen=settings.exclude_seen, intent_weight=settings.intent_weight,
             ))  # fmt: skip
         run.optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(loss)
