@@ -56,6 +56,11 @@ class TransformerConfig:
     intent_events: int = 0  # event types the intent heads predict (0: no event head)
     intent_sizes: tuple[int, ...] = ()  # values of each field the intent heads predict
 
+    def __post_init__(self) -> None:
+        # A saved config comes back from JSON with a list: equal configs must compare equal
+        # (train --incremental checks the architecture field by field).
+        object.__setattr__(self, "intent_sizes", tuple(self.intent_sizes))
+
     @property
     def intent(self) -> bool:
         return bool(self.intent_events or self.intent_sizes)
