@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from recipe_quality import load_folder
 from tastebud.embeddings.alignment import Reference, align
 from tastebud.ids import Vocabulary
 from tastebud.recipes import Embeddings, Query, TrainingData, get_recipe, parse_config
-from tastebud.training.data import build_training_data, read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -51,14 +51,6 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "bpr": ("user-personalization", {"algorithm": "bpr"}),
     "sequential": ("sequential", {}),  # defaults, with --sequential-seconds as the budget
 }
-
-
-def load(data: Path, name: str) -> TrainingData:
-    folder = data / name
-    interactions = read_table(folder / "interactions.csv.gz")
-    items = read_table(folder / "items.csv", dataset="items")
-    data, _, _ = build_training_data(interactions, items)
-    return data
 
 
 def fit(data: TrainingData, model: str, seed: int, seconds: float) -> Embeddings:
@@ -121,7 +113,7 @@ def compare(old: Embeddings, new: Embeddings, query: Query, n_items: int) -> dic
 
 
 def run(folder: Path, dataset: str, model: str, seconds: float) -> list[dict[str, Any]]:
-    data = load(folder, dataset)
+    data = load_folder(folder / dataset)
     cut = np.argsort(data.timestamps, kind="stable")[: int(0.95 * data.size)]
     earlier = data.subset(np.isin(np.arange(data.size), cut))
     query = histories(data)

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from recipe_quality import load_folder
 from tastebud.evaluation import evaluate, split_data
 from tastebud.evaluation.splits import Split
 from tastebud.recipes import Model, Query, TrainingData, get_recipe, parse_config
@@ -53,7 +54,6 @@ from tastebud.recipes.ranker.recipe import (
     fill_below,
 )
 from tastebud.recipes.ranker.stacking import fit_bases, hold_out_last, train_trees
-from tastebud.training.data import build_training_data, read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -75,13 +75,6 @@ GRID: list[dict[str, Any]] = [
     *({"num_leaves": leaves, "min_data_in_leaf": 200, "learning_rate": 0.1} for leaves in (7, 15)),
     {"num_leaves": 15, "min_data_in_leaf": 200, "early_stopping_rounds": 0},
 ]  # fmt: skip
-
-
-def load(folder: Path) -> TrainingData:
-    interactions = read_table(folder / "interactions.csv.gz")
-    items = read_table(folder / "items.csv", dataset="items")
-    data, _, _ = build_training_data(interactions, items)
-    return data
 
 
 def same_data(a: TrainingData, b: TrainingData) -> bool:
@@ -127,7 +120,7 @@ def run_bases(
 
 
 def run_dataset(folder: Path, bases: dict[str, Any] | None) -> dict[str, Any]:
-    data = load(folder)
+    data = load_folder(folder)
     split = split_data(data, PROTOCOL)
     ranker = Ranker()
     params = {} if bases is None else {"bases": bases}
@@ -178,7 +171,7 @@ def validation_rows(model: RankerModel, query: Query) -> list[tuple[int, Candida
 
 def tune_dataset(folder: Path, bases: dict[str, Any] | None) -> dict[str, Any]:
     """Every ``GRID`` setting's trees over one set of candidates, scored on validation."""
-    data = load(folder)
+    data = load_folder(folder)
     split = split_data(data, PROTOCOL)
     params = {} if bases is None else {"bases": bases}
     config = RankerConfig.model_validate(parse_config(Ranker(), params).model_dump())

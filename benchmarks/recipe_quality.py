@@ -48,7 +48,9 @@ from tastebud.recipes.base import FloatArray
 from tastebud.training.data import build_training_data, read_table
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+# ../shared/data beside the repository (from a git worktree one level deeper: ../../shared/data)
+DATA = next((p for p in (ROOT.parent / "shared" / "data", ROOT.parents[1] / "shared" / "data")
+             if p.is_dir()), ROOT.parent / "shared" / "data")  # fmt: skip
 RESULTS = Path(__file__).parent / "results"
 THREADS = 2
 SEED = 0
@@ -336,7 +338,11 @@ def _selected(key: str, only: list[str]) -> bool:
 
 
 def load(dataset: str) -> TrainingData:
-    folder = DATA / dataset
+    return load_folder(DATA / dataset)
+
+
+def load_folder(folder: Path) -> TrainingData:
+    """A data set folder's interactions and item metadata as training data."""
     interactions = read_table(folder / "interactions.csv.gz")
     items = read_table(folder / "items.csv", dataset="items")
     data, _, _ = build_training_data(interactions, items)

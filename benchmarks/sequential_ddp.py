@@ -27,21 +27,13 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
+from recipe_quality import load_folder
 from tastebud.recipes import TrainingData, parse_config
 from tastebud.recipes.sequential import Sequential
 from tastebud.recipes.sequential.distributed import joined
 from tastebud.train import run_ranks
-from tastebud.training.data import build_training_data, read_table
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def load(data: Path, dataset: str) -> TrainingData:
-    folder = data / dataset
-    interactions = read_table(folder / "interactions.csv.gz")
-    items = read_table(folder / "items.csv", dataset="items")
-    data, _, _ = build_training_data(interactions, items)
-    return data
 
 
 def fit_figures(data: TrainingData, epochs: int, threads: int) -> dict[str, Any]:
@@ -76,7 +68,7 @@ def fit_figures(data: TrainingData, epochs: int, threads: int) -> dict[str, Any]
 def rank_main(args: argparse.Namespace) -> None:
     """One rank of the data-parallel fit (RANK, WORLD_SIZE, MASTER_* from the launcher)."""
     rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    data = load(args.data, args.dataset)
+    data = load_folder(args.data / args.dataset)
     with joined(rank, size, "gloo"):
         figures = fit_figures(data, args.epochs, threads=1)
     if rank == 0:
@@ -102,7 +94,7 @@ def main() -> None:
         rank_main(args)
         return
     n = args.processes
-    single = fit_figures(load(args.data, args.dataset), args.epochs, threads=n)
+    single = fit_figures(load_folder(args.data / args.dataset), args.epochs, threads=n)
     print(
         f"1 process x {n} threads: {json.dumps({k: v for k, v in single.items() if k != 'curve'})}"
     )

@@ -33,21 +33,11 @@ from tastebud.evaluation.splits import leave_last_out
 from tastebud.recipes import TrainingData, parse_config
 from tastebud.recipes.sequential import Sequential, SequentialConfig, SequentialModel
 from tastebud.recipes.sequential.growth import fit_incremental
-from tastebud.training.data import build_training_data, read_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recipe_quality import RESULTS, THREADS, machine_facts
+from recipe_quality import RESULTS, THREADS, load_folder, machine_facts
 
 DATA = Path("/work/shared/data")
-
-
-def load(folder: Path) -> TrainingData:
-    """``folder``'s interactions and item metadata (a worktree has no ``../shared``)."""
-    interactions = read_table(folder / "interactions.csv.gz")
-    data, _, _ = build_training_data(
-        interactions, read_table(folder / "items.csv", dataset="items")
-    )
-    return data
 
 
 def timed_fit(
@@ -61,7 +51,7 @@ def timed_fit(
 def run(
     data_root: Path, dataset: str, share: float, params: dict[str, object], seed: int
 ) -> dict[str, Any]:
-    data = load(data_root / dataset)
+    data = load_folder(data_root / dataset)
     split = leave_last_out(data)
     everything = split.train_and_validation
     cutoff = int(np.sort(everything.timestamps)[round((1 - share) * everything.size)])

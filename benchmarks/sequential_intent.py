@@ -33,27 +33,15 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from recipe_quality import load
 from tastebud.evaluation import evaluate
 from tastebud.evaluation.splits import Targets, leave_last_out
 from tastebud.recipes import TrainingData, get_recipe, parse_config
 from tastebud.recipes.sequential import SequentialModel
-from tastebud.training.data import build_training_data, read_table
 
-ROOT = Path(__file__).resolve().parents[1]
-# ../shared/data beside the repository (a git worktree one level deeper: ../../shared/data)
-DATA = next((p for p in (ROOT.parent / "shared" / "data", ROOT.parents[1] / "shared" / "data")
-             if p.is_dir()), ROOT.parent / "shared" / "data")  # fmt: skip
 RESULTS = Path(__file__).parent / "results"
 THREADS = 2
 SEED = 0
-
-
-def load(dataset: str) -> TrainingData:
-    folder = DATA / dataset
-    interactions = read_table(folder / "interactions.csv.gz")
-    items = read_table(folder / "items.csv", dataset="items")
-    data, _, _ = build_training_data(interactions, items)
-    return data
 
 
 def genre_matrix(data: TrainingData, field: str) -> tuple[np.ndarray, list[str]]:

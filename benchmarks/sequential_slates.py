@@ -36,10 +36,10 @@ from typing import Any
 import torch
 from threadpoolctl import threadpool_limits
 
+from recipe_quality import load_folder
 from tastebud.evaluation.horizon import next_items_metrics
 from tastebud.evaluation.splits import leave_last_out
-from tastebud.recipes import TrainingData, get_recipe, parse_config
-from tastebud.training.data import build_training_data, read_table
+from tastebud.recipes import get_recipe, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -49,15 +49,8 @@ SEED = 0
 HELD = 3  # the next items each user's test holds
 
 
-def load(folder: Path) -> TrainingData:
-    interactions = read_table(folder / "interactions.csv.gz")
-    items = read_table(folder / "items.csv", dataset="items")
-    data, _, _ = build_training_data(interactions, items)
-    return data
-
-
 def run(data_root: Path, dataset: str, predict_next: int, params: dict[str, Any]) -> dict[str, Any]:
-    data = load(data_root / dataset)
+    data = load_folder(data_root / dataset)
     split = leave_last_out(data, count=HELD)
     recipe = get_recipe("sequential")
     report: dict[str, Any] = {

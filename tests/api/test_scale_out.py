@@ -13,13 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tastebud.engine import Engine
 from tastebud.settings import Settings
 from tastebud.store import Store
-from tests.api.outages import STARTUP_SECONDS, ask
+from tests.api.outages import STARTUP_SECONDS, ask, trained_group
 from tests.api.servers import free_port
 from tests.conftest import unique_name
-from tests.serving.conftest import write_clustered
 
 REDIS_URL = os.environ.get("TASTEBUD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CLUSTER_B = {f"i{i}" for i in range(20, 40)}
@@ -66,17 +64,9 @@ def cluster(
     pg_url: str, pg_cleanup_store: Store, tmp_path: Path
 ) -> Iterator[tuple[str, str, str, dict[str, str]]]:
     """A trained, deployed group on PostgreSQL and two workers: (group, url A, url B, headers)."""
-    group = unique_name("scale")
     home = tmp_path / "home"
-    with Engine(Settings(home=home, database_url=pg_url, redis_url=REDIS_URL)) as engine:
-        engine.create_group(group)
-        interactions, _ = write_clustered(tmp_path)
-        engine.import_file(group, "interactions", interactions, mode="full")
-        engine.create_solution(group, "for-you", {"recipe": "user-personalization",
-                                                  "params": {"algorithm": "ease"}})  # fmt: skip
-        engine.train(group, "for-you")
-        engine.create_campaign(group, "home", "for-you", config={"min_interactions": 0})
-        token = engine.create_token(f"{group}-admin", scope="admin")
+    settings = Settings(home=home, database_url=pg_url, redis_url=REDIS_URL)
+    group, token = trained_group(settings, tmp_path)
     workers = [Worker(home, pg_url), Worker(home, pg_url)]
     try:
         for worker in workers:
