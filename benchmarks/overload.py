@@ -58,11 +58,13 @@ class Results:
     def __init__(self) -> None:
         self.latency: dict[int, list[float]] = {}  # status -> seconds (0: no answer)
         self.retry_after: Counter[str] = Counter()
+        self.unread = 0  # refused by the server's protocol, before the app (no request id)
 
-    def add(self, status: int, seconds: float, retry_after: str | None) -> None:
+    def add(self, status: int, seconds: float, retry_after: str | None, app: bool = True) -> None:
         self.latency.setdefault(status, []).append(seconds)
         if retry_after is not None:
             self.retry_after[retry_after] += 1
+        self.unread += status == 503 and not app
 
     def figures(self, seconds: float) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -75,6 +77,7 @@ class Results:
             }  # fmt: skip
         if self.retry_after:
             out["retry_after"] = dict(self.retry_after)
+        out["refused_unread_per_second"] = round(self.unread / seconds, 1)
         return out
 
 
@@ -86,7 +89,8 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def request(self, body: bytes) -> tuple[int, str | None]:
+    async def request(self, body: bytes) -> tuple[int, str | None, bool]:
+        """(status, Retry-After, whether the app answered: its answers carry a request id)"""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         assert self.reader is not None
@@ -98,14 +102,16 @@ class Connection:
         if not status_line:
             raise ConnectionError("closed")
         status, length, retry_after = int(status_line.split()[1]), 0, None
+        app = False
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
             if name.lower() == "content-length":
                 length = int(value)
             elif name.lower() == "retry-after":
                 retry_after = value.strip()
+            app = app or name.lower() == "x-request-id"
         await self.reader.readexactly(length)
-        return status, retry_after
+        return status, retry_after, app
 
     def close(self) -> None:
         if self.writer is not None:
@@ -125,8 +131,8 @@ async def closed_loop(port: int, token: str, connections: int, seconds: float) -
         connection = Connection(port, token)
         while time.perf_counter() < deadline:
             start = time.perf_counter()
-            status, retry_after = await connection.request(body())
-            results.add(status, time.perf_counter() - start, retry_after)
+            status, retry_after, app = await connection.request(body())
+            results.add(status, time.perf_counter() - start, retry_after, app)
         connection.close()
 
     await asyncio.gather(*(client() for _ in range(connections)))
@@ -142,12 +148,12 @@ async def open_loop(port: int, token: str, rate: float, seconds: float) -> dict[
     async def one(intended: float) -> None:
         connection = idle.pop() if idle else Connection(port, token)
         try:
-            status, retry_after = await connection.request(body())
+            status, retry_after, app = await connection.request(body())
             idle.append(connection)
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
-            status, retry_after = 0, None
+            status, retry_after, app = 0, None, False
             connection.close()
-        results.add(status, time.perf_counter() - intended, retry_after)
+        results.add(status, time.perf_counter() - intended, retry_after, app)
 
     start = time.perf_counter()
     total = int(rate * seconds)

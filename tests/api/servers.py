@@ -29,10 +29,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def server_thread(app: FastAPI) -> Iterator[str]:
-    """``app`` served by uvicorn on 127.0.0.1 in a thread; yields its base URL."""
+def server_thread(app: FastAPI, http: str = "auto") -> Iterator[str]:
+    """``app`` served by uvicorn on 127.0.0.1 in a thread (with the HTTP protocol ``http``, as
+    uvicorn names it); yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http=http)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

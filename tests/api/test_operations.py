@@ -27,6 +27,7 @@ from tastebud.observability import JsonFormatter, RequestIdFilter
 from tastebud.settings import ApiSettings, Settings
 
 from .conftest import Api, TestClient
+from .overload import add_slow_route, rejections
 from .servers import ADMIN_TOKEN, ServeProcess, refuses_connections, server_thread
 
 EVENTS_ROUTE = "/v1/dataset-groups/{group}/events"
@@ -150,11 +151,6 @@ def test_error_lines_carry_the_request_id(api: Api, caplog: pytest.LogCaptureFix
 
 
 # overload -----------------------------------------------------------------------------------
-def rejections(reason: str) -> float:
-    value = REGISTRY.get_sample_value("tastebud_overload_rejections_total", {"reason": reason})
-    return value or 0.0
-
-
 def test_beyond_the_inflight_limit_requests_get_503_at_once(api: Api) -> None:
     limit, extra = 4, 3
     settings = api.engine.settings.model_copy(
@@ -162,14 +158,7 @@ def test_beyond_the_inflight_limit_requests_get_503_at_once(api: Api) -> None:
         update={"api": ApiSettings(max_inflight_requests=limit, shed_lag_ms=None)}
     )
     app = create_app(settings, engine=api.engine)
-    release = threading.Event()
-
-    async def slow() -> dict[str, bool]:
-        while not release.is_set():
-            await asyncio.sleep(0.01)
-        return {"done": True}
-
-    app.add_api_route("/slow", slow)
+    release = add_slow_route(app)
     before = rejections("inflight")
     with server_thread(app) as url:
         asyncio.run(_overload(url, limit, extra, release))

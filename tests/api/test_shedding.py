@@ -17,6 +17,7 @@ from tastebud.api.shedding import LagShedder
 from tastebud.settings import ApiSettings
 
 from .conftest import Api
+from .overload import add_slow_route, rejections
 from .servers import server_thread
 
 
@@ -67,28 +68,17 @@ def test_the_sampler_sees_a_blocked_loop() -> None:
     assert asyncio.run(run()) == (True, False)
 
 
-def rejections(reason: str) -> float:
-    value = REGISTRY.get_sample_value("tastebud_overload_rejections_total", {"reason": reason})
-    return value or 0.0
-
-
 def test_a_lagging_loop_with_requests_in_flight_answers_503_then_recovers(
     api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = api.engine.settings.model_copy(update={"api": ApiSettings(shed_lag_ms=20)})
     app = create_app(settings, engine=api.engine)
-    release = threading.Event()
-
-    async def slow() -> dict[str, bool]:
-        while not release.is_set():
-            await asyncio.sleep(0.01)
-        return {"done": True}
+    release = add_slow_route(app)
 
     async def block() -> dict[str, bool]:
         time.sleep(0.4)  # the event loop stalls: requests queue unseen
         return {"done": True}
 
-    app.add_api_route("/slow", slow)
     app.add_api_route("/block", block)
     before = rejections("lag")
     with caplog.at_level(logging.WARNING, "tastebud.api.operations"), server_thread(app) as url:

@@ -34,6 +34,7 @@ from tastebud.serving.precomputed import (
     PrecomputedWriter,
 )
 from tastebud.settings import ApiSettings
+from tests.api.overload import add_slow_route
 from tests.api.servers import server_thread
 from tests.serving.test_campaigns import CLUSTER_B, ask, ids
 from tests.serving.test_live import watch
@@ -316,14 +317,7 @@ def test_under_real_load_the_api_answers_from_redis(ease: Engine, group: str, pr
     token = ease.create_token(f"{group}-reader", scope="recommend")
     settings = ease.settings.model_copy(update={"api": ApiSettings(max_inflight_requests=4)})
     app = create_app(settings, engine=ease)
-    release = threading.Event()
-
-    async def slow() -> dict[str, bool]:
-        while not release.is_set():
-            await asyncio.sleep(0.01)
-        return {"done": True}
-
-    app.add_api_route("/slow", slow)
+    release = add_slow_route(app)
     with server_thread(app) as url:
         asyncio.run(_under_load(url, group, token, release))
 

@@ -12,6 +12,8 @@ from starlette.concurrency import run_in_threadpool
 
 from tastebud import observability
 from tastebud.api import contract
+from tastebud.api.admission import STATE_KEY as ADMISSION_STATE_KEY
+from tastebud.api.admission import AdmissionGate
 from tastebud.api.auth import TokenVerifier
 from tastebud.api.errors import install_error_handlers
 from tastebud.api.limits import BodyLimitMiddleware
@@ -70,11 +72,14 @@ def create_app(
             starts and closes it when it stops.
     """
 
+    # Filled by the middlewares; the server's protocol finds it in the lifespan state.
+    gate = AdmissionGate()
+
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, AdmissionGate]]:
         app.state.draining = False
         if engine is not None:
-            yield
+            yield {ADMISSION_STATE_KEY: gate}
             return
         owned = await run_in_threadpool(Engine, settings)
         _attach(app, owned)
@@ -86,7 +91,7 @@ def create_app(
         # A server process: /ready turns 503 on SIGTERM, before uvicorn stops accepting.
         drain = DrainOnSignal(app.state, settings.api.shutdown_delay_seconds)
         try:
-            yield
+            yield {ADMISSION_STATE_KEY: gate}
         finally:
             drain.restore()
             gc.unfreeze()
@@ -111,6 +116,7 @@ def create_app(
         state=app.state,
         threads=settings.api.answer_threads,
         max_waiting=settings.api.max_waiting_answers,
+        gate=gate,
     )
     app.add_middleware(
         BodyLimitMiddleware,
@@ -128,6 +134,7 @@ def create_app(
         rate_burst=settings.api.rate_limit_burst,
         redis_url=settings.redis_url,
         access_log=settings.api.access_log,
+        gate=gate,
     )
     for module in ROUTERS:
         app.include_router(module.router)

@@ -29,6 +29,8 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tastebud import observability as obs
+from tastebud.api import admission
+from tastebud.api.admission import AdmissionGate
 from tastebud.api.auth import bearer_token
 from tastebud.api.rate_limits import RateLimiter, SharedTokenBuckets, TokenBuckets
 from tastebud.api.request_metrics import new_stats
@@ -37,7 +39,7 @@ from tastebud.errors import Overloaded, TooManyRequests
 
 _log = logging.getLogger(__name__)
 _access_log = logging.getLogger("tastebud.access")
-EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics"})
+EXEMPT_PATHS = frozenset(path.decode() for path in admission.EXEMPT_PATHS)
 # Answered by `EventsFastPath` without routing, so no route in the scope names it.
 EVENTS_ROUTE = "/v1/dataset-groups/{group}/events"
 _EVENTS_PATH = re.compile(r"/v1/dataset-groups/[^/]+/events")
@@ -73,6 +75,8 @@ class OperationsMiddleware:
         redis_url: share each token's bucket between processes through this Redis (falling
             back to this process's buckets while it is down); None: per process.
         access_log: write one ``tastebud.access`` log line per request.
+        gate: where the server's protocol asks these limits before a request is read
+            (:mod:`.admission`); the same checks here cover the requests it lets through.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class OperationsMiddleware:
         rate_burst: float | None = None,
         redis_url: str | None = None,
         access_log: bool = True,
+        gate: AdmissionGate | None = None,
     ) -> None:
         self.app = app
         self.max_inflight = max_inflight if max_inflight is not None else math.inf
@@ -101,6 +106,8 @@ class OperationsMiddleware:
         self._id_prefix = secrets.token_hex(4) + "-"
         self._ids = itertools.count(1)
         self._shed_since_log, self._shed_logged_at = 0, -math.inf
+        if gate is not None:
+            gate.overload = self
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,11 +116,7 @@ class OperationsMiddleware:
         start = time.perf_counter()
         if self.shedder is not None:
             self.shedder.start()  # in the server's loop (no-op once started there)
-            if (
-                self.shedder.shedding
-                and self.stats.inflight >= SHED_MIN_INFLIGHT
-                and scope["path"] not in EXEMPT_PATHS
-            ):
+            if self._lagging() and scope["path"] not in EXEMPT_PATHS:
                 await self._shed(scope, send, start)
                 return
         request_id, authorization = _read_headers(scope)
@@ -161,23 +164,43 @@ class OperationsMiddleware:
         """Refuse with the precomputed 503: no request id, routing or access log line of its
         own (a flood of refusals would write thousands a second just when the CPU is short),
         one summary line a second instead; counted in the metrics as ``reason="lag"``."""
-        obs.overload_rejected("lag")
         await send(_SHED_START)
         await send(_SHED_BODY_MESSAGE)
-        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-        now = time.perf_counter()
-        self.stats.record(UNMATCHED, method, Overloaded.status_code, now - start)
+        self.refused("lag", scope["method"], time.perf_counter() - start)
+
+    def _lagging(self) -> bool:
+        return (
+            self.shedder is not None
+            and self.shedder.shedding
+            and self.stats.inflight >= SHED_MIN_INFLIGHT
+        )
+
+    def refusal_reason(self) -> str | None:
+        """Why a new request must be refused before it is read (``"lag"``, ``"inflight"``)."""
+        if self.shedder is not None:
+            self.shedder.start()  # in the server's loop (no-op once started there)
+        if self._lagging():
+            return "lag"
+        return "inflight" if self.stats.inflight >= self.max_inflight else None
+
+    def refused(self, reason: str, method: str, seconds: float = 0.0) -> None:
+        """Count a refusal made without a request id or access log line (shed for lag, or by
+        the server's protocol), and sum such refusals in one warning a second at most."""
+        obs.overload_rejected(reason)
+        method = method if method in _METHODS else "OTHER"
+        self.stats.record(UNMATCHED, method, Overloaded.status_code, seconds)
         self._shed_since_log += 1
+        now = time.perf_counter()
         if now - self._shed_logged_at >= SHED_LOG_SECONDS:
             self._log_shedding(now)
 
     def _log_shedding(self, now: float) -> None:
-        assert self.shedder is not None
         seconds = min(now - self._shed_logged_at, 3600.0)
+        lag_ms = self.shedder.lag * 1000 if self.shedder is not None else 0.0
         _log.warning(
             "overloaded: %d requests refused (503) in the last %.1f s; event-loop lag %.0f ms",
-            self._shed_since_log, seconds, self.shedder.lag * 1000,
-            extra={"shed": self._shed_since_log, "lag_ms": round(self.shedder.lag * 1000, 1)},
+            self._shed_since_log, seconds, lag_ms,
+            extra={"shed": self._shed_since_log, "lag_ms": round(lag_ms, 1)},
         )  # fmt: skip
         self._shed_since_log, self._shed_logged_at = 0, now
 

@@ -67,7 +67,10 @@ def serve(
 
 
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    from tastebud.api.admission import PROTOCOL
+
     return {
+        "http": PROTOCOL,  # refuses overload before a request is read (api/admission.py)
         "log_config": logging_config(settings.api.log_level),
         "log_level": settings.api.log_level,
         "access_log": False,  # the app writes its own (route templates, request ids)

@@ -26,6 +26,7 @@ from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tastebud import observability as obs
+from tastebud.api.admission import AdmissionGate
 from tastebud.api.asgi import post_path, read_body, read_headers, replay, send_json
 from tastebud.api.auth import TokenVerifier
 from tastebud.api.deps import READER_SCOPES, EngineDep, require_admin, require_reader
@@ -147,6 +148,7 @@ router.include_router(admin)
 
 # The routes the fast path answers for (named in the scope so metrics and logs label them as
 # usual), each with its body's model and how the body becomes a request.
+MISSES_BEFORE_GATING = 8  # uncached answers in a row before the protocol may refuse unread
 _FAST_PATH = re.compile(
     r"/v1/dataset-groups/([^/]+)/campaigns/([^/]+)/(recommendations|personalized-ranking)"
 )
@@ -179,10 +181,17 @@ class CampaignFastPath:
         state: the FastAPI app's state, where its lifespan puts the engine and token verifier.
         threads: answers computed at once.
         max_waiting: answers waiting for a thread at most; None: no limit.
+        gate: tells the server's protocol when the queue refuses (see above).
     """
 
     def __init__(
-        self, app: ASGIApp, *, state: State, threads: int, max_waiting: int | None = None
+        self,
+        app: ASGIApp,
+        *,
+        state: State,
+        threads: int,
+        max_waiting: int | None = None,
+        gate: AdmissionGate | None = None,
     ) -> None:
         self.app = app
         self.state = state
@@ -193,6 +202,9 @@ class CampaignFastPath:
         if max_waiting is not None:
             obs.track_inflight(self)  # precomputed campaigns fall back as the queue fills
         self._limiter: anyio.CapacityLimiter | None = None  # made in the server's event loop
+        self._misses_since_hit = 0  # answers asked for that the cache did not hold
+        if gate is not None:
+            gate.answers = self
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = post_path(scope)
@@ -221,7 +233,10 @@ class CampaignFastPath:
         try:
             answer = engine.campaigns.cached(group, name, request)
             if answer is None:
+                self._misses_since_hit += 1
                 answer = await self._compute(engine, group, name, request)
+            else:
+                self._misses_since_hit = 0
         except TastebudError as exc:  # unknown campaign or filter, bad values, not ready …
             # (anything else propagates to the app's outermost handler: a logged 500)
             response = tastebud_error_response(exc)
@@ -232,6 +247,14 @@ class CampaignFastPath:
     def inflight_share(self) -> float:
         """Answers computing or waiting over the most there may be (read from any thread)."""
         return self._answers / self._most
+
+    def saturated(self, arriving: int = 0) -> bool:
+        """The queue is full, counting ``arriving`` requests about to join it, and recent
+        requests all needed computing (on the event loop)."""
+        return (
+            self._answers + arriving >= self._most
+            and self._misses_since_hit >= MISSES_BEFORE_GATING
+        )
 
     async def _compute(
         self, engine: Engine, group: str, name: str, request: CampaignRequest

@@ -1,0 +1,189 @@
+"""Refusals made by the server's protocol before a request is read (api/admission.py), against
+real uvicorn servers: what a client gets, what is counted, and what stays served."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import uvicorn
+from prometheus_client import REGISTRY
+
+from tastebud.api.admission import PROTOCOL, AdmissionGate, GatedHttpProtocol
+from tastebud.api.app import create_app
+from tastebud.api.routes.campaigns import MISSES_BEFORE_GATING
+from tastebud.cli.serve import _uvicorn_options
+from tastebud.settings import ApiSettings
+from tests.api.routes.test_campaigns import deploy
+from tests.api.routes.test_recommendations import trained  # noqa: F401 (fixture)
+
+from .conftest import Api
+from .overload import add_slow_route, rejections
+from .servers import server_thread
+
+
+@pytest.fixture
+def backend() -> str:
+    """The gate does not depend on the store: SQLite only."""
+    return "sqlite"
+
+
+def test_beyond_the_inflight_limit_the_protocol_refuses_unread_and_keeps_the_connection(
+    api: Api,
+) -> None:
+    limit = 2
+    settings = api.engine.settings.model_copy(
+        update={"api": ApiSettings(max_inflight_requests=limit, shed_lag_ms=None)}
+    )
+    app = create_app(settings, engine=api.engine)
+    release = add_slow_route(app)
+    before = rejections("inflight")
+    with server_thread(app, http=PROTOCOL) as url:
+        asyncio.run(_saturate(url, api, limit, release))
+    assert rejections("inflight") - before == 3
+
+
+async def _saturate(url: str, api: Api, limit: int, release: threading.Event) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        slow = [asyncio.create_task(client.get("/slow")) for _ in range(limit)]
+        while REGISTRY.get_sample_value("tastebud_http_inflight_requests") != limit:
+            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(base_url=url, timeout=10) as one:  # one connection
+            refused = await one.get("/v1/dataset-groups", headers=api.admin)
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["type"] == "Overloaded"
+            assert "in flight" in refused.json()["error"]["message"]
+            # The app never saw it: every answer the app gives carries a request id.
+            assert "x-request-id" not in refused.headers
+            # A refused request's body is skipped, and the connection serves on.
+            posted = await one.post(api.url("/events"), json={"events": []}, headers=api.ingest)
+            assert posted.status_code == 503 and "x-request-id" not in posted.headers
+            assert (await one.get("/health")).status_code == 200  # probes are exempt
+            release.set()
+            assert [(await task).status_code for task in slow] == [200] * limit
+            served = await one.get("/v1/dataset-groups", headers=api.admin)
+            assert served.status_code == 200 and "x-request-id" in served.headers
+        release.clear()
+        slow = [asyncio.create_task(client.get("/slow")) for _ in range(limit)]
+        while REGISTRY.get_sample_value("tastebud_http_inflight_requests") != limit:
+            await asyncio.sleep(0.01)
+        assert _closing_request(url) == (503, True)
+        release.set()
+        await asyncio.gather(*slow)
+
+
+def _closing_request(url: str) -> tuple[int, bool]:
+    """One HTTP/1.0 request on a raw socket: (its status, whether the server then closed)."""
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=5) as sock:
+        sock.sendall(b"GET /v1/dataset-groups HTTP/1.0\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    status = int(received.split(b" ", 2)[1])
+    return status, b"connection: close" in received.lower()
+
+
+def test_uncached_answers_in_a_row_with_a_full_queue_are_refused_unread_while_hits_reset_it(
+    trained: Api,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api = trained
+    assert deploy(api).status_code == 201
+    settings = api.engine.settings.model_copy(
+        update={"api": ApiSettings(answer_threads=1, max_waiting_answers=1)}
+    )
+    app = create_app(settings, engine=api.engine)
+    release, computing = threading.Event(), threading.Event()
+    release.set()
+    answer = api.engine.campaign_answer
+
+    def gated(*args: Any, **kwargs: Any) -> Any:
+        computing.set()
+        release.wait(10)
+        return answer(*args, **kwargs)
+
+    monkeypatch.setattr(api.engine, "campaign_answer", gated)
+    before = rejections("answers")
+    with server_thread(app, http=PROTOCOL) as url:
+        asyncio.run(_misses(url, api, release, computing))
+    assert rejections("answers") - before == 2 * MISSES_BEFORE_GATING
+
+
+async def _misses(url: str, api: Api, release: threading.Event, computing: threading.Event) -> None:
+    path = api.url("/campaigns/home/recommendations")
+    async with httpx.AsyncClient(base_url=url, headers=api.admin, timeout=10) as client:
+
+        async def ask(user: str) -> httpx.Response:
+            return await client.post(path, json={"userId": user})
+
+        assert (await client.get(api.url("/campaigns"))).status_code == 200  # token verified
+        assert (await ask("u1")).json()["cache"] == "miss"  # u1's answer is cached now
+        release.clear()
+        computing.clear()
+        running = asyncio.create_task(ask("u2"))
+        while not computing.is_set():
+            await asyncio.sleep(0.01)
+        waiting = asyncio.create_task(ask("u3"))
+        await asyncio.sleep(0.1)  # the queue is full
+        for misses in (MISSES_BEFORE_GATING - 1, MISSES_BEFORE_GATING):
+            hit = await ask("u1")  # a hit is still served, and the count of misses restarts
+            assert hit.status_code == 200 and hit.json()["cache"] == "hit", hit.text
+            for n in range(misses):  # refused by the app, after reading them
+                refused = await ask(f"u{10 + n}")
+                assert refused.status_code == 503 and "x-request-id" in refused.headers
+        unread = await ask("u1")  # now even a cached answer is refused before it is read
+        assert unread.status_code == 503 and "x-request-id" not in unread.headers
+        assert unread.json()["error"]["message"] == "server busy (answers waiting); retry shortly"
+        release.set()
+        assert [(await task).status_code for task in (running, waiting)] == [200, 200]
+        served = await ask("u30")  # the queue has room again: served
+        assert served.status_code == 200 and served.json()["cache"] == "miss"
+
+
+class Queue:
+    """An answer queue with ``room`` places left, saturated by misses (as after 8 in a row)."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def saturated(self, arriving: int) -> bool:
+        return arriving >= self.room
+
+
+def test_one_burst_of_reads_lets_through_no_more_answer_requests_than_the_queue_has_room_for() -> (
+    None
+):
+    gate, queue = AdmissionGate(), Queue(room=2)
+    gate.answers = queue
+    path = b"/v1/dataset-groups/g/campaigns/home/recommendations?x=1"
+
+    async def burst() -> list[bool]:
+        return [gate.refusal(b"POST", path) is None for _ in range(4)]
+
+    async def bursts() -> tuple[list[bool], list[bool], list[bool]]:
+        first = await burst()
+        await asyncio.sleep(0)  # the loop runs the tasks of the requests let through
+        queue.room = 1  # ... which joined the queue: the count of those arriving restarts
+        second = await burst()
+        other = [gate.refusal(b"GET", path) is None, gate.refusal(b"POST", b"/health") is None]
+        return first, second, other
+
+    assert asyncio.run(bursts()) == (
+        [True, True, False, False],
+        [True, False, False, False],
+        [True, True],
+    )
+
+
+def test_tastebud_serve_runs_uvicorn_with_the_gated_protocol(api: Api) -> None:
+    options = _uvicorn_options(api.engine.settings)
+    config = uvicorn.Config(create_app(api.engine.settings, engine=api.engine), **options)
+    config.load()
+    assert config.http_protocol_class is GatedHttpProtocol
