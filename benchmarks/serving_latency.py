@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -222,14 +223,23 @@ class Measured:
         return figures
 
 
+def refusals(url: str, headers: dict[str, str]) -> dict[str, float]:
+    """The server's overload refusals so far, by reason (all workers), from /metrics."""
+    text = httpx.get(f"{url.split('/v1/')[0]}/metrics", headers=headers).text
+    found = re.findall(r'^tastebud_overload_rejections_total\{reason="(\w+)"\} (\S+)$', text, re.M)
+    return {reason: float(value) for reason, value in found}
+
+
 def phase(
     name: str, url: str, script: Path, seconds: int, server: int, database: str | None, *,
-    connections: int, rate: float | None = None,
+    connections: int, rate: float | None = None, headers: dict[str, str],
 ) -> dict[str, Any]:  # fmt: skip
     measured = Measured(server, database)
-    load_before = os.getloadavg()[0]
+    load_before, refused = os.getloadavg()[0], refusals(url, headers)
     result = run_wrk(url, script, seconds, connections=connections, rate=rate)
     result |= measured.done(result["requests"])
+    after = refusals(url, headers)
+    result["refused_by_reason"] = {r: after[r] - refused.get(r, 0) for r in after}
     result |= {"offered_rps": rate, "load_before_after": [load_before, os.getloadavg()[0]]}
     result["generator_cpu_share"] = round(result["generator_cpu_s"] / result["seconds"], 3)
     print(f"{name}:", json.dumps(result), flush=True)
@@ -238,25 +248,36 @@ def phase(
 
 def reflection(url: str, headers: dict[str, str], count: int) -> dict[str, float]:
     """Event accepted -> first campaign answer that differs. Each user clicks the first item of
-    its answer (which must then leave it: seen items are excluded) and two others."""
-    times = []
+    its answer (which must then leave it: seen items are excluded) and two others. An answer
+    refused for overload (503) is asked again 10 ms later, and counted."""
+    times, refused = [], 0
+    path = f"/v1/dataset-groups/{GROUP}/campaigns/{CAMPAIGN}/recommendations"
     with httpx.Client(base_url=url, headers=headers) as http:
+
+        def items(ask: dict[str, Any]) -> Any:
+            nonlocal refused
+            while (answer := http.post(path, json=ask)).status_code == 503:
+                refused += 1
+                time.sleep(0.01)
+            answer.raise_for_status()
+            return answer.json()["itemList"]
+
         for n in range(count):
             user = f"u{RETURNING + n * 7 % (N_USERS - RETURNING)}"  # not in the load's users
             ask = {"userId": user, "numResults": 25}
-            path = f"/v1/dataset-groups/{GROUP}/campaigns/{CAMPAIGN}/recommendations"
-            before = http.post(path, json=ask).json()["itemList"]
-            items = [before[0]["itemId"], *(f"i{2_000 + n * 3 + k}" for k in range(2))]
+            before = items(ask)
+            clicked = [before[0]["itemId"], *(f"i{2_000 + n * 3 + k}" for k in range(2))]
             events = {
                 "userId": user,
                 "eventList": [
-                    {"itemId": i, "eventType": "click", "sentAt": 1_800_000_000 + n} for i in items
+                    {"itemId": i, "eventType": "click", "sentAt": 1_800_000_000 + n}
+                    for i in clicked
                 ],
             }
             accepted = http.post(f"/v1/dataset-groups/{GROUP}/events", json=events)
             assert accepted.status_code == 200, accepted.text
             t0 = time.perf_counter()
-            while http.post(path, json=ask).json()["itemList"] == before:
+            while items(ask) == before:
                 assert time.perf_counter() - t0 < 5, "the answer never changed"
             times.append((time.perf_counter() - t0) * 1000)
     ms = np.array(times)
@@ -264,6 +285,7 @@ def reflection(url: str, headers: dict[str, str], count: int) -> dict[str, float
         "reflection_p50_ms": float(np.percentile(ms, 50)),
         "reflection_p99_ms": float(np.percentile(ms, 99)),
         "reflection_max_ms": float(ms.max()),
+        "refused": refused,
     }
 
 
@@ -284,7 +306,7 @@ def cached_phase(
         feeder.start()
     probe.start()
     result = phase("cached, live events", path, returning, args.seconds, pid, database_url,
-                   connections=32, rate=args.rate)  # fmt: skip
+                   connections=32, rate=args.rate, headers=headers)  # fmt: skip
     if args.event_rate > 0:
         feeder.join()
     probe.join()
@@ -402,11 +424,11 @@ def run(args: argparse.Namespace, home: Path, database_url: str | None) -> None:
         results["rss_mb_campaign_loaded"] = rss_mb(pid)
         if "light" in args.phases:
             results["light"] = phase("light, cache off", path, different, 10, pid, database_url,
-                                     connections=4, rate=50)  # fmt: skip
+                                     connections=4, rate=50, headers=headers)  # fmt: skip
         if "uncached" in args.phases:
             results["uncached"] = phase("uncached", path, different, args.seconds, pid,
                                         database_url, connections=32,
-                                        rate=args.uncached_rate)  # fmt: skip
+                                        rate=args.uncached_rate, headers=headers)  # fmt: skip
         set_cache(url, headers, 600)
         # Every worker answers every returning user once before measuring (steady state).
         run_wrk(path, returning, 10, connections=32, rate=args.rate)
@@ -415,10 +437,12 @@ def run(args: argparse.Namespace, home: Path, database_url: str | None) -> None:
                                              database_url)  # fmt: skip
         if "peak" in args.phases:
             results["peak_cached"] = phase("peak, cached", path, returning, 15, pid,
-                                           database_url, connections=32)  # fmt: skip
+                                           database_url, connections=32,
+                                           headers=headers)  # fmt: skip
             set_cache(url, headers, 0)
             results["peak_uncached"] = phase("peak, uncached", path, different, 15, pid,
-                                             database_url, connections=32)  # fmt: skip
+                                             database_url, connections=32,
+                                             headers=headers)  # fmt: skip
         results["rss_mb_end"] = rss_mb(pid)
     finally:
         server.terminate()

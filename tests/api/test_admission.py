@@ -13,10 +13,12 @@ import httpx
 import pytest
 import uvicorn
 from prometheus_client import REGISTRY
+from starlette.datastructures import State
+from starlette.types import Receive, Scope, Send
 
 from tastebud.api.admission import PROTOCOL, AdmissionGate, GatedHttpProtocol
 from tastebud.api.app import create_app
-from tastebud.api.routes.campaigns import MISSES_BEFORE_GATING
+from tastebud.api.routes.campaigns import MISSES_BEFORE_GATING, CampaignFastPath
 from tastebud.cli.serve import _uvicorn_options
 from tastebud.settings import ApiSettings
 from tests.api.routes.test_campaigns import deploy
@@ -187,3 +189,18 @@ def test_tastebud_serve_runs_uvicorn_with_the_gated_protocol(api: Api) -> None:
     config = uvicorn.Config(create_app(api.engine.settings, engine=api.engine), **options)
     config.load()
     assert config.http_protocol_class is GatedHttpProtocol
+
+
+def test_an_answer_whose_thread_is_done_frees_its_place_before_its_task_resumes() -> None:
+    """The thread marks its answer done; the task that counts it out runs a loop turn later,
+    and until then the gate must not see a full queue (it refused most requests under load)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("not called")
+
+    queue = CampaignFastPath(app, state=State(), threads=1, max_waiting=1)
+    queue._answers, queue._misses_since_hit = 2, MISSES_BEFORE_GATING
+    assert queue.saturated()
+    queue._finished.add(object())  # one thread done, its task not yet resumed
+    assert not queue.saturated()
+    assert queue.saturated(arriving=1)

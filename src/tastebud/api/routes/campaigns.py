@@ -199,6 +199,9 @@ class CampaignFastPath:
         self.max_waiting = max_waiting
         self._most = threads + max_waiting if max_waiting is not None else math.inf
         self._answers = 0  # computing or waiting for a thread (changed on the event loop only)
+        # Answers whose thread is done but whose task has not resumed yet (added by the thread):
+        # the place is free, though ``_answers`` learns it only an event-loop turn later.
+        self._finished: set[object] = set()
         if max_waiting is not None:
             obs.track_inflight(self)  # precomputed campaigns fall back as the queue fills
         self._limiter: anyio.CapacityLimiter | None = None  # made in the server's event loop
@@ -252,23 +255,34 @@ class CampaignFastPath:
         """The queue is full, counting ``arriving`` requests about to join it, and recent
         requests all needed computing (on the event loop)."""
         return (
-            self._answers + arriving >= self._most
+            self._occupied() + arriving >= self._most
             and self._misses_since_hit >= MISSES_BEFORE_GATING
         )
+
+    def _occupied(self) -> int:
+        """Places taken in the queue: answers computing or waiting, less those just done."""
+        return self._answers - len(self._finished)
 
     async def _compute(
         self, engine: Engine, group: str, name: str, request: CampaignRequest
     ) -> bytes:
         self._limiter = self._limiter or anyio.CapacityLimiter(self.threads)
-        if self._answers >= self._most:
+        if self._occupied() >= self._most:
             obs.overload_rejected("answers")
-            waiting = self._answers - self.threads
+            waiting = self._occupied() - self.threads
             raise Overloaded(f"server busy ({waiting} answers waiting); retry shortly")
         self._answers += 1
+        marker = object()
+
+        def answer() -> dict[str, Any]:
+            try:
+                return engine.campaign_answer(group, name, request)
+            finally:
+                self._finished.add(marker)
+
         try:
-            computed = await anyio.to_thread.run_sync(
-                engine.campaign_answer, group, name, request, limiter=self._limiter
-            )
+            computed = await anyio.to_thread.run_sync(answer, limiter=self._limiter)
         finally:
             self._answers -= 1
+            self._finished.discard(marker)
         return orjson.dumps(computed)
