@@ -185,8 +185,10 @@ def test_one_burst_of_reads_lets_through_no_more_answer_requests_than_the_queue_
 
 
 def test_tastebud_serve_runs_uvicorn_with_the_gated_protocol(api: Api) -> None:
-    options = _uvicorn_options(api.engine.settings)
-    config = uvicorn.Config(create_app(api.engine.settings, engine=api.engine), **options)
+    http = _uvicorn_options(api.engine.settings)["http"]
+    # Not the rest of the options: their logging config would rebind the process's handlers.
+    config = uvicorn.Config(create_app(api.engine.settings, engine=api.engine), http=http,
+                            log_config=None)  # fmt: skip
     config.load()
     assert config.http_protocol_class is GatedHttpProtocol
 

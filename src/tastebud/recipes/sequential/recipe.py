@@ -164,7 +164,7 @@ class SequentialConfig(RecipeConfig):
         description="incremental fit: its share of time_budget_seconds",
     )  # fmt: skip
     incremental_replay: float = Field(
-        default=0.1, ge=0.0, le=1.0,
+        default=0.3, ge=0.0, le=1.0,
         description="incremental fit: share of the users without new events whose latest "
         "window also trains (against forgetting)",
     )  # fmt: skip
