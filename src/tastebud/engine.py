@@ -39,7 +39,14 @@ from tastebud.maintenance.swap import finish_interrupted
 from tastebud.messaging import MessagingService, engagement_records, split_engagement
 from tastebud.reels import ReelService
 from tastebud.schema import DATASETS, DatasetKind, DatasetSchema
-from tastebud.serving.cache import LocalAnswers, RedisAnswers, ResultCache
+from tastebud.serving.cache import (
+    ANSWERS_FILE,
+    AnswerStore,
+    FileAnswers,
+    LocalAnswers,
+    RedisAnswers,
+    ResultCache,
+)
 from tastebud.serving.campaigns import (
     LATEST,
     CampaignConfig,
@@ -586,13 +593,15 @@ def _users(events: Sequence[Event]) -> set[str]:
     return {e.user_id for e in events if e.user_id}
 
 
-def _answer_store(settings: Settings) -> LocalAnswers | RedisAnswers:
-    """Shared answers through Redis when configured (several workers), else this process's."""
+def _answer_store(settings: Settings) -> AnswerStore:
+    """Shared answers through Redis when configured (several workers), or through a file for
+    the embedded workers of one home, else this process's."""
+    local = LocalAnswers(capacity=settings.serving.cached_answers)
     if settings.redis_url:
-        return RedisAnswers(
-            settings.redis_url, local=LocalAnswers(capacity=settings.serving.cached_answers)
-        )
-    return LocalAnswers(capacity=settings.serving.cached_answers)
+        return RedisAnswers(settings.redis_url, local=local)
+    if settings.serving.shared_answers:
+        return FileAnswers(settings.home / ANSWERS_FILE, local=local)
+    return local
 
 
 def _check_dataset(dataset: str) -> None:

@@ -111,6 +111,11 @@ class ServingSettings(BaseModel):
         default=0.005, ge=0.0, le=1.0,
         description="How often a process reads new events to drop changed users' answers.",
     )  # fmt: skip
+    shared_answers: bool = Field(
+        default=False,
+        description="Without Redis, share computed campaign answers between this home's "
+        "processes through a file (answers.sqlite); `tastebud serve --workers N` turns it on.",
+    )
 
 
 class StreamSettings(BaseModel):

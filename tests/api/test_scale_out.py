@@ -27,10 +27,13 @@ class Worker:
     """``tastebud serve`` in its own process, sharing ``home`` (artifacts), the database and
     (with ``redis``) Redis."""
 
-    def __init__(self, home: Path, database_url: str, *, redis: bool = True) -> None:
+    def __init__(
+        self, home: Path, database_url: str, *, redis: bool = True, **settings: str
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "TASTEBUD_HOME": str(home), "TASTEBUD_DATABASE_URL": database_url}
+        env = {**os.environ, "TASTEBUD_HOME": str(home), "TASTEBUD_DATABASE_URL": database_url,
+               **settings}  # fmt: skip
         if redis:
             env["TASTEBUD_REDIS_URL"] = REDIS_URL
         self.process = subprocess.Popen(

@@ -1,6 +1,7 @@
 """Embedded mode on every core: API processes over one SQLite database. Writers from all of them
 queue on one lock (no event lost, none doubled); an event accepted by one process drops the
-cached answers of the others and is reflected by them."""
+cached answers of the others and is reflected by them, and an answer one computes the others
+read from the shared answers file."""
 
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ def workers(tmp_path: Path) -> Iterator[tuple[Engine, list[Worker], dict[str, st
         engine.train(GROUP, "for-you")
         engine.create_campaign(GROUP, "home", "for-you", config={"min_interactions": 0})
         token = engine.create_token("admin", scope="admin")
-        processes = [Worker(home, database_url, redis=False) for _ in range(2)]
+        # What `tastebud serve --workers 2` sets without Redis: answers shared through a file.
+        shared = {"TASTEBUD_SERVING__SHARED_ANSWERS": "true"}
+        processes = [Worker(home, database_url, redis=False, **shared) for _ in range(2)]
         try:
             for process in processes:
                 process.wait()
@@ -87,3 +90,6 @@ def test_an_event_on_one_process_is_reflected_by_the_other(
     after = ask(b.url, GROUP, headers, user)
     assert after["cache"] == "miss" and after["itemList"] != first["itemList"]
     assert {i["itemId"] for i in after["itemList"]} <= CLUSTER_B - {"i25", "i26", "i27"}
+    # The other process reads the answer b computed (answers.sqlite) instead of computing it.
+    shared = ask(a.url, GROUP, headers, user)
+    assert shared["cache"] == "hit" and shared["itemList"] == after["itemList"]

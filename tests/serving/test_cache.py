@@ -1,17 +1,28 @@
-"""The result cache's Redis answers: shared by workers, kept near each one, dropped together."""
+"""The result cache's shared answers (Redis, or a file for one home's workers): shared by
+workers, kept near each one, dropped together."""
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import redis
 
 from tastebud.engine import Engine
 from tastebud.ingest import PutEventsRequest
-from tastebud.serving.cache import LocalAnswers, RedisAnswers, ResultCache, UserChanges
+from tastebud.serving.cache import (
+    ANSWERS_FILE,
+    FileAnswers,
+    LocalAnswers,
+    RedisAnswers,
+    ResultCache,
+    UserChanges,
+    remove_answers_file,
+)
 from tests.serving.test_precomputed import REDIS_URL
 
 
@@ -109,3 +120,84 @@ def test_a_touch_lasts_until_a_read_of_the_tail_begun_after_it(engine: Engine, g
 
 def events(user: str, *clicks: dict[str, object]) -> PutEventsRequest:
     return PutEventsRequest.model_validate({"userId": user, "eventList": list(clicks)})
+
+
+def click_event(engine: Engine, group: str, user: str) -> None:
+    click = {"itemId": "i1", "eventType": "click", "sentAt": 1_700_000_000}
+    engine.put_events(group, events(user, click))
+
+
+def test_file_answers_are_shared_by_a_homes_workers_and_dropped_with_the_user(
+    engine: Engine, group: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "answers.sqlite"
+    writer, reader = FileAnswers(path), FileAnswers(path)  # two workers, each its own tail
+    writer_changes = UserChanges(engine.store, interval=0.0)
+    reader_changes = UserChanges(engine.store, interval=0.0)
+    watermark, _ = writer_changes.sync(group)
+    reader_changes.sync(group)
+    key, answer = uuid.uuid4().hex, b'{"itemList":[]}'
+    writer.put(group, "u1", key, answer, ttl=60, watermark=watermark)
+    assert reader.get(group, "u1", key, reader_changes) == answer  # through the file
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM answers")
+    assert reader.get(group, "u1", key, reader_changes) == answer  # kept near
+    assert reader.get(group, "u2", key, reader_changes) is None
+
+    writer.put(group, "u3", key, answer, ttl=60, watermark=watermark)
+    click_event(engine, group, "u3")
+    reader_changes.sync(group)  # the event reaches the reader through the store's tail
+    assert reader.get(group, "u3", key, reader_changes) is None
+    writer.put(group, "u4", key, answer, ttl=0.05, watermark=watermark)
+    time.sleep(0.08)
+    assert reader.get(group, "u4", key, reader_changes) is None  # expired
+
+
+def test_a_worker_started_after_an_event_ignores_answers_computed_before_it(
+    engine: Engine, group: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "answers.sqlite"
+    writer_changes = UserChanges(engine.store, interval=0.0)
+    before, _ = writer_changes.sync(group)
+    click_event(engine, group, "u1")  # a slow answer is computed from before this event ...
+    FileAnswers(path).put(group, "u1", "k", b"stale", ttl=60, watermark=before)
+    late = UserChanges(engine.store, interval=0.0)  # ... and a worker starts after it: its
+    late.sync(group)  # tail begins past the event, so it cannot judge that answer
+    assert late.latest(group, "u1") == 0
+    assert FileAnswers(path).get(group, "u1", "k", late) is None
+    fresh, _ = writer_changes.sync(group)
+    FileAnswers(path).put(group, "u1", "k", b"fresh", ttl=60, watermark=fresh)
+    assert FileAnswers(path).get(group, "u1", "k", late) == b"fresh"
+
+
+def test_a_write_to_a_busy_answers_file_is_skipped_not_waited_on(
+    engine: Engine, group: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "answers.sqlite"
+    answers, changes = FileAnswers(path), UserChanges(engine.store, interval=0.0)
+    watermark, _ = changes.sync(group)
+    answers.put(group, "u1", "k", b"{}", ttl=60, watermark=watermark)
+    other = FileAnswers(path)
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # another process is writing
+    try:
+        started = time.monotonic()
+        other.put(group, "u2", "k", b"{}", ttl=60, watermark=watermark)  # skipped
+        assert time.monotonic() - started < 0.5
+        assert other.get(group, "u1", "k", changes) == b"{}"  # readers never wait (WAL)
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert other.get(group, "u2", "k", changes) == b"{}"  # kept in its own process
+    assert FileAnswers(path).get(group, "u2", "k", changes) is None  # not in the file
+
+
+def test_serve_starts_its_workers_with_an_empty_answers_file(
+    engine: Engine, group: str, tmp_path: Path
+) -> None:
+    changes = UserChanges(engine.store, interval=0.0)
+    watermark, _ = changes.sync(group)
+    FileAnswers(tmp_path / ANSWERS_FILE).put(group, "u1", "k", b"{}", ttl=60, watermark=watermark)
+    remove_answers_file(tmp_path)
+    assert not list(tmp_path.glob(ANSWERS_FILE + "*"))
+    assert FileAnswers(tmp_path / ANSWERS_FILE).get(group, "u1", "k", changes) is None

@@ -76,23 +76,24 @@ class AdmissionGate:
         if path in EXEMPT_PATHS:
             return None
         reason = self.overload.refusal_reason() if self.overload is not None else None
-        if (
-            reason is None
-            and self.answers is not None
-            and method == b"POST"
-            and _ANSWER_PATH.fullmatch(path) is not None
-        ):
-            if self.answers.saturated(self._arriving):
-                reason = "answers"
-            else:
-                if not self._arriving:  # runs before the tasks made after it (FIFO)
-                    asyncio.get_running_loop().call_soon(self._arrived)
-                self._arriving += 1
+        if reason is None and method == b"POST" and _ANSWER_PATH.fullmatch(path) is not None:
+            reason = self._answer_refusal()
         if reason is None:
             return None
         if self.overload is not None:
             self.overload.refused(reason, method.decode("latin-1"))
         return _RESPONSES[reason]
+
+    def _answer_refusal(self) -> str | None:
+        """``"answers"`` while the queue is saturated; else the request is counted arriving."""
+        if self.answers is None:
+            return None
+        if self.answers.saturated(self._arriving):
+            return "answers"
+        if not self._arriving:  # runs before the tasks made after it (FIFO)
+            asyncio.get_running_loop().call_soon(self._arrived)
+        self._arriving += 1
+        return None
 
     def _arrived(self) -> None:
         self._arriving = 0
@@ -100,10 +101,8 @@ class AdmissionGate:
 
 def _response(message: str) -> bytes:
     body = orjson.dumps({"error": {"type": Overloaded.__name__, "message": message}})
-    head = b"content-type: application/json\r\ncontent-length: %d\r\nretry-after: 1\r\n\r\n" % len(
-        body
-    )
-    return head + body
+    length = b"content-length: %d\r\n" % len(body)
+    return b"content-type: application/json\r\n" + length + b"retry-after: 1\r\n\r\n" + body
 
 
 _RESPONSES = {reason: _response(message) for reason, message in _MESSAGES.items()}

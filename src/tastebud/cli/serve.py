@@ -58,6 +58,11 @@ def serve(
         return
     # Each worker process builds its own settings from the environment.
     os.environ["TASTEBUD_HOME"] = str(settings.home)
+    if not settings.redis_url:  # one worker computes a changed user's answer for all
+        from tastebud.serving.cache import remove_answers_file
+
+        os.environ.setdefault("TASTEBUD_SERVING__SHARED_ANSWERS", "true")
+        remove_answers_file(settings.home)
     os.environ["TASTEBUD_DEFAULT_GROUP"] = settings.default_group
     if settings.database_url:
         os.environ["TASTEBUD_DATABASE_URL"] = settings.database_url

@@ -8,19 +8,22 @@ So an event stored by any API worker, a stream consumer or an import invalidates
 answers everywhere, within ``interval``, with no message between processes.
 
 With Redis the answers and the users' latest arrival numbers are shared by all workers (one
-round trip per lookup); without it each process keeps its own.
+round trip per lookup); without it, the embedded workers of one home share them through a file
+(:class:`FileAnswers`), or each process keeps its own.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 import sys
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from tastebud.breaker import Breaker
@@ -46,6 +49,7 @@ class UserChanges:
         self._store = store
         self._interval = interval
         self._seen: dict[str, tuple[float, int]] = {}  # group -> (checked at, arrival number)
+        self._started: dict[str, int] = {}  # group -> the arrival number its first read saw
         self._latest: dict[tuple[str, str], int] = {}  # (group, user) -> newest arrival number
         self._touched: dict[tuple[str, str], float] = {}  # (group, user) -> when (see `touch`)
         self._touch_lock = threading.Lock()
@@ -66,6 +70,7 @@ class UserChanges:
             checked = self._seen.get(group)
             if checked is None:  # nothing before this process started is newer than its cache
                 self._seen[group] = (now, self._store.last_seq(group))
+                self._started[group] = self._seen[group][1]
                 return self._seen[group][1], []
             seq, changed = checked[1], []
             while True:
@@ -99,6 +104,11 @@ class UserChanges:
             for key in stale:
                 del self._touched[key]
 
+    def started(self, group: str) -> int | None:
+        """The arrival number of this process's first read (None: not read yet): events before
+        it are not in :meth:`latest`, so only answers computed since then can be judged."""
+        return self._started.get(group)
+
     def watermark(self, group: str) -> int:
         """The arrival number read last (0: none yet)."""
         checked = self._seen.get(group)
@@ -126,6 +136,7 @@ class UserChanges:
     def forget(self, group: str) -> None:
         with self._lock:
             self._seen.pop(group, None)
+            self._started.pop(group, None)
             self._latest = {k: v for k, v in self._latest.items() if k[0] != group}
         self._untouch(group, before=math.inf)
 
@@ -176,6 +187,99 @@ class LocalAnswers:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+ANSWERS_FILE = "answers.sqlite"  # FileAnswers' file in the home folder
+
+
+def remove_answers_file(home: Path) -> None:
+    """Start the workers with an empty file: its answers may come from another store (one
+    restored since, say), which no watermark of this one can judge."""
+    for suffix in ("", "-wal", "-shm"):
+        (home / (ANSWERS_FILE + suffix)).unlink(missing_ok=True)
+
+
+class FileAnswers:
+    """Answers shared by the processes of one home (``tastebud serve --workers N`` without
+    Redis) through a SQLite file: when an event drops a user's answers in every worker, the
+    first worker asked computes the new one and the others read it, instead of each computing
+    its own (a full scan each).
+
+    Each process keeps the answers it read or wrote in front of the file (``local``). An
+    answer in the file is judged as a local one: its watermark against the user's newest
+    arrival number in this process's own tail of the store (every worker tails the same store),
+    and only if it was computed after this process first read that tail (older events are not
+    in it). The file is a cache: no fsync, and a read or write that finds it locked by another
+    process for more than a few milliseconds is skipped, never waited on.
+    """
+
+    _PURGE_EVERY = 1_000  # writes between deletions of expired answers
+
+    def __init__(self, path: Path, *, local: LocalAnswers | None = None) -> None:
+        self._path = path
+        self._local = local if local is not None else LocalAnswers()
+        self._connections = threading.local()
+        self._writes = 0
+
+    def get(self, group: str, user: str, key: str, changes: UserChanges) -> bytes | None:
+        if (near := self._local.get(group, user, key, changes)) is not None:
+            return near
+        started = changes.started(group)
+        if started is None:
+            return None
+        row = self._call(
+            "SELECT watermark, expires, value FROM answers WHERE key = ?",
+            (_answer_key(group, user, key),),
+        )
+        if row is None:
+            return None
+        mark, expires, answer = row
+        left = expires - time.time()
+        if left <= 0 or mark < max(started, changes.latest(group, user)):
+            return None
+        self._local.put(group, user, key, answer, ttl=left, watermark=mark)
+        return bytes(answer)
+
+    def put(
+        self, group: str, user: str, key: str, value: bytes, *, ttl: float, watermark: int
+    ) -> None:
+        self._local.put(group, user, key, value, ttl=ttl, watermark=watermark)
+        self._call(
+            "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?)",
+            (_answer_key(group, user, key), watermark, time.time() + ttl, value),
+        )
+        self._writes += 1
+        if self._writes % self._PURGE_EVERY == 0:
+            self._call("DELETE FROM answers WHERE expires < ?", (time.time(),))
+
+    def note_changes(self, group: str, changed: list[tuple[str, int]]) -> None:
+        """Nothing to do: lookups compare with this process's :meth:`UserChanges.latest`."""
+
+    def clear(self) -> None:
+        self._local.clear()
+        self._call("DELETE FROM answers", ())
+
+    def _call(self, sql: str, parameters: tuple[Any, ...]) -> Any:
+        """The statement's first row (None: none, or the file was busy or unusable)."""
+        try:
+            return self._connection().execute(sql, parameters).fetchone()
+        except sqlite3.Error as error:
+            _log.debug("shared answers skipped path=%s error=%s", self._path, error)
+            return None
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection (made on first use: the file and its table too)."""
+        connection: sqlite3.Connection | None = getattr(self._connections, "db", None)
+        if connection is None:
+            connection = sqlite3.connect(self._path, timeout=0.005, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=OFF")
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, watermark INTEGER "
+                "NOT NULL, expires REAL NOT NULL, value BLOB NOT NULL) WITHOUT ROWID"
+            )
+            self._connections.db = connection
+        return connection
 
 
 class RedisAnswers:
