@@ -29,7 +29,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tastebud import observability as obs
-from tastebud.api import admission
+from tastebud.api.admission import EXEMPT_PATHS as EXEMPT_RAW_PATHS
 from tastebud.api.admission import AdmissionGate
 from tastebud.api.auth import bearer_token
 from tastebud.api.rate_limits import RateLimiter, SharedTokenBuckets, TokenBuckets
@@ -39,7 +39,7 @@ from tastebud.errors import Overloaded, TooManyRequests
 
 _log = logging.getLogger(__name__)
 _access_log = logging.getLogger("tastebud.access")
-EXEMPT_PATHS = frozenset(path.decode() for path in admission.EXEMPT_PATHS)
+EXEMPT_PATHS = frozenset(path.decode() for path in EXEMPT_RAW_PATHS)
 # Answered by `EventsFastPath` without routing, so no route in the scope names it.
 EVENTS_ROUTE = "/v1/dataset-groups/{group}/events"
 _EVENTS_PATH = re.compile(r"/v1/dataset-groups/[^/]+/events")
