@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tastebud import observability
@@ -15,6 +16,7 @@ from tastebud.errors import InvalidInput, NotFound
 from tastebud.ingest import ItemIn
 from tastebud.serving.campaigns import CampaignRequest, Promotion, merge_promoted
 from tastebud.serving.recommend import Scored
+from tastebud.serving.rules import new_items_version
 from tests.serving.test_live import watch
 
 CLUSTER_A = {f"i{i}" for i in range(20)}
@@ -259,6 +261,20 @@ def test_versions_load_once_under_concurrent_requests(ease: Engine, group: str) 
     time.sleep(0.06)
     assert cache.get(version.id) is got[0]  # stale: still answers while it is refreshed
     assert loads == [version.id]  # refreshing re-masks erasures; it does not reload artifacts
+
+
+def test_the_new_items_check_reads_no_id_while_no_item_was_added(
+    ease: Engine, group: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trained = ease.store.vocabulary(group, "item")
+    with monkeypatch.context() as patched:
+        patched.setattr(ease.store, "vocabulary", lambda *args: pytest.fail("ids were read"))
+        assert new_items_version(ease.store, group, trained) is None
+    ease.put_items(group, [ItemIn(item_id="brand-new", properties={"GENRES": "b"})])
+    version = new_items_version(ease.store, group, trained)
+    assert version is not None
+    scorable = np.flatnonzero(np.isfinite(version.popularity))
+    assert version.items.ids(scorable) == ["brand-new"]
 
 
 def test_items_added_after_training_are_recommended_without_retraining(

@@ -98,6 +98,7 @@ def assert_dense(store: Store, group: str, kind: str, expected_ids: set[str]) ->
     assert None not in ids, f"holes in a vocabulary nothing was deleted from: {ids}"
     assert set(ids) == expected_ids
     assert len(ids) == len(expected_ids)
+    assert store.vocabulary_size(group, kind) == len(vocab)  # type: ignore[arg-type]
 
 
 # dataset groups -----------------------------------------------------------------------------------

@@ -79,7 +79,15 @@ def rules_version(store: Store, group: str, rules: RulesConfig, *, now: float) -
 def new_items_version(store: Store, group: str, trained: Vocabulary) -> LoadedVersion | None:
     """The group's items that ``trained`` (a model's vocabulary) does not know — added since it
     was trained — newest first, then by interactions; every other item scores -inf. None when
-    there are none."""
+    there are none.
+
+    Indexes are assigned once and never reused, and a model's vocabulary is the store's at
+    training, so no index past its size means no new item: one row tells, where the full
+    check (100k ids read into a dict, then a Python loop over them), rebuilt every 30 s in
+    every worker, held the interpreter for tens of milliseconds (the serving benchmark's tail).
+    """
+    if store.vocabulary_size(group, "item") <= len(trained):
+        return None
     items = store.vocabulary(group, "item")
     known = np.array([trained.get(str(i)) >= 0 if i is not None else True
                       for i in items.ids(range(len(items)))], dtype=np.bool_)  # fmt: skip

@@ -363,6 +363,9 @@ class Store(Protocol):
     # reads ------------------------------------------------------------------------------------
     def counts(self, group: str) -> dict[str, int]: ...
     def vocabulary(self, group: str, kind: EntityKind) -> Vocabulary: ...
+    def vocabulary_size(self, group: str, kind: EntityKind) -> int:
+        """Indexes assigned so far (deleted slots included): one row, no id read."""
+        ...
 
     def read_interactions(self, group: str, *, up_to_seq: int | None = None) -> pl.DataFrame:
         """Identified interactions in arrival order: ``user_index, item_index, timestamp,

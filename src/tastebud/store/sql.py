@@ -669,15 +669,23 @@ class SqlStore(
                 "SELECT idx, external_id FROM id_map WHERE group_id = ? AND kind = ?",
                 (group_id, kind),
             ).fetchall()
-            size_row = self._run(
-                cur,
-                "SELECT next_idx FROM id_counters WHERE group_id = ? AND kind = ?",
-                (group_id, kind),
-            ).fetchone()
-        ids: list[str | None] = [None] * (int(size_row[0]) if size_row else 0)
+            size = self._vocabulary_size(cur, group_id, kind)
+        ids: list[str | None] = [None] * size
         for index, external_id in rows:
             ids[int(index)] = str(external_id)
         return Vocabulary(ids)
+
+    def vocabulary_size(self, group: str, kind: EntityKind) -> int:
+        with self._transaction(write=False) as cur:
+            return self._vocabulary_size(cur, self._group_id(cur, group), kind)
+
+    def _vocabulary_size(self, cur: Cursor, group_id: int, kind: EntityKind) -> int:
+        row = self._run(
+            cur,
+            "SELECT next_idx FROM id_counters WHERE group_id = ? AND kind = ?",
+            (group_id, kind),
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     def read_interactions(self, group: str, *, up_to_seq: int | None = None) -> pl.DataFrame:
         limit = 2**62 if up_to_seq is None else up_to_seq
