@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,7 +20,7 @@ from tastebud.api.app import create_app
 from tastebud.api.routes.campaigns import MISSES_BEFORE_GATING, CampaignFastPath
 from tastebud.cli.serve import _uvicorn_options
 from tastebud.settings import ApiSettings
-from tests.api.routes.test_campaigns import deploy
+from tests.api.routes.test_campaigns import one_answer_thread_app
 from tests.api.routes.test_recommendations import trained  # noqa: F401 (fixture)
 
 from .conftest import Api
@@ -97,21 +96,8 @@ def test_uncached_answers_in_a_row_with_a_full_queue_are_refused_unread_while_hi
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     api = trained
-    assert deploy(api).status_code == 201
-    settings = api.engine.settings.model_copy(
-        update={"api": ApiSettings(answer_threads=1, max_waiting_answers=1)}
-    )
-    app = create_app(settings, engine=api.engine)
-    release, computing = threading.Event(), threading.Event()
+    app, release, computing = one_answer_thread_app(api, monkeypatch)
     release.set()
-    answer = api.engine.campaign_answer
-
-    def gated(*args: Any, **kwargs: Any) -> Any:
-        computing.set()
-        release.wait(10)
-        return answer(*args, **kwargs)
-
-    monkeypatch.setattr(api.engine, "campaign_answer", gated)
     before = rejections("answers")
     with server_thread(app, http=PROTOCOL) as url:
         asyncio.run(_misses(url, api, release, computing))

@@ -25,13 +25,18 @@ def backend() -> str:
     return "sqlite"
 
 
+def train_intent_solutions(engine: Engine, group: str) -> None:
+    """``next``: sequential with intent heads; ``popular``: a recipe without them."""
+    engine.create_solution(group, "next", {"recipe": "sequential", "evaluate": False,
+                                           "params": INTENT_PARAMS})  # fmt: skip
+    engine.train(group, "next")
+    engine.create_solution(group, "popular", {"recipe": "popularity-count", "evaluate": False})
+    engine.train(group, "popular")
+
+
 @pytest.fixture
 def intents(loaded: Engine, group: str) -> Engine:
-    loaded.create_solution(group, "next", {"recipe": "sequential", "evaluate": False,
-                                           "params": INTENT_PARAMS})  # fmt: skip
-    loaded.train(group, "next")
-    loaded.create_solution(group, "popular", {"recipe": "popularity-count", "evaluate": False})
-    loaded.train(group, "popular")
+    train_intent_solutions(loaded, group)
     return loaded
 
 

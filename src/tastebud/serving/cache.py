@@ -233,12 +233,13 @@ class FileAnswers:
         )
         if row is None:
             return None
+        answer: bytes
         mark, expires, answer = row
         left = expires - time.time()
         if left <= 0 or mark < max(started, changes.latest(group, user)):
             return None
         self._local.put(group, user, key, answer, ttl=left, watermark=mark)
-        return bytes(answer)
+        return answer
 
     def put(
         self, group: str, user: str, key: str, value: bytes, *, ttl: float, watermark: int

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from tastebud.api.app import create_app
 from tastebud.settings import ApiSettings
@@ -270,16 +271,16 @@ def test_the_fast_path_ranks_an_input_list_as_the_route(trained: Api) -> None:  
     assert 'route="/v1/dataset-groups/{group}/campaigns/{name}/personalized-ranking"' in metrics
 
 
-def test_answers_beyond_the_waiting_limit_get_503_at_once(
-    trained: Api,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    api = trained
+def one_answer_thread_app(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> tuple[FastAPI, threading.Event, threading.Event]:
+    """The "home" campaign deployed, an app with one answer thread and one waiting place, and
+    (release, computing): answers are computed only while ``release`` is set, and each sets
+    ``computing`` when it starts."""
     assert deploy(api).status_code == 201
     settings = api.engine.settings.model_copy(
         update={"api": ApiSettings(answer_threads=1, max_waiting_answers=1)}
     )
-    app = create_app(settings, engine=api.engine)
     release, computing = threading.Event(), threading.Event()
     answer = api.engine.campaign_answer
 
@@ -289,6 +290,15 @@ def test_answers_beyond_the_waiting_limit_get_503_at_once(
         return answer(*args, **kwargs)
 
     monkeypatch.setattr(api.engine, "campaign_answer", gated)
+    return create_app(settings, engine=api.engine), release, computing
+
+
+def test_answers_beyond_the_waiting_limit_get_503_at_once(
+    trained: Api,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api = trained
+    app, release, computing = one_answer_thread_app(api, monkeypatch)
     with server_thread(app) as url:
         asyncio.run(_crowd(url, api, release, computing))
 

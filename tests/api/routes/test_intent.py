@@ -9,6 +9,7 @@ import pytest
 from tastebud.client import Client
 from tastebud.errors import InvalidInput
 from tests.serving.conftest import write_clustered
+from tests.serving.test_intent import train_intent_solutions
 
 from ..conftest import Api
 
@@ -28,13 +29,7 @@ def trained(api: Api, tmp_path: Path) -> Api:
     engine.put_schema(group, "items", {"GENRES": "categorical"})
     engine.import_file(group, "interactions", interactions, mode="full")
     engine.import_file(group, "items", items, mode="full")
-    params = {"intent_heads": True, "epochs": 8, "hidden": 16, "max_len": 8, "batch_size": 16,
-              "lr": 0.01, "validation_users": 0}  # fmt: skip
-    engine.create_solution(group, "next", {"recipe": "sequential", "evaluate": False,
-                                           "params": params})  # fmt: skip
-    engine.train(group, "next")
-    engine.create_solution(group, "popular", {"recipe": "popularity-count", "evaluate": False})
-    engine.train(group, "popular")
+    train_intent_solutions(engine, group)
     return api
 
 
