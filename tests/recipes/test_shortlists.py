@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tastebud.recipes import Query, TrainingData, get_recipe, parse_config
-from tastebud.recipes.shortlists import build, history_key, lookup
+from tastebud.recipes.shortlists import Shortlist, build, history_key, lookup
 
 from .conftest import clustered
 
@@ -44,10 +44,54 @@ def test_lookup_answers_only_for_the_history_it_was_scored_from(
                                                    "shortlist_length": 5}), seed=1)  # fmt: skip
     history = data.items[data.users == 3]
     found = lookup(model.arrays, Query.single(3, history[::-1].copy()))  # order does not count
-    assert found is not None and len(found[0]) == 5
+    assert found is not None and len(found.items) == 5
+    assert found.floor == found.scores[-1]
     assert lookup(model.arrays, Query.single(3, np.append(history, 39))) is None  # a new event
     assert lookup(model.arrays, Query.single(-1, history)) is None  # a user the model never saw
     assert lookup(model.arrays, Query.single(4, history)) is None  # someone else's history
     off = recipe.fit(data, parse_config(recipe, {"algorithm": "als", "factors": 8,
                                                  "shortlist_length": 0}), seed=1)  # fmt: skip
     assert lookup(off.arrays, Query.single(3, history)) is None
+
+
+def test_a_changed_users_rescored_shortlist_bounds_every_other_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After new events, no item outside the rescored candidates scores above the floor under
+    the user's new vector, and most changed users keep a shortlist above it."""
+    monkeypatch.setattr("tastebud.recipes.shortlists.SHORTLIST_FROM_ITEMS", 0)
+    monkeypatch.setattr("tastebud.recipes.shortlists.WIDE_ITEMS", 4)  # of 120 items
+    data = clustered(n_users=80, n_items=120, per_user=15)
+    recipe = get_recipe("user-personalization")
+    model = recipe.fit(data, parse_config(recipe, {"algorithm": "als", "factors": 8,
+                                                   "shortlist_length": 20}), seed=1)  # fmt: skip
+    assert model.arrays["shortlist_norm_bound"][0] > 0  # the bound is not vacuous here
+    rng = np.random.default_rng(3)
+    useful = 0
+    for user in range(data.n_users):
+        history = np.unique(data.items[data.users == user])
+        new = np.setdiff1d(np.arange(data.n_items), history)
+        clicked = rng.choice(new, size=int(rng.integers(1, 3)), replace=False)
+        query = Query.single(user, np.concatenate([history, clicked]).astype(np.int32))
+        found = model.shortlist(query)
+        assert isinstance(found, Shortlist)
+        assert found.floor > model.arrays["shortlist_scores"][user][-1]  # rescored, bound raised
+        scores = model.score(query)[0]
+        outside = np.setdiff1d(np.arange(data.n_items), np.union1d(found.items, query.history(0)))
+        assert (scores[outside] <= found.floor).all()  # seen items are never answered
+        np.testing.assert_allclose(found.scores, scores[found.items], rtol=1e-5, atol=1e-6)
+        assert (np.diff(found.scores) <= 0).all()  # best first
+        unseen = np.setdiff1d(found.items, query.history(0))
+        useful += int(np.sort(scores[unseen])[-5] > found.floor)
+    assert useful >= data.n_users // 2
+
+
+def test_models_scored_otherwise_are_not_rescored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tastebud.recipes.shortlists.SHORTLIST_FROM_ITEMS", 0)
+    data = clustered()
+    recipe = get_recipe("user-personalization")
+    params = {"algorithm": "als", "factors": 8, "shortlist_length": 5, "exploration_weight": 0.3}
+    model = recipe.fit(data, parse_config(recipe, params), seed=1)
+    assert "shortlist_vectors" not in model.arrays
+    history = data.items[data.users == 3]
+    assert model.shortlist(Query.single(3, np.append(history, 39))) is None

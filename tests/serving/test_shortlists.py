@@ -51,7 +51,7 @@ def test_shortlist_answers_equal_the_full_scan(shortlisted: Engine, group: str) 
     assert given >= 60  # most requests are answered from the shortlist
 
 
-def test_an_event_since_training_sends_the_user_to_the_full_scan(
+def test_an_event_since_training_is_answered_from_the_rescored_shortlist(
     shortlisted: Engine, group: str
 ) -> None:
     short, full = answers(shortlisted, group, "u5", 5, None)
@@ -60,7 +60,11 @@ def test_an_event_since_training_sends_the_user_to_the_full_scan(
     event = PutEventsRequest.model_validate({"userId": "u5", "eventList": [click]})
     shortlisted.put_events(group, event)
     short, full = answers(shortlisted, group, "u5", 5, None)
-    assert short is None and full[0].id != click["itemId"]
+    assert full[0].id != click["itemId"]
+    assert short is not None  # 40 items: every item is a candidate (the widest 256)
+    assert [(s.id, pytest.approx(s.score, rel=1e-5)) for s in short] == [
+        (s.id, s.score) for s in full
+    ]
     served = shortlisted.recommender.recommend(group, {"solution": "for-you"}, user_id="u5", k=5)
     assert [s.id for s in served.results] == [s.id for s in full]
 

@@ -5,17 +5,28 @@ factors: 25.6 MB, most of an uncached answer's time). Most users ask again befor
 again, so the scores their history gives are known at training time: each user's best
 ``length`` items are kept with the model, with a key of the history they were scored from.
 
-A request that excludes seen items (the default), for a user whose history still has that key
-(no event since training), answers from the shortlist when it can do so exactly: after the
-filter and deleted items are taken out, at least
-``k`` items must remain *and* the k-th must score strictly above the shortlist's last item, so
-nothing outside the shortlist could have ranked. Otherwise the full scan answers, as before.
+A request that excludes seen items (the default) answers from the shortlist when it can do so
+exactly: after the filter and deleted items are taken out, at least ``k`` items must remain
+*and* the k-th must score strictly above the shortlist's floor, the most any item outside it can
+score. For a user whose history still has the training key (no event since), the floor is the
+shortlist's last score.
+
+A user with events since training keeps a shortlist too where scores are inner products with a
+user vector (ALS): the shortlist is rescored with the new vector ``u'`` and the floor raised by
+how far that vector moved. For an item outside the shortlist, ``u'·v = u·v + (u'-u)·v ≤ last +
+|u'-u|·|v|`` (Cauchy-Schwarz), and ``|v|`` is bounded by the largest norm among items outside the
+few widest (which are rescored with the shortlist): one event moves ``u`` little, so most
+changed users are still answered from 200 + 256 items instead of the whole catalogue. The
+candidates' scores are computed by a smaller product than the full scan's, so they may differ
+from it in the last float32 bit: two items tied to within that may be ordered differently.
+Otherwise the full scan answers, as before.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,9 +36,22 @@ from tastebud.recipes.base import FloatArray, IntArray, ProgressFn, Query, Train
 from tastebud.recipes.topk import best
 
 SHORTLIST_FROM_ITEMS = 20_000  # below this a full scan costs less than ~0.2 ms: no shortlists
+WIDE_ITEMS = 256  # the items of largest norm, rescored with every changed user's shortlist
 _NO_KEY = np.uint64(0)
 
 Scorer = Callable[[Query], FloatArray]
+# The user vector a query's scores are inner products with (None: not scored that way).
+UserVector = Callable[[Query], FloatArray | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Shortlist:
+    """One user's candidate items, best first (ties by item index), and ``floor``: no item
+    outside them scores above it, so top-k from them is exact when the k-th is above it."""
+
+    items: IntArray
+    scores: FloatArray
+    floor: float
 
 
 def history_key(items: IntArray) -> np.uint64:
@@ -39,12 +63,24 @@ def history_key(items: IntArray) -> np.uint64:
 
 
 def build(
-    score: Scorer, data: TrainingData, length: int, progress: ProgressFn | None = None
+    score: Scorer,
+    data: TrainingData,
+    length: int,
+    progress: ProgressFn | None = None,
+    *,
+    vector: UserVector | None = None,
+    item_vectors: FloatArray | None = None,
 ) -> dict[str, npt.NDArray[Any]]:
     """``shortlist_items`` / ``shortlist_scores`` ((n_users x length), best first, ties by item
     index as every answer) and ``shortlist_keys`` (n_users; 0: no shortlist) of each user with
     a training history, scored by ``score`` from that history as a set of items; the history's
     own items are left out, as answers that exclude seen items leave them out.
+
+    With ``vector`` (scores are ``vector(query) @ item_vectors.T``) also what rescores a
+    changed user's shortlist: ``shortlist_vectors`` (each user's vector), the training
+    histories (``shortlist_history_indptr`` / ``_items``: left out of the shortlist, they may
+    score above it), ``shortlist_wide_items`` (the :data:`WIDE_ITEMS` item indexes of largest
+    norm) and ``shortlist_norm_bound`` (the largest norm of the other items).
 
     One user at a time, as real-time requests are scored: a batch of users is scored by other
     code paths (matrix-matrix products) whose last float bits differ, which could swap two
@@ -67,23 +103,82 @@ def build(
             keys[user] = history_key(history)
         if progress is not None and (user + 1) % every == 0:
             progress((user + 1) / data.n_users, f"shortlists {user + 1:,}/{data.n_users:,} users")
-    return {"shortlist_items": shortlist_items, "shortlist_scores": shortlist_scores,
-            "shortlist_keys": keys}  # fmt: skip
+    arrays: dict[str, npt.NDArray[Any]] = {"shortlist_items": shortlist_items,
+                                           "shortlist_scores": shortlist_scores,
+                                           "shortlist_keys": keys}  # fmt: skip
+    if vector is not None and item_vectors is not None:
+        arrays |= _rescoring(vector, item_vectors, indptr, items)
+    return arrays
 
 
-def lookup(arrays: dict[str, Any], query: Query) -> tuple[IntArray, FloatArray] | None:
-    """The shortlist of a one-user query whose history is the one it was scored from; None
-    when there is none (no shortlists, an unknown user, a history changed since training)."""
+def _rescoring(
+    vector: UserVector, item_vectors: FloatArray, indptr: npt.NDArray[np.int64], items: IntArray
+) -> dict[str, npt.NDArray[Any]]:
+    """What rescores a changed user's shortlist (see :func:`build`)."""
+    vectors = np.zeros((len(indptr) - 1, item_vectors.shape[1]), np.float32)
+    for user in range(len(vectors)):
+        history = items[indptr[user] : indptr[user + 1]]
+        if len(history):
+            found = vector(Query.single(user, history))
+            if found is None:  # the model scores this history otherwise
+                raise ValueError(f"user {user} has a history but no vector to rescore with")
+            vectors[user] = found.reshape(-1)
+    norms = np.linalg.norm(np.asarray(item_vectors, np.float64), axis=1)
+    wide = min(WIDE_ITEMS, len(norms))
+    order = np.argsort(-norms, kind="stable")
+    bound = norms[order[wide]] if wide < len(norms) else 0.0
+    return {"shortlist_vectors": vectors, "shortlist_history_indptr": indptr,
+            "shortlist_history_items": items,
+            "shortlist_wide_items": np.sort(order[:wide]).astype(np.int32),
+            "shortlist_norm_bound": np.array([bound], np.float64)}  # fmt: skip
+
+
+def lookup(
+    arrays: dict[str, Any],
+    query: Query,
+    vector: UserVector | None = None,
+    item_vectors: FloatArray | None = None,
+) -> Shortlist | None:
+    """The shortlist of a one-user query: as scored at training while its history is the one
+    it was scored from, else rescored with ``vector(query)`` when the model keeps what that
+    needs (see :func:`build`); None otherwise (no shortlists, an unknown user)."""
     keys = arrays.get("shortlist_keys")
     if keys is None or len(query) != 1:
         return None
     user = int(query.users[0])
     if not 0 <= user < len(keys) or keys[user] == _NO_KEY:
         return None
+    items, scores = arrays["shortlist_items"][user], arrays["shortlist_scores"][user]
     history = query.history(0)
-    if keys[user] != history_key(history[history >= 0]):
+    if keys[user] == history_key(history[history >= 0]):
+        return Shortlist(items, scores, float(scores[-1]))
+    if vector is None or item_vectors is None or "shortlist_vectors" not in arrays:
         return None
-    return arrays["shortlist_items"][user], arrays["shortlist_scores"][user]
+    return _rescored(arrays, user, vector(query), item_vectors)
+
+
+def _rescored(
+    arrays: dict[str, Any], user: int, now: FloatArray | None, item_vectors: FloatArray
+) -> Shortlist | None:
+    """A changed user's shortlist, training history and the widest items, scored with the
+    user's vector now (every other item scored at most ``last`` then)."""
+    last = float(arrays["shortlist_scores"][user][-1])
+    if now is None or not np.isfinite(last):  # -inf: the shortlist was all the user had left
+        return None
+    now = now.reshape(-1)
+    then = arrays["shortlist_vectors"][user]
+    bound = float(arrays["shortlist_norm_bound"][0])
+    moved = float(np.linalg.norm(now.astype(np.float64) - then))
+    indptr = arrays["shortlist_history_indptr"]
+    trained = arrays["shortlist_history_items"][indptr[user] : indptr[user + 1]]
+    items = np.union1d(
+        np.union1d(arrays["shortlist_items"][user], trained), arrays["shortlist_wide_items"]
+    )
+    scores = np.asarray(item_vectors[items] @ now, np.float32)
+    order = np.lexsort((items, -scores))
+    # float32 rounding of the stored last score and of the new products, with room to spare
+    rounding = 1e-5 * (abs(last) + (float(np.linalg.norm(now)) + moved) * bound)
+    return Shortlist(items[order], scores[order], last + moved * bound + rounding)
 
 
 def _histories(data: TrainingData) -> tuple[npt.NDArray[np.int64], IntArray]:

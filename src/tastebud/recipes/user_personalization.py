@@ -193,25 +193,34 @@ class UserPersonalizationModel:
         scores[nothing] = self.popularity
         return blend_exploration(scores, self.exploration_bonus, self.config.exploration_weight)
 
-    def shortlist(self, query: Query) -> tuple[IntArray, FloatArray] | None:
-        """The user's items scored at training time, best first, while its history is the
-        one they were scored from (see ``recipes/shortlists.py``); None otherwise."""
-        return shortlists.lookup(self.arrays, query)
+    def shortlist(self, query: Query) -> shortlists.Shortlist | None:
+        """The user's best items from training, or rescored since (see
+        ``recipes/shortlists.py``); None when the full scan must answer."""
+        if self.algorithm != "als" or self.impressions.nnz or self.config.exploration_weight:
+            return shortlists.lookup(self.arrays, query)
+        return shortlists.lookup(self.arrays, query, self._one_vector, self.arrays["item_factors"])
 
-    def _score_one_als(self, query: Query) -> FloatArray:
-        """:meth:`score` of one ALS query when no impressions were logged (every real-time
-        request then): the same scores, from the history's item vectors alone."""
+    def _one_vector(self, query: Query) -> FloatArray | None:
+        """The vector :meth:`_score_one_als` multiplies the items with; None for popularity."""
         assert self._gram is not None
         items = query.history(0)
         items = np.unique(items[(items >= 0) & (items < self.n_items)])
         user = int(query.users[0])
         if len(items):
-            vector = fz.als_fold_in(items, self.config.alpha, self.arrays["item_factors"],
-                                    self._gram)  # fmt: skip
+            return fz.als_fold_in(items, self.config.alpha, self.arrays["item_factors"],
+                                  self._gram)  # fmt: skip
+        if 0 <= user < self.n_users:
+            vector: FloatArray = self.arrays["user_factors"][user]
+            return vector
+        return None  # nothing known of the user
+
+    def _score_one_als(self, query: Query) -> FloatArray:
+        """:meth:`score` of one ALS query when no impressions were logged (every real-time
+        request then): the same scores, from the history's item vectors alone."""
+        vector = self._one_vector(query)
+        if vector is not None:
             scores = (vector @ self._item_columns)[None, :]
-        elif 0 <= user < self.n_users:
-            scores = (self.arrays["user_factors"][user] @ self._item_columns)[None, :]
-        else:  # nothing known of the user
+        else:
             scores = self.popularity[None, :].astype(np.float32)
         return blend_exploration(scores, self.exploration_bonus, self.config.exploration_weight)
 
@@ -484,8 +493,13 @@ class UserPersonalization:
         settings = UserPersonalizationConfig.model_validate(config.model_dump())
         model = fit_user_model(data, settings, seed=seed, progress=progress, recipe=self.name)
         if settings.shortlist_length and data.n_items >= shortlists.SHORTLIST_FROM_ITEMS:
-            model.arrays |= shortlists.build(model.score, data, settings.shortlist_length,
-                                             progress)  # fmt: skip
+            rescored = model.algorithm == "als" and not model.impressions.nnz and (
+                not settings.exploration_weight)  # fmt: skip
+            model.arrays |= shortlists.build(
+                model.score, data, settings.shortlist_length, progress,
+                vector=model._one_vector if rescored else None,
+                item_vectors=model.arrays["item_factors"] if rescored else None,
+            )  # fmt: skip
         return model
 
     def load(self, folder: Path) -> UserPersonalizationModel:

@@ -18,6 +18,7 @@ from tastebud.errors import InvalidInput, NotFound
 from tastebud.filters import Selection
 from tastebud.recipes import ItemSimilarity, Query, UserAffinity, UserSimilarity
 from tastebud.recipes.base import MAX_HORIZON, FloatArray, IntArray
+from tastebud.recipes.shortlists import Shortlist
 from tastebud.recipes.topk import best
 from tastebud.serving.explain import Reason
 from tastebud.serving.nearest import UserVectors
@@ -308,15 +309,15 @@ def shortlisted_items(
     seen: IntArray | None = None,
     selection: Selection | None = None,
 ) -> list[Scored] | None:
-    """Top-k from the user's shortlist (``recipes/shortlists.py``) when it gives exactly what
-    the full scan would: seen items excluded (the shortlist never holds the history it came
-    from), at least ``k`` items left after ``seen``, deleted items and the filter, the k-th
-    scoring strictly above the shortlist's last. None otherwise (or without one)."""
+    """Top-k from the user's shortlist (``recipes/shortlists.py``) when it gives what the full
+    scan would: seen items excluded, at least ``k`` items left after ``seen``, deleted items
+    and the filter, the k-th scoring strictly above the shortlist's floor (what any other item
+    can score). None otherwise (or without one)."""
     lookup = getattr(version.model, "shortlist", None)
-    found = lookup(query) if lookup is not None and seen is not None else None
+    found: Shortlist | None = lookup(query) if lookup is not None and seen is not None else None
     if found is None or seen is None:
         return None
-    items, scores = found
+    items, scores = found.items, found.scores
     n_items = version.model.n_items
     # Masks over the catalogue: a few µs, where np.isin sorted or hashed every list (~1 ms).
     blocked = np.zeros(n_items, np.bool_)
@@ -332,7 +333,7 @@ def shortlisted_items(
             keep &= allowed[items]
     keep &= ~blocked[items]
     kept = np.flatnonzero(keep)[:k]
-    if len(kept) < k or not scores[kept[-1]] > scores[-1]:
+    if len(kept) < k or not scores[kept[-1]] > found.floor:
         return None
     return _scored(version.items.ids(items[kept]), scores[kept])
 
