@@ -171,8 +171,8 @@ def _rescored(
     moved = float(np.linalg.norm(now.astype(np.float64) - then))
     indptr = arrays["shortlist_history_indptr"]
     trained = arrays["shortlist_history_items"][indptr[user] : indptr[user + 1]]
-    items = np.union1d(
-        np.union1d(arrays["shortlist_items"][user], trained), arrays["shortlist_wide_items"]
+    items = np.unique(
+        np.concatenate([arrays["shortlist_items"][user], trained, arrays["shortlist_wide_items"]])
     )
     scores = np.asarray(item_vectors[items] @ now, np.float32)
     order = np.lexsort((items, -scores))
