@@ -4,6 +4,8 @@ real uvicorn servers: what a client gets, what is counted, and what stays served
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import socket
 import threading
 from urllib.parse import urlsplit
@@ -13,15 +15,17 @@ import pytest
 import uvicorn
 from prometheus_client import REGISTRY
 from starlette.datastructures import State
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tastebud.api.admission import PROTOCOL, AdmissionGate, GatedHttpProtocol
 from tastebud.api.app import create_app
 from tastebud.api.routes.campaigns import MISSES_BEFORE_GATING, CampaignFastPath
 from tastebud.cli.serve import _uvicorn_options
+from tastebud.observability import JsonFormatter
 from tastebud.settings import ApiSettings
-from tests.api.routes.test_campaigns import one_answer_thread_app
+from tests.api.routes.test_campaigns import deploy, one_answer_thread_app
 from tests.api.routes.test_recommendations import trained  # noqa: F401 (fixture)
+from tests.api.test_metrics import value
 
 from .conftest import Api
 from .overload import add_slow_route, rejections
@@ -192,3 +196,80 @@ def test_an_answer_whose_thread_is_done_frees_its_place_before_its_task_resumes(
     queue._finished.add(object())  # one thread done, its task not yet resumed
     assert not queue.saturated()
     assert queue.saturated(arriving=1)
+
+
+class CountingCalls:
+    """An outermost ASGI middleware noting the path of every HTTP call the app gets."""
+
+    def __init__(self, app: ASGIApp, *, calls: list[str]) -> None:
+        self.app, self.calls = app, calls
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.calls.append(scope["path"])
+        await self.app(scope, receive, send)
+
+
+ANSWERS_ROUTE = "/v1/dataset-groups/{group}/campaigns/{name}/recommendations"
+
+
+def test_a_cached_answer_is_sent_by_the_protocol_and_counted_and_logged_as_the_app_would(
+    trained: Api,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = trained
+    assert deploy(api).status_code == 201
+    calls: list[str] = []
+    app = create_app(api.engine.settings, engine=api.engine)
+    app.add_middleware(CountingCalls, calls=calls)
+    caplog.set_level(logging.INFO, logger="tastebud.access")
+    path = api.url("/campaigns/home/recommendations")
+    with server_thread(app, http=PROTOCOL) as url, httpx.Client(base_url=url, timeout=10) as http:
+        assert http.get(api.url("/campaigns"), headers=api.admin).status_code == 200  # token known
+        before = http.get("/metrics", headers=api.admin).text
+        miss = http.post(path, json={"userId": "u1"}, headers=api.admin)
+        assert miss.status_code == 200 and miss.json()["cache"] == "miss"
+        served_by_app = len(calls)
+        hit = http.post(path, json={"userId": "u1"}, headers={**api.admin, "X-Request-Id": "r-7"})
+        assert len(calls) == served_by_app  # the app never saw it
+        assert hit.status_code == 200 and hit.headers["content-type"] == "application/json"
+        assert hit.headers["x-request-id"] == "r-7"
+        assert hit.json() == {**miss.json(), "cache": "hit"}
+        again = http.post(path, json={"userId": "u1"}, headers=api.admin)  # same connection
+        assert again.json()["cache"] == "hit" and again.headers["x-request-id"] not in ("", "r-7")
+        assert len(calls) == served_by_app
+        # Whatever the app would word itself still reaches it, on the same connection.
+        forbidden = http.post(path, json={"userId": "u1"}, headers=api.ingest)
+        invalid = http.post(path, json={"userId": 5}, headers=api.admin)
+        with_query = http.post(path + "?x=1", json={"userId": "u1"}, headers=api.admin)
+        assert (forbidden.status_code, invalid.status_code) == (403, 422)
+        assert with_query.json()["cache"] == "hit"
+        assert len(calls) == served_by_app + 3
+        after = http.get("/metrics", headers=api.admin).text
+    labels = {"route": ANSWERS_ROUTE, "method": "POST", "status": "200"}
+    counted = value(after, "tastebud_http_requests_total", **labels) - value(
+        before, "tastebud_http_requests_total", **labels
+    )
+    assert counted == 4  # the miss, both hits the protocol sent, the one with a query string
+    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records
+             if r.name == "tastebud.access" and r.route == ANSWERS_ROUTE]  # fmt: skip
+    assert [(line["status"], line["request_id"]) for line in lines][1] == (200, "r-7")
+    assert len(lines) == 6
+
+
+def test_with_a_rate_limit_per_token_every_answer_goes_through_the_app(
+    trained: Api,  # noqa: F811
+) -> None:
+    api = trained
+    assert deploy(api).status_code == 201
+    calls: list[str] = []
+    settings = api.engine.settings.model_copy(
+        update={"api": ApiSettings(rate_limit_per_token=1000.0)}
+    )
+    app = create_app(settings, engine=api.engine)
+    app.add_middleware(CountingCalls, calls=calls)
+    path = api.url("/campaigns/home/recommendations")
+    with server_thread(app, http=PROTOCOL) as url, httpx.Client(base_url=url, timeout=10) as http:
+        answers = [http.post(path, json={"userId": "u1"}, headers=api.admin) for _ in range(3)]
+    assert [a.json()["cache"] for a in answers] == ["miss", "hit", "hit"]
+    assert calls.count(path) == 3  # the buckets are the app's to count

@@ -8,6 +8,8 @@ FastAPI app, whose answers and OpenAPI document stay the reference.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from starlette.types import Message, Receive, Scope, Send
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -16,9 +18,14 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 def read_headers(scope: Scope) -> tuple[str | None, bool]:
     """The ``Authorization`` header, and whether the body is declared JSON as FastAPI reads it
     (``application/json`` or ``application/*+json``; without a content type it is not)."""
+    return read_header_list(scope["headers"])
+
+
+def read_header_list(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, bool]:
+    """:func:`read_headers` of the request's header list."""
     authorization: str | None = None
     json_body = False
-    for name, value in scope["headers"]:
+    for name, value in headers:
         if name == b"authorization":
             authorization = value.decode("latin-1")
         elif name == b"content-type":

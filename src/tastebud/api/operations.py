@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tastebud import observability as obs
 from tastebud.api.admission import EXEMPT_PATHS as EXEMPT_RAW_PATHS
-from tastebud.api.admission import AdmissionGate
+from tastebud.api.admission import AdmissionGate, Headers
 from tastebud.api.auth import bearer_token
 from tastebud.api.rate_limits import RateLimiter, SharedTokenBuckets, TokenBuckets
 from tastebud.api.request_metrics import new_stats
@@ -119,7 +119,7 @@ class OperationsMiddleware:
             if self._lagging() and scope["path"] not in EXEMPT_PATHS:
                 await self._shed(scope, send, start)
                 return
-        request_id, authorization = _read_headers(scope)
+        request_id, authorization = _read_headers(scope["headers"])
         if request_id is None:
             request_id = f"{self._id_prefix}{next(self._ids):x}"
         obs.REQUEST_ID.set(request_id)  # the request's own task: no reset needed
@@ -204,6 +204,19 @@ class OperationsMiddleware:
         )  # fmt: skip
         self._shed_since_log, self._shed_logged_at = 0, now
 
+    def answers_outside_app(self) -> bool:
+        """Requests may be answered by the server's protocol unless each token's rate counts."""
+        return self.buckets is None
+
+    def served(self, headers: Headers, route: str, method: str, seconds: float) -> str:
+        """Count and log a 200 answer the server's protocol gave (a cached campaign answer) as
+        any other request's; returns its request id (the client's, if it sent a valid one)."""
+        request_id = _read_headers(headers)[0] or f"{self._id_prefix}{next(self._ids):x}"
+        self.stats.record(route, method, 200, seconds)
+        if self.access_log and _access_log.isEnabledFor(logging.INFO):
+            _log_access(method, route, 200, round(seconds * 1000, 3), request_id)
+        return request_id
+
     def inflight_share(self) -> float:
         """Requests in flight (exempt paths aside) over the limit."""
         return self.stats.inflight / self.max_inflight
@@ -253,11 +266,11 @@ def _log_access(method: str, route: str, status: int, duration_ms: float, reques
     _access_log.handle(record)
 
 
-def _read_headers(scope: Scope) -> tuple[str | None, str | None]:
+def _read_headers(headers: Headers) -> tuple[str | None, str | None]:
     """The incoming ``X-Request-Id`` (when it fits :data:`_REQUEST_ID`: it goes into logs) and
     ``Authorization`` headers."""
     request_id = authorization = None
-    for name, value in scope["headers"]:
+    for name, value in headers:
         if name == b"x-request-id":
             if _REQUEST_ID.fullmatch(value):
                 request_id = value.decode("ascii")

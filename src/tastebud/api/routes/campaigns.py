@@ -26,8 +26,15 @@ from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tastebud import observability as obs
-from tastebud.api.admission import AdmissionGate
-from tastebud.api.asgi import post_path, read_body, read_headers, replay, send_json
+from tastebud.api.admission import AdmissionGate, Headers
+from tastebud.api.asgi import (
+    post_path,
+    read_body,
+    read_header_list,
+    read_headers,
+    replay,
+    send_json,
+)
 from tastebud.api.auth import TokenVerifier
 from tastebud.api.deps import READER_SCOPES, EngineDep, require_admin, require_reader
 from tastebud.api.errors import tastebud_error_response
@@ -208,6 +215,7 @@ class CampaignFastPath:
         self._misses_since_hit = 0  # answers asked for that the cache did not hold
         if gate is not None:
             gate.answers = self
+            gate.cached = self
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = post_path(scope)
@@ -246,6 +254,30 @@ class CampaignFastPath:
             await response(scope, receive, send)
             return
         await send_json(send, answer)
+
+    def cached_answer(self, path: str, headers: Headers, body: bytes) -> tuple[bytes, str] | None:
+        """The answer the cache holds for ``POST path`` with ``body``, and its route template,
+        for the server's protocol to send (``api/admission.py``); None when :meth:`__call__`
+        must serve it: no cached answer, or anything it would not answer itself."""
+        match = _FAST_PATH.fullmatch(path)
+        engine: Engine | None = getattr(self.state, "engine", None)
+        verifier: TokenVerifier | None = getattr(self.state, "verifier", None)
+        if match is None or engine is None or verifier is None:
+            return None
+        authorization, json_body = read_header_list(headers)
+        token = verifier.cached(authorization)
+        if not json_body or token is None or token.scope not in READER_SCOPES:
+            return None
+        route, body_model, to_request = _FAST_ROUTES[match.group(3)]
+        try:
+            request = to_request(body_model.model_validate_json(body))
+            answer = engine.campaigns.cached(match.group(1), match.group(2), request)
+        except (pydantic.ValidationError, TastebudError):
+            return None  # the app words the error
+        if answer is None:
+            return None  # a miss: counted when the app serves it
+        self._misses_since_hit = 0
+        return answer, route.path
 
     def inflight_share(self) -> float:
         """Answers computing or waiting over the most there may be (read from any thread)."""
