@@ -273,3 +273,24 @@ def test_with_a_rate_limit_per_token_every_answer_goes_through_the_app(
         answers = [http.post(path, json={"userId": "u1"}, headers=api.admin) for _ in range(3)]
     assert [a.json()["cache"] for a in answers] == ["miss", "hit", "hit"]
     assert calls.count(path) == 3  # the buckets are the app's to count
+
+
+def test_a_failing_cache_lookup_is_answered_by_the_app_not_as_a_bad_request(
+    trained: Api,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api = trained
+    assert deploy(api).status_code == 201
+    app = create_app(api.engine.settings, engine=api.engine)
+    path = api.url("/campaigns/home/recommendations")
+    with server_thread(app, http=PROTOCOL) as url, httpx.Client(base_url=url, timeout=10) as http:
+        assert http.post(path, json={"userId": "u1"}, headers=api.admin).status_code == 200
+
+        def broken(*args: object) -> bytes:
+            raise RuntimeError("cache unreadable")
+
+        monkeypatch.setattr(api.engine.campaigns, "cached", broken)
+        failed = http.post(path, json={"userId": "u1"}, headers=api.admin)
+        # The app's own error answer (JSON), not uvicorn's 400 for a failing protocol callback.
+        assert failed.status_code == 500, failed.text
+        assert failed.headers["content-type"] == "application/json" and "error" in failed.json()

@@ -25,6 +25,7 @@ are most of a busy campaign's requests, and the ASGI call cost them more than th
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from tastebud.errors import Overloaded
 
 Headers = Sequence[tuple[bytes, bytes]]
+_log = logging.getLogger(__name__)
 STATE_KEY = "tastebud.admission"  # the gate's key in the lifespan state uvicorn keeps
 PROTOCOL = "tastebud.api.admission:GatedHttpProtocol"  # uvicorn's ``http`` option
 EXEMPT_PATHS = frozenset({b"/health", b"/ready", b"/metrics"})  # probes and scrapes
@@ -209,8 +211,7 @@ class GatedHttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         if self._held is not None:
-            gate: AdmissionGate = self.app_state[STATE_KEY]
-            response = gate.answer(self.url, self.headers, b"".join(self._held), self._started)
+            response = self._cached_answer()
             if response is None:
                 self._hand_to_app()
             else:
@@ -222,6 +223,16 @@ class GatedHttpProtocol(HttpToolsProtocol):
             return
         refusal, self._refusal = self._refusal, None
         self._respond(_STATUS, refusal)
+
+    def _cached_answer(self) -> bytes | None:
+        """The gate's cached answer to the held request; None (the app answers) on a miss, or
+        on an error, which the app then meets and answers as it does (a 500, logged)."""
+        gate: AdmissionGate = self.app_state[STATE_KEY]
+        try:
+            return gate.answer(self.url, self.headers, b"".join(self._held or []), self._started)
+        except Exception:
+            _log.warning("cached answer lookup failed; the app serves it", exc_info=True)
+            return None
 
     def _respond(self, status: bytes, rest: bytes) -> None:
         """Write a whole response (``rest``: its headers after the defaults, and body)."""
