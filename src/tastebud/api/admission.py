@@ -172,6 +172,7 @@ class GatedHttpProtocol(HttpToolsProtocol):
     _started = 0.0
 
     def on_headers_complete(self) -> None:
+        self._refusal = self._held = None
         if self._gate_allows():
             gate: AdmissionGate = self.app_state[STATE_KEY]
             self._refusal = gate.refusal(self.parser.get_method(), self.url)
