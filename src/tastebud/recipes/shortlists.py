@@ -12,11 +12,12 @@ score. For a user whose history still has the training key (no event since), the
 shortlist's last score.
 
 A user with events since training keeps a shortlist too where scores are inner products with a
-user vector (ALS): the shortlist is rescored with the new vector ``u'`` and the floor raised by
-how far that vector moved. For an item outside the shortlist, ``u'·v = u·v + (u'-u)·v ≤ last +
-|u'-u|·|v|`` (Cauchy-Schwarz), and ``|v|`` is bounded by the largest norm among items outside the
-few widest (which are rescored with the shortlist): one event moves ``u`` little, so most
-changed users are still answered from 200 + 256 items instead of the whole catalogue. The
+user vector (ALS): the shortlist, the user's training history (left out of it) and the few
+items of largest norm are rescored with the new vector ``u'``, and the floor raised by how far
+the vector moved. Any other item scored at most ``last`` then, so now ``u'·v = u·v + (u'-u)·v
+≤ last + |u'-u|·|v|`` (Cauchy-Schwarz), with ``|v|`` at most the largest norm outside the widest
+items: one event moves ``u`` little, so most changed users are still answered from a few
+hundred items instead of the whole catalogue. The
 candidates' scores are computed by a smaller product than the full scan's, so they may differ
 from it in the last float32 bit: two items tied to within that may be ordered differently.
 Otherwise the full scan answers, as before.
