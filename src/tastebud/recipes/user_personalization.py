@@ -196,9 +196,16 @@ class UserPersonalizationModel:
     def shortlist(self, query: Query) -> shortlists.Shortlist | None:
         """The user's best items from training, or rescored since (see
         ``recipes/shortlists.py``); None when the full scan must answer."""
-        if self.algorithm != "als" or self.impressions.nnz or self.config.exploration_weight:
+        if not self.scores_by_fold_in:
             return shortlists.lookup(self.arrays, query)
         return shortlists.lookup(self.arrays, query, self._one_vector, self.arrays["item_factors"])
+
+    @property
+    def scores_by_fold_in(self) -> bool:
+        """Real-time scores are inner products of :meth:`_one_vector` with the item vectors
+        (ALS without logged impressions or exploration): a shortlist can be rescored."""
+        return self.algorithm == "als" and not self.impressions.nnz and (
+            not self.config.exploration_weight)  # fmt: skip
 
     def _one_vector(self, query: Query) -> FloatArray | None:
         """The vector :meth:`_score_one_als` multiplies the items with; None for popularity."""
@@ -493,8 +500,7 @@ class UserPersonalization:
         settings = UserPersonalizationConfig.model_validate(config.model_dump())
         model = fit_user_model(data, settings, seed=seed, progress=progress, recipe=self.name)
         if settings.shortlist_length and data.n_items >= shortlists.SHORTLIST_FROM_ITEMS:
-            rescored = model.algorithm == "als" and not model.impressions.nnz and (
-                not settings.exploration_weight)  # fmt: skip
+            rescored = model.scores_by_fold_in
             model.arrays |= shortlists.build(
                 model.score, data, settings.shortlist_length, progress,
                 vector=model._one_vector if rescored else None,

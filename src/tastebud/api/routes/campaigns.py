@@ -27,14 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tastebud import observability as obs
 from tastebud.api.admission import AdmissionGate, Headers
-from tastebud.api.asgi import (
-    post_path,
-    read_body,
-    read_header_list,
-    read_headers,
-    replay,
-    send_json,
-)
+from tastebud.api.asgi import post_path, read_body, read_header_list, replay, send_json
 from tastebud.api.auth import TokenVerifier
 from tastebud.api.deps import READER_SCOPES, EngineDep, require_admin, require_reader
 from tastebud.api.errors import tastebud_error_response
@@ -219,17 +212,11 @@ class CampaignFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = post_path(scope)
-        match = _FAST_PATH.fullmatch(path) if path is not None else None
-        engine: Engine | None = getattr(self.state, "engine", None)
-        verifier: TokenVerifier | None = getattr(self.state, "verifier", None)
-        if match is None or engine is None or verifier is None:
-            await self.app(scope, receive, send)
-            return
-        authorization, json_body = read_headers(scope)
-        token = verifier.cached(authorization)
-        if not json_body or token is None or token.scope not in READER_SCOPES:
+        served = self._served(path, scope["headers"]) if path is not None else None
+        if served is None:
             await self.app(scope, receive, send)  # the route words 401s and 403s
             return
+        match, engine = served
         body = await read_body(receive)
         if body is None:  # the client left: nobody to answer
             return
@@ -259,15 +246,10 @@ class CampaignFastPath:
         """The answer the cache holds for ``POST path`` with ``body``, and its route template,
         for the server's protocol to send (``api/admission.py``); None when :meth:`__call__`
         must serve it: no cached answer, or anything it would not answer itself."""
-        match = _FAST_PATH.fullmatch(path)
-        engine: Engine | None = getattr(self.state, "engine", None)
-        verifier: TokenVerifier | None = getattr(self.state, "verifier", None)
-        if match is None or engine is None or verifier is None:
+        served = self._served(path, headers)
+        if served is None:
             return None
-        authorization, json_body = read_header_list(headers)
-        token = verifier.cached(authorization)
-        if not json_body or token is None or token.scope not in READER_SCOPES:
-            return None
+        match, engine = served
         route, body_model, to_request = _FAST_ROUTES[match.group(3)]
         try:
             request = to_request(body_model.model_validate_json(body))
@@ -278,6 +260,21 @@ class CampaignFastPath:
             return None  # a miss: counted when the app serves it
         self._misses_since_hit = 0
         return answer, route.path
+
+    def _served(self, path: str, headers: Headers) -> tuple[re.Match[str], Engine] | None:
+        """The route's match and the engine, for a request this fast path serves (an answer
+        route, a started engine, a reader token verified within the cache delay, a JSON
+        body); None: the app serves it."""
+        match = _FAST_PATH.fullmatch(path)
+        engine: Engine | None = getattr(self.state, "engine", None)
+        verifier: TokenVerifier | None = getattr(self.state, "verifier", None)
+        if match is None or engine is None or verifier is None:
+            return None
+        authorization, json_body = read_header_list(headers)
+        token = verifier.cached(authorization)
+        if not json_body or token is None or token.scope not in READER_SCOPES:
+            return None
+        return match, engine
 
     def inflight_share(self) -> float:
         """Answers computing or waiting over the most there may be (read from any thread)."""
