@@ -8,11 +8,13 @@ import json
 import logging
 import socket
 import threading
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -213,15 +215,25 @@ class CountingCalls:
 ANSWERS_ROUTE = "/v1/dataset-groups/{group}/campaigns/{name}/recommendations"
 
 
+def counted_app(api: Api, **api_settings: Any) -> tuple[FastAPI, list[str]]:
+    """The "home" campaign deployed, and an app with ``api_settings`` noting the path of every
+    HTTP call it gets."""
+    assert deploy(api).status_code == 201
+    settings = api.engine.settings
+    if api_settings:
+        settings = settings.model_copy(update={"api": ApiSettings(**api_settings)})
+    calls: list[str] = []
+    app = create_app(settings, engine=api.engine)
+    app.add_middleware(CountingCalls, calls=calls)
+    return app, calls
+
+
 def test_a_cached_answer_is_sent_by_the_protocol_and_counted_and_logged_as_the_app_would(
     trained: Api,  # noqa: F811
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     api = trained
-    assert deploy(api).status_code == 201
-    calls: list[str] = []
-    app = create_app(api.engine.settings, engine=api.engine)
-    app.add_middleware(CountingCalls, calls=calls)
+    app, calls = counted_app(api)
     caplog.set_level(logging.INFO, logger="tastebud.access")
     path = api.url("/campaigns/home/recommendations")
     with server_thread(app, http=PROTOCOL) as url, httpx.Client(base_url=url, timeout=10) as http:
@@ -261,13 +273,7 @@ def test_with_a_rate_limit_per_token_every_answer_goes_through_the_app(
     trained: Api,  # noqa: F811
 ) -> None:
     api = trained
-    assert deploy(api).status_code == 201
-    calls: list[str] = []
-    settings = api.engine.settings.model_copy(
-        update={"api": ApiSettings(rate_limit_per_token=1000.0)}
-    )
-    app = create_app(settings, engine=api.engine)
-    app.add_middleware(CountingCalls, calls=calls)
+    app, calls = counted_app(api, rate_limit_per_token=1000.0)
     path = api.url("/campaigns/home/recommendations")
     with server_thread(app, http=PROTOCOL) as url, httpx.Client(base_url=url, timeout=10) as http:
         answers = [http.post(path, json={"userId": "u1"}, headers=api.admin) for _ in range(3)]
@@ -280,8 +286,7 @@ def test_a_failing_cache_lookup_is_answered_by_the_app_not_as_a_bad_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     api = trained
-    assert deploy(api).status_code == 201
-    app = create_app(api.engine.settings, engine=api.engine)
+    app, _ = counted_app(api)
     path = api.url("/campaigns/home/recommendations")
     with server_thread(app, http=PROTOCOL) as url, httpx.Client(base_url=url, timeout=10) as http:
         assert http.post(path, json={"userId": "u1"}, headers=api.admin).status_code == 200

@@ -41,8 +41,18 @@ WIDE_ITEMS = 256  # the items of largest norm, rescored with every changed user'
 _NO_KEY = np.uint64(0)
 
 Scorer = Callable[[Query], FloatArray]
-# The user vector a query's scores are inner products with (None: not scored that way).
-UserVector = Callable[[Query], FloatArray | None]
+
+
+@dataclass(frozen=True, slots=True)
+class VectorScoring:
+    """How a model scores by inner products, which lets a changed user's shortlist be rescored:
+    ``vector`` gives a one-user query's user vector (None: it is scored otherwise), ``scores``
+    the (1 x n_items) scores from that vector exactly as the model's, ``items`` the item
+    vectors."""
+
+    vector: Callable[[Query], FloatArray | None]
+    scores: Callable[[FloatArray], FloatArray]
+    items: FloatArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +79,14 @@ def build(
     length: int,
     progress: ProgressFn | None = None,
     *,
-    vector: UserVector | None = None,
-    item_vectors: FloatArray | None = None,
+    by_vector: VectorScoring | None = None,
 ) -> dict[str, npt.NDArray[Any]]:
     """``shortlist_items`` / ``shortlist_scores`` ((n_users x length), best first, ties by item
     index as every answer) and ``shortlist_keys`` (n_users; 0: no shortlist) of each user with
     a training history, scored by ``score`` from that history as a set of items; the history's
     own items are left out, as answers that exclude seen items leave them out.
 
-    With ``vector`` (scores are ``vector(query) @ item_vectors.T``) also what rescores a
+    With ``by_vector`` (each user scored from its vector, computed once) also what rescores a
     changed user's shortlist: ``shortlist_vectors`` (each user's vector), the training
     histories (``shortlist_history_indptr`` / ``_items``: left out of the shortlist, they may
     score above it), ``shortlist_wide_items`` (the :data:`WIDE_ITEMS` item indexes of largest
@@ -91,11 +100,17 @@ def build(
     shortlist_items = np.zeros((data.n_users, length), np.int32)
     shortlist_scores = np.zeros((data.n_users, length), np.float32)
     keys = np.zeros(data.n_users, np.uint64)
+    vectors = np.zeros((data.n_users, by_vector.items.shape[1] if by_vector else 0), np.float32)
     every = max(1, data.n_users // 100)
     for user in range(data.n_users):
         history = items[indptr[user] : indptr[user + 1]]
         if len(history):
-            scores = score(Query.single(user, history))[0]
+            query = Query.single(user, history)
+            if by_vector is None:
+                scores = score(query)[0]
+            else:
+                vectors[user] = _vector_of(by_vector, query)
+                scores = by_vector.scores(vectors[user])[0]
             scores[history] = -np.inf  # answers leave out what the user has (exclude_seen)
             top = best(scores, length)
             shortlist_items[user, : len(top)] = top
@@ -107,41 +122,34 @@ def build(
     arrays: dict[str, npt.NDArray[Any]] = {"shortlist_items": shortlist_items,
                                            "shortlist_scores": shortlist_scores,
                                            "shortlist_keys": keys}  # fmt: skip
-    if vector is not None and item_vectors is not None:
-        arrays |= _rescoring(vector, item_vectors, indptr, items)
+    if by_vector is not None:
+        arrays |= {"shortlist_vectors": vectors, "shortlist_history_indptr": indptr,
+                   "shortlist_history_items": items, **_norm_bound(by_vector.items)}  # fmt: skip
     return arrays
 
 
-def _rescoring(
-    vector: UserVector, item_vectors: FloatArray, indptr: npt.NDArray[np.int64], items: IntArray
-) -> dict[str, npt.NDArray[Any]]:
-    """What rescores a changed user's shortlist (see :func:`build`)."""
-    vectors = np.zeros((len(indptr) - 1, item_vectors.shape[1]), np.float32)
-    for user in range(len(vectors)):
-        history = items[indptr[user] : indptr[user + 1]]
-        if len(history):
-            found = vector(Query.single(user, history))
-            if found is None:  # the model scores this history otherwise
-                raise ValueError(f"user {user} has a history but no vector to rescore with")
-            vectors[user] = found.reshape(-1)
+def _vector_of(by_vector: VectorScoring, query: Query) -> FloatArray:
+    found = by_vector.vector(query)
+    if found is None:  # the model scores this history otherwise
+        raise ValueError(f"user {query.users[0]} has a history but no vector to rescore with")
+    return found.reshape(-1)
+
+
+def _norm_bound(item_vectors: FloatArray) -> dict[str, npt.NDArray[Any]]:
+    """The :data:`WIDE_ITEMS` items of largest norm, and the largest norm of all others."""
     norms = np.linalg.norm(np.asarray(item_vectors, np.float64), axis=1)
     wide = min(WIDE_ITEMS, len(norms))
     order = np.argsort(-norms, kind="stable")
     bound = norms[order[wide]] if wide < len(norms) else 0.0
-    return {"shortlist_vectors": vectors, "shortlist_history_indptr": indptr,
-            "shortlist_history_items": items,
-            "shortlist_wide_items": np.sort(order[:wide]).astype(np.int32),
+    return {"shortlist_wide_items": np.sort(order[:wide]).astype(np.int32),
             "shortlist_norm_bound": np.array([bound], np.float64)}  # fmt: skip
 
 
 def lookup(
-    arrays: dict[str, Any],
-    query: Query,
-    vector: UserVector | None = None,
-    item_vectors: FloatArray | None = None,
+    arrays: dict[str, Any], query: Query, by_vector: VectorScoring | None = None
 ) -> Shortlist | None:
     """The shortlist of a one-user query: as scored at training while its history is the one
-    it was scored from, else rescored with ``vector(query)`` when the model keeps what that
+    it was scored from, else rescored with its user vector now when the model keeps what that
     needs (see :func:`build`); None otherwise (no shortlists, an unknown user)."""
     keys = arrays.get("shortlist_keys")
     if keys is None or len(query) != 1:
@@ -153,9 +161,9 @@ def lookup(
     history = query.history(0)
     if keys[user] == history_key(history[history >= 0]):
         return Shortlist(items, scores, float(scores[-1]))
-    if vector is None or item_vectors is None or "shortlist_vectors" not in arrays:
+    if by_vector is None or "shortlist_vectors" not in arrays:
         return None
-    return _rescored(arrays, user, vector(query), item_vectors)
+    return _rescored(arrays, user, by_vector.vector(query), by_vector.items)
 
 
 def _rescored(

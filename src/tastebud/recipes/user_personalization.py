@@ -196,16 +196,16 @@ class UserPersonalizationModel:
     def shortlist(self, query: Query) -> shortlists.Shortlist | None:
         """The user's best items from training, or rescored since (see
         ``recipes/shortlists.py``); None when the full scan must answer."""
-        if not self.scores_by_fold_in:
-            return shortlists.lookup(self.arrays, query)
-        return shortlists.lookup(self.arrays, query, self._one_vector, self.arrays["item_factors"])
+        return shortlists.lookup(self.arrays, query, self.by_vector)
 
     @property
-    def scores_by_fold_in(self) -> bool:
-        """Real-time scores are inner products of :meth:`_one_vector` with the item vectors
-        (ALS without logged impressions or exploration): a shortlist can be rescored."""
-        return self.algorithm == "als" and not self.impressions.nnz and (
-            not self.config.exploration_weight)  # fmt: skip
+    def by_vector(self) -> shortlists.VectorScoring | None:
+        """How real-time scores come from one user vector, where they are its inner products
+        with the item vectors (ALS without logged impressions or exploration); else None."""
+        if self.algorithm != "als" or self.impressions.nnz or self.config.exploration_weight:
+            return None
+        return shortlists.VectorScoring(self._one_vector, self._scores_of,
+                                        self.arrays["item_factors"])  # fmt: skip
 
     def _one_vector(self, query: Query) -> FloatArray | None:
         """The vector :meth:`_score_one_als` multiplies the items with; None for popularity."""
@@ -224,7 +224,10 @@ class UserPersonalizationModel:
     def _score_one_als(self, query: Query) -> FloatArray:
         """:meth:`score` of one ALS query when no impressions were logged (every real-time
         request then): the same scores, from the history's item vectors alone."""
-        vector = self._one_vector(query)
+        return self._scores_of(self._one_vector(query))
+
+    def _scores_of(self, vector: FloatArray | None) -> FloatArray:
+        """(1 x n_items) scores from one user vector (None: popularity), as :meth:`score`."""
         if vector is not None:
             scores = (vector @ self._item_columns)[None, :]
         else:
@@ -500,12 +503,8 @@ class UserPersonalization:
         settings = UserPersonalizationConfig.model_validate(config.model_dump())
         model = fit_user_model(data, settings, seed=seed, progress=progress, recipe=self.name)
         if settings.shortlist_length and data.n_items >= shortlists.SHORTLIST_FROM_ITEMS:
-            rescored = model.scores_by_fold_in
-            model.arrays |= shortlists.build(
-                model.score, data, settings.shortlist_length, progress,
-                vector=model._one_vector if rescored else None,
-                item_vectors=model.arrays["item_factors"] if rescored else None,
-            )  # fmt: skip
+            model.arrays |= shortlists.build(model.score, data, settings.shortlist_length,
+                                             progress, by_vector=model.by_vector)  # fmt: skip
         return model
 
     def load(self, folder: Path) -> UserPersonalizationModel:
