@@ -22,7 +22,8 @@ from tastebud.ids import Vocabulary
 from tastebud.recipes import Query, TrainingData, parse_config
 from tastebud.recipes.sequential import Sequential, SequentialConfig, SequentialModel
 from tastebud.recipes.sequential.inputs import feature_bags, item_feature_columns
-from tastebud.recipes.sequential.recipe import auto_hidden, auto_max_len
+from tastebud.recipes.sequential.model import Dropout, GatedBlock
+from tastebud.recipes.sequential.recipe import auto_dropout, auto_hidden, auto_max_len
 from tastebud.recipes.sequential.tokens import (
     GAP,
     TYPE,
@@ -98,9 +99,13 @@ def test_contract(params: dict[str, object], tmp_path: Path) -> None:
     check_contract("sequential", clustered(), params, tmp_path)
 
 
-def test_learns_a_planted_next_item_rule() -> None:
+@pytest.mark.parametrize(
+    ("precision", "gated"), [("float32", False), ("bfloat16", False), ("bfloat16", True)]
+)
+def test_learns_a_planted_next_item_rule(precision: str, gated: bool) -> None:
     data = cycles()
-    params = {"epochs": 30, "hidden": 32, "max_len": 8, "batch_size": 32, "lr": 0.01}
+    params = {"epochs": 30, "hidden": 32, "max_len": 8, "batch_size": 32, "lr": 0.01,
+              "precision": precision, "gated_blocks": gated}  # fmt: skip
     model = fit(data, {**params, "dropout": 0.0, "validation_users": 0})
     histories = [[(start + j) % 12 for j in range(5)] for start in range(12)]
     query = Query(
@@ -110,6 +115,16 @@ def test_learns_a_planted_next_item_rule() -> None:
     )
     best = model.score(query).argmax(axis=1)
     assert (best == [(h[-1] + 1) % 12 for h in histories]).mean() >= 0.9
+
+
+def test_dropout_zeroes_its_share_scales_the_rest_and_is_off_in_eval() -> None:
+    torch.manual_seed(0)
+    dropout, x = Dropout(0.2), torch.ones(200_000, dtype=torch.bfloat16)
+    y = dropout(x)
+    assert y.dtype == torch.bfloat16
+    assert abs(float((y == 0).float().mean()) - 0.2) < 0.01
+    assert torch.allclose(y[y != 0].float(), torch.tensor(1.25))  # the mean is kept
+    assert dropout.eval()(x) is x
 
 
 def test_adjacent_repeats_merge_into_one_token() -> None:
@@ -212,7 +227,9 @@ def test_empty_history_gets_popularity() -> None:
 def test_sizes_adapt_to_the_data() -> None:
     short = merge_repeats(np.array([0, 5, 10], np.int64), np.arange(10, dtype=np.int32))
     assert auto_max_len(short) == 8
-    assert auto_hidden(3_416, 1) == 64
+    assert auto_hidden(3_416, 1) == 128
+    assert auto_hidden(1_682, 1) == 64
+    assert auto_dropout(100_000) == 0.2 and auto_dropout(987_531) == 0.1
     assert auto_hidden(40, 1) == 32
     assert auto_hidden(1_000_000, 3) == 258
 
@@ -226,6 +243,7 @@ def test_sizes_adapt_to_the_data() -> None:
         {"lr": 0},
         {"batch_size": 0},
         {"device": "tpu"},
+        {"precision": "float8"},
         {"hidden": 30, "heads": 4},
         {"time_budget_seconds": 0},
         {"layers": 2},
@@ -393,8 +411,9 @@ def test_a_model_with_every_feature_reloads_in_a_new_process(tmp_path: Path) -> 
     data = walks_data([walk(rng, "context", 12) for _ in range(30)])
     data = replace(data, item_features=sp.csr_matrix(np.eye(WALK_ITEMS, 3, dtype=np.float32)),
                    feature_names=("GENRES=a", "GENRES=b", "GENRES=c"))  # fmt: skip
-    model = fit(data, {**TINY, "genre_head": True})
+    model = fit(data, {**TINY, "genre_head": True, "gated_blocks": True})
     assert model.network.tokens is not None and model.network.genre is not None
+    assert isinstance(model.network.blocks[0], GatedBlock)
     query = walks_query([walk(rng, "context", 5) for _ in range(4)])
     model.save(tmp_path / "model")
     body = {

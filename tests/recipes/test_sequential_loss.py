@@ -64,3 +64,24 @@ def test_seen_before_marks_each_positions_earlier_items() -> None:
     assert seen[0, 1].tolist() == [True, False, True, False]
     assert seen[0, 3].tolist() == [True, True, True, False]
     assert seen[0, 5].tolist() == seen[0, 3].tolist()  # padding adds nothing
+
+
+def test_bfloat16_products_keep_the_value_and_gradients_close() -> None:
+    query, items, target = _inputs(3)
+    exact = softmax_cross_entropy(query, items, target)
+    exact_grads = torch.autograd.grad(exact, [query, items])
+    low = softmax_cross_entropy(query, items, target, products=torch.bfloat16)
+    low_grads = torch.autograd.grad(low, [query, items])
+    assert low.dtype == torch.float32 and low_grads[0].dtype == torch.float32
+    assert 0 < abs(low.item() - exact.item()) < 0.02 * exact.item()  # rounded: not fp32
+    for got, expected in zip(low_grads, exact_grads, strict=True):
+        assert float((got - expected).norm() / expected.norm()) < 0.02
+
+
+def test_bfloat16_products_under_cpu_autocast_train_like_float32() -> None:
+    query, items, target = _inputs(4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the loss picks its own dtypes inside
+        loss = softmax_cross_entropy(query * 1.0, items, target, products=torch.bfloat16)
+    loss.backward()  # a gradient for every input, in the inputs' float32
+    assert query.grad is not None and query.grad.dtype == torch.float32
+    assert items.grad is not None and bool(torch.isfinite(items.grad).all())

@@ -55,6 +55,7 @@ class TransformerConfig:
     text_width: int = 0  # E: width of the items' text vectors (0: no text)
     intent_events: int = 0  # event types the intent heads predict (0: no event head)
     intent_sizes: tuple[int, ...] = ()  # values of each field the intent heads predict
+    gated: bool = False  # LiGR blocks: gated residuals, SwiGLU feed-forward (GatedBlock)
 
     def __post_init__(self) -> None:
         # A saved config comes back from JSON with a list: equal configs must compare equal
@@ -192,6 +193,22 @@ class TokenFeatures(nn.Module):
         return total
 
 
+class Dropout(nn.Module):
+    """``nn.Dropout`` with its mask drawn by ``torch.rand``: the same distribution, three times
+    faster on CPU, where ``bernoulli_`` took 10% of a training step (9.7 against 3.2 ms per
+    million activations on two cores)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand(x.shape, device=x.device) >= self.p
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
@@ -224,11 +241,46 @@ class Block(nn.Module):
             nn.GELU(),
             nn.Linear(config.expansion * config.hidden, config.hidden),
         )
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.dropout(self.attention(self.norm1(x)))
         out: Tensor = x + self.dropout(self.mlp(self.norm2(x)))
+        return out  # (B, T, D)
+
+
+class SwiGLU(nn.Module):
+    """Feed-forward ``down(silu(gate(x)) * up(x))`` (Shazeer 2020), gate and up in one product."""
+
+    def __init__(self, hidden: int, inner: int) -> None:
+        super().__init__()
+        self.gate_up = nn.Linear(hidden, 2 * inner, bias=False)
+        self.down = nn.Linear(inner, hidden, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        out: Tensor = self.down(F.silu(gate) * up)
+        return out
+
+
+class GatedBlock(nn.Module):
+    """LiGR block (LinkedIn 2025; eSASRec, Klenitskiy et al. 2025): pre-norm attention and a
+    SwiGLU feed-forward, each added to the residual stream through a learned sigmoid gate of
+    the stream, so that a block can pass a position through nearly unchanged."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.hidden)
+        self.attention = CausalSelfAttention(config)
+        self.gate1 = nn.Linear(config.hidden, config.hidden)
+        self.norm2 = nn.LayerNorm(config.hidden)
+        self.mlp = SwiGLU(config.hidden, config.expansion * config.hidden)
+        self.gate2 = nn.Linear(config.hidden, config.hidden)
+        self.dropout = Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + torch.sigmoid(self.gate1(x)) * self.dropout(self.attention(self.norm1(x)))
+        out: Tensor = x + torch.sigmoid(self.gate2(x)) * self.dropout(self.mlp(self.norm2(x)))
         return out  # (B, T, D)
 
 
@@ -285,8 +337,9 @@ class SequenceTransformer(nn.Module):
         self.positions = nn.Embedding(config.max_len, config.hidden)
         nn.init.normal_(self.positions.weight, std=0.02)
         self.tokens = TokenFeatures(config) if config.token_width else None
-        self.dropout = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.blocks))
+        self.dropout = Dropout(config.dropout)
+        layer = GatedBlock if config.gated else Block
+        self.blocks = nn.ModuleList(layer(config) for _ in range(config.blocks))
         self.norm = nn.LayerNorm(config.hidden)
         self.genre: GenreHead | None = None
         if config.genre_head and config.genre_features > 0 and genre_columns is not None:

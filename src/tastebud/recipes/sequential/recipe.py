@@ -56,7 +56,12 @@ from tastebud.recipes.sequential.tokens import (
     training_sequences,
     window_positions,
 )
-from tastebud.recipes.sequential.train import TrainSettings, hold_out_last, train
+from tastebud.recipes.sequential.train import (
+    TrainSettings,
+    hold_out_last,
+    native_bfloat16,
+    train,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -64,6 +69,8 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 MAX_AUTO_LEN = 128
+LARGE_DATA_EVENTS = 500_000  # from this many training events, the smaller dropout
+LARGE_DATA_DROPOUT, SMALL_DATA_DROPOUT = 0.1, 0.2
 # Full softmax cross-entropy learns best (SASRec+), and over a few thousand items it costs about
 # as much as the transformer itself; beyond this catalogue size a sampled softmax takes over.
 FULL_SOFTMAX_ITEMS = 20_000
@@ -89,8 +96,17 @@ class SequentialConfig(RecipeConfig):
         default=None, ge=8, le=1_024, description="embedding size; None: from the catalogue"
     )
     blocks: int = Field(default=2, ge=1, le=12, description="transformer blocks")
+    gated_blocks: bool = Field(
+        default=False,
+        description="LiGR blocks (eSASRec): each sub-layer added through a learned sigmoid "
+        "gate, SwiGLU feed-forward; off: pre-norm blocks with a GELU feed-forward",
+    )
     heads: int = Field(default=1, ge=1, le=16, description="attention heads")
-    dropout: float = Field(default=0.2, ge=0.0, lt=1.0, description="dropout probability")
+    dropout: float | None = Field(
+        default=None, ge=0.0, lt=1.0,
+        description=f"dropout probability; None: {LARGE_DATA_DROPOUT} from "
+        f"{LARGE_DATA_EVENTS:,} training events, else {SMALL_DATA_DROPOUT}",
+    )  # fmt: skip
     lr: float = Field(default=3e-3, gt=0.0, le=1.0, description="peak learning rate (AdamW)")
     weight_decay: float = Field(default=0.0, ge=0.0, le=1.0, description="AdamW weight decay")
     batch_size: int = Field(default=64, ge=1, le=65_536, description="windows per step")
@@ -124,7 +140,13 @@ class SequentialConfig(RecipeConfig):
         default=840.0, gt=0.0, description="training time; epochs shrink to fit (None: no cap)"
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
-        default="auto", description="auto: CUDA with bf16 autocast when present, else CPU"
+        default="auto", description="auto: CUDA when present, else CPU"
+    )
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="training arithmetic: bfloat16 matrix products (float32 weights, softmax "
+        "and loss) or float32; auto: bfloat16 where the device computes it natively (a GPU "
+        "with bf16, a CPU with AVX512-BF16 or AMX)",
     )
     use_metadata: bool = Field(default=True, description="add item feature embeddings")
     token_features: bool = Field(
@@ -420,14 +442,22 @@ def auto_max_len(sequences: Sequences) -> int:
     return int(min(MAX_AUTO_LEN, max(8, 2 ** math.ceil(math.log2(max(median, 1.0))))))
 
 
+def auto_dropout(n_events: int) -> float:
+    """Less regularisation with more data: on ml-1m-seq (987k events) 0.1 beat 0.2 on the
+    validation item by 0.0055 NDCG@10, on ml-100k (100k) 0.2 beat 0.1 by 0.0053 (issue 17)."""
+    return LARGE_DATA_DROPOUT if n_events >= LARGE_DATA_EVENTS else SMALL_DATA_DROPOUT
+
+
 def auto_negatives(n_items: int) -> int:
     """0 (full softmax) for catalogues up to ``FULL_SOFTMAX_ITEMS``, else ``SAMPLED_NEGATIVES``."""
     return 0 if n_items <= FULL_SOFTMAX_ITEMS else SAMPLED_NEGATIVES
 
 
 def auto_hidden(n_items: int, heads: int) -> int:
-    """The power of two nearest sqrt(n_items), within 32..256, a multiple of ``heads``."""
-    size: int = min(256, max(32, 2 ** round(math.log2(max(n_items, 1)) / 2)))
+    """The power of two nearest 2 sqrt(n_items), within 32..256, a multiple of ``heads``: 128
+    on ml-1m-seq (3,416 items), where it gave +0.01 test NDCG@10 over 64 in the same 840 s,
+    and 64 on ml-100k (1,682 items), where it scored as 32 did (issue 17)."""
+    size: int = min(256, max(32, 2 ** round(math.log2(max(n_items, 1)) / 2 + 1)))
     return heads * math.ceil(size / heads)
 
 
@@ -445,13 +475,16 @@ def train_settings(settings: SequentialConfig, *, n_items: int, seed: int) -> Tr
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     negatives = auto_negatives(n_items) if settings.negatives is None else settings.negatives
+    precision = settings.precision
+    if precision == "auto":
+        precision = "bfloat16" if native_bfloat16(torch.device(device)) else "float32"
     return TrainSettings(
         epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
         weight_decay=settings.weight_decay, patience=settings.patience, negatives=negatives,
         exclude_seen=settings.exclude_seen,
         older_windows=settings.older_windows,
         time_budget_seconds=settings.time_budget_seconds, device=torch.device(device), seed=seed,
-        intent_weight=settings.intent_weight,
+        intent_weight=settings.intent_weight, precision=getattr(torch, precision),
     )  # fmt: skip
 
 
@@ -602,7 +635,9 @@ def build_network(
     config = TransformerConfig(
         n_items=data.n_items, n_features=n_features, max_len=max_len,
         hidden=settings.hidden or auto_hidden(data.n_items, settings.heads),
-        blocks=settings.blocks, heads=settings.heads, dropout=settings.dropout,
+        blocks=settings.blocks, heads=settings.heads,
+        dropout=auto_dropout(data.size) if settings.dropout is None else settings.dropout,
+        gated=settings.gated_blocks,
         genre_head=genres is not None, metadata=settings.use_metadata,
         n_event_types=len(codec.event_types), n_value_buckets=codec.n_value_buckets,
         time_features=codec.gaps, request_features=codec.request_times,

@@ -59,6 +59,7 @@ class TrainSettings:
     device: torch.device
     seed: int
     intent_weight: float = 0.0  # lambda of the intent heads' losses
+    precision: torch.dtype = torch.float32  # bfloat16: autocast and bf16 loss products
 
 
 @dataclass
@@ -166,6 +167,7 @@ def next_item_loss(
     generator: torch.Generator,
     exclude_seen: bool = False,
     intent_weight: float = 0.0,
+    products: torch.dtype = torch.float32,
 ) -> Tensor:
     """Mean cross-entropy of each token's next item over a (B, T + 1) window batch (with its
     (B, T + 1, C) token features).
@@ -177,6 +179,7 @@ def next_item_loss(
     ``exclude_seen`` (full softmax without the genre head): the items before each position in
     its window are not negatives there, as serving excludes a user's history from the answer.
     With intent heads, ``intent_weight`` x their losses is added (see ``intent.py``).
+    ``products`` is the dtype of the full softmax's matrix products (see ``loss.py``).
     """
     inputs, targets = window[:, :-1], window[:, 1:]  # (B, T) each
     mask = targets != PAD
@@ -194,7 +197,7 @@ def next_item_loss(
         loss = F.cross_entropy(logits.float(), target)
     elif negatives == 0:
         excluded = seen_before(inputs, len(items))[mask] if exclude_seen else None
-        loss = softmax_cross_entropy(query, items, target, available, excluded)
+        loss = softmax_cross_entropy(query, items, target, available, excluded, products)
     else:
         sampled = torch.multinomial(sampling, negatives, replacement=True, generator=generator)
         log_q = torch.log(sampling)
@@ -262,6 +265,14 @@ def validation_ndcg(
         total += float(torch.where(rank < NDCG_DEPTH, 1 / torch.log2(rank + 2.0), 0.0).sum())
     model.train(was_training)
     return total / max(len(validation), 1)
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 products natively (else they are emulated, slower
+    than float32)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def learning_rate(peak: float, step: int, total: int) -> float:
@@ -380,7 +391,7 @@ def run_epoch(run: _Run, epoch: int, planned: int) -> float:
     """One pass over the windows in shuffled length-bucketed batches; the mean loss."""
     settings, device = run.settings, run.settings.device
     first = (epoch - 1) * run.steps_per_epoch
-    amp = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    amp = settings.precision == torch.bfloat16
     total, count = 0.0, 0
     chosen = run.epoch_windows()
     for step, picked in enumerate(batches(run.lengths[chosen], settings.batch_size, run.rng)):
@@ -400,6 +411,7 @@ def run_epoch(run: _Run, epoch: int, planned: int) -> float:
                 next_item_loss, run.model, batch, features, run.model.items(), run.sampling,
                 negatives=settings.negatives, generator=run.generator,
                 exclude_seen=settings.exclude_seen, intent_weight=settings.intent_weight,
+                products=settings.precision,
             ))  # fmt: skip
         run.optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(loss)
