@@ -22,7 +22,8 @@ def test_show_gives_defaults_bounds_and_meanings() -> None:
     result = CliRunner().invoke(app, ["recipes", "show", "sequential", "--json"])
     assert result.exit_code == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)["hyperparameters"]}
-    assert rows["dropout"]["default"] == 0.2 and rows["dropout"]["bounds"] == ">= 0.0, < 1.0"
+    assert rows["dropout"]["default"] is None and rows["dropout"]["bounds"] == ">= 0.0, < 1.0"
+    assert "500,000 training events" in rows["dropout"]["description"]
     assert rows["max_len"]["type"] == "int | None" and "None" in rows["max_len"]["description"]
     assert rows["device"]["default"] == "auto"
     table = CliRunner().invoke(app, ["recipes", "show", "popularity-count"])
