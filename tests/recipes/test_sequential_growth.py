@@ -11,7 +11,9 @@ import scipy.sparse as sp
 from tastebud.errors import InvalidInput
 from tastebud.recipes import Query, TrainingData, parse_config
 from tastebud.recipes.sequential import Sequential, SequentialConfig, SequentialModel
+from tastebud.recipes.sequential import recipe as sequential_recipe
 from tastebud.recipes.sequential.growth import Lineage, fit_incremental, grow, recent_windows
+from tastebud.recipes.sequential.recipe import SMALL_DATA_DROPOUT
 from tastebud.recipes.sequential.tokens import Events, Sequences
 from tests.recipes.conftest import clustered
 
@@ -109,3 +111,15 @@ def test_growth_refuses_another_architecture() -> None:
     changed = SequentialModel(other, previous.network, previous.popularity, codec=previous.codec)
     with pytest.raises(InvalidInput, match="differs in blocks"):
         grow(changed, clustered(), Lineage.same_items(previous, clustered()))
+
+
+def test_growth_keeps_the_previous_dropout_when_the_data_crosses_the_size_rule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    previous = fit(clustered(), TINY)  # dropout None: auto_dropout of the data's size
+    assert previous.network.config.dropout == SMALL_DATA_DROPOUT
+    data = grown_catalogue(clustered(), fans=20)
+    # the grown data alone would get the large-data dropout
+    monkeypatch.setattr(sequential_recipe, "LARGE_DATA_EVENTS", clustered().size + 1)
+    network, _ = grow(previous, data, Lineage.same_items(previous, data))
+    assert network.config.dropout == SMALL_DATA_DROPOUT

@@ -91,7 +91,11 @@ def grow(
         raise InvalidInput(f"incremental: {len(lineage.items)} item links for {data.n_items} items")
     old = previous.network
     codec = grown_codec(previous.codec, data, previous.config)
-    arch = previous.config.model_copy(update={"hidden": old.config.hidden})
+    # the sizes and the dropout the previous network was built with, not re-derived from the
+    # grown data (auto_dropout changes at 500k events)
+    arch = previous.config.model_copy(
+        update={"hidden": old.config.hidden, "dropout": old.config.dropout}
+    )
     network = build_network(data, arch, old.config.max_len, codec)
     _check_architecture(old.config, network.config)
     state = network.state_dict()

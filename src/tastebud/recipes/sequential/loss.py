@@ -8,9 +8,10 @@ into probabilities in place and keeps them; the backward subtracts 1 at each tar
 two matrix products. Same values and gradients; a full 64 x 128-token step on ml-1m-seq went
 from 0.50 to 0.31 s on two cores.
 
-With ``products=torch.bfloat16`` the three matrix products take bfloat16 operands (half the
-time where the CPU has native bf16, AVX512-BF16 or AMX), while the softmax, the loss and the
-gradients' sums stay float32.
+With ``products=torch.bfloat16`` the three matrix products take bfloat16 operands, while the
+softmax, the loss and the gradients' sums stay float32. Where the CPU has native bf16
+(AVX512-BF16, AMX) the products take half the time, but converting the logits and their
+gradient gives back most of it: 171 against 195 ms for the loss at N = 8,192 on two cores.
 """
 
 from __future__ import annotations
