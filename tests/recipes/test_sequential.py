@@ -99,12 +99,15 @@ def test_contract(params: dict[str, object], tmp_path: Path) -> None:
     check_contract("sequential", clustered(), params, tmp_path)
 
 
+# LiGR blocks learn this tiny task slower: after 30 epochs 0.5-0.83 of the rule over 3 seeds,
+# after 120 all of it (their gates and SwiGLU products start small)
 @pytest.mark.parametrize(
-    ("precision", "gated"), [("float32", False), ("bfloat16", False), ("bfloat16", True)]
+    ("precision", "gated", "epochs"),
+    [("float32", False, 30), ("bfloat16", False, 30), ("bfloat16", True, 120)],
 )
-def test_learns_a_planted_next_item_rule(precision: str, gated: bool) -> None:
+def test_learns_a_planted_next_item_rule(precision: str, gated: bool, epochs: int) -> None:
     data = cycles()
-    params = {"epochs": 30, "hidden": 32, "max_len": 8, "batch_size": 32, "lr": 0.01,
+    params = {"epochs": epochs, "hidden": 32, "max_len": 8, "batch_size": 32, "lr": 0.01,
               "precision": precision, "gated_blocks": gated}  # fmt: skip
     model = fit(data, {**params, "dropout": 0.0, "validation_users": 0})
     histories = [[(start + j) % 12 for j in range(5)] for start in range(12)]
