@@ -22,7 +22,12 @@ from tastebud.ids import Vocabulary
 from tastebud.recipes import Query, TrainingData, parse_config
 from tastebud.recipes.sequential import Sequential, SequentialConfig, SequentialModel
 from tastebud.recipes.sequential.inputs import feature_bags, item_feature_columns
-from tastebud.recipes.sequential.model import Dropout, GatedBlock
+from tastebud.recipes.sequential.model import (
+    CausalSelfAttention,
+    Dropout,
+    GatedBlock,
+    TransformerConfig,
+)
 from tastebud.recipes.sequential.recipe import auto_dropout, auto_hidden, auto_max_len
 from tastebud.recipes.sequential.tokens import (
     GAP,
@@ -118,6 +123,27 @@ def test_learns_a_planted_next_item_rule(precision: str, gated: bool, epochs: in
     )
     best = model.score(query).argmax(axis=1)
     assert (best == [(h[-1] + 1) % 12 for h in histories]).mean() >= 0.9
+
+
+def test_relative_positions_start_as_causal_attention_and_learn_a_bias_by_distance() -> None:
+    torch.manual_seed(0)
+    config = TransformerConfig(n_items=5, hidden=16, heads=2, max_len=8, relative_positions=True)
+    biased, plain = (
+        CausalSelfAttention(config),
+        CausalSelfAttention(replace(config, relative_positions=False)),
+    )
+    plain.load_state_dict(biased.state_dict(), strict=False)
+    x = torch.randn(3, 6, 16)
+    with torch.no_grad():
+        assert torch.allclose(biased(x), plain(x), atol=1e-5)  # a zero bias: causal alone
+        biased.relative[:, 0] = 50.0  # a strong bias for distance 0: each token reads itself
+        values = biased.qkv(x).split(16, dim=2)[2]
+        assert torch.allclose(biased(x), biased.out(values), atol=1e-4)
+        biased.relative.normal_()
+        later = x.clone()
+        later[:, -1] += 1.0  # the last token changes: nothing before it may see that
+        assert torch.allclose(biased(x)[:, :-1], biased(later)[:, :-1], atol=1e-6)
+        assert not torch.allclose(biased(x)[:, -1], biased(later)[:, -1])
 
 
 def test_dropout_zeroes_its_share_scales_the_rest_and_is_off_in_eval() -> None:
@@ -414,7 +440,8 @@ def test_a_model_with_every_feature_reloads_in_a_new_process(tmp_path: Path) -> 
     data = walks_data([walk(rng, "context", 12) for _ in range(30)])
     data = replace(data, item_features=sp.csr_matrix(np.eye(WALK_ITEMS, 3, dtype=np.float32)),
                    feature_names=("GENRES=a", "GENRES=b", "GENRES=c"))  # fmt: skip
-    model = fit(data, {**TINY, "genre_head": True, "gated_blocks": True})
+    model = fit(data, {**TINY, "genre_head": True, "gated_blocks": True,
+                       "relative_positions": True})  # fmt: skip
     assert model.network.tokens is not None and model.network.genre is not None
     assert isinstance(model.network.blocks[0], GatedBlock)
     query = walks_query([walk(rng, "context", 5) for _ in range(4)])

@@ -56,6 +56,7 @@ class TransformerConfig:
     intent_events: int = 0  # event types the intent heads predict (0: no event head)
     intent_sizes: tuple[int, ...] = ()  # values of each field the intent heads predict
     gated: bool = False  # LiGR blocks: gated residuals, SwiGLU feed-forward (GatedBlock)
+    relative_positions: bool = False  # a learned attention bias per head and distance
 
     def __post_init__(self) -> None:
         # A saved config comes back from JSON with a list: equal configs must compare equal
@@ -210,11 +211,19 @@ class Dropout(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
+    """Causal self-attention; with ``relative_positions`` each head adds a learned bias by
+    the distance between the attending and the attended token (T5, HSTU), zero at first."""
+
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         self.heads = config.heads
         self.qkv = nn.Linear(config.hidden, 3 * config.hidden)
         self.out = nn.Linear(config.hidden, config.hidden)
+        self.relative = (
+            nn.Parameter(torch.zeros(config.heads, config.max_len + 1))
+            if config.relative_positions
+            else None
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         batch, length, hidden = x.shape  # (B, T, D)
@@ -223,9 +232,22 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(batch, length, self.heads, -1).transpose(1, 2) for t in (q, k, v))
         # No dropout on the attention weights: with it PyTorch's CPU attention falls back to
         # the unfused kernel, 1.7x slower; the residual and embedding dropout remain.
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if self.relative is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            mask = distance_bias(self.relative, length).to(q.dtype)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         out: Tensor = self.out(y.transpose(1, 2).reshape(batch, length, hidden))
         return out  # (B, T, D)
+
+
+def distance_bias(relative: Tensor, length: int) -> Tensor:
+    """(heads, T, T) additive attention mask from (heads, L) biases by distance: each
+    query's bias for each earlier key (distances past L - 1 share the last), -inf ahead."""
+    index = torch.arange(length, device=relative.device)
+    distance = index[:, None] - index[None, :]
+    bias = relative[:, distance.clamp(0, relative.shape[1] - 1)]
+    return bias.masked_fill(distance < 0, -torch.inf)
 
 
 class Block(nn.Module):

@@ -101,6 +101,11 @@ class SequentialConfig(RecipeConfig):
         description="LiGR blocks (eSASRec): each sub-layer added through a learned sigmoid "
         "gate, SwiGLU feed-forward; off: pre-norm blocks with a GELU feed-forward",
     )
+    relative_positions: bool = Field(
+        default=False,
+        description="a learned attention bias per head and token distance (T5, HSTU), "
+        "beside the absolute position vectors",
+    )
     heads: int = Field(default=1, ge=1, le=16, description="attention heads")
     dropout: float | None = Field(
         default=None, ge=0.0, lt=1.0,
@@ -637,7 +642,7 @@ def build_network(
         hidden=settings.hidden or auto_hidden(data.n_items, settings.heads),
         blocks=settings.blocks, heads=settings.heads,
         dropout=auto_dropout(data.size) if settings.dropout is None else settings.dropout,
-        gated=settings.gated_blocks,
+        gated=settings.gated_blocks, relative_positions=settings.relative_positions,
         genre_head=genres is not None, metadata=settings.use_metadata,
         n_event_types=len(codec.event_types), n_value_buckets=codec.n_value_buckets,
         time_features=codec.gaps, request_features=codec.request_times,
