@@ -317,6 +317,7 @@ class _Run:
         return chosen
 
 
+@large_blocks_kept()  # every step's (N, I) buffers reuse the heap (heap.py)
 def train(
     model: SequenceTransformer,
     windows: IntArray,
@@ -357,34 +358,31 @@ def train(
     )  # fmt: skip
     report, planned = TrainReport(), settings.epochs
     best_state = copy.deepcopy(model.state_dict())
-    with large_blocks_kept():  # every step's (N, I) buffers reuse the heap (heap.py)
-        for epoch in range(1, settings.epochs + 1):
-            loss = run_epoch(run, epoch, planned)
-            elapsed = time.perf_counter() - started
-            ndcg = -1.0
-            if validation is not None:
-                ndcg = team.mean_over(
-                    validation, lambda v: validation_ndcg(model, v, settings.device)
-                )
-            # every rank acts on rank 0's clock and figures: they all stop at the same epoch
-            elapsed, ndcg = team.agree(elapsed, ndcg)
-            report.epochs.append(EpochLog(epoch, loss, ndcg, elapsed))
-            _log.info(
-                "epoch done recipe=sequential epoch=%d loss=%.4f val_ndcg@10=%.4f seconds=%.1f",
-                epoch, loss, ndcg, elapsed,
-            )  # fmt: skip
-            if progress is not None:
-                progress(epoch / planned, f"epoch {epoch}/{planned} ndcg@10={ndcg:.4f}")
-            if validation is None or ndcg > report.best_ndcg:
-                report.best_epoch, report.best_ndcg = epoch, ndcg
-                best_state = copy.deepcopy(model.state_dict())
-            planned = _fit_budget(settings, planned, epoch, elapsed)
-            if epoch - report.best_epoch >= settings.patience:
-                report.stopped = "patience"
-                break
-            if epoch >= planned or team.any(time.perf_counter() > run.deadline):
-                report.stopped = "epochs" if epoch == settings.epochs else "time budget"
-                break
+    for epoch in range(1, settings.epochs + 1):
+        loss = run_epoch(run, epoch, planned)
+        elapsed = time.perf_counter() - started
+        ndcg = -1.0
+        if validation is not None:
+            ndcg = team.mean_over(validation, lambda v: validation_ndcg(model, v, settings.device))
+        # every rank acts on rank 0's clock and figures: they all stop at the same epoch
+        elapsed, ndcg = team.agree(elapsed, ndcg)
+        report.epochs.append(EpochLog(epoch, loss, ndcg, elapsed))
+        _log.info(
+            "epoch done recipe=sequential epoch=%d loss=%.4f val_ndcg@10=%.4f seconds=%.1f",
+            epoch, loss, ndcg, elapsed,
+        )  # fmt: skip
+        if progress is not None:
+            progress(epoch / planned, f"epoch {epoch}/{planned} ndcg@10={ndcg:.4f}")
+        if validation is None or ndcg > report.best_ndcg:
+            report.best_epoch, report.best_ndcg = epoch, ndcg
+            best_state = copy.deepcopy(model.state_dict())
+        planned = _fit_budget(settings, planned, epoch, elapsed)
+        if epoch - report.best_epoch >= settings.patience:
+            report.stopped = "patience"
+            break
+        if epoch >= planned or team.any(time.perf_counter() > run.deadline):
+            report.stopped = "epochs" if epoch == settings.epochs else "time budget"
+            break
     model.load_state_dict(best_state)
     team.check_synced(model)
     model.eval()
