@@ -66,9 +66,12 @@ def serve(
     os.environ["TASTEBUD_DEFAULT_GROUP"] = settings.default_group
     if settings.database_url:
         os.environ["TASTEBUD_DATABASE_URL"] = settings.database_url
+    from tastebud.api.listeners import run_workers
+
+    config = uvicorn.Config("tastebud.cli.serve:app_from_env", factory=True, host=host,
+                            port=port, workers=workers, **options)  # fmt: skip
     with multiprocess_metrics(settings.home):
-        uvicorn.run("tastebud.cli.serve:app_from_env", factory=True, host=host, port=port,
-                    workers=workers, **options)  # fmt: skip
+        run_workers(config)
 
 
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:

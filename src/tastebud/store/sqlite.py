@@ -49,12 +49,15 @@ class SqliteStore(SqlStore):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             # Autocommit mode: transactions are opened explicitly below.
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # The busy timeout is set by connect, before the first statement: switching a new
+            # database to WAL takes its write lock, which processes opening it together share.
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=60
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit survives power loss, which "durable before the API answers" needs;
             # group commits keep the fsync count low.
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            conn.execute("PRAGMA busy_timeout=60000")
             conn.execute("PRAGMA cache_size=-262144")  # 256 MiB
             conn.execute("PRAGMA threads=2")  # lets CREATE INDEX sort on both cores
             self._local.conn = conn

@@ -1,0 +1,52 @@
+"""A listening socket per worker process, so the kernel spreads connections evenly.
+
+uvicorn's workers share the supervisor's one listening socket, and the first worker to wake
+accepts every pending connection (libuv accepts until the queue is empty). A load that opens its
+connections at once (wrk's 64, a pool of keep-alive clients) then lands mostly on one worker: a
+2-worker ingestion run gave one process 7 times the other's CPU. With ``SO_REUSEPORT`` each
+worker listens on a socket of its own bound to the same address, and Linux hashes each new
+connection to one of them.
+
+The supervisor binds the address (reserving it, and failing early if it is taken) but never
+listens on it; each worker receives it as :class:`WorkerSocket`, which a spawned process
+unpickles as a new socket bound to that address. uvicorn's supervisor is used unchanged, so a
+worker it restarts gets a socket of its own the same way.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
+
+
+class WorkerSocket(socket.socket):
+    """The supervisor's bound socket; in a worker, a fresh one bound to the same address."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (bind_shared, (self.family, self.getsockname()[:2]))
+
+
+def bind_shared(family: int, address: tuple[str, int]) -> WorkerSocket:
+    """A TCP socket bound to ``address`` that others of this user may bind too (not listening)."""
+    sock = WorkerSocket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_workers(config: uvicorn.Config) -> None:
+    """``uvicorn.run`` with ``config.workers`` processes, each on its own listening socket."""
+    if not REUSE_PORT:  # not Linux or BSD: uvicorn's one shared socket
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = bind_shared(family, (config.host, config.port))
+    uvicorn.config.logger.info("Uvicorn running on http://%s:%d", config.host, config.port)
+    Multiprocess(config, sockets=[sock]).run()
