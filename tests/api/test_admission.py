@@ -299,3 +299,67 @@ def test_a_failing_cache_lookup_is_answered_by_the_app_not_as_a_bad_request(
         # The app's own error answer (JSON), not uvicorn's 400 for a failing protocol callback.
         assert failed.status_code == 500, failed.text
         assert failed.headers["content-type"] == "application/json" and "error" in failed.json()
+
+
+EVENTS_ROUTE = "/v1/dataset-groups/{group}/events"
+
+
+def test_put_events_are_committed_and_answered_by_the_protocol_counted_and_logged(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[str] = []
+    app = create_app(api.engine.settings, engine=api.engine)
+    app.add_middleware(CountingCalls, calls=calls)
+    caplog.set_level(logging.INFO, logger="tastebud.access")
+    path = api.url("/events")
+    batch = {"userId": "u1", "eventList": [{"itemId": f"i{k}", "eventId": f"e{k}"}
+                                           for k in range(3)]}  # fmt: skip
+    with server_thread(app, http=PROTOCOL) as url, httpx.Client(base_url=url, timeout=10) as http:
+        # Any answer verifies the token (here a 403: not an admin one); then it is known.
+        assert http.get(api.url("/status"), headers=api.ingest).status_code == 403
+        app_calls = len(calls)
+        ingested = REGISTRY.get_sample_value("tastebud_events_ingested_total", {"source": "http"})
+        headers = {**api.ingest, "X-Request-Id": "ev-1"}
+        first = http.post(path, json=batch, headers=headers)
+        retried = http.post(path, json=batch, headers=api.ingest)  # same connection
+        assert len(calls) == app_calls  # the app never saw them
+        assert (first.status_code, first.json()) == (200, {"accepted": 3, "duplicates": 0})
+        assert first.headers["x-request-id"] == "ev-1"
+        assert first.headers["content-type"] == "application/json"
+        assert retried.json() == {"accepted": 0, "duplicates": 3}  # stored once
+        # What the app words itself still reaches it, on the same connection.
+        invalid = http.post(path, json={"userId": "u1", "eventList": [{}]}, headers=api.ingest)
+        assert invalid.status_code == 422 and len(calls) == app_calls + 1
+        # An error the fast path words itself comes from the protocol, as the app would say it.
+        unknown = http.post(api.url("/events", group="nope"), json=batch, headers=api.ingest)
+        assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "NotFound"
+        assert len(calls) == app_calls + 1
+    assert sorted(e["eventId"] for e in api.events("u1")) == ["e0", "e1", "e2"]
+    after = REGISTRY.get_sample_value("tastebud_events_ingested_total", {"source": "http"})
+    assert (after or 0.0) - (ingested or 0.0) == 3
+    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records
+             if r.name == "tastebud.access" and r.route == EVENTS_ROUTE]  # fmt: skip
+    assert (lines[0]["status"], lines[0]["request_id"]) == (200, "ev-1")
+    assert sorted(line["status"] for line in lines) == [200, 200, 404, 422]
+
+
+def test_a_request_pipelined_behind_put_events_is_answered_after_it(api: Api) -> None:
+    app = create_app(api.engine.settings, engine=api.engine)
+    body = json.dumps({"userId": "u2", "eventList": [{"itemId": "i1", "eventId": "p1"}]})
+    put = (f"POST {api.url('/events')} HTTP/1.1\r\nHost: t\r\nAuthorization: "
+           f"{api.ingest['Authorization']}\r\nContent-Type: application/json\r\n"
+           f"Content-Length: {len(body)}\r\n\r\n{body}").encode()  # fmt: skip
+    with server_thread(app, http=PROTOCOL) as url:
+        address = urlsplit(url)
+        # Any answer verifies the token; then the protocol takes the events.
+        assert httpx.get(f"{url}{api.url('/status')}", headers=api.ingest).status_code == 403
+        with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+            sock.sendall(put + b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")  # one write
+            received = b""
+            while received.count(b"HTTP/1.1 200") < 2 or not received.endswith(b"}"):
+                chunk = sock.recv(65536)
+                assert chunk, received
+                received += chunk
+    first, second = received.split(b"HTTP/1.1 200")[1:]
+    assert b'{"accepted":1,"duplicates":0}' in first  # the events' answer first
+    assert b'"status"' in second and b"accepted" not in second

@@ -20,6 +20,12 @@ call either: the body is held until it is complete, and the gate asks the campai
 any other request. Anything else (a miss, an unknown token, a body that does not validate) is
 then handed to uvicorn as if it had just been read, and the app answers as always. Cache hits
 are most of a busy campaign's requests, and the ASGI call cost them more than the answer.
+
+PutEvents requests take the same way (:class:`EventIntake`): the body is validated when it is
+complete, and the answer is written when the events are committed. Meanwhile the connection
+reads nothing more; a request already read behind it (pipelining) waits in uvicorn's queue and
+is served after it. Ingestion is a stream of small requests, where the ASGI call and the
+middleware chain were about a quarter of the event loop's time.
 """
 
 from __future__ import annotations
@@ -28,15 +34,17 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from tastebud.errors import Overloaded
+from tastebud.errors import InternalError, Overloaded
 
 Headers = Sequence[tuple[bytes, bytes]]
+Answer = tuple[int, Sequence[tuple[bytes, bytes]], bytes]  # status, headers, body
+Response = tuple[int, bytes]  # status, and what follows the server's default headers
 _log = logging.getLogger(__name__)
 STATE_KEY = "tastebud.admission"  # the gate's key in the lifespan state uvicorn keeps
 PROTOCOL = "tastebud.api.admission:GatedHttpProtocol"  # uvicorn's ``http`` option
@@ -44,6 +52,9 @@ EXEMPT_PATHS = frozenset({b"/health", b"/ready", b"/metrics"})  # probes and scr
 _ANSWER_PATH = re.compile(
     rb"/v1/dataset-groups/[^/]+/campaigns/[^/]+/(?:recommendations|personalized-ranking)"
 )
+_EVENTS_PATH = re.compile(rb"/v1/dataset-groups/[^/]+/events")
+# Answered without routing (the protocol, `EventsFastPath`), so no route in a scope names it.
+EVENTS_ROUTE = "/v1/dataset-groups/{group}/events"
 _MESSAGES = {
     "lag": "server busy (requests are queueing); retry shortly",
     "inflight": "server busy (too many requests in flight); retry shortly",
@@ -63,8 +74,10 @@ class Overload(Protocol):
     def answers_outside_app(self) -> bool:
         """Whether a request may be answered outside the app (no per-token rate limit)."""
 
-    def served(self, headers: Headers, route: str, method: str, seconds: float) -> str:
-        """Count and log one 200 answer given outside the app; returns its request id."""
+    def served(
+        self, headers: Headers, route: str, method: str, seconds: float, answer: Answer
+    ) -> str:
+        """Count and log one answer given outside the app; returns its request id."""
 
 
 class CachedAnswers(Protocol):
@@ -73,6 +86,14 @@ class CachedAnswers(Protocol):
     def cached_answer(self, path: str, headers: Headers, body: bytes) -> tuple[bytes, str] | None:
         """The stored answer (JSON) to this request and its route template, when the cache
         holds one for a reader token and a valid body; None: the app must serve it."""
+
+
+class EventIntake(Protocol):
+    """PutEvents requests served without the app (``EventsFastPath``)."""
+
+    def take(self, path: str, headers: Headers, body: bytes) -> Awaitable[Answer] | None:
+        """The answer to ``POST path`` with ``body``, once its events are committed; None when
+        the app must serve it."""
 
 
 class AnswerQueue(Protocol):
@@ -95,6 +116,7 @@ class AdmissionGate:
         self.overload: Overload | None = None
         self.answers: AnswerQueue | None = None
         self.cached: CachedAnswers | None = None
+        self.events: EventIntake | None = None
         self._arriving = 0  # answer requests let through whose tasks have not run yet
 
     def refusal(self, method: bytes, url: bytes) -> bytes | None:
@@ -126,27 +148,49 @@ class AdmissionGate:
         self._arriving = 0
 
     def may_answer(self, method: bytes, url: bytes) -> bool:
-        """Whether a cached answer could be given for ``method url`` (see :meth:`answer`)."""
-        return (
-            self.cached is not None
-            and self.overload is not None
-            and self.overload.answers_outside_app()
-            and method == b"POST"
-            and _ANSWER_PATH.fullmatch(url) is not None  # no query string
-            and b"%" not in url  # nor escapes: the app's routing decodes them
-        )
+        """Whether :meth:`answer` could answer ``method url`` (its body is then held)."""
+        if (
+            self.overload is None
+            or method != b"POST"
+            or b"%" in url  # nor escapes: the app's routing decodes them
+            or not self.overload.answers_outside_app()
+        ):
+            return False
+        if _ANSWER_PATH.fullmatch(url) is not None:  # no query string
+            return self.cached is not None
+        return self.events is not None and _EVENTS_PATH.fullmatch(url) is not None
 
-    def answer(self, url: bytes, headers: Headers, body: bytes, started: float) -> bytes | None:
-        """The response after its status line: the cached answer to ``POST url`` with
-        ``body``, counted and logged as served; None when the app must answer."""
-        if self.cached is None or self.overload is None:
+    def answer(
+        self, url: bytes, headers: Headers, body: bytes, started: float
+    ) -> Response | asyncio.Future[Response] | None:
+        """The response to ``POST url`` with ``body``: a cached answer, or PutEvents' once its
+        events are committed; counted and logged as served. None when the app must answer."""
+        path = url.decode("latin-1")
+        if self.cached is not None and _ANSWER_PATH.fullmatch(url) is not None:
+            found = self.cached.cached_answer(path, headers, body)
+            if found is None:
+                return None
+            answer, route = found
+            length = (b"content-length", b"%d" % len(answer))
+            return self._served(headers, route, started, (200, (*_JSON, length), answer))
+        taken = self.events.take(path, headers, body) if self.events is not None else None
+        if taken is None:
             return None
-        found = self.cached.cached_answer(url.decode("latin-1"), headers, body)
-        if found is None:
-            return None
-        answer, route = found
-        request_id = self.overload.served(headers, route, "POST", time.perf_counter() - started)
-        return _ANSWER_HEAD % (len(answer), request_id.encode()) + answer
+        return asyncio.ensure_future(self._committed(taken, headers, started))
+
+    async def _committed(
+        self, taken: Awaitable[Answer], headers: Headers, started: float
+    ) -> Response:
+        return self._served(headers, EVENTS_ROUTE, started, await taken)
+
+    def _served(self, headers: Headers, route: str, started: float, answer: Answer) -> Response:
+        """``answer`` counted and logged, as its status and what follows the default headers."""
+        assert self.overload is not None
+        seconds = time.perf_counter() - started
+        request_id = self.overload.served(headers, route, "POST", seconds, answer)
+        status, head, body = answer
+        lines = b"".join(b"%s: %s\r\n" % pair for pair in head)
+        return status, lines + b"x-request-id: %s\r\n\r\n" % request_id.encode() + body
 
 
 def _response(message: str) -> bytes:
@@ -156,24 +200,44 @@ def _response(message: str) -> bytes:
 
 
 _RESPONSES = {reason: _response(message) for reason, message in _MESSAGES.items()}
+_FAILED_MESSAGE = "internal server error (see the server log)"  # as the app's handler says
+_FAILED_BODY = orjson.dumps({"error": {"type": InternalError.__name__, "message": _FAILED_MESSAGE}})
+_FAILED = (
+    InternalError.status_code,
+    b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(_FAILED_BODY)
+    + _FAILED_BODY,
+)
 _STATUS = STATUS_LINE[Overloaded.status_code]
-_OK = STATUS_LINE[200]
-_ANSWER_HEAD = b"content-type: application/json\r\ncontent-length: %d\r\nx-request-id: %s\r\n\r\n"
+_JSON = ((b"content-type", b"application/json"),)
 _CLOSE = b"connection: close\r\n"
 _MOST_HELD = 64 * 1024  # a larger body goes to the app as it arrives (its limit applies)
+
+
+class _Owed:
+    """Stands in for uvicorn's cycle while the protocol owes a response (events committing):
+    a request read meanwhile then waits in uvicorn's pipeline, as behind any unfinished one."""
+
+    response_complete = False
+
+
+_OWED = _Owed()
 
 
 class GatedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the :class:`AdmissionGate` asked first."""
 
     _refusal: bytes | None = None
-    _held: list[bytes] | None = None  # the body of a request the gate may answer from cache
+    _held: list[bytes] | None = None  # the body of a request the gate may answer itself
     _held_size = 0
     _started = 0.0
+    _owed: asyncio.Future[Response] | None = None  # the gate's answer, not written yet
+    _closing = False  # the server stops: close once the request being read is answered
 
     def on_headers_complete(self) -> None:
         self._refusal = self._held = None
-        if self._gate_allows():
+        if self._owed is not None:  # pipelined behind an answer the gate owes
+            self.cycle = _OWED  # type: ignore[assignment]
+        elif self._gate_allows():
             gate: AdmissionGate = self.app_state[STATE_KEY]
             self._refusal = gate.refusal(self.parser.get_method(), self.url)
             if self._refusal is not None:
@@ -207,37 +271,61 @@ class GatedHttpProtocol(HttpToolsProtocol):
         """Give uvicorn the held request as if its headers and body had just been read."""
         held, self._held = self._held or [], None
         super().on_headers_complete()
+        if self._closing:
+            self.cycle.keep_alive = False
         if held:
             super().on_body(b"".join(held))
 
     def on_message_complete(self) -> None:
         if self._held is not None:
-            response = self._cached_answer()
+            response = self._gate_answer()
             if response is None:
                 self._hand_to_app()
             else:
                 self._held = None
-                self._respond(_OK, response)
+                self._send(response)
                 return
         if self._refusal is None:
             super().on_message_complete()
             return
         refusal, self._refusal = self._refusal, None
-        self._respond(_STATUS, refusal)
+        self._respond(_STATUS, refusal, self.parser.should_keep_alive())
 
-    def _cached_answer(self) -> bytes | None:
-        """The gate's cached answer to the held request; None (the app answers) on a miss, or
+    def _gate_answer(self) -> Response | asyncio.Future[Response] | None:
+        """The gate's answer to the held request; None (the app answers) when it has none, or
         on an error, which the app then meets and answers as it does (a 500, logged)."""
         gate: AdmissionGate = self.app_state[STATE_KEY]
         try:
             return gate.answer(self.url, self.headers, b"".join(self._held or []), self._started)
         except Exception:
-            _log.warning("cached answer lookup failed; the app serves it", exc_info=True)
+            _log.warning("answer outside the app failed; the app serves it", exc_info=True)
             return None
 
-    def _respond(self, status: bytes, rest: bytes) -> None:
-        """Write a whole response (``rest``: its headers after the defaults, and body)."""
+    def _send(self, response: Response | asyncio.Future[Response]) -> None:
+        """Write the response now, or when it is ready (reading nothing more until then)."""
         keep_alive = self.parser.should_keep_alive()
+        if not isinstance(response, asyncio.Future):
+            self._respond(STATUS_LINE[response[0]], response[1], keep_alive)
+            return
+        self._owed = response
+        self.flow.pause_reading()
+        response.add_done_callback(lambda done: self._send_owed(done, keep_alive))
+
+    def _send_owed(self, done: asyncio.Future[Response], keep_alive: bool) -> None:
+        self._owed = None
+        if self.transport.is_closing():  # the client left; what was committed stays
+            return
+        if done.cancelled() or done.exception() is not None:
+            if not done.cancelled():
+                _log.error("answer outside the app failed", exc_info=done.exception())
+            status, rest = _FAILED
+        else:
+            status, rest = done.result()
+        self._respond(STATUS_LINE[status], rest, keep_alive)
+
+    def _respond(self, status: bytes, rest: bytes, keep_alive: bool) -> None:
+        """Write a whole response (``rest``: its headers after the defaults, and body)."""
+        keep_alive = keep_alive and not self._closing
         default_headers = b"".join(
             b"%s: %s\r\n" % pair for pair in self.server_state.default_headers
         )
@@ -247,3 +335,9 @@ class GatedHttpProtocol(HttpToolsProtocol):
             self.on_response_complete()  # counts it, resumes reading, arms the keep-alive timer
         else:
             self.transport.close()
+
+    def shutdown(self) -> None:
+        """The server stops: close now if idle, else once the request read is answered."""
+        self._closing = True
+        if self._owed is None and self._held is None and self._refusal is None:
+            super().shutdown()

@@ -110,7 +110,7 @@ def create_app(
         _attach(app, engine)
     install_error_handlers(app)
     # Added first, so it runs inside the body limit (the last added middleware is outermost).
-    app.add_middleware(events.EventsFastPath, state=app.state)
+    app.add_middleware(events.EventsFastPath, state=app.state, gate=gate)
     app.add_middleware(
         campaigns.CampaignFastPath,
         state=app.state,

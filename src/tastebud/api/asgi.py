@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from starlette.types import Message, Receive, Scope, Send
 
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 def read_headers(scope: Scope) -> tuple[str | None, bool]:
@@ -72,6 +72,6 @@ def replay(body: bytes, receive: Receive) -> Receive:
 
 async def send_json(send: Send, body: bytes, status: int = 200) -> None:
     """Answer with ``body``, JSON already encoded."""
-    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

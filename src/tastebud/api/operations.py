@@ -29,8 +29,8 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tastebud import observability as obs
+from tastebud.api.admission import EVENTS_ROUTE, AdmissionGate, Answer, Headers
 from tastebud.api.admission import EXEMPT_PATHS as EXEMPT_RAW_PATHS
-from tastebud.api.admission import AdmissionGate, Headers
 from tastebud.api.auth import bearer_token
 from tastebud.api.rate_limits import RateLimiter, SharedTokenBuckets, TokenBuckets
 from tastebud.api.request_metrics import new_stats
@@ -40,8 +40,6 @@ from tastebud.errors import Overloaded, TooManyRequests
 _log = logging.getLogger(__name__)
 _access_log = logging.getLogger("tastebud.access")
 EXEMPT_PATHS = frozenset(path.decode() for path in EXEMPT_RAW_PATHS)
-# Answered by `EventsFastPath` without routing, so no route in the scope names it.
-EVENTS_ROUTE = "/v1/dataset-groups/{group}/events"
 _EVENTS_PATH = re.compile(r"/v1/dataset-groups/[^/]+/events")
 # nginx's "client closed request": no answer was sent (the client left, or shutdown cancelled it).
 NO_ANSWER = 499
@@ -133,8 +131,8 @@ class OperationsMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), request_id_header]
-            elif events and status == 200:
-                _count_events(message)
+            elif events and status == 200 and not message.get("more_body", False):
+                _count_events(status, message.get("body", b""))
             await send(message)
 
         # One flat coroutine (no helper awaited per request): every resumption of the app's
@@ -208,13 +206,19 @@ class OperationsMiddleware:
         """Requests may be answered by the server's protocol unless each token's rate counts."""
         return self.buckets is None
 
-    def served(self, headers: Headers, route: str, method: str, seconds: float) -> str:
-        """Count and log a 200 answer the server's protocol gave (a cached campaign answer) as
-        any other request's; returns its request id (the client's, if it sent a valid one)."""
+    def served(
+        self, headers: Headers, route: str, method: str, seconds: float, answer: Answer
+    ) -> str:
+        """Count and log an answer the server's protocol gave (a cached campaign answer,
+        PutEvents') as any other request's; returns its request id (the client's, if it sent a
+        valid one)."""
         request_id = _read_headers(headers)[0] or f"{self._id_prefix}{next(self._ids):x}"
-        self.stats.record(route, method, 200, seconds)
+        status, _, body = answer
+        self.stats.record(route, method, status, seconds)
+        if route == EVENTS_ROUTE:
+            _count_events(status, body)
         if self.access_log and _access_log.isEnabledFor(logging.INFO):
-            _log_access(method, route, 200, round(seconds * 1000, 3), request_id)
+            _log_access(method, route, status, round(seconds * 1000, 3), request_id)
         return request_id
 
     def inflight_share(self) -> float:
@@ -249,7 +253,7 @@ class OperationsMiddleware:
         status = status or NO_ANSWER
         self.stats.record(route, method, status, seconds)
         if events and status >= 400:
-            obs.event_request_rejected(status)
+            _count_events(status, b"")
         if self.access_log and _access_log.isEnabledFor(logging.INFO):
             _log_access(method, route, status, round(seconds * 1000, 3), request_id)
 
@@ -288,13 +292,16 @@ def _route(scope: Scope, events: bool) -> str:
     return EVENTS_ROUTE if events else UNMATCHED
 
 
-def _count_events(message: Message) -> None:
-    """Count the events an accepted PutEvents answer reports, from its JSON body.
+def _count_events(status: int, body: bytes) -> None:
+    """Count the events an accepted PutEvents answer reports, from its JSON body, or the
+    rejected request.
 
-    Both ways in (the fast path and the FastAPI route) answer ``{"accepted", "duplicates"}`` in
-    one body; reading it here counts every API ingestion in one place, for ~1 µs a request."""
-    body = message.get("body", b"")
-    if not body or message.get("more_body", False):
+    Every way in (the protocol, the fast path and the FastAPI route) answers ``{"accepted",
+    "duplicates"}`` in one body; reading it here counts every API ingestion in one place, for
+    ~1 µs a request."""
+    if status >= 400:
+        obs.event_request_rejected(status)
+    if status != 200 or not body:
         return
     try:
         counts = orjson.loads(body)
