@@ -15,14 +15,9 @@ from starlette.types import Message, Receive, Scope, Send
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-def read_headers(scope: Scope) -> tuple[str | None, bool]:
+def read_header_list(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, bool]:
     """The ``Authorization`` header, and whether the body is declared JSON as FastAPI reads it
     (``application/json`` or ``application/*+json``; without a content type it is not)."""
-    return read_header_list(scope["headers"])
-
-
-def read_header_list(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, bool]:
-    """:func:`read_headers` of the request's header list."""
     authorization: str | None = None
     json_body = False
     for name, value in headers:
