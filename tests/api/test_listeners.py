@@ -11,8 +11,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from tastebud.api.listeners import WorkerSocket, bind_shared
+from tastebud.cli import app
 from tests.api.servers import ServeProcess
 
 CONNECTIONS = 64
@@ -95,3 +97,19 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             children.append(int(stat.parent.name))
     return children
+
+
+def test_workers_on_a_taken_address_fail_with_a_clear_error(tmp_path: Path) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        result = CliRunner().invoke(
+            app, ["serve", "--workers", "2", "--port", str(port)],
+            env={"TASTEBUD_HOME": str(tmp_path / "home")},
+        )  # fmt: skip
+    finally:
+        taken.close()
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.output

@@ -41,12 +41,16 @@ def bind_shared(family: int, address: tuple[str, int]) -> WorkerSocket:
     return sock
 
 
-def run_workers(config: uvicorn.Config) -> None:
-    """``uvicorn.run`` with ``config.workers`` processes, each on its own listening socket."""
-    if not REUSE_PORT:  # not Linux or BSD: uvicorn's one shared socket
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
-        return
+def bind_address(config: uvicorn.Config) -> socket.socket:
+    """The supervisor's socket for ``config``'s address (raises OSError if it is taken)."""
+    if not REUSE_PORT:  # not Linux or BSD: uvicorn's one socket, shared by the workers
+        return config.bind_socket()
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = bind_shared(family, (config.host, config.port))
     uvicorn.config.logger.info("Uvicorn running on http://%s:%d", config.host, config.port)
+    return sock
+
+
+def run_workers(config: uvicorn.Config, sock: socket.socket) -> None:
+    """``uvicorn.run`` with ``config.workers`` processes, each on its own listening socket."""
     Multiprocess(config, sockets=[sock]).run()

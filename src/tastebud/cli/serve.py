@@ -66,12 +66,16 @@ def serve(
     os.environ["TASTEBUD_DEFAULT_GROUP"] = settings.default_group
     if settings.database_url:
         os.environ["TASTEBUD_DATABASE_URL"] = settings.database_url
-    from tastebud.api.listeners import run_workers
+    from tastebud.api.listeners import bind_address, run_workers
 
     config = uvicorn.Config("tastebud.cli.serve:app_from_env", factory=True, host=host,
                             port=port, workers=workers, **options)  # fmt: skip
+    try:
+        sock = bind_address(config)
+    except OSError as exc:  # the address is taken, or not this machine's
+        die(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     with multiprocess_metrics(settings.home):
-        run_workers(config)
+        run_workers(config, sock)
 
 
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
