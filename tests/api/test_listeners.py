@@ -56,7 +56,7 @@ def test_connections_opened_at_once_reach_every_worker(tmp_path: Path) -> None:
         held = _established_by_process(server.process.pid, server.port)
         assert len(held) == 2, held
         assert sum(held.values()) == CONNECTIONS
-        # A fair split of 64 is 32 each; fewer than 16 on one side has odds of ~1e-5.
+        # A fair split of 64 is 32 each; fewer than 16 on either side has odds of 2.4e-5.
         assert min(held.values()) >= CONNECTIONS // 4, held
     finally:
         for client in clients:
