@@ -3,6 +3,7 @@ are spread over the workers instead of landing on whichever woke first."""
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import socket
@@ -104,6 +105,7 @@ def test_workers_on_a_taken_address_fail_with_a_clear_error(tmp_path: Path) -> N
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = taken.getsockname()[1]
+    handlers, environment = list(logging.getLogger("tastebud").handlers), dict(os.environ)
     try:
         result = CliRunner().invoke(
             app, ["serve", "--workers", "2", "--port", str(port)],
@@ -113,3 +115,6 @@ def test_workers_on_a_taken_address_fail_with_a_clear_error(tmp_path: Path) -> N
         taken.close()
     assert result.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.output
+    # Nothing of the process was changed for workers that never started.
+    assert logging.getLogger("tastebud").handlers == handlers
+    assert dict(os.environ) == environment

@@ -41,16 +41,21 @@ def bind_shared(family: int, address: tuple[str, int]) -> WorkerSocket:
     return sock
 
 
-def bind_address(config: uvicorn.Config) -> socket.socket:
-    """The supervisor's socket for ``config``'s address (raises OSError if it is taken)."""
-    if not REUSE_PORT:  # not Linux or BSD: uvicorn's one socket, shared by the workers
-        return config.bind_socket()
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    sock = bind_shared(family, (config.host, config.port))
-    uvicorn.config.logger.info("Uvicorn running on http://%s:%d", config.host, config.port)
+def bind_address(host: str, port: int) -> socket.socket:
+    """The supervisor's socket for ``host:port``, bound, not listening (OSError if taken)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if REUSE_PORT:
+        return bind_shared(family, (host, port))
+    # Elsewhere uvicorn's way: one socket, its descriptor shared by the workers.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
     return sock
 
 
 def run_workers(config: uvicorn.Config, sock: socket.socket) -> None:
-    """``uvicorn.run`` with ``config.workers`` processes, each on its own listening socket."""
+    """``uvicorn.run`` with ``config.workers`` processes listening on ``sock``'s address."""
+    host, port = sock.getsockname()[:2]
+    uvicorn.config.logger.info("Uvicorn running on http://%s:%d", host, port)
     Multiprocess(config, sockets=[sock]).run()

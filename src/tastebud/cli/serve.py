@@ -56,6 +56,12 @@ def serve(
 
         uvicorn.run(create_app(settings), host=host, port=port, **options)
         return
+    from tastebud.api.listeners import bind_address, run_workers
+
+    try:  # first: nothing is changed (environment, logging) when the address is taken
+        sock = bind_address(host, port)
+    except OSError as exc:  # the address is taken, or not this machine's
+        die(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     # Each worker process builds its own settings from the environment.
     os.environ["TASTEBUD_HOME"] = str(settings.home)
     if not settings.redis_url:  # one worker computes a changed user's answer for all
@@ -66,14 +72,8 @@ def serve(
     os.environ["TASTEBUD_DEFAULT_GROUP"] = settings.default_group
     if settings.database_url:
         os.environ["TASTEBUD_DATABASE_URL"] = settings.database_url
-    from tastebud.api.listeners import bind_address, run_workers
-
     config = uvicorn.Config("tastebud.cli.serve:app_from_env", factory=True, host=host,
                             port=port, workers=workers, **options)  # fmt: skip
-    try:
-        sock = bind_address(config)
-    except OSError as exc:  # the address is taken, or not this machine's
-        die(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     with multiprocess_metrics(settings.home):
         run_workers(config, sock)
 
