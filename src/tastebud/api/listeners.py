@@ -16,12 +16,13 @@ worker it restarts gets a socket of its own the same way.
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
+_Socket = TypeVar("_Socket", bound=socket.socket)
 
 
 class WorkerSocket(socket.socket):
@@ -33,12 +34,7 @@ class WorkerSocket(socket.socket):
 
 def bind_shared(family: int, address: tuple[str, int]) -> WorkerSocket:
     """A TCP socket bound to ``address`` that others of this user may bind too (not listening)."""
-    sock = WorkerSocket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(address)
-    sock.set_inheritable(True)
-    return sock
+    return _bound(WorkerSocket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP), address)
 
 
 def bind_address(host: str, port: int) -> socket.socket:
@@ -47,9 +43,15 @@ def bind_address(host: str, port: int) -> socket.socket:
     if REUSE_PORT:
         return bind_shared(family, (host, port))
     # Elsewhere uvicorn's way: one socket, its descriptor shared by the workers.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    return _bound(socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP), (host, port))
+
+
+def _bound(sock: _Socket, address: tuple[str, int]) -> _Socket:
+    """``sock`` bound to ``address``, kept across exec; a worker socket shares the address."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    if isinstance(sock, WorkerSocket):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
     sock.set_inheritable(True)
     return sock
 
