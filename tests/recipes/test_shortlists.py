@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -54,17 +56,23 @@ def test_lookup_answers_only_for_the_history_it_was_scored_from(
     assert lookup(off.arrays, Query.single(3, history)) is None
 
 
+def rescorable(monkeypatch: pytest.MonkeyPatch) -> tuple[TrainingData, Any]:
+    """ALS with shortlists of 20 on 120 items, 4 of them the widest (so the bound is used)."""
+    monkeypatch.setattr("tastebud.recipes.shortlists.SHORTLIST_FROM_ITEMS", 0)
+    monkeypatch.setattr("tastebud.recipes.shortlists.WIDE_ITEMS", 4)
+    data = clustered(n_users=80, n_items=120, per_user=15)
+    recipe = get_recipe("user-personalization")
+    model = recipe.fit(data, parse_config(recipe, {"algorithm": "als", "factors": 8,
+                                                   "shortlist_length": 20}), seed=1)  # fmt: skip
+    return data, model
+
+
 def test_a_changed_users_rescored_shortlist_bounds_every_other_item(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """After new events, no item outside the rescored candidates scores above the floor under
     the user's new vector, and most changed users keep a shortlist above it."""
-    monkeypatch.setattr("tastebud.recipes.shortlists.SHORTLIST_FROM_ITEMS", 0)
-    monkeypatch.setattr("tastebud.recipes.shortlists.WIDE_ITEMS", 4)  # of 120 items
-    data = clustered(n_users=80, n_items=120, per_user=15)
-    recipe = get_recipe("user-personalization")
-    model = recipe.fit(data, parse_config(recipe, {"algorithm": "als", "factors": 8,
-                                                   "shortlist_length": 20}), seed=1)  # fmt: skip
+    data, model = rescorable(monkeypatch)
     assert model.arrays["shortlist_norm_bound"][0] > 0  # the bound is not vacuous here
     rng = np.random.default_rng(3)
     useful = 0
@@ -95,3 +103,36 @@ def test_models_scored_otherwise_are_not_rescored(monkeypatch: pytest.MonkeyPatc
     assert "shortlist_vectors" not in model.arrays
     history = data.items[data.users == 3]
     assert model.shortlist(Query.single(3, np.append(history, 39))) is None
+
+
+def test_a_full_scan_becomes_the_users_reference_for_later_events(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Scored in full after several events, a user's next event is measured from that scan:
+    the bound still holds, and it is tighter than the one from training."""
+    data, model = rescorable(monkeypatch)
+    trained = {key: model.arrays[key] for key in model.arrays if key.startswith("shortlist_")}
+    rng = np.random.default_rng(5)
+    tighter = 0
+    for user in range(data.n_users):
+        history = np.unique(data.items[data.users == user])
+        new = rng.choice(np.setdiff1d(np.arange(data.n_items), history), size=7, replace=False)
+        before = Query.single(user, np.concatenate([history, new[:6]]).astype(np.int32))
+        scores = model.score(before)[0]
+        model.scanned(before, scores)
+        exact = model.shortlist(before)
+        assert isinstance(exact, Shortlist)
+        unseen = scores.copy()
+        unseen[before.history(0)] = -np.inf
+        np.testing.assert_array_equal(exact.items, np.argsort(-unseen, kind="stable")[:20])
+        assert exact.floor == exact.scores[-1]  # nothing changed since the scan: exact
+        after = Query.single(user, np.append(before.history(0), new[6]).astype(np.int32))
+        found = model.shortlist(after)
+        assert isinstance(found, Shortlist)
+        now = model.score(after)[0]
+        outside = np.setdiff1d(np.arange(data.n_items), np.union1d(found.items, after.history(0)))
+        assert (now[outside] <= found.floor).all()
+        from_training = lookup(trained, after, model.by_vector)
+        assert from_training is not None
+        tighter += int(found.floor < from_training.floor)
+    assert tighter >= data.n_users * 3 // 4

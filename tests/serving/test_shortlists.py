@@ -77,3 +77,27 @@ def test_a_shortlist_too_short_for_the_request_is_not_used(shortlisted: Engine, 
     assert len(served.results) == LENGTH + 1
     scores = [s.score for s in served.results]
     assert scores == sorted(scores, reverse=True) and np.isfinite(scores).all()
+
+
+def test_a_served_full_scan_answers_the_users_next_requests(
+    shortlisted: Engine, group: str
+) -> None:
+    """After an event, a request the shortlist cannot answer is scanned in full; the scan then
+    answers the next requests exactly, until the user's next event."""
+    click = {"itemId": "i39", "eventType": "click", "sentAt": 1_800_000_000}  # the other cluster
+    shortlisted.put_events(
+        group, PutEventsRequest.model_validate({"userId": "u7", "eventList": [click]})
+    )
+    r = shortlisted.recommender
+    version = r.version_for(group, {"solution": "for-you"})
+    query = r.read_history(group, version, "u7", filtered=False).query(version, "u7")
+    rescored = version.model.shortlist(query)
+    assert rescored is not None and len(rescored.items) > LENGTH  # rescored with its history
+    # 25 of the 27 unseen items: more than the 12 shortlisted ones can answer, so a full scan
+    served = r.recommend(group, {"solution": "for-you"}, user_id="u7", k=25)
+    scanned = version.model.shortlist(query)
+    assert scanned is not None and len(scanned.items) == LENGTH
+    assert scanned.floor == scanned.scores[-1]  # exact again
+    assert list(version.items.ids(scanned.items)) == [s.id for s in served.results[:LENGTH]]
+    short, full = answers(shortlisted, group, "u7", 5, "a")
+    assert short is not None and [s.id for s in short] == [s.id for s in full]

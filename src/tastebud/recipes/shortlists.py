@@ -21,11 +21,18 @@ hundred items instead of the whole catalogue. The
 candidates' scores are computed by a smaller product than the full scan's, so they may differ
 from it in the last float32 bit: two items tied to within that may be ordered differently.
 Otherwise the full scan answers, as before.
+
+Every event moves ``u`` further from its training vector, so the bound loosens and, a few events
+on, most requests of an active user took the full scan again. A full scan scores every item
+exactly, so it leaves a new reference point (:class:`Refreshed`, this process's memory): the
+user's best items under the vector of that moment, which the next events are measured from.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +45,7 @@ from tastebud.recipes.topk import best
 
 SHORTLIST_FROM_ITEMS = 20_000  # below this a full scan costs less than ~0.2 ms: no shortlists
 WIDE_ITEMS = 256  # the items of largest norm, rescored with every changed user's shortlist
+REFRESHED_USERS = 20_000  # users whose latest full scan a process keeps (~2 KB each at 200 items)
 _NO_KEY = np.uint64(0)
 
 Scorer = Callable[[Query], FloatArray]
@@ -63,6 +71,41 @@ class Shortlist:
     items: IntArray
     scores: FloatArray
     floor: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A user's exact scores at one point: the user vector then, the best items (best first)
+    and their scores, and the items left out of them (the user's history then)."""
+
+    vector: FloatArray
+    items: IntArray
+    scores: FloatArray
+    history: IntArray
+
+
+class Refreshed:
+    """The reference each user's latest full scan left (its history key with it), for the most
+    recently scanned ``capacity`` users; shared by a process's request threads."""
+
+    def __init__(self, capacity: int = REFRESHED_USERS) -> None:
+        self._capacity = capacity
+        self._references: OrderedDict[int, tuple[np.uint64, Reference]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, user: int) -> tuple[np.uint64, Reference] | None:
+        with self._lock:
+            return self._references.get(user)
+
+    def put(self, user: int, key: np.uint64, reference: Reference) -> None:
+        with self._lock:
+            self._references[user] = (key, reference)
+            self._references.move_to_end(user)
+            while len(self._references) > self._capacity:
+                self._references.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._references)
 
 
 def history_key(items: IntArray) -> np.uint64:
@@ -146,43 +189,81 @@ def _norm_bound(item_vectors: FloatArray) -> dict[str, npt.NDArray[Any]]:
 
 
 def lookup(
-    arrays: dict[str, Any], query: Query, by_vector: VectorScoring | None = None
+    arrays: dict[str, Any],
+    query: Query,
+    by_vector: VectorScoring | None = None,
+    refreshed: Refreshed | None = None,
 ) -> Shortlist | None:
-    """The shortlist of a one-user query: as scored at training while its history is the one
-    it was scored from, else rescored with its user vector now when the model keeps what that
-    needs (see :func:`build`); None otherwise (no shortlists, an unknown user)."""
+    """The shortlist of a one-user query: as scored at training (or by the user's latest full
+    scan, ``refreshed``) while its history is the one it was scored from, else rescored with its
+    user vector now when the model keeps what that needs (see :func:`build`); None otherwise
+    (no shortlists, an unknown user)."""
     keys = arrays.get("shortlist_keys")
     if keys is None or len(query) != 1:
         return None
     user = int(query.users[0])
     if not 0 <= user < len(keys) or keys[user] == _NO_KEY:
         return None
-    items, scores = arrays["shortlist_items"][user], arrays["shortlist_scores"][user]
     history = query.history(0)
-    if keys[user] == history_key(history[history >= 0]):
-        return Shortlist(items, scores, float(scores[-1]))
+    key = history_key(history[history >= 0])
+    latest = refreshed.get(user) if refreshed is not None else None
+    if latest is not None:
+        scanned_key, reference = latest
+    else:
+        scanned_key, reference = keys[user], _trained(arrays, user)
+    if scanned_key == key:
+        return Shortlist(reference.items, reference.scores, float(reference.scores[-1]))
     if by_vector is None or "shortlist_vectors" not in arrays:
         return None
-    return _rescored(arrays, user, by_vector.vector(query), by_vector.items)
+    wide = arrays["shortlist_wide_items"], float(arrays["shortlist_norm_bound"][0])
+    return _rescored(reference, by_vector.vector(query), by_vector.items, wide)
+
+
+def refresh(
+    refreshed: Refreshed, query: Query, vector: FloatArray | None, scores: FloatArray,
+    length: int,
+) -> None:  # fmt: skip
+    """Keep what a one-user query's full scan found (``scores``, every item's, from ``vector``)
+    as the user's new reference point, its history left out as :func:`build` leaves it out."""
+    user = int(query.users[0])
+    if vector is None or len(query) != 1 or user < 0:
+        return
+    history = query.history(0)
+    seen = np.unique(history[history >= 0]).astype(np.int32)
+    unseen = np.array(scores, np.float32)
+    unseen[seen] = -np.inf
+    top = best(unseen, min(length, len(unseen)))
+    reference = Reference(vector.reshape(-1), top.astype(np.int32), unseen[top], seen)
+    refreshed.put(user, history_key(seen), reference)
+
+
+def _trained(arrays: dict[str, Any], user: int) -> Reference:
+    """The reference :func:`build` kept for ``user`` (its vector only where it keeps vectors)."""
+    vectors = arrays.get("shortlist_vectors")
+    history = np.zeros(0, np.int32)
+    if vectors is not None:
+        indptr = arrays["shortlist_history_indptr"]
+        history = arrays["shortlist_history_items"][indptr[user] : indptr[user + 1]]
+    return Reference(
+        vectors[user] if vectors is not None else np.zeros(0, np.float32),
+        arrays["shortlist_items"][user], arrays["shortlist_scores"][user], history,
+    )  # fmt: skip
 
 
 def _rescored(
-    arrays: dict[str, Any], user: int, now: FloatArray | None, item_vectors: FloatArray
-) -> Shortlist | None:
-    """A changed user's shortlist, training history and the widest items, scored with the
-    user's vector now (every other item scored at most ``last`` then)."""
-    last = float(arrays["shortlist_scores"][user][-1])
+    reference: Reference, now: FloatArray | None, item_vectors: FloatArray,
+    wide: tuple[IntArray, float],
+) -> Shortlist | None:  # fmt: skip
+    """A changed user's shortlist: the reference's items and history and ``wide``'s items (those
+    of largest norm), scored with the user's vector now; every other item scored at most
+    ``last`` then, and has a norm of at most ``wide``'s bound."""
+    wide_items, bound = wide
+    last = float(reference.scores[-1])
     if now is None or not np.isfinite(last):  # -inf: the shortlist was all the user had left
         return None
     now = now.reshape(-1)
-    then = arrays["shortlist_vectors"][user]
-    bound = float(arrays["shortlist_norm_bound"][0])
-    moved = float(np.linalg.norm(now.astype(np.float64) - then))
-    indptr = arrays["shortlist_history_indptr"]
-    trained = arrays["shortlist_history_items"][indptr[user] : indptr[user + 1]]
-    items = np.unique(
-        np.concatenate([arrays["shortlist_items"][user], trained, arrays["shortlist_wide_items"]])
-    )
+    moved = float(np.linalg.norm(now.astype(np.float64) - reference.vector))
+    items = np.unique(np.concatenate([reference.items, reference.history, wide_items]))
     scores = np.asarray(item_vectors[items] @ now, np.float32)
     order = np.lexsort((items, -scores))
     # float32 rounding of the stored last score and of the new products, with room to spare

@@ -150,6 +150,7 @@ class UserPersonalizationModel:
             )
             arrays = arrays | {"weights": rows}
         self.arrays = arrays
+        self._refreshed = shortlists.Refreshed()  # users' latest full scans (shortlists.py)
         self.popularity: FloatArray = arrays["popularity"]
         self.exploration_bonus: FloatArray = arrays["exploration_bonus"]
         self.impressions: sp.csr_matrix = arrays["impressions"]
@@ -194,9 +195,17 @@ class UserPersonalizationModel:
         return blend_exploration(scores, self.exploration_bonus, self.config.exploration_weight)
 
     def shortlist(self, query: Query) -> shortlists.Shortlist | None:
-        """The user's best items from training, or rescored since (see
-        ``recipes/shortlists.py``); None when the full scan must answer."""
-        return shortlists.lookup(self.arrays, query, self.by_vector)
+        """The user's best items from training or from the user's latest full scan, or
+        rescored since (see ``recipes/shortlists.py``); None when the full scan must answer."""
+        return shortlists.lookup(self.arrays, query, self.by_vector, self._refreshed)
+
+    def scanned(self, query: Query, scores: FloatArray) -> None:
+        """A one-user query's full scan gave ``scores`` (its :meth:`score`): they become the
+        user's shortlist from now on, where shortlists are rescored by vector."""
+        by_vector = self.by_vector
+        if by_vector is not None and "shortlist_vectors" in self.arrays:
+            length = self.arrays["shortlist_items"].shape[1]
+            shortlists.refresh(self._refreshed, query, by_vector.vector(query), scores, length)
 
     @property
     def by_vector(self) -> shortlists.VectorScoring | None:

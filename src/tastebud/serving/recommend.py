@@ -338,6 +338,14 @@ def shortlisted_items(
     return _scored(version.items.ids(items[kept]), scores[kept])
 
 
+def note_full_scan(version: LoadedVersion, query: Query, scores: FloatArray) -> None:
+    """Tell a model with shortlists that a user's query was scored in full (``scores``): it
+    keeps the user's best items to answer the next requests from (``recipes/shortlists.py``)."""
+    scanned = getattr(version.model, "scanned", None)
+    if scanned is not None:
+        scanned(query, scores)
+
+
 def nearest_items(
     version: LoadedVersion,
     query: Query,

@@ -39,6 +39,7 @@ from tastebud.serving.recommend import (
     horizon_scores,
     list_scores,
     nearest_items,
+    note_full_scan,
     rank_by_scores,
     shortlisted_items,
     similar_items,
@@ -201,6 +202,8 @@ class Recommender:
             items = shortlisted_items(version, query, k=k, seen=seen, selection=selection)
         if items is None:
             scores = horizon_scores(version, query, horizon)
+            if horizon == 1:
+                note_full_scan(version, query, scores)
             items = answer_from_scores(version, scores, k, seen, selection)
         if explain:
             items = explain_results(version, query, items, filter_name=filter_name)
