@@ -27,6 +27,7 @@ from tastebud.recipes.sequential.model import (
     Dropout,
     GatedBlock,
     TransformerConfig,
+    time_apart,
 )
 from tastebud.recipes.sequential.recipe import auto_dropout, auto_hidden, auto_max_len
 from tastebud.recipes.sequential.tokens import (
@@ -35,6 +36,7 @@ from tastebud.recipes.sequential.tokens import (
     VALUE,
     Events,
     TokenCodec,
+    gap_buckets,
     inputs_with_request,
     last_tokens,
     latest_windows,
@@ -144,6 +146,37 @@ def test_relative_positions_start_as_causal_attention_and_learn_a_bias_by_distan
         later[:, -1] += 1.0  # the last token changes: nothing before it may see that
         assert torch.allclose(biased(x)[:, :-1], biased(later)[:, :-1], atol=1e-6)
         assert not torch.allclose(biased(x)[:, -1], biased(later)[:, -1])
+
+
+def test_time_apart_buckets_the_time_between_every_two_tokens() -> None:
+    times = np.cumsum([0, 0, 10, 3_600, 5, 30 * 86_400])
+    gaps = torch.from_numpy(np.r_[0, gap_buckets(np.diff(times))])[None]  # as tokens carry them
+    apart = time_apart(gaps)[0]
+    for i in range(6):
+        for j in range(i + 1):  # a bucket's typical gap: within a factor of 2 of the true one
+            assert abs(int(apart[i, j]) - int(gap_buckets(np.array([times[i] - times[j]]))[0])) <= 1
+    assert (apart.triu(1)[apart.triu(1) > 0] == 1).all()  # ahead of the query: hidden anyway
+
+
+def test_a_time_bias_starts_as_causal_attention_and_reads_no_later_time() -> None:
+    torch.manual_seed(0)
+    config = TransformerConfig(n_items=5, hidden=16, heads=2, max_len=8, time_bias=True)
+    biased, plain = (
+        CausalSelfAttention(config),
+        CausalSelfAttention(replace(config, time_bias=False)),
+    )
+    plain.load_state_dict(biased.state_dict(), strict=False)
+    x = torch.randn(3, 6, 16)
+    gaps = torch.randint(1, 20, (3, 6))
+    with torch.no_grad():
+        assert torch.allclose(biased(x, time_apart(gaps)), plain(x), atol=1e-5)  # zero bias
+        biased.time.normal_()
+        assert not torch.allclose(biased(x, time_apart(gaps)), plain(x), atol=1e-3)
+        later = gaps.clone()
+        later[:, -1] += 5  # the last token came later: nothing before it may see that
+        before, after = biased(x, time_apart(gaps)), biased(x, time_apart(later))
+        assert torch.allclose(before[:, :-1], after[:, :-1], atol=1e-6)
+        assert not torch.allclose(before[:, -1], after[:, -1])
 
 
 def test_dropout_zeroes_its_share_scales_the_rest_and_is_off_in_eval() -> None:
@@ -441,9 +474,10 @@ def test_a_model_with_every_feature_reloads_in_a_new_process(tmp_path: Path) -> 
     data = replace(data, item_features=sp.csr_matrix(np.eye(WALK_ITEMS, 3, dtype=np.float32)),
                    feature_names=("GENRES=a", "GENRES=b", "GENRES=c"))  # fmt: skip
     model = fit(data, {**TINY, "genre_head": True, "gated_blocks": True,
-                       "relative_positions": True})  # fmt: skip
+                       "relative_positions": True, "time_bias": True})  # fmt: skip
     assert model.network.tokens is not None and model.network.genre is not None
     assert isinstance(model.network.blocks[0], GatedBlock)
+    assert model.network.blocks[0].attention.time is not None  # the walks carry event times
     query = walks_query([walk(rng, "context", 5) for _ in range(4)])
     model.save(tmp_path / "model")
     body = {

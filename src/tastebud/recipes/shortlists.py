@@ -104,9 +104,6 @@ class Refreshed:
             while len(self._references) > self._capacity:
                 self._references.popitem(last=False)
 
-    def __len__(self) -> int:
-        return len(self._references)
-
 
 def history_key(items: IntArray) -> np.uint64:
     """A 64-bit key of a history as a set of item indexes (order and repeats ignored)."""

@@ -57,6 +57,7 @@ class TransformerConfig:
     intent_sizes: tuple[int, ...] = ()  # values of each field the intent heads predict
     gated: bool = False  # LiGR blocks: gated residuals, SwiGLU feed-forward (GatedBlock)
     relative_positions: bool = False  # a learned attention bias per head and distance
+    time_bias: bool = False  # a learned attention bias per head and time between tokens
 
     def __post_init__(self) -> None:
         # A saved config comes back from JSON with a list: equal configs must compare equal
@@ -212,7 +213,8 @@ class Dropout(nn.Module):
 
 class CausalSelfAttention(nn.Module):
     """Causal self-attention; with ``relative_positions`` each head adds a learned bias by
-    the distance between the attending and the attended token (T5, HSTU), zero at first."""
+    the distance between the attending and the attended token (T5, HSTU), with ``time_bias``
+    one by the time between them (HSTU's bucketed timestamps); both zero at first."""
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
@@ -224,21 +226,43 @@ class CausalSelfAttention(nn.Module):
             if config.relative_positions
             else None
         )
+        self.time = (
+            nn.Parameter(torch.zeros(config.heads, GAP_BUCKETS)) if config.time_bias else None
+        )
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, apart: Tensor | None = None) -> Tensor:
+        """(B, T, D) -> (B, T, D); ``apart`` (B, T, T): the time between each query token and
+        each key token, as gap buckets (see :func:`time_apart`)."""
         batch, length, hidden = x.shape  # (B, T, D)
         q, k, v = self.qkv(x).split(hidden, dim=2)
         # (B, heads, T, D / heads); right padding + causal mask: no pad is ever attended to
         q, k, v = (t.view(batch, length, self.heads, -1).transpose(1, 2) for t in (q, k, v))
         # No dropout on the attention weights: with it PyTorch's CPU attention falls back to
         # the unfused kernel, 1.7x slower; the residual and embedding dropout remain.
-        if self.relative is None:
+        timed = self.time is not None and apart is not None
+        if self.relative is None and not timed:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            mask = distance_bias(self.relative, length).to(q.dtype)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            mask = torch.full((length, length), -torch.inf, device=x.device).triu_(1)
+            if self.relative is not None:
+                mask = distance_bias(self.relative, length)
+            if timed:  # (heads, B, T, T) -> (B, heads, T, T)
+                mask = mask + self.time[:, apart].transpose(0, 1)  # type: ignore[index]
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))
         out: Tensor = self.out(y.transpose(1, 2).reshape(batch, length, hidden))
         return out  # (B, T, D)
+
+
+def time_apart(gaps: Tensor) -> Tensor:
+    """(B, T) each token's gap bucket to the one before -> (B, T, T) the bucket of the time
+    from key token j to query token i, from each bucket's typical gap (1 where j > i: the
+    causal mask hides it). Only tokens up to the query's own are read: the next token's time
+    stays unknown."""
+    seconds = torch.where(gaps > 0, 1.5 * torch.exp2(gaps.float() - 1) - 1, 0.0)
+    clock = seconds.double().cumsum(1)
+    between = (clock[:, :, None] - clock[:, None, :]).clamp_(min=0)
+    buckets = 1 + torch.floor(torch.log2(1 + between)).clamp_(0, GAP_BUCKETS - 2)
+    return buckets.long()
 
 
 def distance_bias(relative: Tensor, length: int) -> Tensor:
@@ -265,8 +289,8 @@ class Block(nn.Module):
         )
         self.dropout = Dropout(config.dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.dropout(self.attention(self.norm1(x)))
+    def forward(self, x: Tensor, apart: Tensor | None = None) -> Tensor:
+        x = x + self.dropout(self.attention(self.norm1(x), apart))
         out: Tensor = x + self.dropout(self.mlp(self.norm2(x)))
         return out  # (B, T, D)
 
@@ -300,8 +324,8 @@ class GatedBlock(nn.Module):
         self.gate2 = nn.Linear(config.hidden, config.hidden)
         self.dropout = Dropout(config.dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + torch.sigmoid(self.gate1(x)) * self.dropout(self.attention(self.norm1(x)))
+    def forward(self, x: Tensor, apart: Tensor | None = None) -> Tensor:
+        x = x + torch.sigmoid(self.gate1(x)) * self.dropout(self.attention(self.norm1(x), apart))
         out: Tensor = x + torch.sigmoid(self.gate2(x)) * self.dropout(self.mlp(self.norm2(x)))
         return out  # (B, T, D)
 
@@ -391,8 +415,11 @@ class SequenceTransformer(nn.Module):
         if self.tokens is not None and features is not None:
             x = x + self.tokens(features[:, : length + 1])
         x = self.dropout(x)
+        apart = None
+        if self.config.time_bias and features is not None:
+            apart = time_apart(features[:, :length, GAP])
         for block in self.blocks:
-            x = block(x)
+            x = block(x, apart)
         out: Tensor = self.norm(x)
         return out
 

@@ -106,6 +106,11 @@ class SequentialConfig(RecipeConfig):
         description="a learned attention bias per head and token distance (T5, HSTU), "
         "beside the absolute position vectors",
     )
+    time_bias: bool = Field(
+        default=True,
+        description="a learned attention bias per head and time between the two tokens "
+        "(HSTU's bucketed timestamps; with token_features, from their gaps)",
+    )
     heads: int = Field(default=1, ge=1, le=16, description="attention heads")
     dropout: float | None = Field(
         default=None, ge=0.0, lt=1.0,
@@ -643,6 +648,7 @@ def build_network(
         blocks=settings.blocks, heads=settings.heads,
         dropout=auto_dropout(data.size) if settings.dropout is None else settings.dropout,
         gated=settings.gated_blocks, relative_positions=settings.relative_positions,
+        time_bias=settings.time_bias and codec.gaps,
         genre_head=genres is not None, metadata=settings.use_metadata,
         n_event_types=len(codec.event_types), n_value_buckets=codec.n_value_buckets,
         time_features=codec.gaps, request_features=codec.request_times,
