@@ -123,3 +123,14 @@ def test_growth_keeps_the_previous_dropout_when_the_data_crosses_the_size_rule(
     monkeypatch.setattr(sequential_recipe, "LARGE_DATA_EVENTS", clustered().size + 1)
     network, _ = grow(previous, data, Lineage.same_items(previous, data))
     assert network.config.dropout == SMALL_DATA_DROPOUT
+
+
+def test_growth_keeps_a_network_without_the_time_bias_it_predates() -> None:
+    """A version saved before ``time_bias`` existed reads back the new default (on) in its
+    settings, but its network has none: growth keeps the network's architecture."""
+    previous = fit(clustered(), {**TINY, "time_bias": False})
+    assert not previous.network.config.time_bias
+    upgraded = previous.config.model_copy(update={"time_bias": True})
+    older = SequentialModel(upgraded, previous.network, previous.popularity, codec=previous.codec)
+    network, _ = grow(older, clustered(), Lineage.same_items(previous, clustered()))
+    assert not network.config.time_bias

@@ -92,10 +92,12 @@ def grow(
     old = previous.network
     codec = grown_codec(previous.codec, data, previous.config)
     # the sizes and the dropout the previous network was built with, not re-derived from the
-    # grown data (auto_dropout changes at 500k events)
-    arch = previous.config.model_copy(
-        update={"hidden": old.config.hidden, "dropout": old.config.dropout}
-    )
+    # grown data (auto_dropout changes at 500k events); its time bias, which a version saved
+    # before that option existed lacks while its settings read back the new default
+    arch = previous.config.model_copy(update={
+        "hidden": old.config.hidden, "dropout": old.config.dropout,
+        "time_bias": old.config.time_bias,
+    })  # fmt: skip
     network = build_network(data, arch, old.config.max_len, codec)
     _check_architecture(old.config, network.config)
     state = network.state_dict()
