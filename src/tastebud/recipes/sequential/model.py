@@ -243,9 +243,10 @@ class CausalSelfAttention(nn.Module):
         if self.relative is None and not timed:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            mask = torch.full((length, length), -torch.inf, device=x.device).triu_(1)
-            if self.relative is not None:
-                mask = distance_bias(self.relative, length)
+            mask = (
+                distance_bias(self.relative, length) if self.relative is not None
+                else torch.full((length, length), -torch.inf, device=x.device).triu_(1)
+            )  # fmt: skip
             if timed:  # (heads, B, T, T) -> (B, heads, T, T)
                 mask = mask + self.time[:, apart].transpose(0, 1)  # type: ignore[index]
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))
