@@ -222,9 +222,9 @@ def refresh(
 ) -> None:  # fmt: skip
     """Keep what a one-user query's full scan found (``scores``, every item's, from ``vector``)
     as the user's new reference point, its history left out as :func:`build` leaves it out."""
-    user = int(query.users[0])
-    if vector is None or len(query) != 1 or user < 0:
+    if vector is None or len(query) != 1 or query.users[0] < 0:
         return
+    user = int(query.users[0])
     history = query.history(0)
     seen = np.unique(history[history >= 0]).astype(np.int32)
     unseen = np.array(scores, np.float32)
