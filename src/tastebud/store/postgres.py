@@ -25,6 +25,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from tastebud.breaker import Breaker
 from tastebud.errors import StoreUnavailable
 from tastebud.schema import DatasetKind
+from tastebud.store.base import Event
 from tastebud.store.sql import Cursor, SqlStore
 
 # First key of the advisory lock that serializes id assignment within a dataset group.
@@ -39,6 +40,10 @@ _EVENT_TYPES = {
     "session_id": "text", "recommendation_id": "text", "impression": "text", "context": "text",
 }  # fmt: skip
 _EVENT_VALUE = SqlStore._EVENT_COLUMNS.index("event_value")
+STORED_EVENT_IDS = (
+    "SELECT f.event_id FROM unnest(%s::text[]) w(id) CROSS JOIN LATERAL (SELECT event_id "
+    "FROM interactions x WHERE x.group_id = %s AND x.event_id = w.id LIMIT 1) f"
+)
 
 
 _OUTAGE_STATES = ("08", "57P")  # connection exceptions; admin or crash shutdown, cannot connect
@@ -74,28 +79,40 @@ class PostgresStore(SqlStore):
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ConnectionPool:
+        # Autocommit: `_transaction` still brackets its statements with BEGIN and COMMIT, and
+        # `_statement` sends its one statement alone (no BEGIN and COMMIT round trips).
         return ConnectionPool(
             self.url, min_size=1, max_size=self._pool_size, open=True,
             timeout=self._pool_timeout, configure=self._configure,
-            kwargs={"connect_timeout": self._connect_timeout},
+            kwargs={"connect_timeout": self._connect_timeout, "autocommit": True},
         )  # fmt: skip
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(f"SET statement_timeout = {self._statement_ms}")
-        conn.commit()
 
     def _sql(self, query: str) -> str:
         return query.replace("?", "%s")
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Cursor]:
+        with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield cur
+
+    @contextmanager
+    def _statement(self) -> Iterator[Cursor]:
+        with self._connection() as conn, conn.cursor() as cur:
+            yield cur
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; an outage or a statement past its timeout raises
+        :class:`StoreUnavailable`."""
         self._check_reachable()
         pool = self._pool
         try:
             with pool.connection() as conn:
                 try:
-                    with conn.transaction(), conn.cursor() as cur:
-                        yield cur
+                    yield conn
                 except psycopg.OperationalError as error:
                     if conn.broken or str(error.sqlstate or "").startswith(_OUTAGE_STATES):
                         raise self._unreachable(error) from error
@@ -157,6 +174,16 @@ class PostgresStore(SqlStore):
             cur, f"{query} AND {column} = ANY(?::text[])", (*params, list(values))
         ).fetchall()
         return rows
+
+    def _stored_event_ids(self, cur: Cursor, group_id: int, events: Sequence[Event]) -> set[str]:
+        """One index probe per id. With ``event_id = ANY(…)`` the planner, whose statistics
+        still said "no event ids" from the bulk import before them, read every id the group
+        held and filtered them: 4 ms a commit after 20,000 live events, and growing."""
+        wanted = sorted({e.event_id for e in events if e.event_id is not None})
+        if not wanted:
+            return set()
+        rows = cur.execute(STORED_EVENT_IDS, (wanted, group_id)).fetchall()
+        return {str(r[0]) for r in rows}
 
     def _insert_events(self, cur: Cursor, rows: Sequence[tuple[Any, ...]]) -> None:
         names = ", ".join(self._EVENT_COLUMNS)

@@ -42,6 +42,7 @@ from tastebud.store.solutions import SolutionsSql
 
 _EXPORT_CHUNK = 500_000
 _IN_LIST = 500  # ids per IN (...) list: well under every backend's parameter limit
+_GROUP_ID = "(SELECT id FROM dataset_groups WHERE name = ?)"  # a group's id within a statement
 # Interaction columns in the table, and the canonical field each one stores.
 _INTERACTION_COLUMNS = {
     "event_type": "EVENT_TYPE",
@@ -85,6 +86,11 @@ class SqlStore(
     @abstractmethod
     def _transaction(self, *, write: bool) -> AbstractContextManager[Cursor]:
         """A cursor in one transaction: committed on exit, rolled back on error."""
+
+    def _statement(self) -> AbstractContextManager[Cursor]:
+        """A cursor for one read-only statement, which needs no transaction of its own (a
+        server store then spares the BEGIN and COMMIT round trips)."""
+        return self._transaction(write=False)
 
     @abstractmethod
     def _lock_ids(self, cur: Cursor, group_id: int) -> None:
@@ -770,23 +776,24 @@ class SqlStore(
             ).fetchone()
         return int(row[0])
 
+    # The two reads of every served answer and cache sync: one statement each, the group's
+    # id looked up within it.
     def users_after(self, group: str, seq: int, *, limit: int) -> list[tuple[int, str]]:
-        with self._transaction(write=False) as cur:
-            group_id = self._group_id(cur, group)
+        with self._statement() as cur:
             rows = self._run(
                 cur,
                 # The tail first (a primary-key range, see above), then its users' ids.
                 "SELECT x.seq, m.external_id FROM (SELECT seq, group_id, user_idx "
-                "FROM interactions WHERE seq > ? AND +group_id = ? ORDER BY seq LIMIT ?) x "
+                "FROM interactions WHERE seq > ? AND +group_id = "
+                f"{_GROUP_ID} ORDER BY seq LIMIT ?) x "
                 "JOIN id_map m ON m.group_id = x.group_id AND m.kind = 'user' "
                 "AND m.idx = x.user_idx ORDER BY x.seq",
-                (seq, group_id, limit),
+                (seq, group, limit),
             ).fetchall()
         return [(int(r[0]), str(r[1])) for r in rows]
 
     def recent_events(self, group: str, user_id: str, limit: int) -> list[Event]:
-        with self._transaction(write=False) as cur:
-            group_id = self._group_id(cur, group)
+        with self._statement() as cur:
             rows = self._run(
                 cur,
                 "SELECT i.external_id, x.ts, x.event_type, x.event_value, x.event_id, "
@@ -794,10 +801,12 @@ class SqlStore(
                 "FROM id_map u JOIN interactions x ON x.group_id = u.group_id "
                 "AND x.user_idx = u.idx JOIN id_map i ON i.group_id = x.group_id "
                 "AND i.kind = 'item' AND i.idx = x.item_idx "
-                "WHERE u.group_id = ? AND u.kind = 'user' AND u.external_id = ? "
+                f"WHERE u.group_id = {_GROUP_ID} AND u.kind = 'user' AND u.external_id = ? "
                 "ORDER BY x.ts DESC, x.seq DESC LIMIT ?",
-                (group_id, user_id, limit),
+                (group, user_id, limit),
             ).fetchall()
+            if not rows:
+                self._group_id(cur, group)  # NotFound for a group that does not exist
         return [_event(user_id, row) for row in reversed(rows)]
 
     def _users_in_chunks(
