@@ -34,7 +34,10 @@ def test_redis_answers_are_shared_kept_near_and_dropped_with_the_user(
     writer, reader = RedisAnswers(REDIS_URL), RedisAnswers(REDIS_URL)  # two workers
     key, answer = uuid.uuid4().hex, b'{"itemList":[]}'
     writer.put(group, "u1", key, answer, ttl=60, watermark=watermark)
+    assert writer.nearby(group, "u1", key, changes) == answer
+    assert reader.nearby(group, "u1", key, changes) is None  # the event loop's: no round trip
     assert reader.get(group, "u1", key, changes) == answer  # through Redis
+    assert reader.nearby(group, "u1", key, changes) == answer
     redis.Redis.from_url(REDIS_URL).delete(f"tb:a:{group}:u1:{key}")
     # both kept the answer they wrote or read: no round trip for the next request
     assert writer.get(group, "u1", key, changes) == answer

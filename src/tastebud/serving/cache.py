@@ -145,6 +145,10 @@ class AnswerStore(Protocol):
     """Where cached answers live: this process, or Redis."""
 
     def get(self, group: str, user: str, key: str, changes: UserChanges) -> bytes | None: ...
+    def nearby(self, group: str, user: str, key: str, changes: UserChanges) -> bytes | None:
+        """:meth:`get` with no network round trip (None: ask :meth:`get`), for an event loop."""
+        ...
+
     def put(
         self, group: str, user: str, key: str, value: bytes, *, ttl: float, watermark: int
     ) -> None: ...
@@ -171,6 +175,8 @@ class LocalAnswers:
                 return None
             self._entries.move_to_end((group, user, key))
             return value
+
+    nearby = get
 
     def put(
         self, group: str, user: str, key: str, value: bytes, *, ttl: float, watermark: int
@@ -240,6 +246,8 @@ class FileAnswers:
             return None
         self._local.put(group, user, key, answer, ttl=left, watermark=mark)
         return answer
+
+    nearby = get  # a local file, read within a few milliseconds or skipped
 
     def put(
         self, group: str, user: str, key: str, value: bytes, *, ttl: float, watermark: int
@@ -332,6 +340,9 @@ class RedisAnswers:
         if left > 0:
             self._local.put(group, user, key, answer, ttl=left, watermark=mark)
         return answer
+
+    def nearby(self, group: str, user: str, key: str, changes: UserChanges) -> bytes | None:
+        return self._local.get(group, user, key, changes)
 
     def put(
         self, group: str, user: str, key: str, value: bytes, *, ttl: float, watermark: int
@@ -483,6 +494,10 @@ class ResultCache:
 
     def get(self, group: str, user: str, key: str) -> bytes | None:
         return self.answers.get(group, user, key, self.changes)
+
+    def nearby(self, group: str, user: str, key: str) -> bytes | None:
+        """:meth:`get` without a network round trip (None: ask :meth:`get`)."""
+        return self.answers.nearby(group, user, key, self.changes)
 
     def put(
         self, group: str, user: str, key: str, value: bytes, *, ttl: float, watermark: int

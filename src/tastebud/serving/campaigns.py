@@ -227,7 +227,9 @@ class CampaignServer:
         valid now; None otherwise, then :meth:`recommend` answers. It never loads a version or
         computes an answer, so the server can call it on its event loop; the tail of new events
         is read on a background thread (:meth:`ResultCache.sync_soon`), the campaign's record
-        once a second, Redis only when this process has no copy of the answer."""
+        once a second, and Redis never: an answer this process has no copy of is looked up
+        there by :meth:`recommend`, on a thread (a round trip here held every request of the
+        event loop behind it)."""
         deployment = self.deployment(group, name, wait=False)
         config, version_id = deployment.config, deployment.version_id
         if (config.cache_ttl_seconds <= 0 or config.precomputed is not None
@@ -237,9 +239,9 @@ class CampaignServer:
             return None  # no cache, a fallback to consider, or the rules: the full path decides
         key = _cache_key(name, version_id, deployment, request)
         self.cache.sync_soon(group)
-        hit = self.cache.get(group, request.user_id or "", key)
+        hit = self.cache.nearby(group, request.user_id or "", key)
         if hit is None:
-            return None  # counted as a miss by `recommend`
+            return None  # counted as a hit or a miss by `recommend`
         observability.cache_hit("campaign_answers")
         return hit[:-1] + b',"cache":"hit"}'  # the stored object, closed with its marker
 
