@@ -1,11 +1,13 @@
 """The result cache of campaigns: answers kept for a TTL, dropped for a user who acts.
 
 Staleness is decided by arrival numbers, not by who wrote the event: every process tails the
-store's new interactions (one indexed range scan, at most every ``interval`` seconds) and notes
-each user's latest arrival number. A cached answer remembers the arrival number that process had
-seen when it was computed (its *watermark*); it is served only while the user has nothing newer.
-So an event stored by any API worker, a stream consumer or an import invalidates the user's
-answers everywhere, within ``interval``, with no message between processes.
+store's new interactions (one indexed range scan, at most every ``interval`` seconds; on
+PostgreSQL when the store notifies that some arrived) and notes each user's latest arrival
+number. A cached answer remembers the arrival number that process had seen when it was computed
+(its *watermark*); it is served only while the user has nothing newer. So an event stored by any
+API worker, a stream consumer or an import invalidates the user's answers everywhere, within
+``interval`` (or a notification's delivery), with no message of tastebud's own between
+processes.
 
 With Redis the answers and the users' latest arrival numbers are shared by all workers (one
 round trip per lookup); without it, the embedded workers of one home share them through a file
@@ -24,11 +26,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tastebud.breaker import Breaker
 from tastebud.errors import StoreUnavailable
 from tastebud.store import Store
+
+if TYPE_CHECKING:
+    from tastebud.store.listen import TailListener
 
 TAIL_BATCH = 10_000
 # A cache lookup waits this long for Redis at most; a Redis slower than that counts as down.
@@ -40,6 +45,9 @@ _log = logging.getLogger(__name__)
 _USER_MARK_SECONDS = 86_400  # a user's latest arrival number outlives any answer TTL
 # A user's newest arrival number while only known to be newer than any answer (see `touch`).
 _COMMITTED_HERE = sys.maxsize
+# While the store notifies new events, its tail is still read this often (a lost notification
+# costs this much staleness at most).
+_POLL_WHILE_NOTIFIED = 1.0
 
 
 class UserChanges:
@@ -55,15 +63,17 @@ class UserChanges:
         self._touch_lock = threading.Lock()
         self._lock = threading.Lock()
 
-    def sync(self, group: str) -> tuple[int, list[tuple[str, int]]]:
-        """Catch up with the store (unless done less than ``interval`` ago); returns the
-        arrival number seen (a watermark for answers computed now) and the users that changed."""
+    def sync(self, group: str, *, force: bool = False) -> tuple[int, list[tuple[str, int]]]:
+        """Catch up with the store (unless ``force`` is False and it was done less than
+        ``interval`` ago, or another thread is reading); returns the arrival number seen (a
+        watermark for answers computed now) and the users that changed."""
         checked = self._seen.get(group)
-        if checked is not None and time.monotonic() - checked[0] < self._interval:
-            return checked[1], []
-        if checked is not None and not self._lock.acquire(blocking=False):
-            return checked[1], []  # another request is reading the tail right now
-        if checked is None:
+        if checked is not None and not force:
+            if time.monotonic() - checked[0] < self._interval:
+                return checked[1], []
+            if not self._lock.acquire(blocking=False):
+                return checked[1], []  # another request is reading the tail right now
+        else:
             self._lock.acquire()
         try:
             now = time.monotonic()
@@ -103,6 +113,10 @@ class UserChanges:
             stale = [k for k, t in self._touched.items() if k[0] == group and t < before]
             for key in stale:
                 del self._touched[key]
+
+    def groups(self) -> list[str]:
+        """The groups whose tail this process reads."""
+        return list(self._seen)
 
     def started(self, group: str) -> int | None:
         """The arrival number of this process's first read (None: not read yet): events before
@@ -440,16 +454,23 @@ class ResultCache:
     def __init__(self, store: Store, answers: AnswerStore, *, interval: float = 0.005) -> None:
         self.changes = UserChanges(store, interval=interval)
         self.answers = answers
+        self._store = store
         self._store_breaker: Breaker | None = getattr(store, "breaker", None)  # PostgreSQL's
+        self._listener: TailListener | None = None
+        self._listener_started = False
         self._background: ThreadPoolExecutor | None = None
         self._pending: set[str] = set()  # groups with a background sync queued or running
         self._lock = threading.Lock()
 
-    def sync(self, group: str) -> int:
+    def sync(self, group: str, *, force: bool = False) -> int:
         """Catch up with new events; returns the watermark for answers computed now. While the
-        store is down no event can be stored either: the last watermark stays right."""
+        store is down no event can be stored either: the last watermark stays right. While
+        the store notifies new events, the last read is up to date (an answer computed from
+        events not read yet is dropped when they are)."""
+        if not force and self._notified(group):
+            return self.changes.watermark(group)
         try:
-            watermark, changed = self.changes.sync(group)
+            watermark, changed = self.changes.sync(group, force=force)
         except StoreUnavailable:
             return self.changes.watermark(group)
         self.answers.note_changes(group, changed)
@@ -458,16 +479,20 @@ class ResultCache:
     def sync_soon(self, group: str) -> None:
         """:meth:`sync`, for the server's event loop, which should not wait on the store (a
         PostgreSQL round trip every few milliseconds stalled every request queued behind it).
-        A sync that is due goes to a background thread while the events last read are recent
-        (under two intervals old: a busy server); lookups meanwhile judge answers by those, as
-        between any two syncs. Older than that (a quiet server), it reads now: an event
-        accepted a while ago is always reflected by the next answer."""
+        While the store notifies new events (PostgreSQL), they are read on the listener's
+        thread, and the tail is read here once every ``_POLL_WHILE_NOTIFIED`` seconds at
+        most, in the background. Otherwise a sync that is due goes to a background thread
+        while the events last read are recent (under two intervals old: a busy server);
+        lookups meanwhile judge answers by those, as between any two syncs. Older than that
+        (a quiet server), it reads now: an event accepted a while ago is always reflected by
+        the next answer."""
         age = self.changes.age(group)
-        if age < self.changes.interval:
+        if age < self.changes.interval or self._notified(group):
             return
         store_down = self._store_breaker is not None and self._store_breaker.down
-        if age >= 2 * self.changes.interval and not store_down:  # (down: its retry may wait)
-            self.sync(group)
+        safety_poll = self.changes.started(group) is not None and self._listening()
+        if age >= 2 * self.changes.interval and not store_down and not safety_poll:
+            self.sync(group)  # (store down: its retry may wait)
             return
         with self._lock:
             if group in self._pending:
@@ -476,6 +501,24 @@ class ResultCache:
             if self._background is None:
                 self._background = ThreadPoolExecutor(1, thread_name_prefix="tastebud-cache")
         self._background.submit(self._sync_in_background, group)
+
+    def _notified(self, group: str) -> bool:
+        """Whether the store notifies this process of ``group``'s new events now, and its
+        tail was read recently enough not to need a safety poll."""
+        return (self.changes.started(group) is not None and self._listening()
+                and self.changes.age(group) < _POLL_WHILE_NOTIFIED)  # fmt: skip
+
+    def _listening(self) -> bool:
+        if not self._listener_started:  # by the first lookup: most commands never serve
+            with self._lock:
+                if not self._listener_started:
+                    self._listener = self._store.tail_listener(self._on_new_events)
+                    self._listener_started = True
+        return self._listener is not None and self._listener.listening
+
+    def _on_new_events(self) -> None:
+        for group in self.changes.groups():
+            self.sync(group, force=True)
 
     def _sync_in_background(self, group: str) -> None:
         try:
@@ -489,6 +532,9 @@ class ResultCache:
     def close(self) -> None:
         with self._lock:
             background, self._background = self._background, None
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
         if background is not None:
             background.shutdown(wait=True)
 

@@ -7,10 +7,10 @@ Every write is one transaction: it is all there after commit, or none of it is.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +18,9 @@ import polars as pl
 
 from tastebud.ids import Vocabulary
 from tastebud.schema import DatasetKind, DatasetSchema
+
+if TYPE_CHECKING:
+    from tastebud.store.listen import TailListener
 
 ImportMode = Literal["full", "incremental"]
 EntityKind = Literal["user", "item"]
@@ -320,6 +323,11 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def tail_listener(self, on_new: Callable[[], None]) -> TailListener | None:
+        """Call ``on_new`` from a thread of its own after interactions are added, until the
+        listener is closed (None: this store cannot tell; its tail is polled)."""
+        ...
 
     # dataset groups ---------------------------------------------------------------------------
     def create_group(self, name: str) -> DatasetGroup: ...

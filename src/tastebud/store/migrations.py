@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 Dialect = Literal["sqlite", "postgres"]
+TAIL_CHANNEL = "tastebud_tail"  # PostgreSQL's notification of new interactions (see _v9)
 
 _SEQ = {
     "sqlite": "seq INTEGER PRIMARY KEY",
@@ -197,7 +198,22 @@ def _v8(dialect: Dialect) -> list[str]:
     ]
 
 
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8}
+def _v9(dialect: Dialect) -> list[str]:
+    """PostgreSQL: every statement that adds interactions notifies ``TAIL_CHANNEL`` when it
+    commits (once per transaction), so serving processes read the new events' tail when there
+    is one instead of polling for it (:class:`~tastebud.store.listen.TailListener`). SQLite's
+    readers share the machine: polling its tail costs microseconds."""
+    if dialect == "sqlite":
+        return []
+    return [
+        f"""CREATE FUNCTION tastebud_tail_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_notify('{TAIL_CHANNEL}', ''); RETURN NULL; END $$""",
+        """CREATE TRIGGER interactions_tail AFTER INSERT ON interactions
+            FOR EACH STATEMENT EXECUTE FUNCTION tastebud_tail_notify()""",
+    ]
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7, 8: _v8, 9: _v9}
 LATEST = max(MIGRATIONS)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import itertools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,6 +26,7 @@ from tastebud.breaker import Breaker
 from tastebud.errors import StoreUnavailable
 from tastebud.schema import DatasetKind
 from tastebud.store.base import Event
+from tastebud.store.listen import TailListener
 from tastebud.store.sql import Cursor, SqlStore
 
 # First key of the advisory lock that serializes id assignment within a dataset group.
@@ -228,6 +229,9 @@ class PostgresStore(SqlStore):
                 buffer = io.BytesIO()
                 frame.slice(start, _COPY_ROWS).write_csv(buffer, include_header=False)
                 copy.write(buffer.getbuffer())
+
+    def tail_listener(self, on_new: Callable[[], None]) -> TailListener:
+        return TailListener(self.url, on_new, connect_timeout=self._connect_timeout)
 
     def close(self) -> None:
         self._pool.close()

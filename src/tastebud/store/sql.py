@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,9 @@ from tastebud.store.messaging import MessagingSql
 from tastebud.store.migrations import LATEST, Dialect, statements, too_new
 from tastebud.store.schedules import SchedulesSql
 from tastebud.store.solutions import SolutionsSql
+
+if TYPE_CHECKING:
+    from tastebud.store.listen import TailListener
 
 _EXPORT_CHUNK = 500_000
 _IN_LIST = 500  # ids per IN (...) list: well under every backend's parameter limit
@@ -113,6 +116,9 @@ class SqlStore(
     def _lock_migrations(self, cur: Cursor) -> None:
         """Serialize migrations between processes for the rest of the transaction (SQLite's
         ``BEGIN IMMEDIATE`` already does)."""
+
+    def tail_listener(self, on_new: Callable[[], None]) -> TailListener | None:
+        return None
 
     def close(self) -> None:
         pass
