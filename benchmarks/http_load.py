@@ -146,6 +146,13 @@ def total_seconds(snapshot: dict[int, Counter[str]]) -> float:
     return sum(sum(c.values()) for c in snapshot.values()) / TICK
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine since boot, from ``/proc/stat``."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def postgres_ticks(database: str | None) -> dict[int, int]:
     """CPU ticks of the PostgreSQL backends serving ``database`` (a server on this machine)."""
     if database is None:

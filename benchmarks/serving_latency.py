@@ -46,6 +46,7 @@ import polars as pl
 from http_load import (
     cpu_used,
     free_port,
+    machine_ticks,
     postgres_database,
     postgres_ticks,
     require,
@@ -209,13 +210,17 @@ class Measured:
     def __init__(self, server: int, database: str | None) -> None:
         self.server, self.database = server, database
         self.cpu, self.pg = server_cpu(server), sum(postgres_ticks(database).values())
+        self.machine = machine_ticks()
 
     def done(self, requests: int) -> dict[str, Any]:
         cpu = server_cpu(self.server)
         seconds = total_seconds(cpu) - total_seconds(self.cpu)
+        busy, total = (a - b for a, b in zip(machine_ticks(), self.machine, strict=True))
         figures: dict[str, Any] = {
             "server_cpu_s": cpu_used(self.cpu, cpu),
             "server_cpu_us_per_request": round(seconds / max(requests, 1) * 1e6),
+            # every process on the machine: server, database, Redis, load generators, probe
+            "machine_busy_share": round(busy / max(total, 1), 3),
         }
         if self.database is not None:
             pg = (sum(postgres_ticks(self.database).values()) - self.pg) / os.sysconf("SC_CLK_TCK")
