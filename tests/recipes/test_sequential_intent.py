@@ -15,8 +15,9 @@ from tests.recipes.contract import check_contract, contract_query
 from tests.recipes.test_sequential import TINY, fit
 
 N_ITEMS, N_GENRES = 24, 3  # item i has genre i % 3
+WALKS = 80  # training users
 KINDS = ("buy", "view")
-INTENT = {**TINY, "intent_heads": True, "epochs": 25, "hidden": 32, "batch_size": 32,
+INTENT = {**TINY, "intent_heads": True, "epochs": 40, "hidden": 32, "batch_size": 32,
           "lr": 0.01, "dropout": 0.0, "validation_users": 0, "exclude_seen": False}  # fmt: skip
 
 
@@ -55,7 +56,8 @@ def planted_query(walks: list[list[tuple[int, int]]]) -> Query:
         users=np.full(len(walks), -1, np.int32),
         history_indptr=np.arange(0, len(history) + 1, len(walks[0]) - 1, dtype=np.int64),
         history_items=np.array([item for item, _ in history], np.int32),
-        history_timestamps=1_000 + 60 * np.arange(len(history), dtype=np.int64),
+        # as far apart as each user's training events (the time bias reads the gaps)
+        history_timestamps=1_000 + 60 * WALKS * np.arange(len(history), dtype=np.int64),
         history_event_types=np.array([kind for _, kind in history], np.int32),
         event_type_names=KINDS,
     )
@@ -64,7 +66,7 @@ def planted_query(walks: list[list[tuple[int, int]]]) -> Query:
 @pytest.fixture(scope="module")
 def planted() -> tuple[SequentialModel, list[list[tuple[int, int]]]]:
     rng = np.random.default_rng(0)
-    model = fit(planted_data([planted_walk(rng, 12) for _ in range(80)]), INTENT)
+    model = fit(planted_data([planted_walk(rng, 12) for _ in range(WALKS)]), INTENT)
     return model, [planted_walk(rng, 6) for _ in range(200)]
 
 
