@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -127,14 +128,19 @@ def test_learns_a_planted_next_item_rule(precision: str, gated: bool, epochs: in
     assert (best == [(h[-1] + 1) % 12 for h in histories]).mean() >= 0.9
 
 
-def test_relative_positions_start_as_causal_attention_and_learn_a_bias_by_distance() -> None:
+def _with_and_without(option: str) -> tuple[CausalSelfAttention, CausalSelfAttention]:
+    """Attention with a bias ``option`` on, and the same weights without it."""
     torch.manual_seed(0)
-    config = TransformerConfig(n_items=5, hidden=16, heads=2, max_len=8, relative_positions=True)
-    biased, plain = (
-        CausalSelfAttention(config),
-        CausalSelfAttention(replace(config, relative_positions=False)),
-    )
+    on: dict[str, Any] = {option: True}
+    off: dict[str, Any] = {option: False}
+    config = TransformerConfig(n_items=5, hidden=16, heads=2, max_len=8, **on)
+    biased, plain = CausalSelfAttention(config), CausalSelfAttention(replace(config, **off))
     plain.load_state_dict(biased.state_dict(), strict=False)
+    return biased, plain
+
+
+def test_relative_positions_start_as_causal_attention_and_learn_a_bias_by_distance() -> None:
+    biased, plain = _with_and_without("relative_positions")
     x = torch.randn(3, 6, 16)
     with torch.no_grad():
         assert torch.allclose(biased(x), plain(x), atol=1e-5)  # a zero bias: causal alone
@@ -159,13 +165,7 @@ def test_time_apart_buckets_the_time_between_every_two_tokens() -> None:
 
 
 def test_a_time_bias_starts_as_causal_attention_and_reads_no_later_time() -> None:
-    torch.manual_seed(0)
-    config = TransformerConfig(n_items=5, hidden=16, heads=2, max_len=8, time_bias=True)
-    biased, plain = (
-        CausalSelfAttention(config),
-        CausalSelfAttention(replace(config, time_bias=False)),
-    )
-    plain.load_state_dict(biased.state_dict(), strict=False)
+    biased, plain = _with_and_without("time_bias")
     x = torch.randn(3, 6, 16)
     gaps = torch.randint(1, 20, (3, 6))
     with torch.no_grad():

@@ -491,8 +491,9 @@ class SqlStore(
     def _stored_event_ids(self, cur: Cursor, group_id: int, events: Sequence[Event]) -> set[str]:
         """Which of these events' ids the group already holds."""
         wanted = sorted({e.event_id for e in events if e.event_id is not None})
-        if not wanted:
-            return set()
+        return self._held_event_ids(cur, group_id, wanted) if wanted else set()
+
+    def _held_event_ids(self, cur: Cursor, group_id: int, wanted: Sequence[str]) -> set[str]:
         query = "SELECT event_id FROM interactions WHERE group_id = ?"
         return {str(r[0]) for r in self._select_in(cur, query, "event_id", (group_id,), wanted)}
 
